@@ -1,0 +1,203 @@
+"""ServicePolicy: every number of the service promise, and the pure rules that read it.
+
+Defaults are SPEC.md's. Operators override them by environment or file through
+`workers.settings.Settings`; the workflow receives the policy in its input, so a ticket
+keeps the promise it was opened under even if the policy changes later.
+
+This module is imported into workflows through `imports_passed_through()`: zoneinfo
+does not work inside the sandbox, and these are pure functions of their arguments.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from workflows.vocabulary import Category, Channel, Milestone, Priority, Tier, Topic
+
+
+class SlaTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    within: timedelta
+    met_by: Milestone
+    promise: str
+
+
+def _default_sla() -> dict[Priority, SlaTarget]:
+    return {
+        Priority.E: SlaTarget(
+            within=timedelta(minutes=30),
+            met_by=Milestone.TEMPORARY_FIX,
+            promise="temporary solution within 30 minutes",
+        ),
+        Priority.A: SlaTarget(
+            within=timedelta(hours=4), met_by=Milestone.CAUSE_LOCATED, promise="cause located within 4 hours"
+        ),
+        Priority.B: SlaTarget(
+            within=timedelta(hours=24), met_by=Milestone.RESOLVED, promise="resolved within 24 hours"
+        ),
+        Priority.C: SlaTarget(
+            within=timedelta(hours=72),
+            met_by=Milestone.DIRECTION_GIVEN,
+            promise="direction of handling within 72 hours",
+        ),
+    }
+
+
+class FirstResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    live_vip: timedelta = timedelta(seconds=30)
+    live_standard: timedelta = timedelta(seconds=60)
+    async_any: timedelta = timedelta(hours=24)
+
+
+class Labels(BaseModel):
+    """Tag vocabulary (translatable): `<category>-<topic>-<priority>級`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: dict[Category, str] = Field(
+        default_factory=lambda: {
+            Category.TECHNICAL_FAULT: "故障",
+            Category.ACCOUNT_SECURITY: "安全",
+            Category.BUSINESS_INQUIRY: "咨詢",
+            Category.COMPLAINT_SUGGESTION: "投訴建議",
+        }
+    )
+    topic: dict[Topic, str] = Field(
+        default_factory=lambda: {
+            Topic.PAYMENT: "支付",
+            Topic.LOGIN: "登錄",
+            Topic.ORDER: "訂單",
+            Topic.REFUND: "退款",
+            Topic.WITHDRAWAL: "提現",
+            Topic.MEMBERSHIP: "會員",
+            Topic.VERIFICATION_CODE: "驗證碼",
+            Topic.OTHER: "其他",
+        }
+    )
+    priority_suffix: str = "級"
+
+
+class ServicePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    live_channels: list[Channel] = Field(
+        default_factory=lambda: [Channel.APP_CHAT, Channel.WEB_CHAT, Channel.HOTLINE]
+    )
+    first_response: FirstResponse = Field(default_factory=FirstResponse)
+    sla: dict[Priority, SlaTarget] = Field(default_factory=_default_sla)
+    time_zone: str = "Asia/Shanghai"
+    progress_check_at: time = time(10, 0)
+    upgrade_review_after: timedelta = timedelta(hours=24)
+    partner_update_every: timedelta = timedelta(hours=6)
+    auto_close_after: timedelta = timedelta(hours=72)
+    # Where work goes. Addresses are the hand-off points of the department systems.
+    departments: dict[str, str] = Field(
+        default_factory=lambda: {
+            "tech": "queue://tech-oncall",
+            "product": "queue://product-triage",
+            "operations": "queue://operations",
+            "risk_control": "queue://risk-control",
+            "finance": "queue://finance",
+            "customer_service": "queue://cs-supervisors",
+        }
+    )
+    route_by_category: dict[Category, str] = Field(
+        default_factory=lambda: {
+            Category.TECHNICAL_FAULT: "tech",
+            Category.ACCOUNT_SECURITY: "risk_control",
+            Category.BUSINESS_INQUIRY: "customer_service",
+            Category.COMPLAINT_SUGGESTION: "product",
+        }
+    )
+    supervisor_queue: str = "customer_service"
+    emergency_group: list[str] = Field(default_factory=lambda: ["tech", "operations", "customer_service"])
+    upgrade_review_board: list[str] = Field(
+        default_factory=lambda: ["customer_service", "tech", "product"]
+    )
+    labels: Labels = Field(default_factory=Labels)
+    # Demos and live end-to-end checks: 3600 makes an hour of policy pass in a second.
+    time_scale: float = Field(default=1.0, gt=0)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone, at configuration time
+        return value
+
+    @field_validator("sla")
+    @classmethod
+    def _every_priority(cls, value: dict[Priority, SlaTarget]) -> dict[Priority, SlaTarget]:
+        missing = set(Priority) - set(value)
+        if missing:
+            raise ValueError(f"sla needs a target for every priority, missing {sorted(missing)}")
+        return value
+
+
+# ---------------------------------------------------------------- pure rules
+
+
+def scaled(policy: ServicePolicy, duration: timedelta) -> timedelta:
+    return duration / policy.time_scale
+
+
+def is_live(policy: ServicePolicy, channel: Channel) -> bool:
+    return channel in policy.live_channels
+
+
+def first_response_window(policy: ServicePolicy, channel: Channel, tier: Tier) -> timedelta:
+    if not is_live(policy, channel):
+        window = policy.first_response.async_any
+    elif tier is Tier.VIP:
+        window = policy.first_response.live_vip
+    else:
+        window = policy.first_response.live_standard
+    return scaled(policy, window)
+
+
+def sla_target(policy: ServicePolicy, priority: Priority) -> SlaTarget:
+    return policy.sla[priority]
+
+
+def sla_due(policy: ServicePolicy, priority: Priority, since: datetime) -> datetime:
+    return since + scaled(policy, policy.sla[priority].within)
+
+
+def next_progress_check(policy: ServicePolicy, now: datetime) -> datetime:
+    """The next `progress_check_at` wall-clock time in the policy's zone, strictly after now.
+
+    Computed on the local calendar date and converted back to an aware instant, so a day
+    with a DST jump still fires at 10:00 local. With a time scale, the real wait is
+    shortened by the same factor as every other duration.
+    """
+    zone = ZoneInfo(policy.time_zone)
+    local_now = now.astimezone(zone)
+    candidate = datetime.combine(local_now.date(), policy.progress_check_at, tzinfo=zone)
+    if candidate <= local_now:
+        candidate = datetime.combine(
+            local_now.date() + timedelta(days=1), policy.progress_check_at, tzinfo=zone
+        )
+    wait = candidate.astimezone(now.tzinfo) - now
+    return now + scaled(policy, wait)
+
+
+def department_address(policy: ServicePolicy, department: str) -> str:
+    try:
+        return policy.departments[department]
+    except KeyError:
+        raise ValueError(
+            f"unknown department {department!r}; known: {', '.join(sorted(policy.departments))}"
+        ) from None
+
+
+def tag_for(policy: ServicePolicy, category: Category, topic: Topic, priority: Priority) -> str:
+    """`故障-支付-E級`: the label every collaborator sees and operators search for."""
+    labels = policy.labels
+    return (
+        f"{labels.category[category]}-{labels.topic[topic]}-{priority.value}{labels.priority_suffix}"
+    )
