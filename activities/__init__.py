@@ -1,0 +1,36 @@
+"""Activities: every side effect of a ticket (event store, outbox) lives here.
+
+This package is imported by workflow code for `activities.names`, so importing it must
+stay cheap and sandbox-safe: asyncpg and the activity classes load only when a worker
+calls `all_activities()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from activities.database import Pool
+    from workflows.policy import ServicePolicy
+
+
+def all_activities(pool: Pool, policy: ServicePolicy) -> list[Callable[..., Any]]:
+    """Every activity bound to its dependencies, ready for `Worker(activities=...)`."""
+    from activities.event_store import EventStore
+    from activities.outbox import Outbox
+
+    store = EventStore(pool)
+    outbox = Outbox(pool, policy)
+    return [
+        store.claim_intake,
+        store.append_events,
+        outbox.notify_customer,
+        outbox.open_work_order,
+        outbox.remind_department,
+        outbox.convene_emergency_group,
+        outbox.start_risk_control,
+        outbox.convene_upgrade_review,
+        outbox.contact_partner,
+        outbox.alert_supervisor,
+    ]

@@ -28,9 +28,7 @@ from workflows.vocabulary import (
 )
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Identifier = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)
-]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 
 
 class Contract(BaseModel):
@@ -283,6 +281,7 @@ class DomainEvent(Contract):
 
 class MessageKind(StrEnum):
     AUTO_REPLY = "auto_reply"
+    AGENT_REPLY = "agent_reply"
     ACKNOWLEDGEMENT = "acknowledgement"
     RESULT = "result"
     CONFIRMATION_REQUEST = "confirmation_request"
@@ -416,6 +415,7 @@ class TicketState(Contract):
     pending_events: list[DomainEvent] = Field(default_factory=list)
     pending_messages: list[CustomerMessage] = Field(default_factory=list)
     pending_handoffs: list[Handoff] = Field(default_factory=list)
+    last_progress_check_at: datetime | None = None
     seen_message_ids: list[str] = Field(default_factory=list)
     duplicate_of_earlier_run: bool = False
     runs: int = 1

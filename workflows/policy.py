@@ -34,10 +34,14 @@ def _default_sla() -> dict[Priority, SlaTarget]:
             promise="temporary solution within 30 minutes",
         ),
         Priority.A: SlaTarget(
-            within=timedelta(hours=4), met_by=Milestone.CAUSE_LOCATED, promise="cause located within 4 hours"
+            within=timedelta(hours=4),
+            met_by=Milestone.CAUSE_LOCATED,
+            promise="cause located within 4 hours",
         ),
         Priority.B: SlaTarget(
-            within=timedelta(hours=24), met_by=Milestone.RESOLVED, promise="resolved within 24 hours"
+            within=timedelta(hours=24),
+            met_by=Milestone.RESOLVED,
+            promise="resolved within 24 hours",
         ),
         Priority.C: SlaTarget(
             within=timedelta(hours=72),
@@ -116,7 +120,9 @@ class ServicePolicy(BaseModel):
         }
     )
     supervisor_queue: str = "customer_service"
-    emergency_group: list[str] = Field(default_factory=lambda: ["tech", "operations", "customer_service"])
+    emergency_group: list[str] = Field(
+        default_factory=lambda: ["tech", "operations", "customer_service"]
+    )
     upgrade_review_board: list[str] = Field(
         default_factory=lambda: ["customer_service", "tech", "product"]
     )
@@ -198,6 +204,4 @@ def department_address(policy: ServicePolicy, department: str) -> str:
 def tag_for(policy: ServicePolicy, category: Category, topic: Topic, priority: Priority) -> str:
     """`故障-支付-E級`: the label every collaborator sees and operators search for."""
     labels = policy.labels
-    return (
-        f"{labels.category[category]}-{labels.topic[topic]}-{priority.value}{labels.priority_suffix}"
-    )
+    return f"{labels.category[category]}-{labels.topic[topic]}-{priority.value}{labels.priority_suffix}"

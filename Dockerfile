@@ -1,0 +1,17 @@
+# The worker and API image that temporal-dev.yml builds (`docker compose -f temporal-dev.yml up`).
+# Without Docker, `make dev` runs the same stack from the virtualenv.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY . .
+RUN pip install . \
+    && useradd --create-home --uid 10001 ticketflow \
+    && mkdir -p /app/.data && chown ticketflow /app/.data
+
+USER ticketflow
+CMD ["ticketflow", "worker"]

@@ -1,0 +1,49 @@
+# One entry point for newcomers and CI. Every target installs what it needs first.
+#   make dev     the whole stack: Temporal (UI http://localhost:8233), PostgreSQL, worker
+#   make test    ruff, mypy and pytest, as CI runs them (.ci/run)
+#   make worker  a worker against an existing cluster (TEMPORAL_ADDRESS, DATABASE_URL, ...)
+
+VENV    := .venv
+BIN     := $(VENV)/bin
+PYTHON  := $(BIN)/python
+# Reinstall only when the dependency list changed, not on every run.
+STAMP   := $(VENV)/.installed
+
+.PHONY: install dev test lint format worker demo bench clean
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PYTHON)
+	$(PYTHON) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/ticketflow dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+test: lint
+	$(BIN)/pytest -q
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+worker: $(STAMP)
+	$(BIN)/ticketflow worker
+
+demo: $(STAMP)
+	$(PYTHON) -m workers.demo
+
+bench: $(STAMP)
+	$(PYTHON) -m bench
+
+# Forgets every ticket: the dev server's SQLite file and the embedded PostgreSQL.
+clean:
+	rm -rf .data

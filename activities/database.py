@@ -1,0 +1,142 @@
+"""PostgreSQL connection pool and schema migrations.
+
+Migrations are the numbered `activities/migrations/NNNN_name.sql` files, applied in
+order, each in its own transaction, and recorded in `schema_migrations` with a checksum.
+Every worker calls `migrate()` at start-up; a session advisory lock makes concurrent
+start-ups take turns instead of racing on CREATE TABLE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeAlias
+
+import asyncpg
+import pydantic_core
+import structlog
+
+log = structlog.get_logger()
+
+# Arbitrary but fixed: every ticketflow process must use the same key. ("tflow" in hex.)
+MIGRATION_LOCK_KEY = 0x74666C6F77
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+# asyncpg's classes are generic only in the stubs, hence string aliases.
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
+PoolConnection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+
+class MigrationError(RuntimeError):
+    """The database's migration history does not match the migrations shipped."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def encode_json(value: Any) -> str:
+    # pydantic_core also serialises datetimes, enums, UUIDs and models that may sit in an
+    # event's free-form `data`, where json.dumps would raise.
+    return pydantic_core.to_json(value).decode()
+
+
+async def _init_connection(conn: Connection) -> None:
+    for typename in ("jsonb", "json"):
+        await conn.set_type_codec(
+            typename, schema="pg_catalog", encoder=encode_json, decoder=json.loads
+        )
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """A pool whose json/jsonb columns take and return plain Python values."""
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"application_name": "ticketflow"},
+    )
+    return pool
+
+
+def load_migrations() -> list[Migration]:
+    """The shipped migrations, in version order (a gap or duplicate number is a bug)."""
+    found: list[Migration] = []
+    for entry in resources.files("activities").joinpath("migrations").iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match is None:
+            continue
+        found.append(
+            Migration(version=int(match.group(1)), name=entry.name, sql=entry.read_text("utf-8"))
+        )
+    found.sort(key=lambda migration: migration.version)
+    versions = [migration.version for migration in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(
+            f"migrations must be numbered 0001, 0002, ... without gaps: {versions}"
+        )
+    return found
+
+
+async def migrate(pool: Pool) -> list[str]:
+    """Apply every migration not yet applied; returns the names applied by this call."""
+    migrations = load_migrations()
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        # A session lock (not a transaction lock) so that each migration can commit on
+        # its own while the whole run stays exclusive.
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            await conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    integer     PRIMARY KEY,
+                    name       text        NOT NULL,
+                    checksum   text        NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+            applied = {row["version"]: row for row in rows}
+            for migration in migrations:
+                done = applied.get(migration.version)
+                if done is not None:
+                    if done["checksum"] != migration.checksum:
+                        raise MigrationError(
+                            f"migration {migration.name} changed after it was applied "
+                            f"(as {done['name']}); add a new migration instead"
+                        )
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) "
+                        "VALUES ($1, $2, $3)",
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                    )
+                applied_now.append(migration.name)
+                log.info("migration applied", migration=migration.name)
+            unknown = sorted(set(applied) - {migration.version for migration in migrations})
+            if unknown:
+                # A newer worker already migrated: expected during a rolling deploy, and
+                # migrations are written to be backward compatible, so only say so.
+                log.warning("database has newer migrations than this code", versions=unknown)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied_now

@@ -1,0 +1,292 @@
+"""The PostgreSQL event store: intake dedupe, event appends and the tickets read model.
+
+Activities run at least once, so every write here is idempotent on a business key:
+the idempotency key for intakes, (ticket_id, seq) for events, and the read model's
+`last_seq` checkpoint for the projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import structlog
+from temporalio import activity
+
+from activities.database import encode_json
+from activities.errors import bad_data
+from activities.names import APPEND_EVENTS, CLAIM_INTAKE
+from activities.projection import COLUMNS, TicketRow, project_all
+from workflows.contracts import (
+    Actor,
+    DomainEvent,
+    EventBatch,
+    EventType,
+    IntakeClaim,
+    IntakeClaimResult,
+)
+from workflows.vocabulary import Role
+
+if TYPE_CHECKING:
+    from activities.database import Pool, PoolConnection
+
+log = structlog.get_logger()
+
+_EVENT_COLUMNS = "ticket_id, seq, type, occurred_at, actor_id, actor_role, data"
+
+# Only the row's known columns: a column added by a later migration must not reach
+# TicketRow (which forbids extras) before the code knows about it.
+_SELECT_TICKET = f"SELECT {', '.join(COLUMNS)} FROM tickets WHERE ticket_id = $1"
+
+# Appends of one ticket take turns (a retry racing the attempt it replaces, or batches
+# sent out of order): the projection must read the row and the stored events as the
+# previous append left them. Two-key form, so it cannot collide with the migration lock.
+_LOCK_TICKET = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
+TICKET_LOCK_CLASS = 0x7466  # "tf"
+
+# One round trip stores the batch and reads what the projection needs. unnest turns the
+# batch's column arrays into rows; ORDER BY seq keeps global_position in seq order.
+# The sub-selects see the statement's snapshot, i.e. the store *before* this insert:
+# `stored_max` is the highest seq an earlier append stored.
+_INSERT_EVENTS = f"""
+    WITH inserted AS (
+        INSERT INTO ticket_events ({_EVENT_COLUMNS})
+        SELECT $1, e.seq, e.type, e.occurred_at, e.actor_id, e.actor_role, e.data::jsonb
+        FROM unnest($2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
+            AS e(seq, type, occurred_at, actor_id, actor_role, data)
+        ORDER BY e.seq
+        ON CONFLICT (ticket_id, seq) DO NOTHING
+        RETURNING seq
+    )
+    SELECT
+        ARRAY(SELECT seq FROM inserted) AS inserted,
+        (SELECT max(seq) FROM ticket_events WHERE ticket_id = $1) AS stored_max,
+        (SELECT to_jsonb(t) FROM ({_SELECT_TICKET}) t) AS ticket
+"""
+
+# The WHERE never lets the row move backwards, whatever the caller did (the ticket lock
+# already serialises appends).
+_UPSERT_TICKET = f"""
+    INSERT INTO tickets ({", ".join(COLUMNS)})
+    VALUES ({", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))})
+    ON CONFLICT (ticket_id) DO UPDATE SET
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "ticket_id")}
+    WHERE tickets.last_seq < EXCLUDED.last_seq
+"""
+
+_SELECT_EVENTS_AFTER = f"""
+    SELECT {_EVENT_COLUMNS} FROM ticket_events
+    WHERE ticket_id = $1 AND seq > $2
+    ORDER BY seq
+"""
+
+# Only rows of transactions older than every transaction still running: a sequence
+# value is taken before commit, so a reader that trusted global_position alone would
+# step over a slow transaction's rows and never come back for them.
+_READ_ALL = f"""
+    SELECT global_position, {_EVENT_COLUMNS} FROM ticket_events
+    WHERE global_position > $1
+      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY global_position
+    LIMIT $2
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    global_position: int
+    event: DomainEvent
+
+
+class EventStore:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    # ------------------------------------------------------------ activities
+
+    @activity.defn(name=CLAIM_INTAKE)
+    async def claim_intake(self, claim: IntakeClaim) -> IntakeClaimResult:
+        """Claim the idempotency key for this run, for ever.
+
+        A retry of the same run finds its own claim and is not a duplicate; any other run
+        (a resent intake, or the same ticket id started again after Temporal forgot it)
+        gets the ticket that holds the key.
+        """
+        logger = log.bind(ticket_id=claim.ticket_id)
+        stored = await self._pool.fetchrow(
+            """
+            WITH claimed AS (
+                INSERT INTO intake_keys (idempotency_key, ticket_id, run_id, channel, created_at)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING ticket_id, run_id
+            )
+            SELECT ticket_id, run_id FROM claimed
+            UNION ALL
+            SELECT ticket_id, run_id FROM intake_keys WHERE idempotency_key = $1
+            LIMIT 1
+            """,
+            claim.idempotency_key,
+            claim.ticket_id,
+            claim.run_id,
+            claim.channel.value,
+            claim.opened_at,
+        )
+        if stored is None:
+            # A concurrent claim committed after this statement's snapshot was taken: the
+            # insert saw its row, the select could not. A fresh statement sees it.
+            stored = await self._pool.fetchrow(
+                "SELECT ticket_id, run_id FROM intake_keys WHERE idempotency_key = $1",
+                claim.idempotency_key,
+            )
+            if stored is None:  # pragma: no cover - would mean a deleted claim
+                raise RuntimeError("intake claim vanished; retrying")
+        duplicate = stored["run_id"] != claim.run_id
+        if duplicate:
+            logger.info("duplicate intake", duplicate_of=stored["ticket_id"])
+        return IntakeClaimResult(duplicate=duplicate, ticket_id=stored["ticket_id"])
+
+    @activity.defn(name=APPEND_EVENTS)
+    async def append_events(self, batch: EventBatch) -> int:
+        """Store the batch and bring the ticket's read-model row up to date, atomically.
+
+        Returns how many events were new; a retried batch returns 0 and changes nothing.
+        """
+        _check_batch(batch)
+        if not batch.events:
+            return 0
+        logger = log.bind(ticket_id=batch.ticket_id)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(_LOCK_TICKET, TICKET_LOCK_CLASS, batch.ticket_id)
+                appended = await _insert_events(conn, batch)
+                last_seq = await _project(conn, batch, appended)
+        except (ValueError, asyncpg.DataError) as error:
+            # Projection ValueErrors and PostgreSQL data errors (a NUL byte in a string,
+            # an out-of-range number) fail the same way on every retry.
+            raise bad_data(f"cannot store events of ticket {batch.ticket_id}: {error}") from error
+        logger.debug(
+            "events appended",
+            appended=len(appended.inserted),
+            received=len(batch.events),
+            last_seq=last_seq,
+        )
+        return len(appended.inserted)
+
+    # ------------------------------------------------------------ reads
+
+    async def ticket(self, ticket_id: str) -> TicketRow | None:
+        record = await self._pool.fetchrow(_SELECT_TICKET, ticket_id)
+        return None if record is None else TicketRow.model_validate(dict(record))
+
+    async def events(self, ticket_id: str, after_seq: int = 0) -> list[DomainEvent]:
+        records = await self._pool.fetch(_SELECT_EVENTS_AFTER, ticket_id, after_seq)
+        return [_event(record) for record in records]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Events of every ticket in commit-safe global order, for catch-up consumers
+        (metrics, exports) that checkpoint on global_position."""
+        records = await self._pool.fetch(_READ_ALL, after_position, limit)
+        return [StoredEvent(record["global_position"], _event(record)) for record in records]
+
+
+def _check_batch(batch: EventBatch) -> None:
+    strangers = sorted({e.ticket_id for e in batch.events} - {batch.ticket_id})
+    if strangers:
+        raise bad_data(f"batch for ticket {batch.ticket_id} holds events of {strangers}")
+    seqs = [e.seq for e in batch.events]
+    if len(seqs) != len(set(seqs)):
+        raise bad_data(f"batch for ticket {batch.ticket_id} repeats a seq: {sorted(seqs)}")
+
+
+@dataclass(frozen=True)
+class _Appended:
+    inserted: frozenset[int]
+    stored_max: int  # highest seq stored before this append, 0 if none
+    row: TicketRow | None  # the read-model row before this append
+
+
+async def _insert_events(conn: PoolConnection, batch: EventBatch) -> _Appended:
+    events = batch.events
+    record = await conn.fetchrow(
+        _INSERT_EVENTS,
+        batch.ticket_id,
+        [e.seq for e in events],
+        [e.type.value for e in events],
+        [e.occurred_at for e in events],
+        [e.actor.id for e in events],
+        [e.actor.role.value for e in events],
+        [encode_json(e.data) for e in events],
+    )
+    assert record is not None  # a SELECT without FROM always yields one row
+    ticket = record["ticket"]
+    return _Appended(
+        inserted=frozenset(record["inserted"]),
+        stored_max=record["stored_max"] or 0,
+        row=None if ticket is None else TicketRow.model_validate(ticket),
+    )
+
+
+async def _project(conn: PoolConnection, batch: EventBatch, appended: _Appended) -> int:
+    """Apply the ticket's unprojected events, in seq order and without gaps."""
+    row = appended.row
+    last_seq = 0 if row is None else row.last_seq
+    pending = sorted((e for e in batch.events if e.seq > last_seq), key=lambda e: e.seq)
+    if not pending and appended.stored_max <= last_seq:
+        return last_seq
+    if (
+        appended.stored_max <= last_seq
+        and _follows(last_seq, pending)
+        and all(e.seq in appended.inserted for e in pending)
+    ):
+        events = pending  # the usual case: exactly the events just written, in order
+    else:
+        # A gap (an earlier batch not stored yet), or events an earlier append stored
+        # but could not project for such a gap: project from the store, up to the first
+        # gap. The append that fills the gap catches the row up.
+        stored = await conn.fetch(_SELECT_EVENTS_AFTER, batch.ticket_id, last_seq)
+        events = _contiguous(last_seq, [_event(r) for r in stored])
+        if len(events) < len(stored):
+            log.warning(
+                "event sequence gap; projection waits for the missing events",
+                ticket_id=batch.ticket_id,
+                projected_up_to=last_seq + len(events),
+                next_stored=stored[len(events)]["seq"],
+            )
+    new_row = project_all(row, events)
+    if new_row is None or new_row.last_seq == last_seq:
+        return last_seq
+    await conn.execute(_UPSERT_TICKET, *_row_values(new_row))
+    return new_row.last_seq
+
+
+def _follows(last_seq: int, events: Sequence[DomainEvent]) -> bool:
+    return [e.seq for e in events] == list(range(last_seq + 1, last_seq + 1 + len(events)))
+
+
+def _contiguous(last_seq: int, events: list[DomainEvent]) -> list[DomainEvent]:
+    run: list[DomainEvent] = []
+    for event in events:
+        if event.seq != last_seq + len(run) + 1:
+            break
+        run.append(event)
+    return run
+
+
+def _event(record: asyncpg.Record) -> DomainEvent:
+    return DomainEvent(
+        ticket_id=record["ticket_id"],
+        seq=record["seq"],
+        type=EventType(record["type"]),
+        occurred_at=record["occurred_at"],
+        actor=Actor(id=record["actor_id"], role=Role(record["actor_role"])),
+        data=record["data"],
+    )
+
+
+def _row_values(row: TicketRow) -> list[Any]:
+    values = row.model_dump()
+    values["departments"] = list(row.departments)
+    return [values[column] for column in COLUMNS]

@@ -1,0 +1,37 @@
+"""Activity names, importable from workflow code.
+
+The workflow schedules activities by these names, so this module must stay cheap and
+sandbox-safe: no asyncpg, no structlog, nothing but the contracts' enums. Import it
+through `workflow.unsafe.imports_passed_through()` like the contracts.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from workflows.contracts import HandoffKind
+
+CLAIM_INTAKE: Final = "claim_intake"
+APPEND_EVENTS: Final = "append_events"
+NOTIFY_CUSTOMER: Final = "notify_customer"
+
+OPEN_WORK_ORDER: Final = "open_work_order"
+REMIND_DEPARTMENT: Final = "remind_department"
+CONVENE_EMERGENCY_GROUP: Final = "convene_emergency_group"
+START_RISK_CONTROL: Final = "start_risk_control"
+CONVENE_UPGRADE_REVIEW: Final = "convene_upgrade_review"
+CONTACT_PARTNER: Final = "contact_partner"
+ALERT_SUPERVISOR: Final = "alert_supervisor"
+
+# Which activity carries out each kind of hand-off. Supervisor standby and SLA
+# escalation both page the supervisors, so they share one activity.
+HANDOFF_ACTIVITY: Final[dict[HandoffKind, str]] = {
+    HandoffKind.WORK_ORDER: OPEN_WORK_ORDER,
+    HandoffKind.PROGRESS_REMINDER: REMIND_DEPARTMENT,
+    HandoffKind.EMERGENCY_GROUP: CONVENE_EMERGENCY_GROUP,
+    HandoffKind.RISK_CONTROL: START_RISK_CONTROL,
+    HandoffKind.UPGRADE_REVIEW: CONVENE_UPGRADE_REVIEW,
+    HandoffKind.PARTNER_CONTACT: CONTACT_PARTNER,
+    HandoffKind.SUPERVISOR_STANDBY: ALERT_SUPERVISOR,
+    HandoffKind.SLA_ESCALATION: ALERT_SUPERVISOR,
+}

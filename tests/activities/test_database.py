@@ -1,0 +1,86 @@
+"""Migrations against a real PostgreSQL: idempotent, safe to race, tamper-evident."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from activities.database import (
+    MIGRATION_LOCK_KEY,
+    MigrationError,
+    Pool,
+    create_pool,
+    load_migrations,
+    migrate,
+)
+
+
+@pytest.fixture
+async def fresh_database_url(database_url: str, pg_pool: Pool) -> AsyncIterator[str]:
+    """An empty database on the same server, dropped afterwards."""
+    name = f"migrate_{uuid.uuid4().hex}"
+    try:
+        await pg_pool.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.InsufficientPrivilegeError:
+        pytest.skip("the DATABASE_URL role may not create databases")
+    yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    await pg_pool.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_migrations_are_numbered_from_one() -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert migrations[0].name == "0001_event_store.sql"
+
+
+async def test_migrate_is_rerunnable(pg_pool: Pool) -> None:
+    # The session fixture already migrated: running again applies nothing and fails nothing.
+    assert await migrate(pg_pool) == []
+    assert await migrate(pg_pool) == []
+    versions = await pg_pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    assert [row["version"] for row in versions] == [m.version for m in load_migrations()]
+
+
+async def test_workers_starting_together_migrate_once(fresh_database_url: str) -> None:
+    pools = [await create_pool(fresh_database_url, max_size=2) for _ in range(3)]
+    try:
+        applied = await asyncio.gather(*(migrate(pool) for pool in pools))
+        everything = [m.name for m in load_migrations()]
+        # Exactly one worker applied the migrations; the others found them done.
+        assert sorted(applied, key=len) == [[]] * (len(pools) - 1) + [everything]
+        count = await pools[0].fetchval("SELECT count(*) FROM schema_migrations")
+        assert count == len(everything)
+    finally:
+        for pool in pools:
+            await pool.close()
+
+
+async def test_a_changed_migration_is_refused(fresh_database_url: str) -> None:
+    pool = await create_pool(fresh_database_url, max_size=1)
+    try:
+        await migrate(pool)
+        await pool.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+        with pytest.raises(MigrationError, match="changed after it was applied"):
+            await migrate(pool)
+        # The lock was released despite the failure: another session can take it.
+        other = await asyncpg.connect(fresh_database_url)
+        try:
+            assert await other.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        finally:
+            await other.close()
+    finally:
+        await pool.close()
+
+
+async def test_jsonb_columns_take_and_return_python_values(pg_pool: Pool) -> None:
+    value = {"departments": ["tech"], "n": 1, "nested": {"ok": True}, "text": "登錄"}
+    assert await pg_pool.fetchval("SELECT $1::jsonb", value) == value
+    # Stored as a JSON object, not as a JSON string holding an object.
+    assert await pg_pool.fetchval("SELECT jsonb_typeof($1::jsonb)", value) == "object"
+    assert json.loads(await pg_pool.fetchval("SELECT ($1::jsonb)::text", value)) == value

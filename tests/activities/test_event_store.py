@@ -1,0 +1,294 @@
+"""EventStore against a real PostgreSQL: idempotent appends, projection, intake claims."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.database import Pool
+from activities.event_store import EventStore
+from activities.projection import project_all
+from tests.activities.factories import AGENT, T0, batch, event, lifecycle, new_ticket_id
+from workflows.contracts import Actor, EventBatch, EventType, IntakeClaim
+from workflows.vocabulary import Channel
+
+
+@pytest.fixture
+def store(pg_pool: Pool) -> EventStore:
+    return EventStore(pg_pool)
+
+
+async def stored_seqs(pool: Pool, ticket_id: str) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT seq FROM ticket_events WHERE ticket_id = $1 ORDER BY global_position", ticket_id
+    )
+    return [row["seq"] for row in rows]
+
+
+def assert_bad_data(error: ApplicationError) -> None:
+    assert error.type == "BadData"
+    assert error.non_retryable
+
+
+# ---------------------------------------------------------------- appends
+
+
+async def test_same_batch_twice_is_stored_once(store: EventStore, pg_pool: Pool) -> None:
+    ticket_id = new_ticket_id()
+    events = lifecycle(ticket_id)[:5]
+
+    assert await store.append_events(batch(events)) == 5
+    assert await store.append_events(batch(events)) == 0
+
+    assert await stored_seqs(pg_pool, ticket_id) == [1, 2, 3, 4, 5]
+    assert await store.events(ticket_id) == events
+    row = await store.ticket(ticket_id)
+    assert row is not None and row.last_seq == 5
+
+
+async def test_partially_overlapping_batches(store: EventStore, pg_pool: Pool) -> None:
+    ticket_id = new_ticket_id()
+    events = lifecycle(ticket_id)
+
+    assert await store.append_events(batch(events[0:3])) == 3
+    assert await store.append_events(batch(events[1:6])) == 3
+    assert await store.append_events(batch(events[4:])) == len(events) - 6
+
+    assert await stored_seqs(pg_pool, ticket_id) == list(range(1, len(events) + 1))
+
+
+async def test_read_model_matches_the_pure_projection(store: EventStore) -> None:
+    ticket_id = new_ticket_id()
+    events = lifecycle(ticket_id)
+    for start in range(0, len(events), 4):
+        await store.append_events(batch(events[start : start + 4]))
+
+    row = await store.ticket(ticket_id)
+    assert row == project_all(None, events)
+    assert row is not None
+    assert (row.status, row.priority, row.departments, row.csat) == (
+        "closed",
+        "E",
+        ("tech", "operations"),
+        4,
+    )
+
+
+async def test_events_round_trip_with_their_data(store: EventStore) -> None:
+    ticket_id = new_ticket_id()
+    opened = lifecycle(ticket_id)[0]
+    await store.append_events(batch([opened]))
+    [back] = await store.events(ticket_id)
+    assert back == opened
+    assert back.data["tag"] == "故障-支付-A級"
+
+
+async def test_out_of_order_batches_project_once_the_gap_is_filled(store: EventStore) -> None:
+    ticket_id = new_ticket_id()
+    events = lifecycle(ticket_id)[:6]
+
+    assert await store.append_events(batch(events[3:])) == 3
+    # Stored but not projected: seq 1-3 are missing, and order matters to the fold.
+    assert await store.ticket(ticket_id) is None
+
+    assert await store.append_events(batch(events[:3])) == 3
+    assert await store.ticket(ticket_id) == project_all(None, events)
+
+
+async def test_concurrent_retries_store_each_event_once(store: EventStore, pg_pool: Pool) -> None:
+    ticket_id = new_ticket_id()
+    events = lifecycle(ticket_id)
+
+    counts = await asyncio.gather(*(store.append_events(batch(events)) for _ in range(5)))
+
+    assert sum(counts) == len(events)
+    assert await stored_seqs(pg_pool, ticket_id) == list(range(1, len(events) + 1))
+    assert await store.ticket(ticket_id) == project_all(None, events)
+
+
+async def test_empty_batch_appends_nothing(store: EventStore) -> None:
+    assert await store.append_events(EventBatch(ticket_id=new_ticket_id(), events=[])) == 0
+
+
+async def test_event_of_another_ticket_is_bad_data(store: EventStore, pg_pool: Pool) -> None:
+    ticket_id = new_ticket_id()
+    stranger = event(new_ticket_id(), 2, EventType.ASSIGNED, {"agent_id": "a"})
+    mixed = EventBatch(ticket_id=ticket_id, events=[lifecycle(ticket_id)[0], stranger])
+
+    with pytest.raises(ApplicationError) as raised:
+        await store.append_events(mixed)
+
+    assert_bad_data(raised.value)
+    assert await stored_seqs(pg_pool, ticket_id) == []
+
+
+async def test_repeated_seq_in_a_batch_is_bad_data(store: EventStore) -> None:
+    ticket_id = new_ticket_id()
+    first = event(ticket_id, 1, EventType.TICKET_OPENED)
+    again = event(ticket_id, 1, EventType.ASSIGNED, {"agent_id": "a"})
+    with pytest.raises(ApplicationError) as raised:
+        await store.append_events(batch([first, again]))
+    assert_bad_data(raised.value)
+
+
+async def test_unprojectable_value_is_bad_data_and_rolls_back(
+    store: EventStore, pg_pool: Pool
+) -> None:
+    ticket_id = new_ticket_id()
+    events = [
+        event(ticket_id, 1, EventType.TICKET_OPENED),
+        event(ticket_id, 2, EventType.CSAT_RECORDED, {"score": "excellent"}),
+    ]
+    with pytest.raises(ApplicationError) as raised:
+        await store.append_events(batch(events))
+    assert_bad_data(raised.value)
+    # Events and read model commit together or not at all.
+    assert await stored_seqs(pg_pool, ticket_id) == []
+
+
+async def test_text_postgresql_cannot_store_is_bad_data(store: EventStore) -> None:
+    ticket_id = new_ticket_id()
+    nul = event(ticket_id, 1, EventType.ASSIGNED, actor=Actor(id="agent\x00x"))
+    with pytest.raises(ApplicationError) as raised:
+        await store.append_events(batch([nul]))
+    assert_bad_data(raised.value)
+
+
+async def test_events_are_append_only(store: EventStore, pg_pool: Pool) -> None:
+    ticket_id = new_ticket_id()
+    await store.append_events(batch(lifecycle(ticket_id)[:2]))
+
+    with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+        await pg_pool.execute("UPDATE ticket_events SET type = 'x' WHERE ticket_id = $1", ticket_id)
+    with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+        await pg_pool.execute("DELETE FROM ticket_events WHERE ticket_id = $1", ticket_id)
+    with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+        await pg_pool.execute("TRUNCATE ticket_events")
+    assert await stored_seqs(pg_pool, ticket_id) == [1, 2]
+
+
+async def test_runs_as_a_temporal_activity(store: EventStore) -> None:
+    ticket_id = new_ticket_id()
+    events = lifecycle(ticket_id)[:3]
+    env = ActivityEnvironment()
+    assert await env.run(store.append_events, batch(events)) == 3
+    assert await env.run(store.append_events, batch(events)) == 0
+
+
+# ---------------------------------------------------------------- catch-up reads
+
+
+async def test_read_all_waits_for_transactions_still_open(store: EventStore, pg_pool: Pool) -> None:
+    checkpoint = await pg_pool.fetchval(
+        "SELECT coalesce(max(global_position), 0) FROM ticket_events"
+    )
+    slow_ticket, fast_ticket = new_ticket_id(), new_ticket_id()
+
+    async with pg_pool.acquire() as conn:
+        slow = conn.transaction()
+        await slow.start()
+        try:
+            # Takes its position first but commits last.
+            await conn.execute(
+                "INSERT INTO ticket_events (ticket_id, seq, type, occurred_at, actor_id, actor_role)"
+                " VALUES ($1, 1, 'ticket_opened', $2, 'ticketflow', 'system')",
+                slow_ticket,
+                T0,
+            )
+            await store.append_events(batch([event(fast_ticket, 1, EventType.TICKET_OPENED)]))
+
+            # A reader that trusted positions would take fast_ticket's event now and
+            # checkpoint past slow_ticket's for ever.
+            seen = await store.read_all(checkpoint)
+            assert [
+                s.event.ticket_id for s in seen if s.event.ticket_id in (slow_ticket, fast_ticket)
+            ] == []
+        finally:
+            await slow.commit()
+
+    seen = [
+        s
+        for s in await store.read_all(checkpoint)
+        if s.event.ticket_id in (slow_ticket, fast_ticket)
+    ]
+    assert [s.event.ticket_id for s in seen] == [slow_ticket, fast_ticket]
+    assert seen[0].global_position < seen[1].global_position
+
+
+# ---------------------------------------------------------------- intake claims
+
+
+def claim(key: str, *, ticket_id: str | None = None, run_id: str | None = None) -> IntakeClaim:
+    return IntakeClaim(
+        ticket_id=ticket_id or new_ticket_id(),
+        idempotency_key=key,
+        run_id=run_id or str(uuid.uuid4()),
+        channel=Channel.APP_CHAT,
+        opened_at=T0,
+    )
+
+
+async def test_first_claim_wins_and_retries_of_its_run_are_not_duplicates(
+    store: EventStore,
+) -> None:
+    first = claim(f"key-{uuid.uuid4()}")
+
+    result = await store.claim_intake(first)
+    assert (result.duplicate, result.ticket_id) == (False, first.ticket_id)
+
+    retry = await store.claim_intake(first)
+    assert (retry.duplicate, retry.ticket_id) == (False, first.ticket_id)
+
+
+async def test_another_run_with_the_same_key_is_a_duplicate(store: EventStore) -> None:
+    key = f"key-{uuid.uuid4()}"
+    first = claim(key)
+    await store.claim_intake(first)
+
+    resent = await store.claim_intake(claim(key))
+    assert (resent.duplicate, resent.ticket_id) == (True, first.ticket_id)
+
+    # Same ticket id started again after Temporal forgot it: a new run, still a duplicate.
+    restarted = await store.claim_intake(claim(key, ticket_id=first.ticket_id))
+    assert (restarted.duplicate, restarted.ticket_id) == (True, first.ticket_id)
+
+
+async def test_concurrent_claims_elect_exactly_one_ticket(store: EventStore) -> None:
+    key = f"key-{uuid.uuid4()}"
+    claims = [claim(key) for _ in range(8)]
+
+    results = await asyncio.gather(*(store.claim_intake(c) for c in claims))
+
+    winners = [c for c, r in zip(claims, results, strict=True) if not r.duplicate]
+    assert len(winners) == 1
+    assert {r.ticket_id for r in results} == {winners[0].ticket_id}
+
+
+async def test_claim_runs_as_a_temporal_activity(store: EventStore) -> None:
+    first = claim(f"key-{uuid.uuid4()}")
+    result = await ActivityEnvironment().run(store.claim_intake, first)
+    assert not result.duplicate
+
+
+# ---------------------------------------------------------------- throughput
+
+
+async def test_append_throughput_smoke(store: EventStore) -> None:
+    """Not the benchmark: a guard against an accidental per-event round trip."""
+    tickets = [new_ticket_id() for _ in range(100)]
+    batches = [
+        batch([event(t, seq, EventType.PROGRESS_POSTED, actor=AGENT) for seq in range(1, 21)])
+        for t in tickets
+    ]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    counts = await asyncio.gather(*(store.append_events(b) for b in batches))
+    elapsed = loop.time() - started
+    assert sum(counts) == 2000
+    assert elapsed < timedelta(seconds=10).total_seconds()

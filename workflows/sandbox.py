@@ -1,0 +1,28 @@
+"""The workflow sandbox every worker, test and replayer of tickets runs with.
+
+The ticket's pure modules (contracts, policy, rules) are passed through by name: they are
+deterministic, and loading them inside the sandbox would wrap `zoneinfo.ZoneInfo` in the
+sandbox's restricted proxy, which `datetime.astimezone` refuses ("tzinfo argument must be
+None or of a tzinfo subclass"). Listing them here, rather than relying only on
+`imports_passed_through()` at the import site, holds however the package was first loaded.
+"""
+
+from __future__ import annotations
+
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+PURE_MODULES = (
+    "workflows.vocabulary",
+    "workflows.policy",
+    "workflows.contracts",
+    "workflows.classification",
+    "workflows.ticket_rules",
+    "workflows.search_attributes",
+    "activities.names",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PURE_MODULES)
+    )

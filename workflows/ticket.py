@@ -1,0 +1,992 @@
+"""TicketWorkflow: one customer-service ticket, from intake to closed loop (SPEC.md §1-§4).
+
+The story, top to bottom:
+1. Intake: classify, tag, start the first-response clock, acknowledge async channels,
+   convene the emergency group for E, start risk control for account security.
+2. Handling: agents and departments act through updates (or the `act` signal); every
+   deadline is one absolute instant in `state.deadlines`, and the run loop sleeps until
+   the earliest one or until a handler changes something.
+3. Closure: resolve → result and confirmation request → customer says solved (closed),
+   not solved (reopened), or stays silent for 72 h (closed); or close with a long-term plan.
+
+Handlers never do I/O: they validate, change state, and queue events and effects. The
+run loop is the one place that calls activities, so effects happen in the order they
+were decided and a handler never waits on a slow department system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import names as activity
+    from workflows import policy as rules
+    from workflows import search_attributes as sa
+    from workflows import ticket_rules
+    from workflows.classification import classify_intake
+    from workflows.contracts import (
+        SYSTEM,
+        Action,
+        ActionSignal,
+        Actor,
+        Assign,
+        Classification,
+        Classify,
+        Close,
+        CustomerMessage,
+        CustomerReply,
+        CustomerReplyKind,
+        Deadlines,
+        Dispatch,
+        DomainEvent,
+        EngagePartner,
+        EventBatch,
+        EventType,
+        Handoff,
+        HandoffKind,
+        IntakeClaim,
+        IntakeClaimResult,
+        MessageKind,
+        PartnerCallback,
+        PartnerEngagement,
+        PostProgress,
+        RecordMilestone,
+        RecordReviewDecision,
+        Resolve,
+        Respond,
+        TicketAction,
+        TicketInput,
+        TicketOutcome,
+        TicketState,
+        TicketView,
+        WorkOrderState,
+    )
+    from workflows.vocabulary import (
+        Category,
+        CloseReason,
+        Milestone,
+        Priority,
+        Role,
+        TicketStatus,
+    )
+
+# Writes to our own PostgreSQL: quick, and worth retrying for as long as it is down.
+# Bad data will not get better by retrying, so it fails at once.
+_STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["BadData"],
+)
+_STORE_TIMEOUT = timedelta(seconds=15)
+# How many customer/partner message ids to remember for dropping redelivered signals.
+_SEEN_IDS_KEPT = 500
+
+
+@workflow.defn
+class TicketWorkflow:
+    @workflow.init
+    def __init__(self, start: TicketInput) -> None:
+        # Updates may arrive before run() starts, so all state is built here.
+        self._policy = start.policy
+        self._woken = False
+        self._indexed: dict[str, Any] = {}
+        if start.carried_state is not None:
+            self._state = start.carried_state
+            self._state.runs += 1
+        else:
+            self._state = self._open(start, workflow.now())
+
+    # ------------------------------------------------------------ the run loop
+
+    @workflow.run
+    async def run(self, start: TicketInput) -> TicketOutcome:
+        state = self._state
+        if start.carried_state is None and await self._is_duplicate_intake(start):
+            state.duplicate_of_earlier_run = True
+            return self._outcome()
+
+        while True:
+            self._woken = False
+            await self._carry_out_effects()
+            if state.status is TicketStatus.CLOSED:
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._carry_out_effects()
+                if not self._closed():
+                    workflow.continue_as_new(
+                        TicketInput(
+                            ticket_id=state.ticket_id,
+                            intake=state.intake,
+                            policy=self._policy,
+                            carried_state=state,
+                        )
+                    )
+            if not self._woken:
+                await self._sleep_until_next_deadline()
+            self._fire_due_deadlines(workflow.now())
+
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._carry_out_effects()
+        return self._outcome()
+
+    async def _is_duplicate_intake(self, start: TicketInput) -> bool:
+        """Temporal forgets a closed workflow id after retention; PostgreSQL does not."""
+        claim: IntakeClaimResult = await workflow.execute_activity(
+            activity.CLAIM_INTAKE,
+            IntakeClaim(
+                ticket_id=start.ticket_id,
+                idempotency_key=start.intake.idempotency_key,
+                run_id=workflow.info().first_execution_run_id,
+                channel=start.intake.channel,
+                opened_at=self._state.opened_at,
+            ),
+            result_type=IntakeClaimResult,
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=_STORE_RETRY,
+            summary="claim idempotency key",
+        )
+        if claim.duplicate:
+            workflow.logger.warning("intake key already used by an earlier ticket run; ending")
+        return claim.duplicate
+
+    async def _sleep_until_next_deadline(self) -> None:
+        name, due = self._next_deadline()
+        if due is None:
+            await workflow.wait_condition(lambda: self._woken)
+            return
+        wait = due - workflow.now()
+        if wait <= timedelta(0):
+            return
+        # A timeout means the deadline came first: _fire_due_deadlines handles it.
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._woken,
+                timeout=wait,
+                timeout_summary=f"{name} due {due:%Y-%m-%d %H:%M:%S}Z",
+            )
+
+    def _next_deadline(self) -> tuple[str, datetime | None]:
+        pending = [
+            (due, name)
+            for name, due in self._state.deadlines.model_dump().items()
+            if due is not None
+        ]
+        if not pending:
+            return "nothing", None
+        due, name = min(pending)
+        return name, due
+
+    async def _carry_out_effects(self) -> None:
+        """Run every queued effect in order, then store the events that describe them."""
+        state = self._state
+        while state.pending_messages or state.pending_handoffs or state.pending_events:
+            while state.pending_messages:
+                message = state.pending_messages[0]
+                await self._run_effect(
+                    activity.NOTIFY_CUSTOMER, message, f"{message.kind.value} → customer"
+                )
+                state.pending_messages.pop(0)
+            while state.pending_handoffs:
+                handoff = state.pending_handoffs[0]
+                await self._run_effect(
+                    activity.HANDOFF_ACTIVITY[handoff.kind],
+                    handoff,
+                    f"{handoff.kind.value} → {', '.join(handoff.recipients)}",
+                )
+                state.pending_handoffs.pop(0)
+            if state.pending_events:
+                batch = list(state.pending_events)
+                await workflow.execute_activity(
+                    activity.APPEND_EVENTS,
+                    EventBatch(ticket_id=state.ticket_id, events=batch),
+                    start_to_close_timeout=_STORE_TIMEOUT,
+                    retry_policy=_STORE_RETRY,
+                    summary=f"append {len(batch)} events",
+                )
+                # Handlers may have queued more while we awaited: keep those.
+                del state.pending_events[: len(batch)]
+        self._publish_for_operators()
+
+    async def _run_effect(
+        self, name: str, payload: CustomerMessage | Handoff, summary: str
+    ) -> None:
+        try:
+            await workflow.execute_activity(
+                name,
+                payload,
+                start_to_close_timeout=_STORE_TIMEOUT,
+                retry_policy=_STORE_RETRY,
+                summary=summary,
+            )
+        except ActivityError as err:
+            # Only non-retryable failures get here: a bug in what we sent, not in the
+            # customer's data (validators checked that). Keep the ticket alive and say so.
+            workflow.logger.error("effect %s failed and was dropped: %s", name, err.cause)
+
+    # ------------------------------------------------------------ intake (§1, §2)
+
+    def _open(self, start: TicketInput, now: datetime) -> TicketState:
+        intake = start.intake
+        classification = classify_intake(intake)
+        target = rules.sla_target(self._policy, classification.priority)
+        state = TicketState(
+            ticket_id=start.ticket_id,
+            intake=intake,
+            opened_at=now,
+            classification=classification,
+            tag=self._tag(classification),
+            sla_milestone=target.met_by,
+        )
+        self._state = state
+        deadlines = state.deadlines
+        deadlines.first_response = now + rules.first_response_window(
+            self._policy, intake.channel, intake.tier
+        )
+        deadlines.sla = rules.sla_due(self._policy, classification.priority, now)
+        deadlines.upgrade_review = now + rules.scaled(
+            self._policy, self._policy.upgrade_review_after
+        )
+        self._record(
+            EventType.TICKET_OPENED,
+            SYSTEM,
+            channel=intake.channel.value,
+            tier=intake.tier.value,
+            customer_id=intake.customer_id,
+            category=classification.category.value,
+            topic=classification.topic.value,
+            priority=classification.priority.value,
+            tag=state.tag,
+            reason=classification.reason,
+            sla_due_at=deadlines.sla.isoformat(),
+            first_response_due_at=deadlines.first_response.isoformat(),
+        )
+        if not rules.is_live(self._policy, intake.channel):
+            self._message(
+                MessageKind.ACKNOWLEDGEMENT,
+                f"We have received your request. Expect progress by {deadlines.sla:%Y-%m-%d %H:%M} UTC.",
+                expect_progress_by=deadlines.sla.isoformat(),
+            )
+            self._record(
+                EventType.ACKNOWLEDGED, SYSTEM, expect_progress_by=deadlines.sla.isoformat()
+            )
+        self._start_urgent_flows(classification, previous=None)
+        return state
+
+    def _start_urgent_flows(self, now_is: Classification, previous: Classification | None) -> None:
+        """E convenes the emergency group at once; account security starts risk control."""
+        if now_is.priority is Priority.E and (
+            previous is None or previous.priority is not Priority.E
+        ):
+            self._hand_off(
+                HandoffKind.EMERGENCY_GROUP,
+                list(self._policy.emergency_group),
+                "E-level: temporary solution due within the SLA",
+            )
+            self._record(
+                EventType.EMERGENCY_GROUP_CONVENED,
+                SYSTEM,
+                groups=list(self._policy.emergency_group),
+            )
+        if now_is.category is Category.ACCOUNT_SECURITY and (
+            previous is None or previous.category is not Category.ACCOUNT_SECURITY
+        ):
+            risk = self._policy.route_by_category[Category.ACCOUNT_SECURITY]
+            self._hand_off(HandoffKind.RISK_CONTROL, [risk], "account security: start risk control")
+            self._record(EventType.RISK_CONTROL_STARTED, SYSTEM)
+
+    # ------------------------------------------------------------ deadlines
+
+    def _fire_due_deadlines(self, now: datetime) -> None:
+        deadlines = self._state.deadlines
+        if deadlines.first_response and deadlines.first_response <= now:
+            deadlines.first_response = None
+            self._first_response_breached()
+        if deadlines.sla and deadlines.sla <= now:
+            deadlines.sla = None
+            self._sla_breached()
+        if deadlines.progress_check and deadlines.progress_check <= now:
+            deadlines.progress_check = None
+            self._daily_progress_check(now)
+        if deadlines.upgrade_review and deadlines.upgrade_review <= now:
+            deadlines.upgrade_review = None
+            self._convene_upgrade_review(now)
+        if deadlines.partner_update and deadlines.partner_update <= now:
+            deadlines.partner_update = None
+            self._send_partner_updates(now)
+        if deadlines.auto_close and deadlines.auto_close <= now:
+            deadlines.auto_close = None
+            self._close(CloseReason.NO_REPLY, SYSTEM)
+
+    def _first_response_breached(self) -> None:
+        state = self._state
+        state.first_response_breached = True
+        state.standby_requested = True
+        target = rules.first_response_window(self._policy, state.intake.channel, state.intake.tier)
+        self._message(
+            MessageKind.AUTO_REPLY,
+            "Thank you for waiting: an agent will be with you shortly.",
+        )
+        self._hand_off(
+            HandoffKind.SUPERVISOR_STANDBY,
+            [self._policy.supervisor_queue],
+            f"no first response within {target.total_seconds():.0f} s: human on standby",
+        )
+        self._record(
+            EventType.FIRST_RESPONSE_BREACHED, SYSTEM, target_seconds=target.total_seconds()
+        )
+
+    def _sla_breached(self) -> None:
+        state = self._state
+        state.sla_breached = True
+        state.escalated = True
+        target = rules.sla_target(self._policy, state.classification.priority)
+        self._hand_off(
+            HandoffKind.SLA_ESCALATION,
+            [self._policy.supervisor_queue],
+            f"SLA breached: {target.promise}",
+        )
+        self._record(
+            EventType.SLA_BREACHED,
+            SYSTEM,
+            priority=state.classification.priority.value,
+            milestone=state.sla_milestone.value,
+            due_at=workflow.now().isoformat(),
+        )
+
+    def _daily_progress_check(self, now: datetime) -> None:
+        """Remind only the departments that have not posted since the previous check."""
+        state = self._state
+        previous_check = state.last_progress_check_at
+        silent = [
+            order.department
+            for order in state.work_orders.values()
+            if not order.done
+            and (
+                order.last_progress_at is None
+                or (previous_check is not None and order.last_progress_at <= previous_check)
+            )
+        ]
+        state.last_progress_check_at = now
+        if silent:
+            for department in silent:
+                state.work_orders[department].reminded_at = now
+            self._hand_off(
+                HandoffKind.PROGRESS_REMINDER,
+                silent,
+                f"daily progress due before {self._policy.progress_check_at:%H:%M} "
+                f"{self._policy.time_zone}",
+            )
+            self._record(EventType.PROGRESS_REMINDED, SYSTEM, departments=silent)
+        self._arm_progress_check(now)
+
+    def _convene_upgrade_review(self, now: datetime) -> None:
+        state = self._state
+        state.reviews_convened += 1
+        state.escalated = True
+        board = list(self._policy.upgrade_review_board)
+        self._hand_off(
+            HandoffKind.UPGRADE_REVIEW,
+            board,
+            f"no breakthrough within {self._policy.upgrade_review_after}: upgrade review",
+            number=state.reviews_convened,
+        )
+        self._record(EventType.UPGRADE_REVIEW_CONVENED, SYSTEM, number=state.reviews_convened)
+        state.deadlines.upgrade_review = now + rules.scaled(
+            self._policy, self._policy.upgrade_review_after
+        )
+
+    def _send_partner_updates(self, now: datetime) -> None:
+        waiting = [p for p in self._state.partners.values() if p.answered_at is None]
+        for engagement in waiting:
+            engagement.updates_sent += 1
+            self._message(
+                MessageKind.PARTNER_PROGRESS,
+                "Our specialist team is still working with our partner; next update within "
+                f"{self._policy.partner_update_every}.",
+                partner_update=engagement.updates_sent,
+            )
+            self._record(
+                EventType.PARTNER_UPDATE_SENT,
+                SYSTEM,
+                partner=engagement.partner,
+                number=engagement.updates_sent,
+            )
+        if waiting:
+            self._state.deadlines.partner_update = now + rules.scaled(
+                self._policy, self._policy.partner_update_every
+            )
+
+    def _arm_progress_check(self, now: datetime) -> None:
+        open_orders = any(not order.done for order in self._state.work_orders.values())
+        self._state.deadlines.progress_check = (
+            rules.next_progress_check(self._policy, now) if open_orders else None
+        )
+
+    # ------------------------------------------------------------ agent and department actions
+
+    @workflow.update
+    def respond(self, action: Respond) -> TicketView:
+        return self._accept(action)
+
+    @respond.validator
+    def _validate_respond(self, action: Respond) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def classify(self, action: Classify) -> TicketView:
+        return self._accept(action)
+
+    @classify.validator
+    def _validate_classify(self, action: Classify) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def assign(self, action: Assign) -> TicketView:
+        return self._accept(action)
+
+    @assign.validator
+    def _validate_assign(self, action: Assign) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def dispatch(self, action: Dispatch) -> TicketView:
+        return self._accept(action)
+
+    @dispatch.validator
+    def _validate_dispatch(self, action: Dispatch) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def post_progress(self, action: PostProgress) -> TicketView:
+        return self._accept(action)
+
+    @post_progress.validator
+    def _validate_post_progress(self, action: PostProgress) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def record_milestone(self, action: RecordMilestone) -> TicketView:
+        return self._accept(action)
+
+    @record_milestone.validator
+    def _validate_record_milestone(self, action: RecordMilestone) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def engage_partner(self, action: EngagePartner) -> TicketView:
+        return self._accept(action)
+
+    @engage_partner.validator
+    def _validate_engage_partner(self, action: EngagePartner) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def resolve(self, action: Resolve) -> TicketView:
+        return self._accept(action)
+
+    @resolve.validator
+    def _validate_resolve(self, action: Resolve) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def close(self, action: Close) -> TicketView:
+        return self._accept(action)
+
+    @close.validator
+    def _validate_close(self, action: Close) -> None:
+        self._validate(action)
+
+    @workflow.update
+    def record_review_decision(self, action: RecordReviewDecision) -> TicketView:
+        return self._accept(action)
+
+    @record_review_decision.validator
+    def _validate_record_review_decision(self, action: RecordReviewDecision) -> None:
+        self._validate(action)
+
+    @workflow.signal
+    def act(self, envelope: ActionSignal) -> None:
+        """Fire-and-forget form of every action: a misfit becomes an event, never a failure."""
+        action = envelope.action
+        if action.action_id is not None and not self._first_sighting(f"action:{action.action_id}"):
+            return
+        reason = self._rejection(action)
+        if reason is not None:
+            self._record(EventType.ACTION_REJECTED, action.actor, action=action.type, reason=reason)
+            self._wake()
+            return
+        self._apply(action)
+
+    def _validate(self, action: Action) -> None:
+        reason = self._rejection(action)
+        if reason is not None:
+            raise ApplicationError(reason, type="ActionRejected", non_retryable=True)
+
+    def _accept(self, action: TicketAction) -> TicketView:
+        self._apply(action)
+        return self._view()
+
+    def _rejection(self, action: Action) -> str | None:
+        return ticket_rules.rejection(self._state, self._policy, action, workflow.now())
+
+    def _apply(self, action: TicketAction) -> None:
+        match action:
+            case Respond():
+                self._on_respond(action)
+            case Classify():
+                self._on_classify(action)
+            case Assign():
+                self._state.assignee = action.agent_id
+                self._record(EventType.ASSIGNED, action.actor, agent_id=action.agent_id)
+            case Dispatch():
+                self._on_dispatch(action)
+            case PostProgress():
+                self._on_progress(action)
+            case RecordMilestone():
+                self._on_milestone(action.milestone, action.actor, action.note)
+            case EngagePartner():
+                self._on_engage_partner(action)
+            case Resolve():
+                self._on_resolve(action)
+            case Close():
+                if action.root_cause:
+                    self._state.root_cause = action.root_cause
+                self._message(MessageKind.LONG_TERM_PLAN, action.long_term_plan)
+                self._close(CloseReason.LONG_TERM_PLAN, action.actor)
+            case RecordReviewDecision():
+                self._state.review_decisions.append(action.decision)
+                self._record(
+                    EventType.REVIEW_DECISION_RECORDED, action.actor, decision=action.decision
+                )
+        self._refresh_status(action.actor)
+        self._wake()
+
+    def _on_respond(self, action: Respond) -> None:
+        state = self._state
+        now = workflow.now()
+        self._message(MessageKind.AGENT_REPLY, action.message)
+        if state.first_response_at is None:
+            state.first_response_at = now
+            state.deadlines.first_response = None
+            target = rules.first_response_window(
+                self._policy, state.intake.channel, state.intake.tier
+            )
+            seconds = (now - state.opened_at).total_seconds()
+            self._record(
+                EventType.FIRST_RESPONDED,
+                action.actor,
+                seconds=seconds,
+                within_target=seconds <= target.total_seconds(),
+            )
+
+    def _on_classify(self, action: Classify) -> None:
+        state = self._state
+        previous = state.classification
+        previous_tag = state.tag
+        state.classification = Classification(
+            category=action.category,
+            topic=action.topic,
+            priority=action.priority,
+            reason=action.reason,
+        )
+        state.tag = self._tag(state.classification)
+        if action.priority is not previous.priority and state.sla_met_at is None:
+            # The promise follows the new priority, counted from intake as the customer sees it.
+            target = rules.sla_target(self._policy, action.priority)
+            state.sla_milestone = target.met_by
+            if not state.sla_breached:
+                state.deadlines.sla = rules.sla_due(self._policy, action.priority, state.opened_at)
+        self._record(
+            EventType.CLASSIFIED,
+            action.actor,
+            category=action.category.value,
+            topic=action.topic.value,
+            priority=action.priority.value,
+            tag=state.tag,
+            previous_tag=previous_tag,
+            reason=action.reason,
+            automatic=False,
+            sla_due_at=state.deadlines.sla.isoformat() if state.deadlines.sla else None,
+        )
+        self._start_urgent_flows(state.classification, previous=previous)
+
+    def _on_dispatch(self, action: Dispatch) -> None:
+        state = self._state
+        now = workflow.now()
+        new = [
+            d
+            for d in dict.fromkeys(action.departments)
+            if ticket_rules.open_order(state, d) is None
+        ]
+        for department in new:
+            state.work_orders[department] = WorkOrderState(department=department, opened_at=now)
+        state.transfers += len(new)
+        self._hand_off(HandoffKind.WORK_ORDER, new, action.note, snapshot=True)
+        self._record(EventType.DISPATCHED, action.actor, departments=new, transfers=state.transfers)
+        if state.deadlines.progress_check is None:
+            self._arm_progress_check(now)
+
+    def _on_progress(self, action: PostProgress) -> None:
+        state = self._state
+        now = workflow.now()
+        order = state.work_orders[action.department]
+        since = order.reminded_at or order.last_progress_at or order.opened_at
+        order.last_progress_at = now
+        self._record(
+            EventType.PROGRESS_POSTED,
+            action.actor,
+            department=action.department,
+            response_seconds=(now - since).total_seconds(),
+        )
+        if action.work_order_done:
+            order.done = True
+            self._record(EventType.WORK_ORDER_DONE, action.actor, department=action.department)
+            self._arm_progress_check(now)
+
+    def _on_milestone(self, milestone: Milestone, actor: Actor, note: str) -> None:
+        state = self._state
+        now = workflow.now()
+        state.last_milestone_at = now
+        if state.resolved_at is None:
+            state.deadlines.upgrade_review = now + rules.scaled(
+                self._policy, self._policy.upgrade_review_after
+            )
+        meets_sla = state.sla_met_at is None and milestone in (
+            state.sla_milestone,
+            Milestone.RESOLVED,
+        )
+        if meets_sla:
+            state.sla_met_at = now
+            state.deadlines.sla = None
+        self._record(
+            EventType.MILESTONE_RECORDED, actor, milestone=milestone.value, meets_sla=meets_sla
+        )
+
+    def _on_engage_partner(self, action: EngagePartner) -> None:
+        state = self._state
+        now = workflow.now()
+        state.partners[action.partner] = PartnerEngagement(
+            partner=action.partner, engaged_at=now, expected_by=action.expected_by
+        )
+        self._hand_off(
+            HandoffKind.PARTNER_CONTACT,
+            [action.partner],
+            action.problem,
+            expected_by=action.expected_by.isoformat(),
+            checkpoints=action.checkpoints,
+            snapshot=True,
+        )
+        every = self._policy.partner_update_every
+        self._message(
+            MessageKind.PARTNER_HANDOFF,
+            f"Your case has been handed to a specialist team; we will update you every {every}.",
+        )
+        state.deadlines.partner_update = now + rules.scaled(self._policy, every)
+        self._record(
+            EventType.PARTNER_ENGAGED,
+            action.actor,
+            partner=action.partner,
+            expected_by=action.expected_by.isoformat(),
+        )
+
+    def _on_resolve(self, action: Resolve) -> None:
+        state = self._state
+        now = workflow.now()
+        self._on_milestone(Milestone.RESOLVED, action.actor, action.message)
+        state.resolved_at = now
+        state.result_kind = action.result_kind
+        state.root_cause = action.root_cause
+        deadlines = state.deadlines
+        deadlines.upgrade_review = None
+        deadlines.partner_update = None
+        deadlines.first_response = None
+        deadlines.auto_close = now + rules.scaled(self._policy, self._policy.auto_close_after)
+        self._message(
+            MessageKind.RESULT,
+            action.message,
+            result_kind=action.result_kind.value,
+            compensation=action.compensation,
+        )
+        self._message(
+            MessageKind.CONFIRMATION_REQUEST,
+            "Is your problem solved? Reply 'solved' or 'not solved'.",
+        )
+        self._record(
+            EventType.RESOLVED,
+            action.actor,
+            result_kind=action.result_kind.value,
+            root_cause=action.root_cause,
+            resolution_seconds=(now - state.opened_at).total_seconds(),
+        )
+
+    # ------------------------------------------------------------ customers and partners
+
+    @workflow.signal
+    def customer_reply(self, reply: CustomerReply) -> None:
+        state = self._state
+        if state.status is TicketStatus.CLOSED or not self._first_sighting(
+            f"reply:{reply.reply_id}"
+        ):
+            return
+        customer = Actor(id=state.intake.customer_id, role=Role.CUSTOMER)
+        resolved = state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION
+        match reply.kind:
+            case CustomerReplyKind.CSAT | CustomerReplyKind.NPS:
+                self._record_score(reply, customer)
+            case CustomerReplyKind.SOLVED if resolved:
+                self._record(EventType.CUSTOMER_REPLIED, customer, kind=reply.kind.value)
+                self._close(CloseReason.CUSTOMER_CONFIRMED, customer)
+            case CustomerReplyKind.NOT_SOLVED if resolved:
+                self._record(EventType.CUSTOMER_REPLIED, customer, kind=reply.kind.value)
+                self._reopen(customer)
+            case _:
+                # A new request restarts the 72 h quiet period before auto-close.
+                self._record(EventType.CUSTOMER_REPLIED, customer, kind=reply.kind.value)
+                if state.deadlines.auto_close is not None:
+                    state.deadlines.auto_close = workflow.now() + rules.scaled(
+                        self._policy, self._policy.auto_close_after
+                    )
+        self._refresh_status(customer)
+        self._wake()
+
+    def _record_score(self, reply: CustomerReply, customer: Actor) -> None:
+        low, high = (1, 5) if reply.kind is CustomerReplyKind.CSAT else (0, 10)
+        if reply.score is None or not low <= reply.score <= high:
+            self._record(
+                EventType.ACTION_REJECTED,
+                customer,
+                action=reply.kind.value,
+                reason=f"{reply.kind.value} score must be {low}-{high}, got {reply.score}",
+            )
+        elif reply.kind is CustomerReplyKind.CSAT:
+            self._state.csat = reply.score
+            self._record(EventType.CSAT_RECORDED, customer, score=reply.score)
+        else:
+            self._state.nps = reply.score
+            self._record(EventType.NPS_RECORDED, customer, score=reply.score)
+
+    def _reopen(self, customer: Actor) -> None:
+        state = self._state
+        now = workflow.now()
+        state.reopen_count += 1
+        state.resolved_at = None
+        state.deadlines.auto_close = None
+        state.deadlines.upgrade_review = now + rules.scaled(
+            self._policy, self._policy.upgrade_review_after
+        )
+        self._record(EventType.REOPENED, customer, count=state.reopen_count)
+
+    @workflow.signal
+    def partner_callback(self, callback: PartnerCallback) -> None:
+        state = self._state
+        if state.status is TicketStatus.CLOSED or not self._first_sighting(
+            f"partner:{callback.callback_id}"
+        ):
+            return
+        partner = Actor(id=callback.partner, role=Role.PARTNER)
+        engagement = state.partners.get(callback.partner)
+        if engagement is None or engagement.answered_at is not None:
+            self._record(
+                EventType.ACTION_REJECTED,
+                partner,
+                action="partner_callback",
+                reason=f"no open engagement with partner {callback.partner}",
+            )
+        else:
+            if callback.final:
+                engagement.answered_at = workflow.now()
+            self._record(
+                EventType.PARTNER_ANSWERED, partner, partner=callback.partner, final=callback.final
+            )
+            if all(p.answered_at is not None for p in state.partners.values()):
+                state.deadlines.partner_update = None
+        self._refresh_status(partner)
+        self._wake()
+
+    # ------------------------------------------------------------ closing (§4)
+
+    def _close(self, reason: CloseReason, actor: Actor) -> None:
+        state = self._state
+        state.closed_at = workflow.now()
+        state.close_reason = reason
+        state.deadlines = Deadlines()
+        self._record(EventType.CLOSED, actor, reason=reason.value, root_cause=state.root_cause)
+        self._refresh_status(actor)
+
+    # ------------------------------------------------------------ queries
+
+    @workflow.query
+    def state(self) -> TicketState:
+        return self._state
+
+    @workflow.query
+    def view(self) -> TicketView:
+        return self._view()
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _refresh_status(self, actor: Actor) -> None:
+        state = self._state
+        new = ticket_rules.derive_status(state)
+        if new is not state.status:
+            old = state.status
+            state.status = new
+            self._record(EventType.STATUS_CHANGED, actor, **{"from": old.value, "to": new.value})
+
+    def _record(self, event: EventType, actor: Actor, **data: Any) -> None:
+        state = self._state
+        state.pending_events.append(
+            DomainEvent(
+                ticket_id=state.ticket_id,
+                seq=state.next_seq,
+                type=event,
+                occurred_at=workflow.now(),
+                actor=actor,
+                data=data,
+            )
+        )
+        state.next_seq += 1
+
+    def _message(self, kind: MessageKind, text: str, **data: Any) -> None:
+        state = self._state
+        intake = state.intake
+        state.pending_messages.append(
+            CustomerMessage(
+                ticket_id=state.ticket_id,
+                dedupe_key=f"{state.ticket_id}:{state.next_seq}:{kind.value}",
+                channel=intake.channel,
+                customer_id=intake.customer_id,
+                locale=intake.locale,
+                kind=kind,
+                text=text,
+                data=data,
+            )
+        )
+
+    def _hand_off(
+        self,
+        kind: HandoffKind,
+        recipients: list[str],
+        summary: str,
+        *,
+        snapshot: bool = False,
+        **data: Any,
+    ) -> None:
+        state = self._state
+        if snapshot:
+            # Departments and partners get the problem snapshot and attachments with the work.
+            data["snapshot"] = state.intake.context.model_dump(mode="json", exclude={"ip"})
+            data["attachments"] = list(state.intake.attachments)
+            data["description"] = state.intake.description
+        state.pending_handoffs.append(
+            Handoff(
+                ticket_id=state.ticket_id,
+                dedupe_key=f"{state.ticket_id}:{state.next_seq}:{kind.value}",
+                kind=kind,
+                recipients=recipients,
+                summary=summary,
+                tag=state.tag,
+                priority=state.classification.priority,
+                data=data,
+            )
+        )
+
+    def _first_sighting(self, message_id: str) -> bool:
+        """Signals arrive at least once: remember recent ids to drop redeliveries."""
+        seen = self._state.seen_message_ids
+        if message_id in seen:
+            return False
+        seen.append(message_id)
+        del seen[:-_SEEN_IDS_KEPT]
+        return True
+
+    def _closed(self) -> bool:
+        return self._state.status is TicketStatus.CLOSED
+
+    def _wake(self) -> None:
+        self._woken = True
+
+    def _tag(self, classification: Classification) -> str:
+        return rules.tag_for(
+            self._policy, classification.category, classification.topic, classification.priority
+        )
+
+    def _publish_for_operators(self) -> None:
+        """Search attributes (only what changed) and the UI's current details."""
+        state = self._state
+        wanted: dict[str, Any] = {
+            sa.TICKET_STATUS.name: state.status.value,
+            sa.TICKET_PRIORITY.name: state.classification.priority.value,
+            sa.TICKET_CATEGORY.name: state.classification.category.value,
+            sa.TICKET_TOPIC.name: state.classification.topic.value,
+            sa.TICKET_CHANNEL.name: state.intake.channel.value,
+            sa.TICKET_TIER.name: state.intake.tier.value,
+            sa.TICKET_DEPARTMENTS.name: sorted(state.work_orders),
+            sa.TICKET_TAGS.name: [state.tag],
+            sa.TICKET_SLA_DEADLINE.name: state.deadlines.sla,
+            sa.TICKET_SLA_BREACHED.name: state.sla_breached,
+            sa.TICKET_ESCALATED.name: state.escalated,
+            sa.TICKET_ROOT_CAUSE.name: state.root_cause,
+        }
+        changed = [
+            key.value_set(wanted[key.name]) if wanted[key.name] is not None else key.value_unset()
+            for key in sa.ALL
+            if self._indexed.get(key.name, _UNSET) != wanted[key.name]
+        ]
+        if changed:
+            workflow.upsert_search_attributes(changed)
+            self._indexed = wanted
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        state = self._state
+        lines = [
+            f"**{state.status.value}** · `{state.tag}`",
+            f"waiting for: {ticket_rules.waiting_for(state)}",
+        ]
+        for name, due in state.deadlines.model_dump().items():
+            if due is not None:
+                lines.append(f"- {name.replace('_', ' ')} due {due:%Y-%m-%d %H:%M:%S} UTC")
+        if state.sla_breached:
+            lines.append("- ⚠ SLA breached")
+        return "\n".join(lines)
+
+    def _view(self) -> TicketView:
+        state = self._state
+        return TicketView(
+            ticket_id=state.ticket_id,
+            status=state.status,
+            classification=state.classification,
+            tag=state.tag,
+            assignee=state.assignee,
+            departments=sorted(state.work_orders),
+            open_work_orders=sorted(d for d, o in state.work_orders.items() if not o.done),
+            deadlines=state.deadlines,
+            sla_breached=state.sla_breached,
+            escalated=state.escalated,
+            root_cause=state.root_cause,
+            reopen_count=state.reopen_count,
+            events_recorded=state.next_seq - 1,
+            waiting_for=ticket_rules.waiting_for(state),
+        )
+
+    def _outcome(self) -> TicketOutcome:
+        state = self._state
+        return TicketOutcome(
+            ticket_id=state.ticket_id,
+            status=state.status,
+            close_reason=state.close_reason,
+            root_cause=state.root_cause,
+            duplicate=state.duplicate_of_earlier_run,
+        )
+
+
+_UNSET = object()

@@ -1,0 +1,195 @@
+"""Pure rules of a ticket: which status it is in, what it waits for, and whether an
+action fits it now. Kept apart from the workflow so they read (and test) as plain logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from workflows.contracts import (
+    Action,
+    Assign,
+    Classify,
+    Close,
+    Dispatch,
+    EngagePartner,
+    PostProgress,
+    RecordMilestone,
+    RecordReviewDecision,
+    Resolve,
+    TicketState,
+    WorkOrderState,
+)
+from workflows.policy import ServicePolicy
+from workflows.vocabulary import Milestone, TicketStatus
+
+
+def rejection(
+    state: TicketState, policy: ServicePolicy, action: Action, now: datetime
+) -> str | None:
+    """Why this action does not fit the ticket now, in words an agent understands."""
+    if state.duplicate_of_earlier_run:
+        return "this intake duplicates an earlier ticket"
+    if state.status is TicketStatus.CLOSED:
+        return f"ticket {state.ticket_id} is closed ({state.close_reason})"
+    check = _ACTION_RULES.get(type(action))
+    return check(state, policy, action, now) if check else None
+
+
+def open_order(state: TicketState, department: str) -> WorkOrderState | None:
+    order = state.work_orders.get(department)
+    return order if order is not None and not order.done else None
+
+
+def derive_status(state: TicketState) -> TicketStatus:
+    if state.closed_at is not None:
+        return TicketStatus.CLOSED
+    if state.resolved_at is not None:
+        return TicketStatus.RESOLVED_AWAITING_CONFIRMATION
+    if any(not order.done for order in state.work_orders.values()):
+        return TicketStatus.WAITING_ON_DEPARTMENT
+    if any(p.answered_at is None for p in state.partners.values()):
+        return TicketStatus.WAITING_ON_PARTNER
+    someone_acted = (
+        state.first_response_at is not None
+        or state.assignee is not None
+        or state.work_orders
+        or state.partners
+        or state.reopen_count
+    )
+    if someone_acted:
+        return TicketStatus.IN_PROGRESS
+    return TicketStatus.NEW
+
+
+def waiting_for(state: TicketState) -> str:
+    match derive_status(state):
+        case TicketStatus.NEW:
+            return "an agent's first response"
+        case TicketStatus.WAITING_ON_DEPARTMENT:
+            return "departments: " + ", ".join(
+                sorted(d for d, o in state.work_orders.items() if not o.done)
+            )
+        case TicketStatus.WAITING_ON_PARTNER:
+            return "partners: " + ", ".join(
+                sorted(p for p, e in state.partners.items() if e.answered_at is None)
+            )
+        case TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
+            return "the customer's confirmation (auto-close when silent)"
+        case TicketStatus.CLOSED:
+            return "nothing: closed"
+        case _:
+            return "the assigned agent's next step"
+
+
+def _reject_classify(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    current = state.classification
+    if (current.category, current.topic, current.priority) == (
+        action.category,
+        action.topic,
+        action.priority,
+    ):
+        return f"ticket is already classified as {state.tag}"
+    return None
+
+
+def _reject_assign(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if state.assignee == action.agent_id:
+        return f"ticket is already assigned to {action.agent_id}"
+    return None
+
+
+def _reject_dispatch(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
+        return "ticket is resolved; it returns to handling only if the customer says not solved"
+    unknown = sorted(set(action.departments) - set(policy.departments))
+    if unknown:
+        known = ", ".join(sorted(policy.departments))
+        return f"unknown department(s) {', '.join(unknown)}; known: {known}"
+    if all(open_order(state, d) is not None for d in action.departments):
+        return f"{', '.join(action.departments)} already hold an open work order"
+    return None
+
+
+def _reject_progress(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if open_order(state, action.department) is None:
+        return f"department {action.department} holds no open work order on this ticket"
+    return None
+
+
+def _reject_milestone(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
+        return "ticket is already resolved"
+    if action.milestone is Milestone.RESOLVED:
+        return "use the resolve action to resolve a ticket"
+    return None
+
+
+def _reject_engage_partner(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
+        return "ticket is resolved; no partner can be engaged now"
+    engagement = state.partners.get(action.partner)
+    if engagement is not None and engagement.answered_at is None:
+        return f"partner {action.partner} is already engaged and has not answered yet"
+    if action.expected_by <= now:
+        return "expected_by must be in the future"
+    return None
+
+
+def _reject_resolve(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
+        return "ticket is already resolved and waits for the customer's confirmation"
+    open_orders = sorted(d for d, o in state.work_orders.items() if not o.done)
+    if open_orders:
+        return (
+            f"open work orders at {', '.join(open_orders)}: each department must post "
+            "progress with work_order_done before the ticket is resolved"
+        )
+    return None
+
+
+def _reject_close(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if action.root_cause is None and state.root_cause is None:
+        return "closing needs a root-cause tag such as 產品缺陷-支付流程"
+    return None
+
+
+def _reject_review_decision(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if state.reviews_convened <= len(state.review_decisions):
+        return "no upgrade review is waiting for a decision"
+    return None
+
+
+_ACTION_RULES: dict[
+    type[Action], Callable[[TicketState, ServicePolicy, Any, datetime], str | None]
+] = {
+    Classify: _reject_classify,
+    Assign: _reject_assign,
+    Dispatch: _reject_dispatch,
+    PostProgress: _reject_progress,
+    RecordMilestone: _reject_milestone,
+    EngagePartner: _reject_engage_partner,
+    Resolve: _reject_resolve,
+    Close: _reject_close,
+    RecordReviewDecision: _reject_review_decision,
+}
