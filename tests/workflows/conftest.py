@@ -25,13 +25,11 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Interceptor, Worker
 
-from activities import all_activities
 from api.client import ActionRejected, OpenedTicket, TicketClient
 from workers.cluster import register_search_attributes
+from workers.main import build_worker
 from workflows.contracts import ContextSnapshot, Intake, TicketAction
 from workflows.policy import ServicePolicy
-from workflows.sandbox import workflow_runner
-from workflows.ticket import TicketWorkflow
 from workflows.vocabulary import Channel, Tier
 
 
@@ -138,14 +136,7 @@ async def _desks(env: WorkflowEnvironment, pool: asyncpg.Pool) -> AsyncIterator[
     ) -> Desk:
         policy = policy or ServicePolicy()
         task_queue = f"tickets-{uuid.uuid4()}"
-        worker = Worker(
-            env.client,
-            task_queue=task_queue,
-            workflows=[TicketWorkflow],
-            activities=all_activities(pool, policy),
-            interceptors=interceptors,
-            workflow_runner=workflow_runner(),
-        )
+        worker = build_worker(env.client, task_queue, pool, policy, interceptors)
         workers.append(worker)
         runs.append(asyncio.create_task(worker.run()))
         tickets = TicketClient(env.client, task_queue=task_queue, policy=policy)
