@@ -1,0 +1,205 @@
+"""What operators and the event store rely on: search attributes on the real dev server,
+exactly-once events under retries, bounded history, and continue-as-new that keeps state."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio import activity
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
+
+from activities import names
+from tests.workflows.conftest import Desk, DeskFactory, _desks
+from workers.devspec import DevServerSpec
+from workflows.contracts import (
+    Actor,
+    CustomerReply,
+    CustomerReplyKind,
+    Dispatch,
+    PostProgress,
+    Resolve,
+    Respond,
+)
+from workflows.policy import ServicePolicy
+from workflows.vocabulary import ResultKind, Role, TicketStatus
+
+AGENT = Actor(id="agent-7", role=Role.AGENT)
+TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)
+RESOLVE = Resolve(
+    actor=AGENT, result_kind=ResultKind.TECHNICAL, message="fixed", root_cause="產品缺陷-支付流程"
+)
+
+
+async def standard_lifecycle(desk: Desk, subject: str = "支付失败") -> str:
+    tid = (await desk.open(subject, "付款时一直报错, 无法支付")).ticket_id
+    await desk.tickets.act(tid, Respond(actor=AGENT, message="正在为您查看"))
+    await desk.tickets.act(tid, RESOLVE)
+    await desk.tickets.customer_reply(
+        tid, CustomerReply(reply_id="r1", kind=CustomerReplyKind.SOLVED)
+    )
+    await desk.tickets.handle(tid).result()
+    return tid
+
+
+async def history_length(desk: Desk, ticket_id: str) -> int:
+    history = await desk.tickets.handle(ticket_id).fetch_history()
+    return len(history.events)
+
+
+# ---------------------------------------------------------------- search attributes
+
+
+async def test_operators_find_tickets_by_search_attributes(live_desk: Desk) -> None:
+    desk = live_desk
+    urgent = (await desk.open("全量用户无法下单", "所有用户都无法下单", tier="vip")).ticket_id
+    routine = (await desk.open("会员怎么续费", channel="email")).ticket_id
+    await desk.settled(urgent)
+    await desk.settled(routine)
+    query = (
+        "TicketPriority = 'E' AND TicketStatus != 'closed' AND TicketTier = 'vip' "
+        f"AND TicketTags = '故障-訂單-E級' AND WorkflowId IN ('{urgent}', '{routine}')"
+    )
+    found: list[str] = []
+    for _ in range(100):  # visibility is eventually consistent: bounded wait for indexing
+        found = [wf.id async for wf in desk.client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.05)
+    assert found == [urgent]
+
+    description = await desk.tickets.handle(urgent).describe()
+    attrs = description.typed_search_attributes
+    from workflows import search_attributes as sa
+
+    assert attrs.get(sa.TICKET_CATEGORY) == "technical_fault"
+    assert attrs.get(sa.TICKET_SLA_DEADLINE) is not None
+    assert attrs.get(sa.TICKET_SLA_BREACHED) is False
+    assert await description.static_summary() == "[E] 故障-訂單: 全量用户无法下单"
+
+
+# ---------------------------------------------------------------- exactly-once events
+
+
+class _CrashAfterFirstAppend(Interceptor):
+    """Lets the first append_events attempt write, then fails it: a worker that died
+    after PostgreSQL committed but before Temporal heard back."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _Inbound(next)
+
+
+class _Inbound(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> object:
+        result = await self.next.execute_activity(input)
+        info = activity.info()
+        if info.activity_type == names.APPEND_EVENTS and info.attempt == 1:
+            raise RuntimeError("simulated crash after commit")
+        return result
+
+
+async def test_retried_appends_store_each_event_once(desk_factory: DeskFactory) -> None:
+    desk = await desk_factory(interceptors=[_CrashAfterFirstAppend()])
+    tid = await standard_lifecycle(desk)
+    rows = await desk.events(tid)
+    seqs = [row["seq"] for row in rows]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert [row["type"] for row in rows] == [
+        "ticket_opened",
+        "first_responded",
+        "status_changed",
+        "milestone_recorded",
+        "resolved",
+        "status_changed",
+        "customer_replied",
+        "closed",
+        "status_changed",
+    ]
+    row = await desk.pool.fetchrow("SELECT status, last_seq FROM tickets WHERE ticket_id = $1", tid)
+    assert row is not None
+    assert (row["status"], row["last_seq"]) == ("closed", len(seqs))
+
+
+# ---------------------------------------------------------------- history size
+
+
+async def test_history_stays_small(desk: Desk) -> None:
+    tid = await standard_lifecycle(desk)
+    standard = await history_length(desk, tid)
+    assert standard <= 120
+
+    waiting = (await desk.open("App 闪退", "打开订单页就闪退", channel="email")).ticket_id
+    await desk.tickets.act(waiting, Dispatch(actor=AGENT, departments=["tech"], note="crash"))
+    await desk.skip(timedelta(days=10), waiting)
+    ten_days = await history_length(desk, waiting)
+    reminded = [r for r in await desk.events(waiting) if r["type"] == "progress_reminded"]
+    assert len(reminded) == 10
+    assert ten_days < 2000
+    print(f"\nhistory events: standard lifecycle {standard}, 10 days on a department {ten_days}")
+
+
+# ---------------------------------------------------------------- continue-as-new
+
+
+@pytest.fixture(scope="module")
+async def eager_can_env(
+    dev_spec: DevServerSpec, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server, told to suggest continue-as-new after 60 events instead of ~10k."""
+    env = await WorkflowEnvironment.start_local(
+        namespace=dev_spec.namespace,
+        dev_server_existing_path=f"{sys.prefix}/bin/temporal",
+        dev_server_database_filename=str(Path(tmp_path_factory.mktemp("can")) / "t.db"),
+        dev_server_extra_args=[
+            *dev_spec.behaviour_args(),
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=60",
+        ],
+        ui=False,
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+async def test_long_ticket_continues_as_new_keeping_state(
+    eager_can_env: WorkflowEnvironment, pg_pool: asyncpg.Pool
+) -> None:
+    # A policy day passes in 0.25 s, so daily 10:00 checks pile up history quickly.
+    policy = ServicePolicy(time_scale=86400 * 4)
+    async with _desks(eager_can_env, pg_pool) as make:
+        desk = await make(policy)
+        tid = (await desk.open("App 闪退", "打开订单页就闪退", channel="email")).ticket_id
+        await desk.tickets.act(tid, Dispatch(actor=AGENT, departments=["tech"], note="crash"))
+        state = await desk.tickets.state(tid)
+        for _ in range(400):  # bounded: at most 20 s of real time for a few policy weeks
+            state = await desk.tickets.state(tid)
+            if state.runs >= 3:
+                break
+            await asyncio.sleep(0.05)
+        assert state.runs >= 3
+        assert state.status is TicketStatus.WAITING_ON_DEPARTMENT
+        assert state.deadlines.progress_check is not None
+
+        view = await desk.tickets.act(
+            tid, PostProgress(actor=TECH, department="tech", note="fixed", work_order_done=True)
+        )
+        assert view.status is TicketStatus.IN_PROGRESS
+        await desk.settled(tid)
+        seqs = [row["seq"] for row in await desk.events(tid)]
+        assert seqs == list(range(1, len(seqs) + 1))
+        description = await desk.tickets.handle(tid).describe()
+        assert (
+            description.run_id != description.raw_description.workflow_execution_info.first_run_id
+        )
