@@ -1,0 +1,111 @@
+"""Determinism: histories recorded from earlier versions must replay on today's code.
+
+`tests/workflows/histories/*.json` are real histories of ticket lifecycles. A change to
+TicketWorkflow that alters its commands fails here until it is guarded with
+`workflow.patched(...)`. Record new ones after a deliberate, guarded change with
+`TICKETFLOW_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tests.workflows.conftest import Desk
+from workflows.contracts import (
+    Actor,
+    CustomerReply,
+    CustomerReplyKind,
+    Dispatch,
+    EngagePartner,
+    PartnerCallback,
+    PostProgress,
+    Resolve,
+    Respond,
+)
+from workflows.sandbox import workflow_runner
+from workflows.ticket import TicketWorkflow
+from workflows.vocabulary import ResultKind, Role
+
+HISTORIES = Path(__file__).parent / "histories"
+AGENT = Actor(id="agent-7", role=Role.AGENT)
+TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)
+RESOLVE = Resolve(
+    actor=AGENT, result_kind=ResultKind.TECHNICAL, message="fixed", root_cause="產品缺陷-支付流程"
+)
+
+
+def replayer() -> Replayer:
+    return Replayer(
+        workflows=[TicketWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
+
+
+async def scenario_histories(desk: Desk) -> dict[str, WorkflowHistory]:
+    """Lifecycles covering every timer, update, signal and activity the ticket uses."""
+    tickets = desk.tickets
+    standard = (await desk.open("支付失败", "付款时一直报错, 无法支付")).ticket_id
+    await tickets.act(standard, Respond(actor=AGENT, message="正在查看"))
+    await tickets.act(standard, RESOLVE)
+    await tickets.customer_reply(
+        standard, CustomerReply(reply_id="r", kind=CustomerReplyKind.SOLVED)
+    )
+    await tickets.handle(standard).result()
+
+    busy = (await desk.open("全量用户无法下单", "所有用户都无法下单", channel="email")).ticket_id
+    await tickets.act(busy, Dispatch(actor=AGENT, departments=["tech", "finance"], note="outage"))
+    expected_by = await desk.env.get_current_time() + timedelta(days=2)
+    await tickets.act(
+        busy, EngagePartner(actor=AGENT, partner="unionpay", problem="p", expected_by=expected_by)
+    )
+    await desk.skip(timedelta(days=2), busy)
+    await tickets.partner_callback(
+        busy, PartnerCallback(callback_id="c", partner="unionpay", answer="ok")
+    )
+    for department in ("tech", "finance"):
+        await tickets.act(
+            busy, PostProgress(actor=TECH, department=department, note="done", work_order_done=True)
+        )
+    await tickets.act(busy, RESOLVE)
+    await tickets.customer_reply(
+        busy, CustomerReply(reply_id="n", kind=CustomerReplyKind.NOT_SOLVED)
+    )
+    await tickets.act(busy, RESOLVE)
+    await desk.skip(timedelta(hours=73))
+    await tickets.handle(busy).result()
+    return {
+        "standard_lifecycle": await tickets.handle(standard).fetch_history(),
+        "departments_partner_reopen_autoclose": await tickets.handle(busy).fetch_history(),
+    }
+
+
+async def test_fresh_histories_replay(desk: Desk) -> None:
+    histories = await scenario_histories(desk)
+    if os.environ.get("TICKETFLOW_RECORD_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        for name, history in histories.items():
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+    for history in histories.values():
+        await replayer().replay_workflow(history)
+
+
+SAVED = {path.stem: path.read_text() for path in sorted(HISTORIES.glob("*.json"))}
+
+
+def test_histories_are_saved() -> None:
+    assert {"standard_lifecycle", "departments_partner_reopen_autoclose"} <= set(SAVED)
+
+
+@pytest.mark.parametrize("name", sorted(SAVED))
+async def test_saved_histories_replay(name: str) -> None:
+    history = WorkflowHistory.from_json(name, SAVED[name])
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{name}: {result.replay_failure}"
