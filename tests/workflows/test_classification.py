@@ -1,0 +1,61 @@
+"""Automatic classification and tags: pure rules over text and context."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflows.classification import classify_intake, fold
+from workflows.contracts import ContextSnapshot, Intake
+from workflows.policy import ServicePolicy, tag_for
+from workflows.vocabulary import Category, Channel, Priority, Topic
+
+
+def intake(subject: str, description: str = "", affected: int | None = None) -> Intake:
+    return Intake(
+        idempotency_key="k",
+        channel=Channel.EMAIL,
+        customer_id="c",
+        subject=subject,
+        description=description or subject,
+        context=ContextSnapshot(affected_users=affected),
+    )
+
+
+@pytest.mark.parametrize(
+    ("subject", "category", "topic", "priority"),
+    [
+        ("全量用户无法下单", Category.TECHNICAL_FAULT, Topic.ORDER, Priority.E),
+        ("被盗刷了, 钱没了", Category.ACCOUNT_SECURITY, Topic.OTHER, Priority.E),
+        ("無法提現", Category.TECHNICAL_FAULT, Topic.WITHDRAWAL, Priority.A),
+        ("无法提现", Category.TECHNICAL_FAULT, Topic.WITHDRAWAL, Priority.A),
+        ("I cannot log in", Category.TECHNICAL_FAULT, Topic.LOGIN, Priority.A),
+        ("密碼洩露, 有異常登錄", Category.ACCOUNT_SECURITY, Topic.LOGIN, Priority.A),
+        ("會員怎麼續費", Category.BUSINESS_INQUIRY, Topic.MEMBERSHIP, Priority.B),
+        ("验证码收不到", Category.TECHNICAL_FAULT, Topic.VERIFICATION_CODE, Priority.B),
+        ("建议增加夜间模式", Category.COMPLAINT_SUGGESTION, Topic.OTHER, Priority.C),
+        ("客服态度差", Category.COMPLAINT_SUGGESTION, Topic.OTHER, Priority.B),
+    ],
+)
+def test_classifies_chinese_and_english(
+    subject: str, category: Category, topic: Topic, priority: Priority
+) -> None:
+    result = classify_intake(intake(subject))
+    assert (result.category, result.topic, result.priority) == (category, topic, priority)
+    assert result.reason
+
+
+def test_affected_users_in_context_raise_priority() -> None:
+    assert classify_intake(intake("支付失败了", affected=30)).priority is Priority.A
+    assert classify_intake(intake("页面报错", affected=5000)).priority is Priority.E
+
+
+def test_traditional_folds_to_simplified() -> None:
+    assert fold("登錄 提現 驗證碼") == "登录 提现 验证码"
+
+
+def test_tags_use_policy_labels() -> None:
+    policy = ServicePolicy()
+    assert tag_for(policy, Category.TECHNICAL_FAULT, Topic.PAYMENT, Priority.E) == "故障-支付-E級"
+    assert (
+        tag_for(policy, Category.BUSINESS_INQUIRY, Topic.MEMBERSHIP, Priority.A) == "咨詢-會員-A級"
+    )
