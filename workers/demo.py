@@ -41,9 +41,21 @@ TECH = Actor(id="tech-demo", role=Role.DEPARTMENT)
 TICKETS: list[tuple[Channel, Tier, str, str, int | None]] = [
     (Channel.APP_CHAT, Tier.VIP, "全量用户无法下单", "所有用户都无法下单, 支付页面报错 500", 5000),
     (Channel.HOTLINE, Tier.STANDARD, "無法提現", "我無法提現, 一直顯示處理中", None),
-    (Channel.WEB_CHAT, Tier.STANDARD, "Cannot log in", "Login fails for many users in my region", 40),
+    (
+        Channel.WEB_CHAT,
+        Tier.STANDARD,
+        "Cannot log in",
+        "Login fails for many users in my region",
+        40,
+    ),
     (Channel.EMAIL, Tier.STANDARD, "会员怎么续费", "请问会员怎么续费, 自动续费在哪里关", None),
-    (Channel.APP_FEEDBACK, Tier.STANDARD, "建议增加夜间模式", "希望 app 有夜间模式, 晚上太亮", None),
+    (
+        Channel.APP_FEEDBACK,
+        Tier.STANDARD,
+        "建议增加夜间模式",
+        "希望 app 有夜间模式, 晚上太亮",
+        None,
+    ),
     (Channel.SOCIAL_DM, Tier.VIP, "密码泄露", "我的密码泄露了, 有异常登录记录", None),
     (Channel.WEB_FORM, Tier.STANDARD, "退款没到账", "退款三天了还没到账", None),
     (Channel.APP_CHAT, Tier.STANDARD, "验证码收不到", "注册时验证码一直收不到", None),
@@ -84,26 +96,34 @@ async def main() -> None:
     emergency, withdraw, login, renew, night_mode, leak, refund, sms, complaint = ids
 
     await tickets.act(emergency, Respond(actor=AGENT, message="紧急处理中"))
-    await tickets.act(emergency, RecordMilestone(actor=AGENT, milestone=Milestone.TEMPORARY_FIX, note="回滚"))
-    await tickets.act(withdraw, Dispatch(actor=AGENT, departments=["tech", "finance"], note="提现卡单"))
+    await tickets.act(
+        emergency, RecordMilestone(actor=AGENT, milestone=Milestone.TEMPORARY_FIX, note="回滚")
+    )
+    await tickets.act(
+        withdraw, Dispatch(actor=AGENT, departments=["tech", "finance"], note="提现卡单")
+    )
     await tickets.act(withdraw, PostProgress(actor=TECH, department="tech", note="定位到银行通道"))
     await tickets.act(login, Respond(actor=AGENT, message="正在排查"))
     await tickets.act(renew, Respond(actor=AGENT, message="在 我的-会员 中续费"))
     await tickets.act(renew, resolve("咨詢-會員續費", ResultKind.TECHNICAL))
     await tickets.act(
-        night_mode, Close(actor=AGENT, long_term_plan="夜间模式已排入 Q3", root_cause="產品需求-夜間模式")
+        night_mode,
+        Close(actor=AGENT, long_term_plan="夜间模式已排入 Q3", root_cause="產品需求-夜間模式"),
     )
     await tickets.act(leak, Respond(actor=AGENT, message="已冻结账户, 风控处理中"))
     expected = (await client.get_workflow_handle(refund).describe()).start_time + timedelta(days=2)
     await tickets.act(
-        refund, EngagePartner(actor=AGENT, partner="unionpay", problem="退款卡单", expected_by=expected)
+        refund,
+        EngagePartner(actor=AGENT, partner="unionpay", problem="退款卡单", expected_by=expected),
     )
     await tickets.act(complaint, Respond(actor=AGENT, message="非常抱歉"))
     await tickets.act(complaint, resolve("服務態度-電話客服", ResultKind.COMPENSATION))
 
     await asyncio.sleep(3)  # a few policy hours pass: first responses breach, SLAs run
     await tickets.customer_reply(renew, CustomerReply(reply_id="r1", kind=CustomerReplyKind.SOLVED))
-    await tickets.customer_reply(complaint, CustomerReply(reply_id="r1", kind=CustomerReplyKind.NOT_SOLVED))
+    await tickets.customer_reply(
+        complaint, CustomerReply(reply_id="r1", kind=CustomerReplyKind.NOT_SOLVED)
+    )
     await tickets.act(complaint, resolve("服務態度-電話客服", ResultKind.COMPENSATION))
     await asyncio.sleep(10)  # ~10 policy hours: partner updates every 6 h
     await tickets.partner_callback(

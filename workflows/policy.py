@@ -136,7 +136,9 @@ class ServicePolicy(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}, expected e.g. 'Asia/Shanghai'") from None
+            raise ValueError(
+                f"unknown time zone {value!r}, expected e.g. 'Asia/Shanghai'"
+            ) from None
         return value
 
     @field_validator("sla")
