@@ -28,9 +28,21 @@ from temporalio.worker import Interceptor, Worker
 from api.client import ActionRejected, OpenedTicket, TicketClient
 from workers.cluster import register_search_attributes
 from workers.main import build_worker
-from workflows.contracts import ContextSnapshot, Intake, TicketAction
+from workflows.contracts import Actor, ContextSnapshot, Intake, Resolve, TicketAction
 from workflows.policy import ServicePolicy
-from workflows.vocabulary import Channel, Tier
+from workflows.vocabulary import Channel, ResultKind, Role, Tier
+
+AGENT = Actor(id="agent-7", role=Role.AGENT)
+TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)
+
+
+def resolve(root_cause: str = "產品缺陷-支付流程") -> Resolve:
+    return Resolve(
+        actor=AGENT,
+        result_kind=ResultKind.TECHNICAL,
+        message="The payment page works again; please retry your order.",
+        root_cause=root_cause,
+    )
 
 
 @pytest.fixture

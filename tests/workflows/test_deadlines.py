@@ -7,9 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.workflows.conftest import Desk
+from tests.workflows.conftest import AGENT, Desk
 from workflows.contracts import (
-    Actor,
     Dispatch,
     EngagePartner,
     PartnerCallback,
@@ -18,9 +17,8 @@ from workflows.contracts import (
     RecordReviewDecision,
     Respond,
 )
-from workflows.vocabulary import Milestone, Priority, Role, TicketStatus
+from workflows.vocabulary import Milestone, Priority, TicketStatus
 
-AGENT = Actor(id="agent-7", role=Role.AGENT)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.workflows.conftest import Desk
+from tests.workflows.conftest import AGENT, Desk, resolve
 from workflows.contracts import (
-    Actor,
     Close,
     CustomerReply,
     CustomerReplyKind,
-    Resolve,
     Respond,
 )
-from workflows.vocabulary import CloseReason, ResultKind, Role, TicketStatus
-
-AGENT = Actor(id="agent-7", role=Role.AGENT)
-TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)
-
-
-def resolve(root_cause: str = "產品缺陷-支付流程") -> Resolve:
-    return Resolve(
-        actor=AGENT,
-        result_kind=ResultKind.TECHNICAL,
-        message="The payment page works again; please retry your order.",
-        root_cause=root_cause,
-    )
+from workflows.vocabulary import CloseReason, TicketStatus
 
 
 async def test_standard_lifecycle_closes_on_customer_confirmation(desk: Desk) -> None:

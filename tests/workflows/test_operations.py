@@ -21,25 +21,19 @@ from temporalio.worker import (
 )
 
 from activities import names
-from tests.workflows.conftest import Desk, DeskFactory, _desks
+from tests.workflows.conftest import AGENT, TECH, Desk, DeskFactory, _desks, resolve
 from workers.devspec import DevServerSpec
 from workflows.contracts import (
-    Actor,
     CustomerReply,
     CustomerReplyKind,
     Dispatch,
     PostProgress,
-    Resolve,
     Respond,
 )
 from workflows.policy import ServicePolicy
-from workflows.vocabulary import ResultKind, Role, TicketStatus
+from workflows.vocabulary import TicketStatus
 
-AGENT = Actor(id="agent-7", role=Role.AGENT)
-TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)
-RESOLVE = Resolve(
-    actor=AGENT, result_kind=ResultKind.TECHNICAL, message="fixed", root_cause="產品缺陷-支付流程"
-)
+RESOLVE = resolve()
 
 
 async def standard_lifecycle(desk: Desk, subject: str = "支付失败") -> str:

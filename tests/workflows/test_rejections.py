@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from tests.workflows.conftest import Desk
+from tests.workflows.conftest import AGENT, TECH, Desk
 from workflows.contracts import (
     ActionSignal,
-    Actor,
     Close,
     CustomerReply,
     CustomerReplyKind,
@@ -25,10 +24,8 @@ from workflows.contracts import (
     RecordReviewDecision,
     Resolve,
 )
-from workflows.vocabulary import Milestone, ResultKind, Role, TicketStatus
+from workflows.vocabulary import Milestone, ResultKind, TicketStatus
 
-AGENT = Actor(id="agent-7", role=Role.AGENT)
-TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)
 RESOLVE = Resolve(
     actor=AGENT, result_kind=ResultKind.TECHNICAL, message="fixed", root_cause="產品缺陷-訂單頁"
 )

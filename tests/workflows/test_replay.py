@@ -17,28 +17,21 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.workflows.conftest import Desk
+from tests.workflows.conftest import AGENT, TECH, Desk, resolve
 from workflows.contracts import (
-    Actor,
     CustomerReply,
     CustomerReplyKind,
     Dispatch,
     EngagePartner,
     PartnerCallback,
     PostProgress,
-    Resolve,
     Respond,
 )
 from workflows.sandbox import workflow_runner
 from workflows.ticket import TicketWorkflow
-from workflows.vocabulary import ResultKind, Role
 
 HISTORIES = Path(__file__).parent / "histories"
-AGENT = Actor(id="agent-7", role=Role.AGENT)
-TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)
-RESOLVE = Resolve(
-    actor=AGENT, result_kind=ResultKind.TECHNICAL, message="fixed", root_cause="產品缺陷-支付流程"
-)
+RESOLVE = resolve()
 
 
 def replayer() -> Replayer:
