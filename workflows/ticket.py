@@ -85,6 +85,8 @@ _STORE_RETRY = RetryPolicy(
     non_retryable_error_types=["BadData"],
 )
 _STORE_TIMEOUT = timedelta(seconds=15)
+# A run continues as new past this many history events (about 40 days on a department).
+_HISTORY_EVENTS_PER_RUN = 1500
 # How many customer/partner message ids to remember for dropping redelivered signals.
 _SEEN_IDS_KEPT = 500
 
@@ -117,7 +119,7 @@ class TicketWorkflow:
             await self._carry_out_effects()
             if state.status is TicketStatus.CLOSED:
                 break
-            if workflow.info().is_continue_as_new_suggested():
+            if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._carry_out_effects()
                 if not self._closed():
@@ -136,6 +138,16 @@ class TicketWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._carry_out_effects()
         return self._outcome()
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        # Our own bound, far below the server's: a ticket open for months stays cheap to
+        # replay on every worker restart. Guarded, as it changes commands for long runs.
+        return info.get_current_history_length() >= _HISTORY_EVENTS_PER_RUN and workflow.patched(
+            "bounded-history-per-run"
+        )
 
     async def _is_duplicate_intake(self, start: TicketInput) -> bool:
         """Temporal forgets a closed workflow id after retention; PostgreSQL does not."""

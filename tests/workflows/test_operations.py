@@ -146,6 +146,17 @@ async def test_history_stays_small(desk: Desk) -> None:
 # ---------------------------------------------------------------- continue-as-new
 
 
+async def test_ticket_open_for_months_keeps_each_run_bounded(desk: Desk) -> None:
+    tid = (await desk.open("App 闪退", "打开订单页就闪退", channel="email")).ticket_id
+    await desk.tickets.act(tid, Dispatch(actor=AGENT, departments=["tech"], note="crash"))
+    await desk.skip(timedelta(days=60), tid)
+    state = await desk.tickets.state(tid)
+    assert state.runs >= 2
+    assert await history_length(desk, tid) < 1600
+    reminded = [r for r in await desk.events(tid) if r["type"] == "progress_reminded"]
+    assert len(reminded) == 60
+
+
 @pytest.fixture(scope="module")
 async def eager_can_env(
     dev_spec: DevServerSpec, tmp_path_factory: pytest.TempPathFactory
