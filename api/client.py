@@ -100,6 +100,23 @@ class TicketClient:
             raise
         return view
 
+    async def act_once(self, ticket_id: str, action: TicketAction) -> TicketView:
+        """`act`, where resending an action with the same `action_id` applies it once.
+
+        The action id becomes the update id (scoped by action type), and Temporal attaches
+        a repeated update id to the first one: an HTTP caller that timed out may retry.
+        """
+        update_id = None if action.action_id is None else f"{action.type}:{action.action_id}"
+        try:
+            view: TicketView = await self.handle(ticket_id).execute_update(
+                action.type, action, id=update_id, result_type=TicketView
+            )
+        except WorkflowUpdateFailedError as err:
+            if isinstance(err.cause, ApplicationError):
+                raise ActionRejected(err.cause.message) from err
+            raise
+        return view
+
     async def act_later(self, ticket_id: str, action: TicketAction) -> None:
         """Fire and forget: a misfit becomes an `action_rejected` event on the ticket."""
         await self.handle(ticket_id).signal(TicketWorkflow.act, ActionSignal(action=action))

@@ -5,6 +5,8 @@
     ticketflow migrate                      apply the event-store schema
     ticketflow register-search-attributes   prepare a namespace for tickets
     ticketflow api                          the HTTP API
+    ticketflow ticket open|show|act|events|list   tickets through the HTTP API
+    ticketflow keys create                  a new API key and its configuration entry
 
 The Temporal connection follows the `temporal` CLI's environment (TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE, config file);
@@ -106,6 +108,24 @@ def _cmd_api(_: argparse.Namespace) -> None:
     asyncio.run(_api(_settings()))
 
 
+def _api_url() -> str:
+    from workers.settings import load_settings
+
+    return load_settings().api.url
+
+
+def _cmd_ticket(args: argparse.Namespace) -> None:
+    from api.console import run_ticket
+
+    print(run_ticket(args, _api_url))
+
+
+def _cmd_keys(args: argparse.Namespace) -> None:
+    from api.console import create_key
+
+    print(create_key(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ticketflow",
@@ -131,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--namespace", default=None, help="default: from the Temporal config")
     register.set_defaults(handler=_cmd_register)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=_cmd_api)
+    from api.console import add_keys_commands, add_ticket_commands
+
+    add_ticket_commands(commands, _cmd_ticket)
+    add_keys_commands(commands, _cmd_keys)
     return parser
 
 
@@ -162,6 +186,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
         errors += [asyncpg.PostgresError, MigrationError]
     except ImportError:  # a broken install should still get its one-line message
+        pass
+    try:
+        from api.console import ConsoleError
+
+        errors.append(ConsoleError)
+    except ImportError:
         pass
     return tuple(errors)
 

@@ -16,6 +16,7 @@ import socket
 import sys
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol, cast
 
@@ -166,29 +167,52 @@ def banner(settings: Settings, spec: DevServerSpec, database_url: str, api_runni
 
 
 # ---------------------------------------------------------------- HOOK(api)
-# The HTTP API joins the dev stack here. When `api/server.py` defines `serve` below
-# (uvicorn on settings.api.host/port until `stop` is set), it runs next to the worker;
-# until then the stack runs without it. `ticketflow api` uses the same function.
+# The HTTP API joins the dev stack here: `api.server.serve` (uvicorn on
+# settings.api.host/port until `stop` is set) runs next to the worker, on the worker's
+# PostgreSQL, with a ready key per role from `api.dev_keys` unless keys are configured.
+# `ticketflow api` uses the same `serve`. Without the api package the stack runs alone.
 class ServeApi(Protocol):
     def __call__(
-        self, settings: Settings, client: Client, stop: asyncio.Event
+        self,
+        settings: Settings,
+        client: Client,
+        stop: asyncio.Event,
+        database_url: str | None = None,
     ) -> Awaitable[None]: ...
+
+
+class PrepareDevApi(Protocol):
+    def __call__(self, settings: Settings) -> tuple[Settings, str]: ...
 
 
 def load_serve_api() -> ServeApi:
     return cast(ServeApi, load_entry_point("api.server", "serve"))
 
 
-def start_api(settings: Settings, client: Client, stop: asyncio.Event) -> asyncio.Task[None] | None:
+@dataclass
+class RunningApi:
+    task: asyncio.Task[None]
+    banner: str  # the keys to use, for the dev banner
+
+
+def start_api(
+    settings: Settings, client: Client, stop: asyncio.Event, database_url: str
+) -> RunningApi | None:
     try:
         serve = load_serve_api()
+        prepare = cast(PrepareDevApi, load_entry_point("api.dev_keys", "prepare_dev_api"))
     except MissingComponent:
         return None
+    api_settings, keys_banner = prepare(settings)
 
     async def run() -> None:
-        await serve(settings, client, stop)
+        try:
+            await serve(api_settings, client, stop, database_url)
+        except BaseException:
+            stop.set()  # an API that cannot serve (port taken) stops the stack, loudly
+            raise
 
-    return asyncio.create_task(run(), name="api")
+    return RunningApi(asyncio.create_task(run(), name="api"), keys_banner)
 
 
 async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
@@ -218,15 +242,17 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
         watcher = asyncio.create_task(watch_server(), name="temporal-watch")
         stack.callback(watcher.cancel)
 
-        api = start_api(settings, client, stop)
+        api = start_api(settings, client, stop, database_url)
         print(banner(settings, spec, database_url, api is not None), flush=True)
+        if api is not None:
+            print(api.banner + "\n", flush=True)
         try:
             await run_worker(settings, client, database_url, stop)
         finally:
             stop.set()
             if api is not None:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await api
+                    await api.task
         if watcher.done() and not watcher.cancelled():
             raise DevStackError(
                 f"the Temporal dev server exited unexpectedly (status {watcher.result()}); "

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -33,13 +41,63 @@ class ConfigurationError(Exception):
     """Settings that cannot be used; the message is meant for the person who set them."""
 
 
+# `backend`, `agent`, `operator`, `department:<name>` or `partner:<name>`.
+API_ROLE = re.compile(r"^(backend|agent|operator|(department|partner):[a-z0-9][a-z0-9_.-]{0,63})$")
+
+
+class ApiKeyEntry(BaseModel):
+    """One API key as configuration holds it: never the key, only its SHA-256.
+
+    `ticketflow keys create --role agent --name agent-console` prints a new key and the
+    entry to add here.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
+    role: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        if not API_ROLE.match(value):
+            raise ValueError(
+                f"unknown role {value!r}; use backend, agent, operator, "
+                "department:<name> or partner:<name>"
+            )
+        return value
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # e.g. TICKETFLOW_API__KEYS='[{"name": "mail-gateway", "role": "backend", "sha256": "…"}]'
+    keys: list[ApiKeyEntry] = Field(default_factory=list)
+    keys_file: Path | None = Field(
+        default=None, description="TOML or JSON file with [[keys]] entries, added to `keys`"
+    )
+    # HMAC-SHA256 signing secrets of the partners' callbacks, by partner name, e.g.
+    # TICKETFLOW_API__PARTNER_SECRETS='{"sf-express": "…"}'.
+    partner_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # A signed callback older (or further in the future) than this is refused.
+    signature_tolerance: timedelta = timedelta(minutes=5)
+    # How long a request waits for Temporal before answering 503 with Retry-After.
+    temporal_timeout: timedelta = timedelta(seconds=10)
+    # Proxies whose X-Forwarded-For names the customer's IP (uvicorn's forwarded_allow_ips).
+    forwarded_allow_ips: str = "127.0.0.1"
+    # Public URL for `ticketflow ticket ...` when the API is not on host:port (a proxy).
+    public_url: str | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @field_validator("signature_tolerance", "temporal_timeout", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        # Environment values are strings: "300", "90s" and "5m" mean what they say.
+        return _duration(value)
 
 
 class Settings(BaseSettings):
@@ -226,6 +284,7 @@ def _deep_merge(target: dict[str, Any], overlay: dict[str, Any]) -> None:
 
 
 __all__ = [
+    "ApiKeyEntry",
     "ApiSettings",
     "ConfigurationError",
     "Settings",

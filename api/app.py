@@ -1,0 +1,543 @@
+"""The HTTP API: intake from any channel, one route per action, customer replies, signed
+partner callbacks, and reads from the workflow (live) and the read model (lists).
+
+`create_app(services)` builds the FastAPI application around already-connected services,
+so the process (`api.server.serve`) and the tests (httpx's ASGI transport) run the same
+application. Failures become answers in `api.errors`, never in a route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from activities.database import Pool
+from activities.event_store import EventStore
+from api.access import Caller, KeyRing, RoleKind, Rule, allows
+from api.client import TicketClient
+from api.errors import COMMON_RESPONSES, ApiError, Problem, install_error_handlers, not_found
+from api.middleware import API_KEY_HEADER, RequestContext
+from api.read_model import TicketFilter, list_tickets
+from api.schemas import (
+    TICKET_ID,
+    Accepted,
+    ActionRequest,
+    AssignRequest,
+    ClassifyRequest,
+    CloseRequest,
+    CustomerReplyRequest,
+    DispatchRequest,
+    EventOut,
+    EventPage,
+    Health,
+    IntakeRequest,
+    MilestoneRequest,
+    PartnerCallbackRequest,
+    PartnerEngagementRequest,
+    ProgressRequest,
+    ResolveRequest,
+    RespondRequest,
+    ReviewDecisionRequest,
+    TicketOpened,
+    TicketPage,
+    opened,
+)
+from api.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SeenSignatures, verify
+from workers.settings import ApiSettings
+from workflows.contracts import CustomerReply, Intake, PartnerCallback, TicketView
+from workflows.vocabulary import Category, Priority, TicketStatus, Tier
+
+T = TypeVar("T")
+
+READY_CHECK_TIMEOUT_S = 2.0
+MAX_EVENTS_PAGE = 500
+MAX_CALLBACK_BYTES = 64 * 1024
+
+
+@dataclass
+class Services:
+    """Everything a request may touch, connected before the first request."""
+
+    tickets: TicketClient
+    pool: Pool
+    events: EventStore
+    keys: KeyRing
+    signatures: SeenSignatures
+    partner_secrets: dict[str, str]
+    settings: ApiSettings
+
+    async def call(self, awaitable: Awaitable[T]) -> T:
+        """Temporal (or PostgreSQL) within the configured time, else a 503 for the caller."""
+        async with asyncio.timeout(self.settings.temporal_timeout.total_seconds()):
+            return await awaitable
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+# Declared for the OpenAPI document (the "Authorize" button); RequestContext checks keys.
+_api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="ApiKey")
+_bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
+_WHAT = {
+    Rule.INTAKE: "open tickets",
+    Rule.ACT: "act on tickets",
+    Rule.PROGRESS: "post progress",
+    Rule.CUSTOMER_REPLY: "post customer replies",
+    Rule.PARTNER_CALLBACK: "call back as a partner",
+    Rule.READ_TICKET: "read tickets",
+    Rule.READ_EVENTS: "read ticket events",
+    Rule.LIST: "list tickets",
+}
+
+
+def require(rule: Rule) -> Callable[..., Caller]:
+    def dependency(
+        request: Request,
+        _key: Annotated[str | None, Depends(_api_key)],
+        _token: Annotated[Any, Depends(_bearer)],
+    ) -> Caller:
+        caller: Caller | None = request.state.caller
+        if caller is None:  # pragma: no cover - RequestContext answered 401 already
+            raise ApiError(401, "unauthorized", "an API key is required")
+        if not allows(rule, caller):
+            raise ApiError(403, "forbidden", f"role {caller.role} may not {_WHAT[rule]}")
+        return caller
+
+    return dependency
+
+
+def known(ticket_id: str) -> str:
+    """Ids this API never hands out are unknown without asking Temporal."""
+    if not TICKET_ID.match(ticket_id):
+        raise not_found(ticket_id)
+    return ticket_id
+
+
+def utc(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise ApiError(422, "invalid_request", f"{name} is out of range") from None
+
+
+TicketIdPath = Annotated[
+    str, Path(description="As returned by POST /v1/tickets, e.g. ticket-3f2a…", max_length=64)
+]
+Svc = Annotated[Services, Depends(services)]
+
+_ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    404: {"model": Problem, "description": "no such ticket"},
+    409: {"model": Problem, "description": "the ticket refused the action; `detail` says why"},
+}
+
+# ---------------------------------------------------------------- intake
+
+intake = APIRouter(tags=["intake"])
+
+
+@intake.post(
+    "/v1/tickets",
+    status_code=201,
+    response_model=TicketOpened,
+    responses={
+        **COMMON_RESPONSES,
+        200: {"model": TicketOpened, "description": "this key had opened the ticket before"},
+        201: {"model": TicketOpened, "description": "a new ticket"},
+    },
+)
+async def open_ticket(
+    body: IntakeRequest,
+    request: Request,
+    response: Response,
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.INTAKE))],
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)
+    ] = None,
+) -> TicketOpened:
+    """Open a ticket from any channel. The same idempotency key (header or body) always
+    yields the same ticket: 201 the first time, 200 after. The caller's IP and user agent
+    go into the problem snapshot from the request itself."""
+    key = _idempotency_key(idempotency_key, body.idempotency_key)
+    user_agent = request.headers.get("user-agent")
+    intake_ = Intake(
+        idempotency_key=key,
+        channel=body.channel,
+        customer_id=body.customer_id,
+        tier=body.tier,
+        subject=body.subject,
+        description=body.description,
+        context=body.snapshot(
+            ip=request.client.host if request.client else None,
+            user_agent=user_agent[:500] if user_agent else None,
+        ),
+        attachments=body.attachments,
+        locale=body.locale,
+    )
+    ticket = await svc.call(svc.tickets.open(intake_))
+    view = await svc.call(svc.tickets.view(ticket.ticket_id))
+    response.status_code = 201 if ticket.created else 200
+    return opened(view, ticket.created)
+
+
+def _idempotency_key(header: str | None, body: str | None) -> str:
+    header = header.strip() if header else None
+    if header and body and header != body:
+        raise ApiError(
+            422, "invalid_request", "Idempotency-Key header and body idempotency_key differ"
+        )
+    key = header or body
+    if not key:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "an idempotency key is required: Idempotency-Key header or body idempotency_key",
+        )
+    return key
+
+
+# ---------------------------------------------------------------- actions
+
+actions = APIRouter(tags=["actions"], responses=_ACTION_RESPONSES)
+ActorCaller = Annotated[Caller, Depends(require(Rule.ACT))]
+
+
+async def _act(svc: Services, ticket_id: str, body: ActionRequest, caller: Caller) -> TicketView:
+    action = body.to_action(caller)
+    return await svc.call(svc.tickets.act_once(known(ticket_id), action))
+
+
+@actions.post("/v1/tickets/{ticket_id}/responses")
+async def respond(
+    ticket_id: TicketIdPath, body: RespondRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    """An agent's reply to the customer; the first one stops the first-response clock."""
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/classification")
+async def classify(
+    ticket_id: TicketIdPath, body: ClassifyRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    """Override the automatic classification; the SLA follows the new priority."""
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/assignment")
+async def assign(
+    ticket_id: TicketIdPath, body: AssignRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/dispatches")
+async def dispatch(
+    ticket_id: TicketIdPath, body: DispatchRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    """Open work orders at departments, with the problem snapshot and attachments."""
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/progress")
+async def post_progress(
+    ticket_id: TicketIdPath,
+    body: ProgressRequest,
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.PROGRESS))],
+) -> TicketView:
+    """A department's daily progress on its work order (`work_order_done` closes it).
+    A department key posts only for its own department."""
+    if caller.kind is RoleKind.DEPARTMENT and body.department != caller.scope:
+        raise ApiError(
+            403, "forbidden", f"role {caller.role} may post progress only for {caller.scope}"
+        )
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/milestones")
+async def record_milestone(
+    ticket_id: TicketIdPath, body: MilestoneRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    """A breakthrough: meets the SLA of its priority and resets the upgrade-review clock."""
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/partner-engagements")
+async def engage_partner(
+    ticket_id: TicketIdPath, body: PartnerEngagementRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    """Hand the problem to a third party; the customer then hears from us every 6 h
+    until the partner calls back."""
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/resolution")
+async def resolve(
+    ticket_id: TicketIdPath, body: ResolveRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    """Send the result and ask the customer to confirm; closes by itself after 72 h."""
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/closure")
+async def close(
+    ticket_id: TicketIdPath, body: CloseRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    """Close a ticket that cannot be solved soon, once the long-term plan was told."""
+    return await _act(svc, ticket_id, body, caller)
+
+
+@actions.post("/v1/tickets/{ticket_id}/review-decisions")
+async def record_review_decision(
+    ticket_id: TicketIdPath, body: ReviewDecisionRequest, svc: Svc, caller: ActorCaller
+) -> TicketView:
+    """The upgrade review's decision, recorded on the ticket."""
+    return await _act(svc, ticket_id, body, caller)
+
+
+# ---------------------------------------------------------------- customers and partners
+
+inbound = APIRouter(tags=["customers and partners"], responses=_ACTION_RESPONSES)
+
+
+@inbound.post("/v1/tickets/{ticket_id}/customer-replies", status_code=202)
+async def customer_reply(
+    ticket_id: TicketIdPath,
+    body: CustomerReplyRequest,
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.CUSTOMER_REPLY))],
+) -> Accepted:
+    """What the customer answered on their channel: a message, solved / not solved (which
+    reopens), CSAT 1-5 or NPS 0-10. Accepted in order; a resent reply_id counts once."""
+    reply = CustomerReply.model_validate(body.model_dump())
+    await svc.call(svc.tickets.customer_reply(known(ticket_id), reply))
+    return Accepted(ticket_id=ticket_id)
+
+
+_CALLBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PartnerCallbackRequest.model_json_schema()}},
+    }
+}
+
+
+@inbound.post(
+    "/v1/partners/{partner}/callbacks",
+    status_code=202,
+    openapi_extra=_CALLBACK_BODY,
+    responses={413: {"model": Problem, "description": "body over 64 KiB"}},
+)
+async def partner_callback(
+    partner: Annotated[str, Path(max_length=64)],
+    request: Request,
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.PARTNER_CALLBACK))],
+    timestamp: Annotated[str | None, Header(alias=TIMESTAMP_HEADER, max_length=32)] = None,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER, max_length=128)] = None,
+) -> Accepted:
+    """A partner's answer on an engagement. Signed: `X-Ticketflow-Signature: sha256=` +
+    hex HMAC-SHA256 of `<X-Ticketflow-Timestamp>.<raw body>` with the partner's secret;
+    older than 5 minutes or seen before is refused. A partner key calls back only as
+    itself, and only on tickets that engaged it."""
+    if caller.scope != partner:
+        raise ApiError(403, "forbidden", f"role {caller.role} may call back only as {caller.scope}")
+    secret = svc.partner_secrets.get(partner)
+    if secret is None:
+        raise ApiError(403, "forbidden", f"no signing secret is configured for {partner}")
+    raw = await request.body()
+    if len(raw) > MAX_CALLBACK_BYTES:
+        raise ApiError(413, "too_large", "callback bodies are limited to 64 KiB")
+    digest = verify(secret, timestamp, signature, raw, svc.settings.signature_tolerance)
+    body = PartnerCallbackRequest.model_validate_json(raw)
+    ticket_id = known(body.ticket_id)
+    # A refusal below releases the signature again: only a delivered callback uses it up.
+    async with svc.signatures.claim(partner, digest):
+        state = await svc.call(svc.tickets.state(ticket_id))
+        engagement = state.partners.get(partner)
+        if engagement is None:
+            raise ApiError(403, "forbidden", f"{partner} holds no engagement on this ticket")
+        if engagement.answered_at is not None:
+            raise ApiError(409, "already_answered", f"{partner} already answered on this ticket")
+        callback = PartnerCallback(
+            callback_id=body.callback_id, partner=partner, answer=body.answer, final=body.final
+        )
+        await svc.call(svc.tickets.partner_callback(ticket_id, callback))
+    return Accepted(ticket_id=ticket_id)
+
+
+# ---------------------------------------------------------------- reads
+
+reads = APIRouter(tags=["reads"], responses=_ACTION_RESPONSES)
+
+
+async def _visible_view(svc: Services, ticket_id: str, caller: Caller) -> TicketView:
+    view = await svc.call(svc.tickets.view(known(ticket_id)))
+    if caller.kind is RoleKind.DEPARTMENT and caller.scope not in view.departments:
+        raise ApiError(403, "forbidden", f"{caller.scope} holds no work order on this ticket")
+    return view
+
+
+@reads.get("/v1/tickets/{ticket_id}")
+async def show_ticket(
+    ticket_id: TicketIdPath,
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.READ_TICKET))],
+) -> TicketView:
+    """The live state, from the ticket itself: status, deadlines, what it waits for."""
+    return await _visible_view(svc, ticket_id, caller)
+
+
+@reads.get("/v1/tickets/{ticket_id}/events")
+async def ticket_events(
+    ticket_id: TicketIdPath,
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.READ_EVENTS))],
+    after_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_PAGE)] = 100,
+) -> EventPage:
+    """The ticket's domain events from the event store, in order."""
+    ticket_id = known(ticket_id)
+    if caller.kind is RoleKind.DEPARTMENT:
+        await _visible_view(svc, ticket_id, caller)
+    stored = await svc.call(svc.events.events(ticket_id, after_seq))
+    if not stored and after_seq == 0:
+        # Not stored yet (just opened) or not a ticket at all: Temporal knows which.
+        await svc.call(svc.tickets.handle(ticket_id).describe())
+    page = stored[:limit]
+    return EventPage(
+        ticket_id=ticket_id,
+        events=[
+            EventOut(
+                seq=e.seq,
+                type=e.type.value,
+                occurred_at=e.occurred_at,
+                actor_id=e.actor.id,
+                actor_role=e.actor.role.value,
+                data=e.data,
+            )
+            for e in page
+        ],
+        next_after_seq=page[-1].seq if len(stored) > limit else None,
+    )
+
+
+@reads.get("/v1/tickets")
+async def search_tickets(
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.LIST))],
+    status: Annotated[list[TicketStatus] | None, Query()] = None,
+    priority: Annotated[list[Priority] | None, Query()] = None,
+    category: Annotated[list[Category] | None, Query()] = None,
+    tier: Annotated[list[Tier] | None, Query()] = None,
+    department: Annotated[str | None, Query(max_length=128)] = None,
+    breached: Annotated[bool | None, Query(description="SLA breached")] = None,
+    opened_after: Annotated[datetime | None, Query(description="inclusive")] = None,
+    opened_before: Annotated[datetime | None, Query(description="exclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> TicketPage:
+    """Tickets from the read model, newest first. Repeat a filter for "any of"
+    (`?status=new&status=in_progress`); follow `next_cursor` for the next page. A
+    department key sees only tickets that hold its work orders."""
+    if caller.kind is RoleKind.DEPARTMENT:
+        if department not in (None, caller.scope):
+            raise ApiError(403, "forbidden", f"role {caller.role} lists only its own tickets")
+        department = caller.scope
+    filters = TicketFilter(
+        status=[s.value for s in status or []],
+        priority=[p.value for p in priority or []],
+        category=[c.value for c in category or []],
+        tier=[t.value for t in tier or []],
+        department=department,
+        breached=breached,
+        opened_after=utc(opened_after, "opened_after"),
+        opened_before=utc(opened_before, "opened_before"),
+    )
+    return await svc.call(list_tickets(svc.pool, filters, limit, cursor))
+
+
+# ---------------------------------------------------------------- health
+
+health = APIRouter(tags=["health"])
+
+
+@health.get("/healthz")
+async def healthz() -> Health:
+    """The process is up."""
+    return Health(status="ok")
+
+
+@health.get("/readyz", responses={503: {"model": Health, "description": "a dependency is down"}})
+async def readyz(svc: Svc, response: Response) -> Health:
+    """Temporal and PostgreSQL both answer."""
+    checks = dict(
+        zip(
+            ("temporal", "postgres"),
+            await asyncio.gather(_check(_temporal_ok(svc)), _check(svc.pool.fetchval("SELECT 1"))),
+            strict=True,
+        )
+    )
+    ready = all(result == "ok" for result in checks.values())
+    if not ready:
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+    return Health(status="ok" if ready else "unavailable", checks=checks)
+
+
+async def _temporal_ok(svc: Services) -> None:
+    await svc.tickets.temporal.service_client.check_health(
+        timeout=timedelta(seconds=READY_CHECK_TIMEOUT_S)
+    )
+
+
+async def _check(awaitable: Awaitable[object]) -> str:
+    try:
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+            await awaitable
+    except Exception as error:
+        return f"unavailable: {type(error).__name__}"
+    return "ok"
+
+
+# ---------------------------------------------------------------- the application
+
+DESCRIPTION = """
+Customer-service tickets as durable Temporal workflows.
+
+Authenticate with `Authorization: Bearer <key>` (or `X-API-Key: <key>`). Roles: `backend`,
+`agent`, `operator`, `department:<name>`, `partner:<name>`. Errors share one shape:
+`{"code", "detail", "request_id"}`; 503 answers carry `Retry-After`.
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(svc: Services) -> FastAPI:
+    app = FastAPI(
+        title="ticketflow",
+        version="1",
+        description=DESCRIPTION,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.services = svc
+    install_error_handlers(app)
+    for router in (intake, actions, inbound, reads, health):
+        app.include_router(router)
+    app.add_middleware(RequestContext, keys=svc.keys)
+    return app

@@ -1,0 +1,440 @@
+"""`ticketflow ticket …` and `ticketflow keys create`: the terminal side of the HTTP API.
+
+Ticket commands are HTTP calls with the caller's own API key, so an agent's terminal has
+exactly the rights of the agent's key and needs no Temporal or database credentials:
+
+    export TICKETFLOW_API_KEY=tfk_…              # `make dev` prints one per role
+    ticketflow ticket open --channel email --customer c-1 --subject "无法提现" --description "…"
+    ticketflow ticket act ticket-3f2a… respond --message "我们正在处理"
+    ticketflow ticket list --status new --priority E --json
+
+Tables for people by default, `--json` for scripts; an error is one line on stderr and a
+non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import types
+import unicodedata
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from api.schemas import (
+    ActionRequest,
+    AssignRequest,
+    ClassifyRequest,
+    CloseRequest,
+    DispatchRequest,
+    MilestoneRequest,
+    PartnerEngagementRequest,
+    ProgressRequest,
+    ResolveRequest,
+    RespondRequest,
+    ReviewDecisionRequest,
+)
+from workflows.vocabulary import Category, Channel, Priority, TicketStatus, Tier
+
+if TYPE_CHECKING:
+    import httpx
+
+API_URL_ENV = "TICKETFLOW_API_URL"
+API_KEY_ENV = "TICKETFLOW_API_KEY"
+TIMEOUT_S = 30.0
+
+# action name on the command line -> (route suffix, request body)
+ACTIONS: dict[str, tuple[str, type[ActionRequest]]] = {
+    "respond": ("responses", RespondRequest),
+    "classify": ("classification", ClassifyRequest),
+    "assign": ("assignment", AssignRequest),
+    "dispatch": ("dispatches", DispatchRequest),
+    "progress": ("progress", ProgressRequest),
+    "milestone": ("milestones", MilestoneRequest),
+    "engage-partner": ("partner-engagements", PartnerEngagementRequest),
+    "resolve": ("resolution", ResolveRequest),
+    "close": ("closure", CloseRequest),
+    "review-decision": ("review-decisions", ReviewDecisionRequest),
+}
+
+
+class ConsoleError(Exception):
+    """What went wrong, in one line for the terminal."""
+
+
+# ---------------------------------------------------------------- parsers
+
+
+def add_ticket_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
+    """`ticketflow ticket open|show|act|events|list` on the CLI's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument("--url", default=None, help=f"API base URL (default ${API_URL_ENV})")
+    common.add_argument("--api-key", default=None, help=f"API key (default ${API_KEY_ENV})")
+
+    ticket = commands.add_parser("ticket", help="open, show, act on, list tickets (HTTP API)")
+    verbs = ticket.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    open_ = verbs.add_parser("open", parents=[common], help="open a ticket")
+    open_.add_argument("--channel", required=True, choices=[c.value for c in Channel])
+    open_.add_argument("--customer", required=True, help="opaque customer account id")
+    open_.add_argument("--tier", choices=[t.value for t in Tier], default=Tier.STANDARD.value)
+    open_.add_argument("--subject", required=True)
+    open_.add_argument("--description", required=True)
+    open_.add_argument("--idempotency-key", default=None, help="default: a new random key")
+    open_.add_argument("--locale", default=None)
+    open_.add_argument("--attachment", action="append", default=None, dest="attachments")
+
+    show = verbs.add_parser("show", parents=[common], help="a ticket's live state")
+    show.add_argument("ticket_id")
+
+    # Options go after the action (`act ID respond --message … --json`): a nested parser's
+    # defaults would overwrite an option given before it.
+    act = verbs.add_parser("act", help="act on a ticket")
+    act.add_argument("ticket_id")
+    kinds = act.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, (_, model) in ACTIONS.items():
+        _add_model_options(kinds.add_parser(name, parents=[common], help=_summary(model)), model)
+
+    events = verbs.add_parser("events", parents=[common], help="a ticket's events")
+    events.add_argument("ticket_id")
+    events.add_argument("--after", type=int, default=0, help="only events after this seq")
+    events.add_argument("--limit", type=int, default=100)
+
+    list_ = verbs.add_parser("list", parents=[common], help="tickets from the read model")
+    list_.add_argument("--status", action="append", choices=[s.value for s in TicketStatus])
+    list_.add_argument("--priority", action="append", choices=[p.value for p in Priority])
+    list_.add_argument("--category", action="append", choices=[c.value for c in Category])
+    list_.add_argument("--tier", action="append", choices=[t.value for t in Tier])
+    list_.add_argument("--department")
+    list_.add_argument("--breached", action=argparse.BooleanOptionalAction, default=None)
+    list_.add_argument("--opened-after", help="ISO 8601, inclusive")
+    list_.add_argument("--opened-before", help="ISO 8601, exclusive")
+    list_.add_argument("--limit", type=int, default=50)
+    list_.add_argument("--cursor")
+
+    for parser in (ticket, open_, show, act, events, list_):
+        parser.set_defaults(handler=handler)
+
+
+def add_keys_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
+    keys = commands.add_parser("keys", help="API keys")
+    verbs = keys.add_subparsers(dest="verb", required=True, metavar="VERB")
+    create = verbs.add_parser("create", help="make a new API key and its configuration entry")
+    create.add_argument(
+        "--role",
+        required=True,
+        help="backend, agent, operator, department:<name> or partner:<name>",
+    )
+    create.add_argument("--name", default=None, help="who holds it (default: from the role)")
+    create.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    create.set_defaults(handler=handler)
+
+
+def _summary(model: type[ActionRequest]) -> str:
+    return f"the {model.action.model_fields['type'].default} action"
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One option per body field, so the command line follows the API's models."""
+    for name, field in model.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        annotation = _unwrap_optional(field.annotation)
+        required = field.is_required()
+        if annotation is bool:
+            parser.add_argument(flag, dest=name, action="store_true", default=None)
+        elif get_origin(annotation) is list:
+            parser.add_argument(flag, dest=name, nargs="+", required=required, metavar="VALUE")
+        elif isinstance(annotation, type) and issubclass(annotation, Enum):
+            parser.add_argument(
+                flag, dest=name, required=required, choices=[m.value for m in annotation]
+            )
+        else:
+            parser.add_argument(flag, dest=name, required=required)
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(inner) == 1:
+            return _unwrap_optional(inner[0])
+    if hasattr(annotation, "__metadata__"):  # Annotated[...]
+        return _unwrap_optional(get_args(annotation)[0])
+    return annotation
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+@dataclass(frozen=True)
+class Api:
+    url: str
+    key: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, default_url: Callable[[], str]) -> Api:
+        url = args.url or os.environ.get(API_URL_ENV) or default_url()
+        key = args.api_key or os.environ.get(API_KEY_ENV)
+        if not key:
+            raise ConsoleError(
+                f"no API key: set {API_KEY_ENV} or pass --api-key (`make dev` prints one per role)"
+            )
+        return cls(url=url.rstrip("/"), key=key)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Sequence[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        import httpx  # here, not at the top: `ticketflow --help` stays quick
+
+        try:
+            response = httpx.request(
+                method,
+                self.url + path,
+                json=body,
+                params=list(params or []),
+                headers={"Authorization": f"Bearer {self.key}", **(headers or {})},
+                timeout=TIMEOUT_S,
+            )
+        except httpx.HTTPError as error:
+            raise ConsoleError(
+                f"cannot reach the API at {self.url} ({error}); is `make dev` or "
+                "`ticketflow api` running?"
+            ) from None
+        if response.status_code >= 400:
+            raise ConsoleError(_describe_failure(response))
+        return response.json()
+
+
+def _describe_failure(response: httpx.Response) -> str:
+    try:
+        problem = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    detail = problem.get("detail", "")
+    if isinstance(detail, list):
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc', [])[1:]) or 'body'}: {item.get('msg')}"
+            for item in detail
+        )
+    hint = ""
+    if response.status_code == 503 and response.headers.get("Retry-After"):
+        hint = f" (retry in {response.headers['Retry-After']} s)"
+    return f"{response.status_code} {problem.get('code', 'error')}: {detail}{hint}"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
+    """Run one ticket command; returns what to print."""
+    api = Api.from_args(args, default_url)
+    match args.verb:
+        case "open":
+            body: dict[str, Any] = {
+                "channel": args.channel,
+                "customer_id": args.customer,
+                "tier": args.tier,
+                "subject": args.subject,
+                "description": args.description,
+            }
+            if args.locale:
+                body["locale"] = args.locale
+            if args.attachments:
+                body["attachments"] = args.attachments
+            key = args.idempotency_key or f"cli-{uuid.uuid4()}"
+            result = api.call("POST", "/v1/tickets", body=body, headers={"Idempotency-Key": key})
+            return _dump(result) if args.json else _opened_table(result)
+        case "show":
+            result = api.call("GET", f"/v1/tickets/{args.ticket_id}")
+            return _dump(result) if args.json else _view_table(result)
+        case "act":
+            suffix, model = ACTIONS[args.action]
+            fields = {name: getattr(args, name) for name in model.model_fields}
+            payload = {name: value for name, value in fields.items() if value is not None}
+            result = api.call("POST", f"/v1/tickets/{args.ticket_id}/{suffix}", body=payload)
+            return _dump(result) if args.json else _view_table(result)
+        case "events":
+            params = [("after_seq", str(args.after)), ("limit", str(args.limit))]
+            result = api.call("GET", f"/v1/tickets/{args.ticket_id}/events", params=params)
+            return _dump(result) if args.json else _events_table(result)
+        case "list":
+            result = api.call("GET", "/v1/tickets", params=_list_params(args))
+            return _dump(result) if args.json else _list_table(result)
+    raise ConsoleError(f"unknown command {args.verb!r}")  # pragma: no cover - argparse
+
+
+def _list_params(args: argparse.Namespace) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = []
+    for name in ("status", "priority", "category", "tier"):
+        params += [(name, value) for value in getattr(args, name) or []]
+    for name in ("department", "opened_after", "opened_before", "cursor"):
+        if getattr(args, name):
+            params.append((name, getattr(args, name)))
+    if args.breached is not None:
+        params.append(("breached", "true" if args.breached else "false"))
+    params.append(("limit", str(args.limit)))
+    return params
+
+
+def create_key(args: argparse.Namespace) -> str:
+    from api.access import hash_key, new_key
+    from workers.settings import ApiKeyEntry
+
+    name = args.name or f"{args.role.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
+    key = new_key()
+    try:
+        entry = ApiKeyEntry(name=name, role=args.role, sha256=hash_key(key))
+    except ValidationError as error:
+        raise ConsoleError(
+            "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+        ) from None
+    config = entry.model_dump()
+    if args.json:
+        return _dump({"key": key, **config})
+    return "\n".join(
+        [
+            _table([("key", key), ("name", name), ("role", args.role), ("sha256", entry.sha256)]),
+            "",
+            "Give the key to its holder now: only its SHA-256 is kept. Add the entry to",
+            "the API's configuration, e.g. in the list of TICKETFLOW_API__KEYS:",
+            "  " + json.dumps(config, ensure_ascii=False),
+        ]
+    )
+
+
+# ---------------------------------------------------------------- output
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _table(rows: Sequence[tuple[str, Any]]) -> str:
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {_cell(value)}".rstrip() for label, value in rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def _classification(value: dict[str, Any]) -> str:
+    return f"{value['category']} / {value['topic']} / {value['priority']}"
+
+
+def _deadline_rows(deadlines: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [
+        (f"  {name.replace('_', ' ')}", due) for name, due in deadlines.items() if due is not None
+    ] or [("  (none)", None)]
+
+
+def _opened_table(result: dict[str, Any]) -> str:
+    rows: list[tuple[str, Any]] = [
+        ("ticket", result["ticket_id"]),
+        ("created", result["created"]),
+        ("status", result["status"]),
+        ("tags", result["tags"]),
+        ("classification", _classification(result["classification"])),
+        ("deadlines", ""),
+        *_deadline_rows(result["deadlines"]),
+    ]
+    return _table(rows)
+
+
+def _view_table(view: dict[str, Any]) -> str:
+    rows: list[tuple[str, Any]] = [
+        ("ticket", view["ticket_id"]),
+        ("status", view["status"]),
+        ("tag", view["tag"]),
+        ("classification", _classification(view["classification"])),
+        ("assignee", view["assignee"]),
+        ("departments", view["departments"]),
+        ("open work orders", view["open_work_orders"]),
+        ("waiting for", view["waiting_for"]),
+        ("sla breached", view["sla_breached"]),
+        ("escalated", view["escalated"]),
+        ("root cause", view["root_cause"]),
+        ("reopened", view["reopen_count"]),
+        ("events", view["events_recorded"]),
+        ("deadlines", ""),
+        *_deadline_rows(view["deadlines"]),
+    ]
+    return _table(rows)
+
+
+def _width(text: str) -> int:
+    """Columns on a terminal: 故障-提現 takes two per character, not one."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
+def _columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(h), *(_width(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(_pad(h.upper(), w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(_pad(c, w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _events_table(page: dict[str, Any]) -> str:
+    rows = [
+        (
+            e["seq"],
+            e["occurred_at"],
+            e["type"],
+            f"{e['actor_id']} ({e['actor_role']})",
+            _short(e["data"]),
+        )
+        for e in page["events"]
+    ]
+    text = _columns(["seq", "occurred at", "type", "actor", "data"], rows)
+    if page.get("next_after_seq") is not None:
+        text += f"\nmore: --after {page['next_after_seq']}"
+    return text
+
+
+def _list_table(page: dict[str, Any]) -> str:
+    rows = [
+        (
+            t["ticket_id"],
+            t["status"],
+            t["priority"],
+            t["tag"],
+            t["tier"],
+            t["departments"],
+            t["opened_at"],
+            "yes" if t["sla_breached"] else "",
+        )
+        for t in page["items"]
+    ]
+    headers = ["ticket", "status", "prio", "tag", "tier", "departments", "opened at", "breached"]
+    text = _columns(headers, rows) if rows else "no tickets match"
+    if page.get("next_cursor"):
+        text += f"\nmore: --cursor {page['next_cursor']}"
+    return text

@@ -1,0 +1,326 @@
+"""Request and response bodies of the HTTP API.
+
+They mirror `workflows.contracts` but are the API's own: the caller never sends an
+`actor` (the API key says who acts) nor a `type` (the route says which action), and the
+gateway, not the caller, fills in the IP and user agent of the intake's snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from api.access import Caller
+from workflows.contracts import (
+    Action,
+    Assign,
+    Classification,
+    Classify,
+    Close,
+    ContextSnapshot,
+    CustomerReplyKind,
+    Deadlines,
+    Dispatch,
+    EngagePartner,
+    Identifier,
+    NonEmpty,
+    PostProgress,
+    RecordMilestone,
+    RecordReviewDecision,
+    Resolve,
+    Respond,
+    TicketView,
+    check_root_cause,
+)
+from workflows.vocabulary import (
+    Category,
+    Channel,
+    Milestone,
+    Priority,
+    ResultKind,
+    TicketStatus,
+    Tier,
+    Topic,
+)
+
+# The workflow id `ticket_id_for` derives from an idempotency key.
+TICKET_ID = re.compile(r"^ticket-[0-9a-f]{24}$")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- intake
+
+
+class IntakeContext(Body):
+    """The problem snapshot the channel captured. The caller's IP and user agent are
+    taken from the request by the gateway, never from the body."""
+
+    device_model: Annotated[str, StringConstraints(max_length=200)] | None = None
+    os_version: Annotated[str, StringConstraints(max_length=100)] | None = None
+    app_version: Annotated[str, StringConstraints(max_length=100)] | None = None
+    operation_path: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default_factory=list, max_length=50
+    )
+    occurred_at: datetime | None = None
+    region: Annotated[str, StringConstraints(max_length=100)] | None = None
+    affected_users: int | None = Field(default=None, ge=0, le=10**9)
+
+
+class IntakeRequest(Body):
+    idempotency_key: Identifier | None = Field(
+        default=None,
+        description="Or the Idempotency-Key header: the same key always yields the same ticket.",
+    )
+    channel: Channel
+    customer_id: Identifier = Field(description="Opaque account id, never a name or phone.")
+    tier: Tier = Tier.STANDARD
+    subject: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    description: NonEmpty
+    context: IntakeContext = Field(default_factory=IntakeContext)
+    attachments: list[Identifier] = Field(default_factory=list, max_length=50)
+    locale: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] = (
+        "zh-CN"
+    )
+
+    def snapshot(self, ip: str | None, user_agent: str | None) -> ContextSnapshot:
+        return ContextSnapshot(**self.context.model_dump(), ip=ip, user_agent=user_agent)
+
+
+class TicketOpened(BaseModel):
+    ticket_id: str
+    created: bool = Field(description="false: this idempotency key had opened the ticket before")
+    status: TicketStatus
+    classification: Classification
+    tags: list[str]
+    deadlines: dict[str, datetime] = Field(description="Every deadline now running, by name.")
+
+
+def running_deadlines(deadlines: Deadlines) -> dict[str, datetime]:
+    return {name: due for name, due in deadlines if due is not None}
+
+
+def opened(view: TicketView, created: bool) -> TicketOpened:
+    return TicketOpened(
+        ticket_id=view.ticket_id,
+        created=created,
+        status=view.status,
+        classification=view.classification,
+        tags=[view.tag],
+        deadlines=running_deadlines(view.deadlines),
+    )
+
+
+# ---------------------------------------------------------------- actions
+
+
+class ActionRequest(Body):
+    action: ClassVar[type[Action]]
+
+    action_id: Identifier | None = Field(
+        default=None,
+        description="Send the same action again with the same id (after a timeout or a 503): "
+        "it is applied once.",
+    )
+    actor_id: Identifier | None = Field(
+        default=None,
+        description="Staff id of the person acting, for consoles used by many; "
+        "defaults to the API key's name.",
+    )
+
+    def to_action(self, caller: Caller) -> Any:
+        fields = self.model_dump(exclude={"actor_id"})
+        return self.action.model_validate({**fields, "actor": caller.actor(self.actor_id)})
+
+
+class RespondRequest(ActionRequest):
+    action = Respond
+    message: NonEmpty
+
+
+class ClassifyRequest(ActionRequest):
+    action = Classify
+    category: Category
+    topic: Topic
+    priority: Priority
+    reason: NonEmpty
+
+
+class AssignRequest(ActionRequest):
+    action = Assign
+    agent_id: Identifier
+
+
+class DispatchRequest(ActionRequest):
+    action = Dispatch
+    departments: list[Identifier] = Field(min_length=1, max_length=10)
+    note: NonEmpty
+
+
+class ProgressRequest(ActionRequest):
+    action = PostProgress
+    department: Identifier
+    note: NonEmpty
+    work_order_done: bool = False
+
+
+class MilestoneRequest(ActionRequest):
+    action = RecordMilestone
+    milestone: Milestone
+    note: NonEmpty
+
+
+class PartnerEngagementRequest(ActionRequest):
+    action = EngagePartner
+    partner: Identifier
+    problem: NonEmpty
+    expected_by: datetime
+    checkpoints: list[NonEmpty] = Field(default_factory=list, max_length=20)
+
+    @field_validator("expected_by")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("expected_by needs a time zone, e.g. 2026-05-01T10:00:00+08:00")
+        return value
+
+
+class ResolveRequest(ActionRequest):
+    action = Resolve
+    result_kind: ResultKind
+    message: NonEmpty
+    root_cause: str = Field(description="`<kind>-<area>`, e.g. 產品缺陷-支付流程")
+    compensation: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+    @field_validator("root_cause")
+    @classmethod
+    def _root_cause_is_tag(cls, value: str) -> str:
+        return check_root_cause(value)
+
+
+class CloseRequest(ActionRequest):
+    action = Close
+    long_term_plan: NonEmpty
+    root_cause: str | None = None
+
+    @field_validator("root_cause")
+    @classmethod
+    def _root_cause_is_tag(cls, value: str | None) -> str | None:
+        return None if value is None else check_root_cause(value)
+
+
+class ReviewDecisionRequest(ActionRequest):
+    action = RecordReviewDecision
+    decision: NonEmpty
+    attendees: list[Identifier] = Field(default_factory=list, max_length=50)
+
+
+# ---------------------------------------------------------------- customers and partners
+
+
+class CustomerReplyRequest(Body):
+    reply_id: Identifier = Field(description="The channel's message id: a resend is applied once.")
+    kind: CustomerReplyKind
+    text: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    score: int | None = Field(default=None, description="CSAT 1-5 or NPS 0-10")
+
+    @field_validator("score")
+    @classmethod
+    def _score_range(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 10:
+            raise ValueError("score must be CSAT 1-5 or NPS 0-10")
+        return value
+
+    @model_validator(mode="after")
+    def _score_fits_kind(self) -> CustomerReplyRequest:
+        ranges = {CustomerReplyKind.CSAT: (1, 5), CustomerReplyKind.NPS: (0, 10)}
+        if self.kind in ranges:
+            low, high = ranges[self.kind]
+            if self.score is None or not low <= self.score <= high:
+                raise ValueError(f"a {self.kind.value} reply needs a score from {low} to {high}")
+        return self
+
+
+class PartnerCallbackRequest(Body):
+    ticket_id: Annotated[str, StringConstraints(max_length=64)]
+    callback_id: Identifier = Field(description="The partner's id of this answer: sent once.")
+    answer: NonEmpty
+    final: bool = Field(default=True, description="false: an interim update, more will come")
+
+
+class Accepted(BaseModel):
+    """A customer reply or partner callback was handed to the ticket (applied in order)."""
+
+    ticket_id: str
+    accepted: bool = True
+
+
+# ---------------------------------------------------------------- reads
+
+
+class EventOut(BaseModel):
+    seq: int
+    type: str
+    occurred_at: datetime
+    actor_id: str
+    actor_role: str
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    ticket_id: str
+    events: list[EventOut]
+    next_after_seq: int | None = Field(
+        description="Pass as after_seq for the next page; null when this is the last page."
+    )
+
+
+class TicketSummary(BaseModel):
+    """A row of the `tickets` read model."""
+
+    ticket_id: str
+    status: str
+    priority: str | None
+    category: str | None
+    topic: str | None
+    channel: str | None
+    tier: str | None
+    tag: str | None
+    assignee: str | None
+    departments: list[str]
+    transfers: int
+    sla_due_at: datetime | None
+    sla_breached: bool
+    escalated: bool
+    root_cause: str | None
+    reopen_count: int
+    opened_at: datetime | None
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    close_reason: str | None
+    csat: int | None
+    nps: int | None
+    updated_at: datetime
+
+
+class TicketPage(BaseModel):
+    items: list[TicketSummary]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page.")
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,112 @@
+"""The API process: uvicorn on `settings.api.host:port` until `stop` is set.
+
+`ticketflow api` and `ticketflow dev` both end in `serve`. The PostgreSQL it reads is the
+worker's (`DATABASE_URL`); the dev stack passes its own. Stop signals stay with the caller
+(`stop`), so the API drains next to the worker instead of grabbing Ctrl-C for itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import structlog
+import uvicorn
+from temporalio.client import Client
+
+from activities.database import Pool, create_pool
+from activities.event_store import EventStore
+from api.access import KeyRing, configured_keys
+from api.app import Services, create_app
+from api.client import TicketClient
+from api.signatures import SeenSignatures
+from workers.settings import ConfigurationError, Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def build_services(settings: Settings, client: Client, pool: Pool) -> Services:
+    """Connect the API to Temporal and PostgreSQL, and create the API's own table."""
+    api = settings.api
+    keys = KeyRing(configured_keys(api))
+    if not keys:
+        log.warning("no API keys configured: every /v1 request will be refused (401)")
+    signatures = SeenSignatures(pool, api.signature_tolerance)
+    await signatures.create_schema()
+    return Services(
+        tickets=TicketClient(client, task_queue=settings.task_queue, policy=settings.policy),
+        pool=pool,
+        events=EventStore(pool),
+        keys=keys,
+        signatures=signatures,
+        partner_secrets={
+            name: secret.get_secret_value() for name, secret in api.partner_secrets.items()
+        },
+        settings=api,
+    )
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The caller owns SIGINT/SIGTERM and tells us through `stop`.
+        yield
+
+
+async def serve(
+    settings: Settings,
+    client: Client,
+    stop: asyncio.Event,
+    database_url: str | None = None,
+) -> None:
+    """Serve until `stop` is set, then finish in-flight requests and return."""
+    database_url = database_url or settings.database_url
+    if not database_url:
+        raise ConfigurationError(
+            "the API reads the worker's PostgreSQL: set DATABASE_URL "
+            "(`ticketflow dev` runs the API with its own database)"
+        )
+    pool = await create_pool(database_url)
+    try:
+        app = create_app(await build_services(settings, client, pool))
+        config = uvicorn.Config(
+            app,
+            host=settings.api.host,
+            port=settings.api.port,
+            # Our middleware writes the access log (without IPs); uvicorn's would not.
+            access_log=False,
+            log_config=None,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.api.forwarded_allow_ips,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        server = _Server(config)
+        # Bound here: uvicorn's own bind calls sys.exit() on failure, which would end the
+        # whole dev stack without a word.
+        listener = listen(settings.api.host, settings.api.port)
+        serving = asyncio.create_task(server.serve(sockets=[listener]), name="uvicorn")
+        stopping = asyncio.create_task(stop.wait(), name="api-stop")
+        try:
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            server.should_exit = True
+            stopping.cancel()
+            await serving
+            listener.close()
+        log.info("api stopped")
+    finally:
+        await pool.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        return socket.create_server(address[:2], family=family)
+    except OSError as error:
+        raise OSError(
+            f"the API cannot listen on {host}:{port} ({error.strerror or error}); "
+            "set TICKETFLOW_API__PORT or stop what uses it"
+        ) from None

@@ -1,0 +1,202 @@
+"""`ticketflow ticket …` and `ticketflow keys create` against the API served by uvicorn,
+as `ticketflow api` and `make dev` serve it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from api.access import hash_key
+from api.server import serve
+from tests.api.conftest import Stack
+from workers.cli import main
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def served(stack: Stack, database_url: str) -> AsyncIterator[str]:
+    port = free_port()
+    settings = stack.settings.model_copy(
+        update={"api": stack.settings.api.model_copy(update={"port": port})}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stack.env.client, stop, database_url))
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as probe:
+        for _ in range(100):
+            try:
+                if (await probe.get(f"{url}/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    # The server's log lines would land in the same captured stdout as the CLI's output.
+    with capture_logs():
+        yield url
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+async def cli(*argv: str) -> int:
+    # main() is synchronous, like the console script; the API answers on this loop.
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_ticket_commands_through_the_served_api(
+    stack: Stack, served: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TICKETFLOW_API_URL", served)
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["agent"])
+
+    assert (
+        await cli(
+            "ticket",
+            "open",
+            "--channel",
+            "email",
+            "--customer",
+            "c-77",
+            "--subject",
+            "无法提现",
+            "--description",
+            "提现失败",
+            "--json",
+        )
+        == 0
+    )
+    opened = json.loads(capsys.readouterr().out)
+    tid = opened["ticket_id"]
+    assert opened["created"] is True
+
+    assert await cli("ticket", "show", tid) == 0
+    table = capsys.readouterr().out
+    assert tid in table
+    assert "waiting for" in table
+    assert "first response" in table
+
+    assert await cli("ticket", "act", tid, "respond", "--message", "正在处理") == 0
+    assert "in_progress" in capsys.readouterr().out
+    assert (
+        await cli(
+            "ticket",
+            "act",
+            tid,
+            "dispatch",
+            "--departments",
+            "tech",
+            "finance",
+            "--note",
+            "查通道",
+            "--json",
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["open_work_orders"] == ["finance", "tech"]
+
+    assert (
+        await cli(
+            "ticket",
+            "act",
+            tid,
+            "resolve",
+            "--result-kind",
+            "technical",
+            "--message",
+            "好了",
+            "--root-cause",
+            "產品缺陷-提現",
+        )
+        == 1
+    )
+    error = capsys.readouterr().err
+    assert error.startswith("ticketflow ticket: 409 action_rejected: open work orders at")
+    assert error.count("\n") == 1
+
+    await stack.settled(tid)
+    assert await cli("ticket", "events", tid) == 0
+    events = capsys.readouterr().out
+    assert events.splitlines()[0].split()[:3] == ["SEQ", "OCCURRED", "AT"]
+    assert "ticket_opened" in events
+    assert "dispatched" in events
+
+    assert (
+        await cli("ticket", "list", "--status", "waiting_on_department", "--limit", "200", "--json")
+        == 0
+    )
+    assert tid in {item["ticket_id"] for item in json.loads(capsys.readouterr().out)["items"]}
+    assert await cli("ticket", "list", "--department", "tech", "--limit", "5") == 0
+    assert capsys.readouterr().out.startswith("TICKET")
+
+
+async def test_cli_errors_are_one_line_and_a_failure(
+    stack: Stack, served: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TICKETFLOW_API_KEY", raising=False)
+    assert await cli("ticket", "show", "ticket-0", "--url", served) == 1
+    assert "no API key" in capsys.readouterr().err
+
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["backend"])
+    assert await cli("ticket", "list", "--url", served) == 1
+    assert (
+        capsys.readouterr().err
+        == "ticketflow ticket: 403 forbidden: role backend may not list tickets\n"
+    )
+    assert await cli("ticket", "show", "ticket-" + "0" * 24, "--url", served) == 1
+    assert "404 ticket_not_found" in capsys.readouterr().err
+    assert (
+        await cli(
+            "ticket",
+            "act",
+            "ticket-" + "0" * 24,
+            "classify",
+            "--category",
+            "technical_fault",
+            "--topic",
+            "login",
+            "--priority",
+            "A",
+            "--reason",
+            "x",
+            "--url",
+            served,
+            "--api-key",
+            stack.keys["department:tech"],
+        )
+        == 1
+    )
+    assert "403 forbidden" in capsys.readouterr().err
+
+    assert await cli("ticket", "show", "ticket-0", "--url", "http://127.0.0.1:1") == 1
+    error = capsys.readouterr().err
+    assert "cannot reach the API at http://127.0.0.1:1" in error
+    assert error.count("\n") == 1
+
+
+def test_keys_create_prints_the_key_once_and_its_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["keys", "create", "--role", "department:finance", "--name", "finance-bot", "--json"])
+        == 0
+    )
+    created = json.loads(capsys.readouterr().out)
+    assert created["key"].startswith("tfk_")
+    assert created["sha256"] == hash_key(created["key"])
+    assert (created["name"], created["role"]) == ("finance-bot", "department:finance")
+
+    assert main(["keys", "create", "--role", "agent"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("key ")
+    assert '"role": "agent"' in table
+
+    assert main(["keys", "create", "--role", "boss"]) == 1
+    assert "unknown role 'boss'" in capsys.readouterr().err

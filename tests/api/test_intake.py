@@ -1,0 +1,115 @@
+"""POST /v1/tickets: idempotent intake from any channel, the gateway's snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from api.client import ticket_id_for
+from tests.api.conftest import Stack, eventually, intake
+
+
+async def test_a_new_key_opens_a_ticket_and_the_same_key_finds_it(stack: Stack) -> None:
+    key = f"gw-{uuid.uuid4()}"
+    headers = {**stack.auth("backend"), "Idempotency-Key": key}
+    first = await stack.http.post("/v1/tickets", json=intake(), headers=headers)
+    assert first.status_code == 201, first.text
+    answer = first.json()
+    assert answer["ticket_id"] == ticket_id_for(key)
+    assert answer["created"] is True
+    assert answer["status"] == "new"
+    assert answer["classification"]["category"] == "business_inquiry"
+    assert answer["classification"]["topic"] == "membership"
+    assert answer["tags"] == ["咨詢-會員-B級"]
+    # An e-mail ticket: a human reply within 24 h, the B-level SLA, the review clock.
+    assert set(answer["deadlines"]) == {"first_response", "sla", "upgrade_review"}
+
+    again = await stack.http.post("/v1/tickets", json=intake(), headers=headers)
+    assert again.status_code == 200
+    assert again.json()["ticket_id"] == answer["ticket_id"]
+    assert again.json()["created"] is False
+
+
+async def test_the_key_may_come_in_the_body(stack: Stack) -> None:
+    key = f"gw-{uuid.uuid4()}"
+    body = intake(idempotency_key=key)
+    first = await stack.http.post("/v1/tickets", json=body, headers=stack.auth("agent"))
+    assert first.status_code == 201
+    # The same key in the header, now: the same ticket.
+    again = await stack.http.post(
+        "/v1/tickets", json=intake(), headers={**stack.auth("operator"), "Idempotency-Key": key}
+    )
+    assert (again.status_code, again.json()["ticket_id"]) == (200, first.json()["ticket_id"])
+
+
+async def test_a_key_is_required_and_must_agree(stack: Stack) -> None:
+    missing = await stack.http.post("/v1/tickets", json=intake(), headers=stack.auth("backend"))
+    assert missing.status_code == 422
+    assert "idempotency key is required" in missing.json()["detail"]
+    differ = await stack.http.post(
+        "/v1/tickets",
+        json=intake(idempotency_key="a-1"),
+        headers={**stack.auth("backend"), "Idempotency-Key": "b-2"},
+    )
+    assert differ.status_code == 422
+    assert "differ" in differ.json()["detail"]
+
+
+async def test_malformed_intakes_are_422_with_the_field_named(stack: Stack) -> None:
+    headers = {**stack.auth("backend"), "Idempotency-Key": f"gw-{uuid.uuid4()}"}
+    for body, field in [
+        (intake(channel="carrier_pigeon"), "channel"),
+        (intake(subject=""), "subject"),
+        (intake(context={"ip": "203.0.113.9"}), "ip"),  # the gateway's to fill, not the caller's
+        ({"channel": "email"}, "customer_id"),
+    ]:
+        response = await stack.http.post("/v1/tickets", json=body, headers=headers)
+        assert response.status_code == 422, body
+        problem = response.json()
+        assert problem["code"] == "invalid_request"
+        assert any(field in item["loc"] for item in problem["detail"]), problem
+        assert problem["request_id"] == response.headers["X-Request-ID"]
+    broken = await stack.http.post(
+        "/v1/tickets", content=b"{not json", headers={**headers, "Content-Type": "application/json"}
+    )
+    assert broken.status_code == 422
+
+
+async def test_the_gateway_captures_ip_and_user_agent(stack: Stack) -> None:
+    opened = await stack.http.post(
+        "/v1/tickets",
+        json=intake(),
+        headers={
+            **stack.auth("backend"),
+            "Idempotency-Key": f"gw-{uuid.uuid4()}",
+            "User-Agent": "TicketApp/7.3.0 (Android 15)",
+        },
+    )
+    state = await stack.services.tickets.state(opened.json()["ticket_id"])
+    assert state.intake.context.ip == "127.0.0.1"  # httpx's ASGI transport's client address
+    assert state.intake.context.user_agent == "TicketApp/7.3.0 (Android 15)"
+    assert state.intake.context.device_model == "Pixel 8"
+
+
+async def test_fifty_identical_intakes_at_once_open_one_ticket(stack: Stack) -> None:
+    key = f"gw-{uuid.uuid4()}"
+    headers = {**stack.auth("backend"), "Idempotency-Key": key}
+    body = intake(subject="App 闪退", description="打开订单页就闪退")
+    responses = await asyncio.gather(
+        *(stack.http.post("/v1/tickets", json=body, headers=headers) for _ in range(50))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 49 + [201]
+    assert {r.json()["ticket_id"] for r in responses} == {ticket_id_for(key)}
+
+    ticket_id = ticket_id_for(key)
+    await stack.settled(ticket_id)
+    assert (await stack.stored_events(ticket_id)).count("ticket_opened") == 1
+    claims = await stack.pool.fetchval(
+        "SELECT count(*) FROM intake_keys WHERE idempotency_key = $1", key
+    )
+    assert claims == 1
+    row = await eventually(
+        lambda: stack.services.events.ticket(ticket_id), lambda found: found is not None
+    )
+    assert row is not None and row.status == "new"

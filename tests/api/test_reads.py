@@ -1,0 +1,124 @@
+"""Reads: one ticket live from the workflow, its events from the event store, lists from
+the read model with filters and cursor pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.api.conftest import Stack, eventually, unknown_ticket
+
+
+async def test_show_answers_from_the_workflow(stack: Stack) -> None:
+    tid = (await stack.open(channel="app_chat", tier="vip"))["ticket_id"]
+    response = await stack.http.get(f"/v1/tickets/{tid}", headers=stack.auth("backend"))
+    assert response.status_code == 200
+    view = response.json()
+    assert view["ticket_id"] == tid
+    assert view["status"] == "new"
+    assert view["waiting_for"] == "an agent's first response"
+    assert view["deadlines"]["first_response"] is not None
+
+
+async def test_events_come_from_the_event_store_in_pages(stack: Stack) -> None:
+    tid = (await stack.open())["ticket_id"]
+    await stack.act(tid, "responses", {"message": "您好"})
+    await stack.act(tid, "assignment", {"agent_id": "agent-3"})
+    await stack.settled(tid)
+    agent = stack.auth("agent")
+    everything = await stack.http.get(f"/v1/tickets/{tid}/events", headers=agent)
+    assert everything.status_code == 200
+    events = everything.json()["events"]
+    assert events[0]["type"] == "ticket_opened"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert everything.json()["next_after_seq"] is None
+
+    seen: list[int] = []
+    after = 0
+    while True:
+        page = (
+            await stack.http.get(
+                f"/v1/tickets/{tid}/events", params={"after_seq": after, "limit": 2}, headers=agent
+            )
+        ).json()
+        seen += [e["seq"] for e in page["events"]]
+        if page["next_after_seq"] is None:
+            break
+        after = page["next_after_seq"]
+    assert seen == [e["seq"] for e in events]
+
+    missing = await stack.http.get(f"/v1/tickets/{unknown_ticket()}/events", headers=agent)
+    assert missing.status_code == 404
+
+
+async def _listed(stack: Stack, **params: Any) -> dict[str, Any]:
+    response = await stack.http.get("/v1/tickets", params=params, headers=stack.auth("operator"))
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page
+
+
+async def test_list_filters_and_pages_the_read_model(stack: Stack) -> None:
+    since = datetime.now(UTC).isoformat()
+    vip = (await stack.open(tier="vip", subject="无法提现", description="提现失败"))["ticket_id"]
+    standard = (await stack.open())["ticket_id"]
+    dispatched = (await stack.open(subject="App 闪退", description="打开就闪退"))["ticket_id"]
+    await stack.act(dispatched, "dispatches", {"departments": ["tech"], "note": "crash"})
+    ours = {vip, standard, dispatched}
+
+    # The read model trails the tickets by one activity.
+    page = await eventually(
+        lambda: _listed(stack, opened_after=since, limit=200),
+        lambda p: (
+            {i["ticket_id"] for i in p["items"]} >= ours
+            and any(i["departments"] == ["tech"] for i in p["items"])
+        ),
+    )
+    items = {i["ticket_id"]: i for i in page["items"]}
+    assert ours <= set(items)
+    opened = [i["opened_at"] for i in page["items"]]
+    assert opened == sorted(opened, reverse=True)  # newest first
+
+    vip_only = await _listed(stack, opened_after=since, tier="vip")
+    assert [i["ticket_id"] for i in vip_only["items"]] == [vip]
+    tech = await _listed(stack, opened_after=since, department="tech")
+    assert [i["ticket_id"] for i in tech["items"]] == [dispatched]
+    waiting = await _listed(
+        stack, opened_after=since, status=["waiting_on_department", "in_progress"]
+    )
+    assert [i["ticket_id"] for i in waiting["items"]] == [dispatched]
+    assert (await _listed(stack, opened_after=since, breached="true"))["items"] == []
+    assert (await _listed(stack, opened_before=since, opened_after=since))["items"] == []
+    by_category = await _listed(stack, opened_after=since, category="business_inquiry")
+    assert [i["ticket_id"] for i in by_category["items"]] == [standard]
+    by_priority = await _listed(stack, opened_after=since, priority=["E", "A"])
+    assert {i["ticket_id"] for i in by_priority["items"]} <= ours
+
+    # One at a time, by cursor: each ticket once, in the same order.
+    walked: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"opened_after": since, "limit": 1}
+        if cursor:
+            params["cursor"] = cursor
+        page = await _listed(stack, **params)
+        walked += [i["ticket_id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert walked == [i["ticket_id"] for i in (await _listed(stack, opened_after=since))["items"]]
+    assert len(walked) == len(set(walked)) >= 3
+
+
+async def test_list_refuses_what_it_cannot_read(stack: Stack) -> None:
+    agent = stack.auth("agent")
+    for params in (
+        {"cursor": "not-a-cursor"},
+        {"status": "lost"},
+        {"limit": 0},
+        {"limit": 201},
+        {"opened_after": "yesterday"},
+        {"breached": "maybe"},
+    ):
+        response = await stack.http.get("/v1/tickets", params=params, headers=agent)
+        assert response.status_code == 422, params
