@@ -15,7 +15,7 @@ $(PYTHON):
 	python3 -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PYTHON)
-	$(PYTHON) -m pip install -e '.[dev]'
+	$(PYTHON) -m pip install -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,348 @@
+"""What a bench run stands on: its own Temporal dev server, PostgreSQL and worker process.
+
+The dev server is the pip-installed binary run with temporal-dev.yml's behaviour flags
+(pragmas, search attributes, dynamic config, read through `workers.devspec`), on free
+ports and a SQLite file in the run's temporary directory, so a bench never touches the
+developer's `make dev` stack. PostgreSQL is an embedded server in the same directory
+unless `DATABASE_URL` is set; then the bench works in a schema of its own and drops it.
+The worker runs in a child process so its memory and CPU are its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import psutil  # type: ignore[import-untyped, unused-ignore]
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from workers.cluster import register_search_attributes
+from workers.devspec import LOCAL_IP, SUBCOMMAND, DevServerSpec, load_dev_spec
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+class BenchSetupError(Exception):
+    """Something the bench needs could not be started."""
+
+
+def temporal_binary() -> Path:
+    binary = Path(sys.prefix) / "bin" / "temporal"
+    if not binary.exists():
+        raise BenchSetupError(f"{binary} not found: install the project first (make install)")
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOCAL_IP, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class DevServer:
+    """A `temporal server start-dev` child process and a client connected to it."""
+
+    process: asyncio.subprocess.Process
+    client: Client
+    target: str
+    namespace: str
+    log_path: Path
+    db_path: Path
+    # Flags beyond temporal-dev.yml's, e.g. a lowered continue-as-new suggestion.
+    extra_args: tuple[str, ...]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def stop(self) -> None:
+        await stop_process(self.process)
+
+
+async def start_dev_server(
+    work_dir: Path,
+    name: str,
+    dynamic_config: Sequence[str] = (),
+    spec: DevServerSpec | None = None,
+) -> DevServer:
+    """temporal-dev.yml's server on free ports; `dynamic_config` adds KEY=VALUE items."""
+    spec = spec or load_dev_spec()
+    port, ui_port = free_port(), free_port()
+    db_path = work_dir / f"{name}.db"
+    extra = tuple(f"--dynamic-config-value={item}" for item in dynamic_config)
+    args = [
+        *SUBCOMMAND,
+        f"--ip={LOCAL_IP}",
+        f"--port={port}",
+        f"--ui-port={ui_port}",
+        f"--db-filename={db_path}",
+        f"--namespace={spec.namespace}",
+        *spec.behaviour_args(),
+        *extra,
+    ]
+    log_path = work_dir / f"{name}.log"
+    log_file: IO[bytes] = log_path.open("wb")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            str(temporal_binary()),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log_file.close()
+    target = f"{LOCAL_IP}:{port}"
+    try:
+        client = await _wait_ready(process, target, spec.namespace, log_path)
+    except BaseException:
+        await stop_process(process)
+        raise
+    return DevServer(process, client, target, spec.namespace, log_path, db_path, extra)
+
+
+async def connect(target: str, namespace: str) -> Client:
+    return await Client.connect(target, namespace=namespace, data_converter=pydantic_data_converter)
+
+
+async def _wait_ready(
+    process: asyncio.subprocess.Process, target: str, namespace: str, log_path: Path
+) -> Client:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise BenchSetupError(
+                f"the Temporal dev server exited with status {process.returncode}:\n"
+                f"{_log_tail(log_path)}"
+            )
+        try:
+            client = await asyncio.wait_for(connect(target, namespace), timeout=5)
+            # Proves the namespace is there; the yml registered the attributes already.
+            await register_search_attributes(client, namespace)
+            return client
+        except Exception as error:  # not up yet
+            last_error = error
+            await asyncio.sleep(0.25)
+    raise BenchSetupError(
+        f"the Temporal dev server was not ready in {READY_TIMEOUT_S:.0f} s ({last_error}); "
+        f"see {log_path}"
+    )
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class Database:
+    """Where the event store lives for this run."""
+
+    url: str
+    embedded: bool
+    schema: str | None  # a schema of our own inside someone else's database
+    pid: int | None = None  # the embedded server's postmaster, whose CPU we can count
+
+    @property
+    def description(self) -> str:
+        if self.embedded:
+            return "embedded PostgreSQL (temporary directory)"
+        return f"DATABASE_URL, schema {self.schema} (dropped at the end)"
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """asyncpg passes unknown DSN query parameters on as server settings."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
+    query.append(("search_path", schema))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@contextlib.asynccontextmanager
+async def database(work_dir: Path) -> AsyncIterator[Database]:
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        schema = f"ticketflow_bench_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect(configured)
+        try:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        finally:
+            await conn.close()
+        try:
+            yield Database(with_search_path(configured, schema), embedded=False, schema=schema)
+        finally:
+            conn = await asyncpg.connect(configured)
+            try:
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            finally:
+                await conn.close()
+        return
+    from workers.embedded_db import start_embedded_postgres
+
+    server = await start_embedded_postgres(work_dir)
+    try:
+        pid = server._server.get_pid()
+        yield Database(server.url, embedded=True, schema=None, pid=pid)
+    finally:
+        await server.stop()
+
+
+async def postgres_facts(url: str) -> dict[str, str]:
+    conn = await asyncpg.connect(url)
+    try:
+        facts: dict[str, str] = {"version": str(await conn.fetchval("SHOW server_version"))}
+        for setting in ("shared_buffers", "synchronous_commit", "fsync", "max_connections"):
+            facts[setting] = str(await conn.fetchval(f"SHOW {setting}"))
+        return facts
+    finally:
+        await conn.close()
+
+
+# ---------------------------------------------------------------- the worker process
+
+
+@dataclass
+class WorkerProcess:
+    process: asyncio.subprocess.Process
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def stop(self) -> None:
+        await stop_process(self.process)
+
+
+async def start_worker_process(
+    server: DevServer,
+    database_url: str,
+    ticket_queue: str,
+    twin_queue: str,
+    work_dir: Path,
+    name: str,
+    log_level: str,
+    bytecode_cache: bool = True,
+) -> WorkerProcess:
+    """`python -m bench.worker_process`: the real ticket worker and the twin's worker.
+
+    The sandbox imports a workflow's module afresh for every workflow it starts or
+    brings back into its cache. An installed package has bytecode for it (pip compiles
+    on install); an editable install under PYTHONDONTWRITEBYTECODE=1 has none and
+    compiles workflows/ticket.py from source each time. `bytecode_cache` gives the
+    worker a bytecode cache in the run's directory, as installed code has.
+    """
+    ready = work_dir / f"{name}.ready"
+    env = {**os.environ, "BENCH_DATABASE_URL": database_url}
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
+    log_path = work_dir / f"{name}.log"
+    log_file: IO[bytes] = log_path.open("wb")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.worker_process",
+            "--target",
+            server.target,
+            "--namespace",
+            server.namespace,
+            "--ticket-queue",
+            ticket_queue,
+            "--twin-queue",
+            twin_queue,
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            log_level,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+            # The URL may hold a password: pass it in the environment, not argv.
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        log_file.close()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not ready.exists():
+        if process.returncode is not None or time.monotonic() > deadline:
+            await stop_process(process)
+            raise BenchSetupError(f"the bench worker did not start:\n{_log_tail(log_path)}")
+        await asyncio.sleep(0.1)
+    return WorkerProcess(process, log_path)
+
+
+# ---------------------------------------------------------------- process figures
+
+
+def cpu_seconds(pid: int, with_children: bool = False) -> float:
+    """User + system CPU time the process (all its threads, and with `with_children`
+    its live child processes, e.g. PostgreSQL's backends) has used so far."""
+    process = psutil.Process(pid)
+    processes = [process, *(process.children(recursive=True) if with_children else [])]
+    total = 0.0
+    for each in processes:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent not idle, over all cores."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+def rss_mib(pid: int) -> float:
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+async def cpu_percent(pids: Sequence[int], seconds: float) -> list[float]:
+    """Each process's CPU use over the window, in % of one core."""
+    processes = [psutil.Process(pid) for pid in pids]
+    for process in processes:
+        process.cpu_percent(None)
+    await asyncio.sleep(seconds)
+    return [process.cpu_percent(None) for process in processes]
