@@ -71,8 +71,8 @@ class Plan:
         if args.quick:
             return cls(
                 warmup_s=1,
-                c1_s=3,
-                c50_s=5,
+                c1_s=2,
+                c50_s=4,
                 high_concurrency=50,
                 # The dev server fires timers about a second late at best: keep days >= 1 s.
                 day_seconds=1.0,
@@ -87,16 +87,16 @@ class Plan:
                 query_repeats=5,
             )
         return cls(
-            warmup_s=5,
-            c1_s=15,
-            c50_s=30,
+            warmup_s=4,
+            c1_s=12,
+            c50_s=25,
             high_concurrency=50,
             day_seconds=1.0,
             days=30,
-            lowered_suggestion=400,
+            lowered_suggestion=250,
             open_tickets=args.open_tickets or 10_000,
             in_flight=args.in_flight,
-            rest_window_s=20,
+            rest_window_s=15,
             append_tickets=4000,
             append_concurrency=10,
             events=args.events or 1_000_000,
@@ -230,6 +230,8 @@ async def part_throughput(
                 recording = await profiling.record(
                     worker.pid, plan.warmup_s + seconds, RESULTS / f"profile-{name}.txt"
                 )
+                if recording is None:
+                    say("py-spy not found: pip install -e '.[bench]' to profile")
             results[name, concurrency] = await throughput.measure(
                 once, concurrency, seconds, plan.warmup_s, numbers, watch
             )
@@ -349,7 +351,7 @@ async def part_history(
 
     lowered = plan.lowered_suggestion
     say(
-        f"30-day tickets ({plan.days} days at {plan.day_seconds:g} s a day): on this server and "
+        f"{plan.days}-day tickets ({plan.days} days at {plan.day_seconds:g} s a day): on this server and "
         f"on a second one with limit.historyCount.suggestContinueAsNew={lowered}"
     )
     second = await infra.start_dev_server(

@@ -336,7 +336,7 @@ def busy_cpu_seconds() -> float:
 
 
 def rss_mib(pid: int) -> float:
-    return psutil.Process(pid).memory_info().rss / 2**20
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
 async def cpu_percent(pids: Sequence[int], seconds: float) -> list[float]:
@@ -345,4 +345,4 @@ async def cpu_percent(pids: Sequence[int], seconds: float) -> list[float]:
     for process in processes:
         process.cpu_percent(None)
     await asyncio.sleep(seconds)
-    return [process.cpu_percent(None) for process in processes]
+    return [float(process.cpu_percent(None)) for process in processes]
