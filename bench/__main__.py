@@ -70,15 +70,15 @@ class Plan:
     def from_args(cls, args: argparse.Namespace) -> Plan:
         if args.quick:
             return cls(
-                warmup_s=1,
-                c1_s=2,
+                warmup_s=0,
+                c1_s=3,
                 c50_s=4,
                 high_concurrency=50,
                 # The dev server fires timers about a second late at best: keep days >= 1 s.
                 day_seconds=1.0,
                 days=5,
                 lowered_suggestion=100,
-                open_tickets=args.open_tickets or 200,
+                open_tickets=args.open_tickets or 100,
                 in_flight=args.in_flight,
                 rest_window_s=3,
                 append_tickets=100,

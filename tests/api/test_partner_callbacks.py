@@ -80,7 +80,8 @@ async def test_bad_signatures_are_refused(stack: Stack) -> None:
             TIMESTAMP_HEADER: str(now),
         },
         "stale": headers(stack, body, timestamp=now - 301),
-        "from the future": headers(stack, body, timestamp=now + 301),
+        # Well past the 300 s tolerance: the cases before it take real time to send.
+        "from the future": headers(stack, body, timestamp=now + 900),
         "not hex": {SIGNATURE_HEADER: "sha256=zz", TIMESTAMP_HEADER: str(now)},
         "no timestamp": {SIGNATURE_HEADER: sign(PARTNER_SECRETS["sf-express"], now, body)},
         "no signature": {TIMESTAMP_HEADER: str(now)},
