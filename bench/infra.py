@@ -31,6 +31,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from workers.cluster import register_search_attributes
 from workers.devspec import LOCAL_IP, SUBCOMMAND, DevServerSpec, load_dev_spec
+from workers.devstack import temporal_binary
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -38,13 +39,6 @@ STOP_TIMEOUT_S = 15.0
 
 class BenchSetupError(Exception):
     """Something the bench needs could not be started."""
-
-
-def temporal_binary() -> Path:
-    binary = Path(sys.prefix) / "bin" / "temporal"
-    if not binary.exists():
-        raise BenchSetupError(f"{binary} not found: install the project first (make install)")
-    return binary
 
 
 def free_port() -> int:

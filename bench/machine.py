@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
-from bench.infra import temporal_binary
+from workers.devstack import temporal_binary
 
 
 def cpu_model() -> str:

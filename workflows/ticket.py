@@ -117,7 +117,7 @@ class TicketWorkflow:
         while True:
             self._woken = False
             await self._carry_out_effects()
-            if state.status is TicketStatus.CLOSED:
+            if self._closed():
                 break
             if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)

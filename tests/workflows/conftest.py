@@ -32,6 +32,19 @@ from workflows.contracts import Actor, ContextSnapshot, Intake, Resolve, TicketA
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Channel, ResultKind, Role, Tier
 
+# What the event store holds after intake → respond → resolve → "solved" → closed.
+STANDARD_LIFECYCLE_EVENTS = [
+    "ticket_opened",
+    "first_responded",
+    "status_changed",
+    "milestone_recorded",
+    "resolved",
+    "status_changed",
+    "customer_replied",
+    "closed",
+    "status_changed",
+]
+
 AGENT = Actor(id="agent-7", role=Role.AGENT)
 TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)
 

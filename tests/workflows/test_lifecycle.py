@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.workflows.conftest import AGENT, Desk, resolve
+from tests.workflows.conftest import AGENT, STANDARD_LIFECYCLE_EVENTS, Desk, resolve
 from workflows.contracts import (
     Close,
     CustomerReply,
@@ -30,17 +30,7 @@ async def test_standard_lifecycle_closes_on_customer_confirmation(desk: Desk) ->
     assert outcome.status is TicketStatus.CLOSED
     assert outcome.close_reason is CloseReason.CUSTOMER_CONFIRMED
     assert outcome.root_cause == "產品缺陷-支付流程"
-    assert await desk.event_types(opened.ticket_id) == [
-        "ticket_opened",
-        "first_responded",
-        "status_changed",
-        "milestone_recorded",
-        "resolved",
-        "status_changed",
-        "customer_replied",
-        "closed",
-        "status_changed",
-    ]
+    assert await desk.event_types(opened.ticket_id) == STANDARD_LIFECYCLE_EVENTS
     kinds = [row["kind"] for row in await desk.outbox(opened.ticket_id)]
     assert kinds == [
         "customer_message:agent_reply",

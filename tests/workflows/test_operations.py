@@ -21,7 +21,15 @@ from temporalio.worker import (
 )
 
 from activities import names
-from tests.workflows.conftest import AGENT, TECH, Desk, DeskFactory, _desks, resolve
+from tests.workflows.conftest import (
+    AGENT,
+    STANDARD_LIFECYCLE_EVENTS,
+    TECH,
+    Desk,
+    DeskFactory,
+    _desks,
+    resolve,
+)
 from workers.devspec import DevServerSpec
 from workflows.contracts import (
     CustomerReply,
@@ -109,17 +117,7 @@ async def test_retried_appends_store_each_event_once(desk_factory: DeskFactory) 
     rows = await desk.events(tid)
     seqs = [row["seq"] for row in rows]
     assert seqs == list(range(1, len(seqs) + 1))
-    assert [row["type"] for row in rows] == [
-        "ticket_opened",
-        "first_responded",
-        "status_changed",
-        "milestone_recorded",
-        "resolved",
-        "status_changed",
-        "customer_replied",
-        "closed",
-        "status_changed",
-    ]
+    assert [row["type"] for row in rows] == STANDARD_LIFECYCLE_EVENTS
     row = await desk.pool.fetchrow("SELECT status, last_seq FROM tickets WHERE ticket_id = $1", tid)
     assert row is not None
     assert (row["status"], row["last_seq"]) == ("closed", len(seqs))
