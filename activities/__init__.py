@@ -20,8 +20,8 @@ def all_activities(pool: Pool, policy: ServicePolicy) -> list[Callable[..., Any]
     from activities.event_store import EventStore
     from activities.outbox import Outbox
 
-    store = EventStore(pool)
     outbox = Outbox(pool, policy)
+    store = EventStore(pool, outbox)
     return [
         store.claim_intake,
         store.append_events,

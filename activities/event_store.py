@@ -18,6 +18,7 @@ from temporalio import activity
 from activities.database import encode_json
 from activities.errors import bad_data
 from activities.names import APPEND_EVENTS, CLAIM_INTAKE
+from activities.outbox import Outbox, OutboxRow
 from activities.projection import COLUMNS, TicketRow, project_all
 from workflows.contracts import (
     Actor,
@@ -101,8 +102,10 @@ class StoredEvent:
 
 
 class EventStore:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, outbox: Outbox | None = None) -> None:
+        """`outbox` turns a batch's messages and hand-offs into rows; readers need none."""
         self._pool = pool
+        self._outbox = outbox
 
     # ------------------------------------------------------------ activities
 
@@ -150,17 +153,24 @@ class EventStore:
 
     @activity.defn(name=APPEND_EVENTS)
     async def append_events(self, batch: EventBatch) -> int:
-        """Store the batch and bring the ticket's read-model row up to date, atomically.
+        """Store the batch's events and outbox rows and bring the ticket's read-model row
+        up to date, atomically.
 
         Returns how many events were new; a retried batch returns 0 and changes nothing.
         """
         _check_batch(batch)
-        if not batch.events:
+        rows = self._outbox_rows(batch)
+        if not batch.events and not rows:
             return 0
         logger = log.bind(ticket_id=batch.ticket_id)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(_LOCK_TICKET, TICKET_LOCK_CLASS, batch.ticket_id)
+                if rows:
+                    assert self._outbox is not None  # _outbox_rows checked
+                    await self._outbox.enqueue(conn, batch.ticket_id, rows)
+                if not batch.events:
+                    return 0
                 appended = await _insert_events(conn, batch)
                 last_seq = await _project(conn, batch, appended)
         except (ValueError, asyncpg.DataError) as error:
@@ -174,6 +184,15 @@ class EventStore:
             last_seq=last_seq,
         )
         return len(appended.inserted)
+
+    def _outbox_rows(self, batch: EventBatch) -> list[OutboxRow]:
+        if not batch.messages and not batch.handoffs:
+            return []
+        if self._outbox is None:
+            raise RuntimeError(
+                "this EventStore was built without an outbox; it cannot store effects"
+            )
+        return self._outbox.rows(batch.messages, batch.handoffs)
 
     # ------------------------------------------------------------ reads
 
@@ -193,7 +212,12 @@ class EventStore:
 
 
 def _check_batch(batch: EventBatch) -> None:
-    strangers = sorted({e.ticket_id for e in batch.events} - {batch.ticket_id})
+    owners = {
+        *(e.ticket_id for e in batch.events),
+        *(m.ticket_id for m in batch.messages),
+        *(h.ticket_id for h in batch.handoffs),
+    }
+    strangers = sorted(owners - {batch.ticket_id})
     if strangers:
         raise bad_data(f"batch for ticket {batch.ticket_id} holds events of {strangers}")
     seqs = [e.seq for e in batch.events]

@@ -1,36 +1,56 @@
 """Side effects for people outside the ticket, written to the `outbox` table.
 
-An activity here only records the message or hand-off; a relay delivers outbox rows to
-SMS/push/mail gateways and department systems and marks them dispatched. That keeps
-each activity a single idempotent insert (the dedupe key makes a retry a no-op) and
-lets delivery be retried, rate-limited and audited apart from the ticket.
+A ticket's messages and hand-offs are written in the same transaction as the events
+that describe them (`EventStore.append_events`), so a row exists exactly when its event
+does. A relay delivers outbox rows to SMS/push/mail gateways and department systems and
+marks them dispatched, so delivery is retried, rate-limited and audited apart from the
+ticket. Every row has a dedupe key, which makes a retried write a no-op.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from temporalio import activity
 
 from activities import names
+from activities.database import encode_json
 from activities.errors import bad_data
 from workflows.contracts import CustomerMessage, Handoff, HandoffKind
 from workflows.policy import ServicePolicy, department_address
 
 if TYPE_CHECKING:
-    from activities.database import Pool
+    from activities.database import Pool, PoolConnection
 
 log = structlog.get_logger()
 
+# One statement for any number of rows; unnest turns the column arrays into rows, and
+# the ORDER BY gives ids in the order the ticket decided them (the relay's send order).
 _INSERT = """
     INSERT INTO outbox (ticket_id, dedupe_key, kind, channel_or_recipient, payload)
-    VALUES ($1, $2, $3, $4, $5)
+    SELECT $1, r.dedupe_key, r.kind, r.destination, r.payload::jsonb
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+        AS r(dedupe_key, kind, destination, payload, position)
+    ORDER BY r.position
     ON CONFLICT (dedupe_key) DO NOTHING
 """
 
 PARTNER_PREFIX = "partner:"
+# A department the worker's routing table does not know (the ticket's policy and the
+# worker's settings disagree): the row is kept under this prefix for the relay to
+# dead-letter and an operator to see, rather than dropping the work or the ticket's events.
+UNROUTABLE_PREFIX = "unroutable:"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    dedupe_key: str
+    kind: str
+    destination: str
+    payload: dict[str, Any]
 
 
 class Outbox:
@@ -38,22 +58,66 @@ class Outbox:
         self._pool = pool
         self._policy = policy
 
+    # ------------------------------------------------------------ rows
+
+    def rows(
+        self, messages: Iterable[CustomerMessage], handoffs: Iterable[Handoff]
+    ) -> list[OutboxRow]:
+        """The rows for what one drain of a ticket decided, customer messages first."""
+        rows = [_message_row(message) for message in messages]
+        for handoff in handoffs:
+            if not handoff.recipients:
+                # Nobody to hand to (a policy with an empty group): the ticket's event
+                # still says it happened; failing would lose those events too.
+                log.error("hand-off without recipients", dedupe_key=handoff.dedupe_key)
+                continue
+            payload = handoff.model_dump(mode="json")
+            rows.extend(
+                OutboxRow(f"{handoff.dedupe_key}:{recipient}", handoff.kind.value, address, payload)
+                for recipient, address in self._addresses(handoff)
+            )
+        return rows
+
+    async def enqueue(
+        self, conn: PoolConnection | Pool, ticket_id: str, rows: list[OutboxRow]
+    ) -> None:
+        """Insert the rows (all or none); a row already there is left as it is."""
+        if not rows:
+            return
+        await conn.execute(
+            _INSERT,
+            ticket_id,
+            [row.dedupe_key for row in rows],
+            [row.kind for row in rows],
+            [row.destination for row in rows],
+            [encode_json(row.payload) for row in rows],
+        )
+        unroutable = [
+            row.dedupe_key for row in rows if row.destination.startswith(UNROUTABLE_PREFIX)
+        ]
+        if unroutable:
+            log.error("outbox rows have no known destination", ticket_id=ticket_id, rows=unroutable)
+
+    def _addresses(self, handoff: Handoff) -> list[tuple[str, str]]:
+        if handoff.kind is HandoffKind.PARTNER_CONTACT:
+            # Partners are reached through their own integration, keyed by name.
+            return [(partner, f"{PARTNER_PREFIX}{partner}") for partner in handoff.recipients]
+        return [(department, self._address(department)) for department in handoff.recipients]
+
+    def _address(self, department: str) -> str:
+        try:
+            return department_address(self._policy, department)
+        except ValueError:
+            return f"{UNROUTABLE_PREFIX}{department}"
+
+    # ------------------------------------------------------------ activities
+    # Runs started before effects were stored with their events (workflow patch
+    # "effects-stored-with-events") still schedule one activity per message or hand-off
+    # kind; these serve them until those runs have ended.
+
     @activity.defn(name=names.NOTIFY_CUSTOMER)
     async def notify_customer(self, message: CustomerMessage) -> None:
-        await self._enqueue(
-            message.ticket_id,
-            [
-                (
-                    message.dedupe_key,
-                    f"customer_message:{message.kind.value}",
-                    message.channel.value,
-                    message.model_dump(mode="json"),
-                )
-            ],
-        )
-
-    # One activity per kind of hand-off, so each shows under its own name in the
-    # Temporal UI and can get its own timeout or worker later.
+        await self.enqueue(self._pool, message.ticket_id, self.rows([message], []))
 
     @activity.defn(name=names.OPEN_WORK_ORDER)
     async def open_work_order(self, handoff: Handoff) -> None:
@@ -83,11 +147,10 @@ class Outbox:
     async def alert_supervisor(self, handoff: Handoff) -> None:
         await self._hand_off(handoff, HandoffKind.SUPERVISOR_STANDBY, HandoffKind.SLA_ESCALATION)
 
-    # ------------------------------------------------------------ shared
-
     async def _hand_off(self, handoff: Handoff, *accepted: HandoffKind) -> None:
         # A kind routed to the wrong activity is a workflow bug; failing loudly beats
-        # sending a risk-control case to the work-order queue.
+        # sending a risk-control case to the work-order queue. These runs' workflow code
+        # drops a failed effect and carries on, so an unknown department fails here too.
         if handoff.kind not in accepted:
             raise bad_data(
                 f"{handoff.kind.value} hand-off sent to the activity for "
@@ -95,27 +158,20 @@ class Outbox:
             )
         if not handoff.recipients:
             raise bad_data(f"{handoff.kind.value} hand-off {handoff.dedupe_key} has no recipients")
-        payload = handoff.model_dump(mode="json")
-        rows = [
-            (f"{handoff.dedupe_key}:{recipient}", handoff.kind.value, address, payload)
-            for recipient, address in self._addresses(handoff)
-        ]
-        await self._enqueue(handoff.ticket_id, rows)
+        rows = self.rows([], [handoff])
+        unknown = [r.destination for r in rows if r.destination.startswith(UNROUTABLE_PREFIX)]
+        if unknown:
+            raise bad_data(
+                f"unknown department(s) {', '.join(d.removeprefix(UNROUTABLE_PREFIX) for d in unknown)}; "
+                f"known: {', '.join(sorted(self._policy.departments))}"
+            )
+        await self.enqueue(self._pool, handoff.ticket_id, rows)
 
-    def _addresses(self, handoff: Handoff) -> Iterable[tuple[str, str]]:
-        """(recipient, where to deliver) for each recipient, validated before any write."""
-        if handoff.kind is HandoffKind.PARTNER_CONTACT:
-            # Partners are reached through their own integration, keyed by name.
-            return [(partner, f"{PARTNER_PREFIX}{partner}") for partner in handoff.recipients]
-        try:
-            return [
-                (department, department_address(self._policy, department))
-                for department in handoff.recipients
-            ]
-        except ValueError as error:
-            raise bad_data(str(error)) from error
 
-    async def _enqueue(self, ticket_id: str, rows: list[tuple[str, str, str, Any]]) -> None:
-        # executemany runs in one implicit transaction: all recipients or none.
-        await self._pool.executemany(_INSERT, [(ticket_id, *row) for row in rows])
-        log.info("outbox rows enqueued", ticket_id=ticket_id, kind=rows[0][1], rows=len(rows))
+def _message_row(message: CustomerMessage) -> OutboxRow:
+    return OutboxRow(
+        message.dedupe_key,
+        f"customer_message:{message.kind.value}",
+        message.channel.value,
+        message.model_dump(mode="json"),
+    )

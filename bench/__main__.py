@@ -464,14 +464,20 @@ async def part_store(
     token: str,
 ) -> None:
     batches = calibration.append_batches
-    sizes = [len(batch.events) for batch in batches]
+    # events+outbox rows of each batch, as the ticket sent them
+    sizes = "[" + ", ".join(f"{len(b.events)}+{store.outbox_rows(b)}" for b in batches) + "]"
     for concurrency, tickets in (
         (1, max(20, plan.append_tickets // 10)),
         (plan.append_concurrency, plan.append_tickets),
     ):
         say(f"appending through EventStore.append_events, {concurrency} at a time")
         rate = await store.append_rate(
-            pool, batches, tickets, concurrency, f"bench-{token}-append-c{concurrency}"
+            pool,
+            batches,
+            tickets,
+            concurrency,
+            f"bench-{token}-append-c{concurrency}",
+            ServicePolicy(),
         )
         target = concurrency == plan.append_concurrency
         report.add(

@@ -1,7 +1,7 @@
 """Part 5: the PostgreSQL event store, written through and read from as the product does.
 
 Appends go through `EventStore.append_events`, the activity the worker runs: the same
-transaction (ticket lock, insert, projection of the `tickets` row). The batches are the
+transaction (ticket lock, outbox rows, insert, projection of the `tickets` row). The batches are the
 ones a real ticket of this run sent (decoded from its history), re-addressed to fresh
 ticket ids, and each ticket's batches go in order, one at a time, as its workflow sends
 them; many tickets append at once through the worker's pool size.
@@ -27,6 +27,7 @@ import asyncpg
 
 from activities.database import Pool, create_pool, encode_json
 from activities.event_store import EventStore
+from activities.outbox import Outbox
 from api.read_model import TicketFilter, list_tickets
 from bench.throughput import percentile
 from workflows.contracts import EventBatch
@@ -54,19 +55,37 @@ class AppendRate:
 
 
 def readdress(batches: Sequence[EventBatch], ticket_id: str) -> list[EventBatch]:
+    """The batches as another ticket would send them: its id, its outbox dedupe keys."""
+
+    def own(item: Any) -> Any:
+        key = item.dedupe_key.replace(item.ticket_id, ticket_id, 1)
+        return item.model_copy(update={"ticket_id": ticket_id, "dedupe_key": key})
+
     return [
         EventBatch(
             ticket_id=ticket_id,
             events=[event.model_copy(update={"ticket_id": ticket_id}) for event in batch.events],
+            messages=[own(message) for message in batch.messages],
+            handoffs=[own(handoff) for handoff in batch.handoffs],
         )
         for batch in batches
     ]
 
 
+def outbox_rows(batch: EventBatch) -> int:
+    """Rows the batch adds to the outbox: one per message, one per hand-off recipient."""
+    return len(batch.messages) + sum(len(handoff.recipients) for handoff in batch.handoffs)
+
+
 async def append_rate(
-    pool: Pool, template: Sequence[EventBatch], tickets: int, concurrency: int, prefix: str
+    pool: Pool,
+    template: Sequence[EventBatch],
+    tickets: int,
+    concurrency: int,
+    prefix: str,
+    policy: ServicePolicy,
 ) -> AppendRate:
-    store = EventStore(pool)
+    store = EventStore(pool, Outbox(pool, policy))
     work = [readdress(template, f"{prefix}-{number}") for number in range(tickets)]
     queue = iter(work)
 

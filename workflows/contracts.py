@@ -302,7 +302,7 @@ class CustomerMessage(Contract):
 
 
 class HandoffKind(StrEnum):
-    """Work handed to people outside the ticket; each kind is its own activity."""
+    """Work handed to people outside the ticket, one outbox row per recipient."""
 
     WORK_ORDER = "work_order"
     PROGRESS_REMINDER = "progress_reminder"
@@ -328,8 +328,13 @@ class Handoff(Contract):
 
 
 class EventBatch(Contract):
+    """What one drain of the run loop decided: the events, and the customer messages and
+    hand-offs they describe, stored in one transaction (events and outbox rows together)."""
+
     ticket_id: str
     events: list[DomainEvent]
+    messages: list[CustomerMessage] = Field(default_factory=list)
+    handoffs: list[Handoff] = Field(default_factory=list)
 
 
 class IntakeClaim(Contract):

@@ -127,6 +127,10 @@ class ServicePolicy(BaseModel):
         default_factory=lambda: ["customer_service", "tech", "product"]
     )
     labels: Labels = Field(default_factory=Labels)
+    # A run continues as new past this many history events (about five months on a
+    # department), far below the server's limit: a ticket open for months stays cheap to
+    # replay on every worker restart.
+    history_events_per_run: int = Field(default=1500, ge=200)
     # Demos and live end-to-end checks: 3600 makes an hour of policy pass in a second.
     time_scale: float = Field(default=1.0, gt=0)
 

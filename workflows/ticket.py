@@ -85,8 +85,9 @@ _STORE_RETRY = RetryPolicy(
     non_retryable_error_types=["BadData"],
 )
 _STORE_TIMEOUT = timedelta(seconds=15)
-# A run continues as new past this many history events (about 40 days on a department).
-_HISTORY_EVENTS_PER_RUN = 1500
+# Patch: effects are stored with their events in one activity (before: one activity per
+# customer message and hand-off, then the append).
+_EFFECTS_STORED_WITH_EVENTS = "effects-stored-with-events"
 # How many customer/partner message ids to remember for dropping redelivered signals.
 _SEEN_IDS_KEPT = 500
 
@@ -143,9 +144,10 @@ class TicketWorkflow:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
-        # Our own bound, far below the server's: a ticket open for months stays cheap to
-        # replay on every worker restart. Guarded, as it changes commands for long runs.
-        return info.get_current_history_length() >= _HISTORY_EVENTS_PER_RUN and workflow.patched(
+        # Our own bound (policy.history_events_per_run). Guarded, as it changes commands
+        # for long runs.
+        bound = self._policy.history_events_per_run
+        return info.get_current_history_length() >= bound and workflow.patched(
             "bounded-history-per-run"
         )
 
@@ -197,35 +199,67 @@ class TicketWorkflow:
         return name, due
 
     async def _carry_out_effects(self) -> None:
-        """Run every queued effect in order, then store the events that describe them."""
+        """Store every queued event together with the messages and hand-offs it describes."""
         state = self._state
         while state.pending_messages or state.pending_handoffs or state.pending_events:
-            while state.pending_messages:
-                message = state.pending_messages[0]
-                await self._run_effect(
-                    activity.NOTIFY_CUSTOMER, message, f"{message.kind.value} → customer"
-                )
-                state.pending_messages.pop(0)
-            while state.pending_handoffs:
-                handoff = state.pending_handoffs[0]
-                await self._run_effect(
-                    activity.HANDOFF_ACTIVITY[handoff.kind],
-                    handoff,
-                    f"{handoff.kind.value} → {', '.join(handoff.recipients)}",
-                )
-                state.pending_handoffs.pop(0)
-            if state.pending_events:
-                batch = list(state.pending_events)
-                await workflow.execute_activity(
-                    activity.APPEND_EVENTS,
-                    EventBatch(ticket_id=state.ticket_id, events=batch),
-                    start_to_close_timeout=_STORE_TIMEOUT,
-                    retry_policy=_STORE_RETRY,
-                    summary=f"append {len(batch)} events",
-                )
-                # Handlers may have queued more while we awaited: keep those.
-                del state.pending_events[: len(batch)]
+            if workflow.patched(_EFFECTS_STORED_WITH_EVENTS):
+                await self._store_effects_with_events()
+            else:
+                await self._run_effects_one_by_one()
         self._publish_for_operators()
+
+    async def _store_effects_with_events(self) -> None:
+        # One activity per drain: the outbox rows and the events go into PostgreSQL in
+        # one transaction, so a row exists exactly when its event does, and a lifecycle
+        # costs one activity per step instead of one per message and hand-off.
+        state = self._state
+        batch = EventBatch(
+            ticket_id=state.ticket_id,
+            events=list(state.pending_events),
+            messages=list(state.pending_messages),
+            handoffs=list(state.pending_handoffs),
+        )
+        effects = [m.kind.value for m in batch.messages] + [h.kind.value for h in batch.handoffs]
+        await workflow.execute_activity(
+            activity.APPEND_EVENTS,
+            batch,
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=_STORE_RETRY,
+            summary=f"append {len(batch.events)} events"
+            + (f" + {', '.join(effects)}" if effects else ""),
+        )
+        # Handlers may have queued more while we awaited: keep those.
+        del state.pending_events[: len(batch.events)]
+        del state.pending_messages[: len(batch.messages)]
+        del state.pending_handoffs[: len(batch.handoffs)]
+
+    async def _run_effects_one_by_one(self) -> None:
+        """Runs started before _EFFECTS_STORED_WITH_EVENTS replay through this path."""
+        state = self._state
+        while state.pending_messages:
+            message = state.pending_messages[0]
+            await self._run_effect(
+                activity.NOTIFY_CUSTOMER, message, f"{message.kind.value} → customer"
+            )
+            state.pending_messages.pop(0)
+        while state.pending_handoffs:
+            handoff = state.pending_handoffs[0]
+            await self._run_effect(
+                activity.HANDOFF_ACTIVITY[handoff.kind],
+                handoff,
+                f"{handoff.kind.value} → {', '.join(handoff.recipients)}",
+            )
+            state.pending_handoffs.pop(0)
+        if state.pending_events:
+            batch = list(state.pending_events)
+            await workflow.execute_activity(
+                activity.APPEND_EVENTS,
+                EventBatch(ticket_id=state.ticket_id, events=batch),
+                start_to_close_timeout=_STORE_TIMEOUT,
+                retry_policy=_STORE_RETRY,
+                summary=f"append {len(batch)} events",
+            )
+            del state.pending_events[: len(batch)]
 
     async def _run_effect(
         self, name: str, payload: CustomerMessage | Handoff, summary: str
@@ -239,8 +273,6 @@ class TicketWorkflow:
                 summary=summary,
             )
         except ActivityError as err:
-            # Only non-retryable failures get here: a bug in what we sent, not in the
-            # customer's data (validators checked that). Keep the ticket alive and say so.
             workflow.logger.error("effect %s failed and was dropped: %s", name, err.cause)
 
     # ------------------------------------------------------------ intake (§1, §2)

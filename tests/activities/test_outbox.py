@@ -14,10 +14,18 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import all_activities
 from activities.database import Pool
+from activities.event_store import EventStore
 from activities.names import HANDOFF_ACTIVITY
 from activities.outbox import Outbox
-from tests.activities.factories import new_ticket_id
-from workflows.contracts import CustomerMessage, Handoff, HandoffKind, MessageKind
+from tests.activities.factories import event, new_ticket_id
+from workflows.contracts import (
+    CustomerMessage,
+    EventBatch,
+    EventType,
+    Handoff,
+    HandoffKind,
+    MessageKind,
+)
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Channel, Priority
 
@@ -188,6 +196,87 @@ async def test_handoff_without_recipients_is_bad_data(outbox: Outbox) -> None:
     with pytest.raises(ApplicationError) as raised:
         await outbox.start_risk_control(handoff(new_ticket_id(), HandoffKind.RISK_CONTROL, []))
     assert raised.value.type == "BadData"
+
+
+# ---------------------------------------------------------------- stored with the events
+
+
+def effects_batch(ticket_id: str, *, departments: list[str]) -> EventBatch:
+    return EventBatch(
+        ticket_id=ticket_id,
+        events=[
+            event(ticket_id, 1, EventType.TICKET_OPENED, {"priority": "E"}),
+            event(ticket_id, 2, EventType.DISPATCHED, {"departments": departments}),
+        ],
+        messages=[message(ticket_id)],
+        handoffs=[
+            handoff(ticket_id, HandoffKind.EMERGENCY_GROUP, ["tech"]),
+            handoff(ticket_id, HandoffKind.WORK_ORDER, departments),
+        ],
+    )
+
+
+async def test_effects_are_stored_with_their_events_once(outbox: Outbox, pg_pool: Pool) -> None:
+    store = EventStore(pg_pool, outbox)
+    ticket_id = new_ticket_id()
+    sent = effects_batch(ticket_id, departments=["tech", "finance"])
+
+    assert await store.append_events(sent) == 2
+    assert await store.append_events(sent) == 0  # a retried activity
+
+    rows = await rows_of(pg_pool, ticket_id)
+    assert [(r["kind"], r["channel_or_recipient"]) for r in rows] == [
+        ("customer_message:auto_reply", "app_chat"),
+        ("emergency_group", "queue://tech-oncall"),
+        ("work_order", "queue://tech-oncall"),
+        ("work_order", "queue://finance"),
+    ]
+    assert [e.seq for e in await store.events(ticket_id)] == [1, 2]
+
+
+async def test_effects_roll_back_with_their_events(outbox: Outbox, pg_pool: Pool) -> None:
+    store = EventStore(pg_pool, outbox)
+    ticket_id = new_ticket_id()
+    sent = effects_batch(ticket_id, departments=["tech"])
+    sent.events[1].data["nul"] = "\x00"  # PostgreSQL refuses NUL in jsonb text
+
+    with pytest.raises(ApplicationError) as raised:
+        await store.append_events(sent)
+
+    assert raised.value.type == "BadData"
+    assert await rows_of(pg_pool, ticket_id) == []
+    assert await store.events(ticket_id) == []
+
+
+async def test_unknown_department_is_kept_as_unroutable_with_the_events(
+    outbox: Outbox, pg_pool: Pool
+) -> None:
+    """The ticket's policy knew a department the worker's routing does not: nothing is
+    lost, and the relay and operators can find the row."""
+    store = EventStore(pg_pool, outbox)
+    ticket_id = new_ticket_id()
+
+    assert await store.append_events(effects_batch(ticket_id, departments=["tech", "legal"])) == 2
+
+    destinations = [r["channel_or_recipient"] for r in await rows_of(pg_pool, ticket_id)]
+    assert destinations[-2:] == ["queue://tech-oncall", "unroutable:legal"]
+
+
+async def test_store_without_outbox_refuses_effects(pg_pool: Pool) -> None:
+    ticket_id = new_ticket_id()
+    with pytest.raises(RuntimeError, match="without an outbox"):
+        await EventStore(pg_pool).append_events(effects_batch(ticket_id, departments=["tech"]))
+    assert await rows_of(pg_pool, ticket_id) == []
+
+
+async def test_effects_of_another_ticket_are_bad_data(outbox: Outbox, pg_pool: Pool) -> None:
+    ticket_id = new_ticket_id()
+    sent = effects_batch(ticket_id, departments=["tech"])
+    sent.messages.append(message(new_ticket_id()))
+    with pytest.raises(ApplicationError) as raised:
+        await EventStore(pg_pool, outbox).append_events(sent)
+    assert raised.value.type == "BadData"
+    assert await rows_of(pg_pool, ticket_id) == []
 
 
 # ---------------------------------------------------------------- registration
