@@ -7,7 +7,8 @@ the idempotency key for intakes, (ticket_id, seq) for events, and the read model
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,6 @@ _SELECT_TICKET = f"SELECT {', '.join(COLUMNS)} FROM tickets WHERE ticket_id = $1
 # Appends of one ticket take turns (a retry racing the attempt it replaces, or batches
 # sent out of order): the projection must read the row and the stored events as the
 # previous append left them. Two-key form, so it cannot collide with the migration lock.
-_LOCK_TICKET = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 TICKET_LOCK_CLASS = 0x7466  # "tf"
 
 # One round trip stores the batch and reads what the projection needs. unnest turns the
@@ -164,8 +164,7 @@ class EventStore:
             return 0
         logger = log.bind(ticket_id=batch.ticket_id)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(_LOCK_TICKET, TICKET_LOCK_CLASS, batch.ticket_id)
+            async with _ticket_transaction(self._pool, batch.ticket_id) as conn:
                 if rows:
                     assert self._outbox is not None  # _outbox_rows checked
                     await self._outbox.enqueue(conn, batch.ticket_id, rows)
@@ -209,6 +208,30 @@ class EventStore:
         (metrics, exports) that checkpoint on global_position."""
         records = await self._pool.fetch(_READ_ALL, after_position, limit)
         return [StoredEvent(record["global_position"], _event(record)) for record in records]
+
+
+@contextlib.asynccontextmanager
+async def _ticket_transaction(pool: Pool, ticket_id: str) -> AsyncIterator[PoolConnection]:
+    """A transaction holding the ticket's append lock, begun in a single round trip.
+
+    BEGIN and the lock go as one simple-protocol query, which takes no parameters: the
+    ticket id travels hex-encoded, so no id can break out of the statement.
+    """
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "BEGIN; SELECT pg_advisory_xact_lock("
+            f"{TICKET_LOCK_CLASS}, hashtext(convert_from(decode('{ticket_id.encode().hex()}',"
+            " 'hex'), 'UTF8')))"
+        )
+        try:
+            yield conn
+        except BaseException:
+            # On a broken or cancelled connection this fails too; asyncpg then rolls back
+            # or drops the connection on release.
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
 
 
 def _check_batch(batch: EventBatch) -> None:

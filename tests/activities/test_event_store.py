@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 
 import asyncpg
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.database import Pool
-from activities.event_store import EventStore
+from activities.database import Pool, create_pool
+from activities.event_store import TICKET_LOCK_CLASS, EventStore
 from activities.projection import project_all
-from tests.activities.factories import AGENT, T0, batch, event, lifecycle, new_ticket_id
+from tests.activities.factories import T0, batch, event, lifecycle, new_ticket_id
 from workflows.contracts import Actor, EventBatch, EventType, IntakeClaim
 from workflows.vocabulary import Channel
 
@@ -279,16 +278,59 @@ async def test_claim_runs_as_a_temporal_activity(store: EventStore) -> None:
 # ---------------------------------------------------------------- throughput
 
 
-async def test_append_throughput_smoke(store: EventStore) -> None:
-    """Not the benchmark: a guard against an accidental per-event round trip."""
-    tickets = [new_ticket_id() for _ in range(100)]
-    batches = [
-        batch([event(t, seq, EventType.PROGRESS_POSTED, actor=AGENT) for seq in range(1, 21)])
-        for t in tickets
-    ]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    counts = await asyncio.gather(*(store.append_events(b) for b in batches))
-    elapsed = loop.time() - started
-    assert sum(counts) == 2000
-    assert elapsed < timedelta(seconds=10).total_seconds()
+async def test_an_append_is_four_round_trips(database_url: str) -> None:
+    """Lock, insert, projection, commit: a guard against an accidental extra round trip
+    (a per-event insert, a separate BEGIN, the pool's reset query on release)."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    statements: list[str] = []
+    try:
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: statements.append(record.query))
+        store = EventStore(pool)
+        ticket_id = new_ticket_id()
+        events = lifecycle(ticket_id)
+        await store.append_events(batch(events[:3]))
+        statements.clear()
+
+        assert await store.append_events(batch(events[3:8])) == 5
+
+        assert [" ".join(q.split())[:30] for q in statements] == [
+            "BEGIN; SELECT pg_advisory_xact",
+            "WITH inserted AS ( INSERT INTO",
+            "INSERT INTO tickets (ticket_id",
+            "COMMIT",
+        ]
+    finally:
+        await pool.close()
+
+
+async def test_appends_take_turns_with_the_lock_earlier_workers_take(
+    store: EventStore, pg_pool: Pool
+) -> None:
+    """The lock key is hashtext(ticket_id), as before BEGIN and the lock shared a round
+    trip: during a rolling deploy, old and new workers still exclude each other."""
+    ticket_id = new_ticket_id()
+    async with pg_pool.acquire() as holder, holder.transaction():
+        await holder.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))", TICKET_LOCK_CLASS, ticket_id
+        )
+        append = asyncio.create_task(store.append_events(batch(lifecycle(ticket_id)[:2])))
+        waiting = 0
+        for _ in range(500):  # until the append queues behind the lock
+            waiting = await holder.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting == 1
+        assert not append.done()
+    assert await append == 2
+
+
+async def test_any_ticket_id_is_safe_in_the_lock_statement(store: EventStore) -> None:
+    ticket_id = "T-'); DROP TABLE tickets; -- 工单 \\x"
+    events = lifecycle(ticket_id)[:2]
+    assert await store.append_events(batch(events)) == 2
+    assert await store.events(ticket_id) == events
+    assert await store.ticket(ticket_id) is not None
