@@ -9,7 +9,7 @@ PYTHON  := $(BIN)/python
 # Reinstall only when the dependency list changed, not on every run.
 STAMP   := $(VENV)/.installed
 
-.PHONY: install dev test lint format worker demo bench clean
+.PHONY: install bytecode dev test lint format worker demo bench clean
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml | $(PYTHON)
 
 install: $(STAMP)
 
-dev: $(STAMP)
+# The workflow sandbox imports workflows/ afresh for every ticket it starts. An editable
+# install under PYTHONDONTWRITEBYTECODE=1 has no bytecode, so each import would compile
+# workflows/ticket.py again (docs/benchmarks.md, "Bytecode"); compileall writes it anyway.
+bytecode: $(STAMP)
+	$(PYTHON) -m compileall -q workflows activities
+
+dev: bytecode
 	$(BIN)/ticketflow dev
 
 lint: $(STAMP)
@@ -28,17 +34,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint
+test: lint bytecode
 	$(BIN)/pytest -q
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-worker: $(STAMP)
+worker: bytecode
 	$(BIN)/ticketflow worker
 
-demo: $(STAMP)
+demo: bytecode
 	$(PYTHON) -m workers.demo
 
 bench: $(STAMP)

@@ -19,7 +19,7 @@ from temporalio import activity
 from activities.database import encode_json
 from activities.errors import bad_data
 from activities.names import APPEND_EVENTS, CLAIM_INTAKE
-from activities.outbox import Outbox, OutboxRow
+from activities.outbox import Outbox, OutboxRow, insert_rows_sql, log_unroutable, row_arrays
 from activities.projection import COLUMNS, TicketRow, project_all
 from workflows.contracts import (
     Actor,
@@ -47,12 +47,14 @@ _SELECT_TICKET = f"SELECT {', '.join(COLUMNS)} FROM tickets WHERE ticket_id = $1
 # previous append left them. Two-key form, so it cannot collide with the migration lock.
 TICKET_LOCK_CLASS = 0x7466  # "tf"
 
-# One round trip stores the batch and reads what the projection needs. unnest turns the
-# batch's column arrays into rows; ORDER BY seq keeps global_position in seq order.
+# One round trip stores the batch (outbox rows and events) and reads what the projection
+# needs. unnest turns the batch's column arrays into rows; ORDER BY seq keeps
+# global_position in seq order.
 # The sub-selects see the statement's snapshot, i.e. the store *before* this insert:
 # `stored_max` is the highest seq an earlier append stored.
 _INSERT_EVENTS = f"""
-    WITH inserted AS (
+    WITH queued AS ({insert_rows_sql(8)}),
+    inserted AS (
         INSERT INTO ticket_events ({_EVENT_COLUMNS})
         SELECT $1, e.seq, e.type, e.occurred_at, e.actor_id, e.actor_role, e.data::jsonb
         FROM unnest($2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
@@ -165,12 +167,7 @@ class EventStore:
         logger = log.bind(ticket_id=batch.ticket_id)
         try:
             async with _ticket_transaction(self._pool, batch.ticket_id) as conn:
-                if rows:
-                    assert self._outbox is not None  # _outbox_rows checked
-                    await self._outbox.enqueue(conn, batch.ticket_id, rows)
-                if not batch.events:
-                    return 0
-                appended = await _insert_events(conn, batch)
+                appended = await _insert_events(conn, batch, rows)
                 last_seq = await _project(conn, batch, appended)
         except (ValueError, asyncpg.DataError) as error:
             # Projection ValueErrors and PostgreSQL data errors (a NUL byte in a string,
@@ -255,7 +252,9 @@ class _Appended:
     row: TicketRow | None  # the read-model row before this append
 
 
-async def _insert_events(conn: PoolConnection, batch: EventBatch) -> _Appended:
+async def _insert_events(
+    conn: PoolConnection, batch: EventBatch, rows: list[OutboxRow]
+) -> _Appended:
     events = batch.events
     record = await conn.fetchrow(
         _INSERT_EVENTS,
@@ -266,7 +265,9 @@ async def _insert_events(conn: PoolConnection, batch: EventBatch) -> _Appended:
         [e.actor.id for e in events],
         [e.actor.role.value for e in events],
         [encode_json(e.data) for e in events],
+        *row_arrays(rows),
     )
+    log_unroutable(batch.ticket_id, rows)
     assert record is not None  # a SELECT without FROM always yields one row
     ticket = record["ticket"]
     return _Appended(

@@ -27,16 +27,24 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-# One statement for any number of rows; unnest turns the column arrays into rows, and
-# the ORDER BY gives ids in the order the ticket decided them (the relay's send order).
-_INSERT = """
-    INSERT INTO outbox (ticket_id, dedupe_key, kind, channel_or_recipient, payload)
-    SELECT $1, r.dedupe_key, r.kind, r.destination, r.payload::jsonb
-    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
-        AS r(dedupe_key, kind, destination, payload, position)
-    ORDER BY r.position
-    ON CONFLICT (dedupe_key) DO NOTHING
-"""
+
+def insert_rows_sql(first: int) -> str:
+    """One INSERT for any number of rows, from `row_arrays` at parameters $first.. and
+    the ticket id at $1 (EventStore puts it inside its append statement). unnest turns
+    the arrays into rows; ORDER BY gives ids in the order the ticket decided them (the
+    relay's send order); a row already there (a retried write) is left as it is."""
+    keys, kinds, destinations, payloads = (f"${first + i}::text[]" for i in range(4))
+    return f"""
+        INSERT INTO outbox (ticket_id, dedupe_key, kind, channel_or_recipient, payload)
+        SELECT $1, r.dedupe_key, r.kind, r.destination, r.payload::jsonb
+        FROM unnest({keys}, {kinds}, {destinations}, {payloads}) WITH ORDINALITY
+            AS r(dedupe_key, kind, destination, payload, position)
+        ORDER BY r.position
+        ON CONFLICT (dedupe_key) DO NOTHING
+    """
+
+
+_INSERT = insert_rows_sql(2)
 
 PARTNER_PREFIX = "partner:"
 # A department the worker's routing table does not know (the ticket's policy and the
@@ -84,19 +92,8 @@ class Outbox:
         """Insert the rows (all or none); a row already there is left as it is."""
         if not rows:
             return
-        await conn.execute(
-            _INSERT,
-            ticket_id,
-            [row.dedupe_key for row in rows],
-            [row.kind for row in rows],
-            [row.destination for row in rows],
-            [encode_json(row.payload) for row in rows],
-        )
-        unroutable = [
-            row.dedupe_key for row in rows if row.destination.startswith(UNROUTABLE_PREFIX)
-        ]
-        if unroutable:
-            log.error("outbox rows have no known destination", ticket_id=ticket_id, rows=unroutable)
+        await conn.execute(_INSERT, ticket_id, *row_arrays(rows))
+        log_unroutable(ticket_id, rows)
 
     def _addresses(self, handoff: Handoff) -> list[tuple[str, str]]:
         if handoff.kind is HandoffKind.PARTNER_CONTACT:
@@ -175,3 +172,19 @@ def _message_row(message: CustomerMessage) -> OutboxRow:
         message.channel.value,
         message.model_dump(mode="json"),
     )
+
+
+def row_arrays(rows: list[OutboxRow]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The rows as the column arrays `insert_rows_sql` takes."""
+    return (
+        [row.dedupe_key for row in rows],
+        [row.kind for row in rows],
+        [row.destination for row in rows],
+        [encode_json(row.payload) for row in rows],
+    )
+
+
+def log_unroutable(ticket_id: str, rows: list[OutboxRow]) -> None:
+    unroutable = [row.dedupe_key for row in rows if row.destination.startswith(UNROUTABLE_PREFIX)]
+    if unroutable:
+        log.error("outbox rows have no known destination", ticket_id=ticket_id, rows=unroutable)

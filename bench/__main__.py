@@ -404,11 +404,10 @@ async def part_history(
     days = history.days_to_reach(LONG_RUN_EVENTS_TARGET, default_long, standard.events)
     bound = history.workflow_bound()
     own = (
-        f"the workflow's own bound of {bound:,} events per run "
-        f"(reached after about {history.days_to_reach(bound, default_long, standard.events):.0f} "
-        "days) continues it as new well before that"
-        if bound
-        else "nothing but the server's suggestion ends a run"
+        f"the workflow's own bound of {bound:,} events per run (policy "
+        "history_events_per_run, reached after about "
+        f"{history.days_to_reach(bound, default_long, standard.events):.0f} days) continues "
+        "it as new before that"
     )
     report.note(
         f"A ticket waiting on a department writes {per_day:.0f} history events a day, so one run "

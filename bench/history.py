@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from api.client import TicketClient
 from bench.lifecycle import RunStats, StepName, chain_stats, intake, ticket_step
+from workflows.policy import ServicePolicy
 from workflows.vocabulary import Channel
 
 DAY = 86_400.0
@@ -55,12 +56,9 @@ async def long_ticket(tickets: TicketClient, key: str, days: int, day_seconds: f
     return LongTicket(ticket_id, days, await chain_stats(tickets.temporal, ticket_id))
 
 
-def workflow_bound() -> int | None:
-    """The run length at which TicketWorkflow continues as new by itself, if it has one."""
-    from workflows import ticket
-
-    bound = getattr(ticket, "_HISTORY_EVENTS_PER_RUN", None)
-    return bound if isinstance(bound, int) else None
+def workflow_bound() -> int:
+    """The run length at which TicketWorkflow continues as new by itself (the policy's)."""
+    return ServicePolicy().history_events_per_run
 
 
 def events_per_day(long: LongTicket, base_events: int) -> float:

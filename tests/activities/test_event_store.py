@@ -12,10 +12,12 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.database import Pool, create_pool
 from activities.event_store import TICKET_LOCK_CLASS, EventStore
+from activities.outbox import Outbox
 from activities.projection import project_all
 from tests.activities.factories import T0, batch, event, lifecycle, new_ticket_id
-from workflows.contracts import Actor, EventBatch, EventType, IntakeClaim
-from workflows.vocabulary import Channel
+from workflows.contracts import Actor, EventBatch, EventType, Handoff, HandoffKind, IntakeClaim
+from workflows.policy import ServicePolicy
+from workflows.vocabulary import Channel, Priority
 
 
 @pytest.fixture
@@ -278,25 +280,42 @@ async def test_claim_runs_as_a_temporal_activity(store: EventStore) -> None:
 # ---------------------------------------------------------------- throughput
 
 
-async def test_an_append_is_four_round_trips(database_url: str) -> None:
-    """Lock, insert, projection, commit: a guard against an accidental extra round trip
-    (a per-event insert, a separate BEGIN, the pool's reset query on release)."""
-    pool = await create_pool(database_url, min_size=1, max_size=1)
+async def test_an_append_is_four_round_trips(database_url: str, pg_pool: Pool) -> None:
+    """Lock, insert (outbox rows and events), projection, commit: a guard against an
+    accidental extra round trip (a per-event insert, a separate BEGIN or outbox insert,
+    the pool's reset query on release)."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)  # pg_pool migrated it
     statements: list[str] = []
     try:
         async with pool.acquire() as conn:
             conn.add_query_logger(lambda record: statements.append(record.query))
-        store = EventStore(pool)
+        store = EventStore(pool, Outbox(pool, ServicePolicy()))
         ticket_id = new_ticket_id()
         events = lifecycle(ticket_id)
         await store.append_events(batch(events[:3]))
         statements.clear()
 
-        assert await store.append_events(batch(events[3:8])) == 5
+        with_effects = batch(events[3:8])
+        with_effects.handoffs.append(
+            Handoff(
+                ticket_id=ticket_id,
+                dedupe_key=f"{ticket_id}:4:work_order",
+                kind=HandoffKind.WORK_ORDER,
+                recipients=["tech", "operations"],
+                summary="s",
+                tag="t",
+                priority=Priority.E,
+            )
+        )
+        assert await store.append_events(with_effects) == 5
+        assert (
+            await pool.fetchval("SELECT count(*) FROM outbox WHERE ticket_id = $1", ticket_id) == 2
+        )
+        statements.pop()  # the count just above
 
         assert [" ".join(q.split())[:30] for q in statements] == [
             "BEGIN; SELECT pg_advisory_xact",
-            "WITH inserted AS ( INSERT INTO",
+            "WITH queued AS ( INSERT INTO o",
             "INSERT INTO tickets (ticket_id",
             "COMMIT",
         ]
