@@ -1,13 +1,22 @@
 """The PostgreSQL event store: intake dedupe, event appends and the tickets read model.
 
 Activities run at least once, so every write here is idempotent on a business key:
-the idempotency key for intakes, (ticket_id, seq) for events, and the read model's
-`last_seq` checkpoint for the projection.
+the idempotency key for intakes, (ticket_id, seq) for events, the dedupe key for outbox
+rows, and the read model's `last_seq` checkpoint for the projection.
+
+An append stores the events, their outbox rows and the ticket's read-model row in one
+transaction. Usually that is one statement: the store keeps the row it wrote last for
+each ticket it serves, projects the batch onto it in memory and writes it as a
+compare-and-set on `last_seq`. Otherwise (the first append this worker sees, a retry,
+another worker's row) it takes the ticket's lock, reads the row and catches it up from
+the stored events: four round trips. (docs/benchmarks.md: 4,400-5,000 events/s the
+locked way for every append, 7,300-8,300 with the one statement.)
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,13 +56,11 @@ _SELECT_TICKET = f"SELECT {', '.join(COLUMNS)} FROM tickets WHERE ticket_id = $1
 # previous append left them. Two-key form, so it cannot collide with the migration lock.
 TICKET_LOCK_CLASS = 0x7466  # "tf"
 
-# One round trip stores the batch (outbox rows and events) and reads what the projection
-# needs. unnest turns the batch's column arrays into rows; ORDER BY seq keeps
-# global_position in seq order.
-# The sub-selects see the statement's snapshot, i.e. the store *before* this insert:
-# `stored_max` is the highest seq an earlier append stored.
-_INSERT_EVENTS = f"""
-    WITH queued AS ({insert_rows_sql(8)}),
+# Parameters $1 (ticket id), $2..$7 (the events' column arrays) and $8..$11 (the outbox
+# rows' arrays, see activities.outbox.row_arrays) are the same in both append statements.
+# unnest turns the column arrays into rows; ORDER BY seq keeps global_position in seq order.
+_STORE_BATCH = f"""
+    queued AS ({insert_rows_sql(8)}),
     inserted AS (
         INSERT INTO ticket_events ({_EVENT_COLUMNS})
         SELECT $1, e.seq, e.type, e.occurred_at, e.actor_id, e.actor_role, e.data::jsonb
@@ -63,6 +70,56 @@ _INSERT_EVENTS = f"""
         ON CONFLICT (ticket_id, seq) DO NOTHING
         RETURNING seq
     )
+"""
+
+
+def _upsert_ticket_sql(first_param: int, where: str, *, only_if: str = "true") -> str:
+    """Write a read-model row from parameters $first_param.. (in COLUMNS order): inserted
+    if `only_if` holds, updated if `where` holds too."""
+    return f"""
+        INSERT INTO tickets ({", ".join(COLUMNS)})
+        SELECT {", ".join(f"${first_param + i}" for i in range(len(COLUMNS)))}
+        WHERE {only_if}
+        ON CONFLICT (ticket_id) DO UPDATE SET
+            {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "ticket_id")}
+        WHERE {where}
+    """
+
+
+_ROW_PARAM = 12  # after the ticket id, the events' and the outbox rows' arrays
+
+# The usual append, one statement and one round trip: the batch, and the read-model row
+# this store projected in memory from the row it wrote last, as a compare-and-set: the
+# stored row must still be at that row's last_seq, and no event may be stored past the
+# batch (an earlier append that could not be projected). If not (another worker, a retry
+# racing its attempt, a row never seen), `projected` is false and the append goes the
+# locked way. (A batch racing one with *later* seqs could slip past the second check;
+# the workflow never sends those at once, and the ticket's next append catches up.)
+_EXPECTED_LAST_SEQ = f"${_ROW_PARAM + len(COLUMNS)}"
+_BATCH_LAST_SEQ = f"${_ROW_PARAM + len(COLUMNS) + 1}"
+_NOTHING_STORED_PAST_BATCH = (
+    f"NOT EXISTS (SELECT FROM ticket_events WHERE ticket_id = $1 AND seq > {_BATCH_LAST_SEQ})"
+)
+_APPEND_ON_KNOWN_ROW = f"""
+    WITH {_STORE_BATCH},
+    projected AS (
+        {
+    _upsert_ticket_sql(
+        _ROW_PARAM,
+        f"tickets.last_seq = {_EXPECTED_LAST_SEQ}",
+        only_if=_NOTHING_STORED_PAST_BATCH,
+    )
+}
+        RETURNING 1
+    )
+    SELECT ARRAY(SELECT seq FROM inserted) AS inserted, EXISTS(SELECT FROM projected) AS projected
+"""
+
+# The locked way: under the ticket's lock, store the batch and read what the projection
+# needs. The sub-selects see the statement's snapshot, i.e. the store *before* this
+# insert: `stored_max` is the highest seq an earlier append stored.
+_INSERT_EVENTS = f"""
+    WITH {_STORE_BATCH}
     SELECT
         ARRAY(SELECT seq FROM inserted) AS inserted,
         (SELECT max(seq) FROM ticket_events WHERE ticket_id = $1) AS stored_max,
@@ -71,13 +128,7 @@ _INSERT_EVENTS = f"""
 
 # The WHERE never lets the row move backwards, whatever the caller did (the ticket lock
 # already serialises appends).
-_UPSERT_TICKET = f"""
-    INSERT INTO tickets ({", ".join(COLUMNS)})
-    VALUES ({", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))})
-    ON CONFLICT (ticket_id) DO UPDATE SET
-        {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "ticket_id")}
-    WHERE tickets.last_seq < EXCLUDED.last_seq
-"""
+_UPSERT_TICKET = _upsert_ticket_sql(1, "tickets.last_seq < EXCLUDED.last_seq")
 
 _SELECT_EVENTS_AFTER = f"""
     SELECT {_EVENT_COLUMNS} FROM ticket_events
@@ -104,10 +155,17 @@ class StoredEvent:
 
 
 class EventStore:
-    def __init__(self, pool: Pool, outbox: Outbox | None = None) -> None:
-        """`outbox` turns a batch's messages and hand-offs into rows; readers need none."""
+    def __init__(self, pool: Pool, outbox: Outbox | None = None, *, rows_kept: int = 5000) -> None:
+        """`outbox` turns a batch's messages and hand-offs into rows; readers need none.
+
+        The store remembers the read-model rows it wrote last for up to `rows_kept`
+        tickets (about 1 KiB each), so that the next append of such a ticket projects
+        in memory and goes in one statement.
+        """
         self._pool = pool
         self._outbox = outbox
+        self._rows: OrderedDict[str, TicketRow] = OrderedDict()
+        self._rows_kept = rows_kept
 
     # ------------------------------------------------------------ activities
 
@@ -164,22 +222,62 @@ class EventStore:
         rows = self._outbox_rows(batch)
         if not batch.events and not rows:
             return 0
-        logger = log.bind(ticket_id=batch.ticket_id)
         try:
-            async with _ticket_transaction(self._pool, batch.ticket_id) as conn:
-                appended = await _insert_events(conn, batch, rows)
-                last_seq = await _project(conn, batch, appended)
+            stored = await self._append_on_known_row(batch, rows)
+            if stored is None or not stored.projected:
+                inserted = await self._append_locked(batch, rows)
+                stored = _Stored(inserted=(stored.inserted if stored else 0) + inserted)
         except (ValueError, asyncpg.DataError) as error:
             # Projection ValueErrors and PostgreSQL data errors (a NUL byte in a string,
             # an out-of-range number) fail the same way on every retry.
             raise bad_data(f"cannot store events of ticket {batch.ticket_id}: {error}") from error
-        logger.debug(
-            "events appended",
+        return stored.inserted
+
+    async def _append_on_known_row(
+        self, batch: EventBatch, rows: list[OutboxRow]
+    ) -> _Stored | None:
+        """One statement, when the batch follows the row this store wrote last."""
+        previous = self._rows.get(batch.ticket_id)
+        last_seq = 0 if previous is None else previous.last_seq
+        events = sorted(batch.events, key=lambda e: e.seq)
+        if not events or not _follows(last_seq, events):
+            return None
+        row = project_all(previous, events)
+        assert row is not None  # events is not empty
+        record = await self._pool.fetchrow(
+            _APPEND_ON_KNOWN_ROW,
+            *_batch_params(batch, rows),
+            *_row_values(row),
+            last_seq,
+            events[-1].seq,
+        )
+        assert record is not None  # a SELECT without FROM always yields one row
+        if record["projected"]:
+            self._remember(row)
+        return _Stored(inserted=len(record["inserted"]), projected=record["projected"])
+
+    async def _append_locked(self, batch: EventBatch, rows: list[OutboxRow]) -> int:
+        """Under the ticket's lock: store the batch, read the row and catch it up with
+        every stored event it lacks. Serves first appends, retries and other workers'."""
+        async with _ticket_transaction(self._pool, batch.ticket_id) as conn:
+            appended = await _insert_events(conn, batch, rows)
+            row = await _project(conn, batch, appended)
+        if row is not None:
+            self._remember(row)
+        log.debug(
+            "events appended under the ticket lock",
+            ticket_id=batch.ticket_id,
             appended=len(appended.inserted),
             received=len(batch.events),
-            last_seq=last_seq,
+            projected_to=None if row is None else row.last_seq,
         )
         return len(appended.inserted)
+
+    def _remember(self, row: TicketRow) -> None:
+        self._rows[row.ticket_id] = row
+        self._rows.move_to_end(row.ticket_id)
+        while len(self._rows) > self._rows_kept:
+            self._rows.popitem(last=False)
 
     def _outbox_rows(self, batch: EventBatch) -> list[OutboxRow]:
         if not batch.messages and not batch.handoffs:
@@ -245,6 +343,27 @@ def _check_batch(batch: EventBatch) -> None:
         raise bad_data(f"batch for ticket {batch.ticket_id} repeats a seq: {sorted(seqs)}")
 
 
+def _batch_params(batch: EventBatch, rows: list[OutboxRow]) -> list[Any]:
+    events = batch.events
+    log_unroutable(batch.ticket_id, rows)
+    return [
+        batch.ticket_id,
+        [e.seq for e in events],
+        [e.type.value for e in events],
+        [e.occurred_at for e in events],
+        [e.actor.id for e in events],
+        [e.actor.role.value for e in events],
+        [encode_json(e.data) for e in events],
+        *row_arrays(rows),
+    ]
+
+
+@dataclass(frozen=True)
+class _Stored:
+    inserted: int  # events new to the store
+    projected: bool = True  # the read-model row was brought up to date
+
+
 @dataclass(frozen=True)
 class _Appended:
     inserted: frozenset[int]
@@ -255,19 +374,7 @@ class _Appended:
 async def _insert_events(
     conn: PoolConnection, batch: EventBatch, rows: list[OutboxRow]
 ) -> _Appended:
-    events = batch.events
-    record = await conn.fetchrow(
-        _INSERT_EVENTS,
-        batch.ticket_id,
-        [e.seq for e in events],
-        [e.type.value for e in events],
-        [e.occurred_at for e in events],
-        [e.actor.id for e in events],
-        [e.actor.role.value for e in events],
-        [encode_json(e.data) for e in events],
-        *row_arrays(rows),
-    )
-    log_unroutable(batch.ticket_id, rows)
+    record = await conn.fetchrow(_INSERT_EVENTS, *_batch_params(batch, rows))
     assert record is not None  # a SELECT without FROM always yields one row
     ticket = record["ticket"]
     return _Appended(
@@ -277,13 +384,16 @@ async def _insert_events(
     )
 
 
-async def _project(conn: PoolConnection, batch: EventBatch, appended: _Appended) -> int:
-    """Apply the ticket's unprojected events, in seq order and without gaps."""
+async def _project(
+    conn: PoolConnection, batch: EventBatch, appended: _Appended
+) -> TicketRow | None:
+    """Apply the ticket's unprojected events, in seq order and without gaps; the row as
+    it stands after (None: no row yet, nothing to project)."""
     row = appended.row
     last_seq = 0 if row is None else row.last_seq
     pending = sorted((e for e in batch.events if e.seq > last_seq), key=lambda e: e.seq)
     if not pending and appended.stored_max <= last_seq:
-        return last_seq
+        return row
     if (
         appended.stored_max <= last_seq
         and _follows(last_seq, pending)
@@ -305,9 +415,9 @@ async def _project(conn: PoolConnection, batch: EventBatch, appended: _Appended)
             )
     new_row = project_all(row, events)
     if new_row is None or new_row.last_seq == last_seq:
-        return last_seq
+        return row
     await conn.execute(_UPSERT_TICKET, *_row_values(new_row))
-    return new_row.last_seq
+    return new_row
 
 
 def _follows(last_seq: int, events: Sequence[DomainEvent]) -> bool:

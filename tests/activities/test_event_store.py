@@ -19,6 +19,8 @@ from workflows.contracts import Actor, EventBatch, EventType, Handoff, HandoffKi
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Channel, Priority
 
+POLICY = ServicePolicy()
+
 
 @pytest.fixture
 def store(pg_pool: Pool) -> EventStore:
@@ -280,60 +282,90 @@ async def test_claim_runs_as_a_temporal_activity(store: EventStore) -> None:
 # ---------------------------------------------------------------- throughput
 
 
-async def test_an_append_is_four_round_trips(database_url: str, pg_pool: Pool) -> None:
-    """Lock, insert (outbox rows and events), projection, commit: a guard against an
-    accidental extra round trip (a per-event insert, a separate BEGIN or outbox insert,
-    the pool's reset query on release)."""
+def work_order(ticket_id: str, seq: int) -> Handoff:
+    return Handoff(
+        ticket_id=ticket_id,
+        dedupe_key=f"{ticket_id}:{seq}:work_order",
+        kind=HandoffKind.WORK_ORDER,
+        recipients=["tech", "operations"],
+        summary="s",
+        tag="t",
+        priority=Priority.E,
+    )
+
+
+async def test_round_trips_of_an_append(database_url: str, pg_pool: Pool) -> None:
+    """A ticket this store wrote last: one statement (events, outbox rows and the row
+    projected in memory). A ticket it has not seen: BEGIN with the lock; the insert;
+    the upsert; COMMIT. A guard against an accidental extra round trip (a per-event
+    insert, a separate outbox insert, the pool's reset query on release)."""
     pool = await create_pool(database_url, min_size=1, max_size=1)  # pg_pool migrated it
     statements: list[str] = []
     try:
         async with pool.acquire() as conn:
-            conn.add_query_logger(lambda record: statements.append(record.query))
-        store = EventStore(pool, Outbox(pool, ServicePolicy()))
+            conn.add_query_logger(lambda record: statements.append(" ".join(record.query.split())))
         ticket_id = new_ticket_id()
         events = lifecycle(ticket_id)
-        await store.append_events(batch(events[:3]))
+        await EventStore(pool, Outbox(pool, POLICY)).append_events(batch(events[:3]))
+        store = EventStore(pool, Outbox(pool, POLICY))  # another worker: row unknown
+
         statements.clear()
-
-        with_effects = batch(events[3:8])
-        with_effects.handoffs.append(
-            Handoff(
-                ticket_id=ticket_id,
-                dedupe_key=f"{ticket_id}:4:work_order",
-                kind=HandoffKind.WORK_ORDER,
-                recipients=["tech", "operations"],
-                summary="s",
-                tag="t",
-                priority=Priority.E,
-            )
-        )
-        assert await store.append_events(with_effects) == 5
-        assert (
-            await pool.fetchval("SELECT count(*) FROM outbox WHERE ticket_id = $1", ticket_id) == 2
-        )
-        statements.pop()  # the count just above
-
-        assert [" ".join(q.split())[:30] for q in statements] == [
+        locked = batch(events[3:8])
+        locked.handoffs.append(work_order(ticket_id, 4))
+        assert await store.append_events(locked) == 5
+        assert [q[:30] for q in statements] == [
             "BEGIN; SELECT pg_advisory_xact",
             "WITH queued AS ( INSERT INTO o",
             "INSERT INTO tickets (ticket_id",
             "COMMIT",
         ]
+
+        statements.clear()
+        known = batch(events[8:10])
+        known.handoffs.append(work_order(ticket_id, 9))
+        assert await store.append_events(known) == 2
+        assert len(statements) == 1 and "INSERT INTO tickets" in statements[0]
+
+        assert (
+            await pool.fetchval("SELECT count(*) FROM outbox WHERE ticket_id = $1", ticket_id) == 4
+        )
+        assert await store.ticket(ticket_id) == project_all(None, events[:10])
     finally:
         await pool.close()
 
 
-async def test_appends_take_turns_with_the_lock_earlier_workers_take(
-    store: EventStore, pg_pool: Pool
+async def test_workers_appending_to_one_ticket_keep_its_row_right(pg_pool: Pool) -> None:
+    """Each store projects from the row it wrote last; a row another store moved on
+    since fails the compare-and-set and is caught up under the lock instead."""
+    first, second = EventStore(pg_pool), EventStore(pg_pool)
+    ticket_id = new_ticket_id()
+    events = lifecycle(ticket_id)
+
+    assert await first.append_events(batch(events[:3])) == 3
+    assert await second.append_events(batch(events[:3])) == 0  # unknown row: locked way
+    assert await second.append_events(batch(events[3:5])) == 2
+    # `first` still holds the row at seq 3: its retry of 4-5 must not move the row back.
+    assert await first.append_events(batch(events[3:5])) == 0
+    assert await first.append_events(batch(events[5:7])) == 2
+
+    assert await stored_seqs(pg_pool, ticket_id) == list(range(1, 8))
+    assert await first.ticket(ticket_id) == project_all(None, events[:7])
+
+
+async def test_locked_appends_take_turns_with_the_lock_earlier_workers_take(
+    pg_pool: Pool,
 ) -> None:
     """The lock key is hashtext(ticket_id), as before BEGIN and the lock shared a round
     trip: during a rolling deploy, old and new workers still exclude each other."""
     ticket_id = new_ticket_id()
+    events = lifecycle(ticket_id)
+    await EventStore(pg_pool).append_events(batch(events[:2]))
+    store = EventStore(pg_pool)  # has not seen the row: appends the locked way
     async with pg_pool.acquire() as holder, holder.transaction():
         await holder.execute(
             "SELECT pg_advisory_xact_lock($1, hashtext($2))", TICKET_LOCK_CLASS, ticket_id
         )
-        append = asyncio.create_task(store.append_events(batch(lifecycle(ticket_id)[:2])))
+        append = asyncio.create_task(store.append_events(batch(events[2:4])))
         waiting = 0
         for _ in range(500):  # until the append queues behind the lock
             waiting = await holder.fetchval(
@@ -347,9 +379,11 @@ async def test_appends_take_turns_with_the_lock_earlier_workers_take(
     assert await append == 2
 
 
-async def test_any_ticket_id_is_safe_in_the_lock_statement(store: EventStore) -> None:
+async def test_any_ticket_id_is_safe_in_the_lock_statement(pg_pool: Pool) -> None:
     ticket_id = "T-'); DROP TABLE tickets; -- 工单 \\x"
-    events = lifecycle(ticket_id)[:2]
-    assert await store.append_events(batch(events)) == 2
-    assert await store.events(ticket_id) == events
-    assert await store.ticket(ticket_id) is not None
+    events = lifecycle(ticket_id)[:4]
+    assert await EventStore(pg_pool).append_events(batch(events[:2])) == 2
+    # A store that has not seen the ticket appends the locked way.
+    assert await EventStore(pg_pool).append_events(batch(events[2:])) == 2
+    assert await EventStore(pg_pool).events(ticket_id) == events
+    assert await EventStore(pg_pool).ticket(ticket_id) == project_all(None, events)
