@@ -453,6 +453,8 @@ class TicketView(Contract):
     reopen_count: int
     events_recorded: int
     waiting_for: str
+    # Third parties engaged (dual track, SPEC §3), in the order they were engaged.
+    partners: list[PartnerEngagement] = Field(default_factory=list)
 
 
 class TicketOutcome(Contract):

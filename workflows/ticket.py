@@ -1020,6 +1020,7 @@ class TicketWorkflow:
             reopen_count=state.reopen_count,
             events_recorded=state.next_seq - 1,
             waiting_for=ticket_rules.waiting_for(state),
+            partners=sorted(state.partners.values(), key=lambda p: p.engaged_at),
         )
 
     def _outcome(self) -> TicketOutcome:

@@ -200,6 +200,12 @@ async def test_partner_updates_every_6h_until_the_partner_answers(desk: Desk) ->
         ),
     )
     assert view.status is TicketStatus.WAITING_ON_PARTNER
+    [engaged] = view.partners
+    assert (engaged.partner, engaged.expected_by, engaged.answered_at) == (
+        "unionpay",
+        expected_by,
+        None,
+    )
     await desk.skip(timedelta(hours=13), tid)
     assert data_of(await desk.events(tid), "partner_update_sent") == [
         {"partner": "unionpay", "number": 1},
@@ -216,7 +222,11 @@ async def test_partner_updates_every_6h_until_the_partner_answers(desk: Desk) ->
     events = await desk.events(tid)
     assert len(data_of(events, "partner_update_sent")) == 2
     assert len(data_of(events, "partner_answered")) == 1
-    assert (await desk.tickets.view(tid)).status is TicketStatus.IN_PROGRESS
+    view = await desk.tickets.view(tid)
+    assert view.status is TicketStatus.IN_PROGRESS
+    [answered] = view.partners
+    assert answered.updates_sent == 2
+    assert answered.answered_at is not None
     kinds = [r["kind"] for r in await desk.outbox(tid)]
     assert kinds.count("customer_message:partner_progress") == 2
     assert kinds[:2] == ["partner_contact", "customer_message:partner_handoff"] or kinds[:2] == [
