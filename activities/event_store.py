@@ -294,6 +294,13 @@ class EventStore:
         record = await self._pool.fetchrow(_SELECT_TICKET, ticket_id)
         return None if record is None else TicketRow.model_validate(dict(record))
 
+    async def ticket_for_intake_key(self, idempotency_key: str) -> str | None:
+        """The ticket an idempotency key opened, for ever (Temporal forgets closed ids)."""
+        ticket_id: str | None = await self._pool.fetchval(
+            "SELECT ticket_id FROM intake_keys WHERE idempotency_key = $1", idempotency_key
+        )
+        return ticket_id
+
     async def events(self, ticket_id: str, after_seq: int = 0) -> list[DomainEvent]:
         records = await self._pool.fetch(_SELECT_EVENTS_AFTER, ticket_id, after_seq)
         return [_event(record) for record in records]

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Pool
 from activities.event_store import EventStore
@@ -48,6 +49,7 @@ from api.schemas import (
     TicketOpened,
     TicketPage,
     opened,
+    opened_from_read_model,
 )
 from api.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SeenSignatures, verify
 from workers.settings import ApiSettings
@@ -187,10 +189,25 @@ async def open_ticket(
         attachments=body.attachments,
         locale=body.locale,
     )
-    ticket = await svc.call(svc.tickets.open(intake_))
-    view = await svc.call(svc.tickets.view(ticket.ticket_id))
-    response.status_code = 201 if ticket.created else 200
-    return opened(view, ticket.created)
+    # A key PostgreSQL knows opened its ticket before, perhaps so long ago that Temporal
+    # no longer retains the workflow: starting it again would only make a run that ends
+    # at once as a duplicate, and the caller would be told "created".
+    earlier = await svc.call(svc.events.ticket_for_intake_key(key))
+    if earlier is None:
+        ticket = await svc.call(svc.tickets.open(intake_))
+        ticket_id, created = ticket.ticket_id, ticket.created
+    else:
+        ticket_id, created = earlier, False
+    response.status_code = 201 if created else 200
+    try:
+        return opened(await svc.call(svc.tickets.view(ticket_id)), created)
+    except RPCError as error:
+        if created or error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+    row = await svc.call(svc.events.ticket(ticket_id))
+    if row is None:
+        raise not_found(ticket_id)
+    return opened_from_read_model(row)
 
 
 def _idempotency_key(header: str | None, body: str | None) -> str:

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from activities.projection import TicketRow
 from api.access import Caller
 from workflows.contracts import (
     Action,
@@ -120,6 +121,26 @@ def opened(view: TicketView, created: bool) -> TicketOpened:
         classification=view.classification,
         tags=[view.tag],
         deadlines=running_deadlines(view.deadlines),
+    )
+
+
+def opened_from_read_model(row: TicketRow) -> TicketOpened:
+    """An earlier ticket whose workflow Temporal no longer retains (closed long ago)."""
+    return TicketOpened(
+        ticket_id=row.ticket_id,
+        created=False,
+        status=TicketStatus(row.status),
+        # Every stored ticket was classified by its `ticket_opened` event.
+        classification=Classification.model_validate(
+            {
+                "category": row.category,
+                "topic": row.topic,
+                "priority": row.priority,
+                "reason": "from the tickets read model: the workflow is no longer retained",
+            }
+        ),
+        tags=[row.tag] if row.tag else [],
+        deadlines={},
     )
 
 

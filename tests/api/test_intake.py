@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
+
 from api.client import ticket_id_for
 from tests.api.conftest import Stack, eventually, intake
 
@@ -113,3 +116,41 @@ async def test_fifty_identical_intakes_at_once_open_one_ticket(stack: Stack) -> 
         lambda: stack.services.events.ticket(ticket_id), lambda found: found is not None
     )
     assert row is not None and row.status == "new"
+
+
+async def test_a_key_whose_ticket_temporal_forgot_is_not_opened_again(stack: Stack) -> None:
+    """After retention Temporal no longer knows a closed ticket's id, PostgreSQL still
+    knows its key: the same intake answers 200 with that ticket and starts nothing."""
+    key = f"gw-{uuid.uuid4()}"
+    ticket_id = ticket_id_for(key)
+    # What a ticket closed long ago leaves behind: its claim and its read-model row.
+    await stack.pool.execute(
+        "INSERT INTO intake_keys (idempotency_key, ticket_id, run_id, channel, created_at)"
+        " VALUES ($1, $2, 'run-long-gone', 'email', now() - interval '90 days')",
+        key,
+        ticket_id,
+    )
+    await stack.pool.execute(
+        "INSERT INTO tickets (ticket_id, status, priority, category, topic, tag, last_seq,"
+        " updated_at) VALUES ($1, 'closed', 'B', 'business_inquiry', 'membership',"
+        " '咨詢-會員-B級', 9, now() - interval '80 days')",
+        ticket_id,
+    )
+
+    again = await stack.http.post(
+        "/v1/tickets", json=intake(), headers={**stack.auth("backend"), "Idempotency-Key": key}
+    )
+
+    assert again.status_code == 200, again.text
+    answer = again.json()
+    assert (answer["ticket_id"], answer["created"], answer["status"]) == (
+        ticket_id,
+        False,
+        "closed",
+    )
+    assert answer["classification"]["priority"] == "B"
+    assert answer["tags"] == ["咨詢-會員-B級"]
+    assert answer["deadlines"] == {}
+    with pytest.raises(RPCError) as missing:
+        await stack.env.client.get_workflow_handle(ticket_id).describe()
+    assert missing.value.status is RPCStatusCode.NOT_FOUND
