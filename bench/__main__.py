@@ -22,6 +22,7 @@ import tempfile
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
@@ -47,6 +48,10 @@ LONG_RUN_EVENTS_TARGET = 2000
 WORKER_RSS_TARGET_MIB = 1024.0
 APPEND_TARGET = 5000.0
 QUERY_TARGET_MS = 200.0
+
+# The lifecycle ends when the ticket closes, as the twin's does: the bench's
+# tickets leave out the feedback window that follows (days of listening for CSAT / NPS).
+LIFECYCLE_POLICY = ServicePolicy(feedback_window=timedelta(0))
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
         report.facts["worker_bytecode_cache"] = not args.no_bytecode_cache
         stack.push_async_callback(worker.stop)
         client = server.client
-        tickets = TicketClient(client, task_queue=TICKET_QUEUE, policy=ServicePolicy())
+        tickets = TicketClient(client, task_queue=TICKET_QUEUE, policy=LIFECYCLE_POLICY)
 
         say("calibrating the twin from a real ticket's history")
         calibration = await lifecycle.calibrate(
@@ -362,7 +367,9 @@ async def part_history(
             second, database_url, TICKET_QUEUE, TWIN_QUEUE, work, "worker-lowered", "WARNING"
         )
         try:
-            policy = ServicePolicy(time_scale=history.DAY / plan.day_seconds)
+            policy = LIFECYCLE_POLICY.model_copy(
+                update={"time_scale": history.DAY / plan.day_seconds}
+            )
             default_long, lowered_long = await asyncio.gather(
                 history.long_ticket(
                     TicketClient(client, task_queue=TICKET_QUEUE, policy=policy),

@@ -257,6 +257,7 @@ class EventType(StrEnum):
     RESOLVED = "resolved"
     CUSTOMER_REPLIED = "customer_replied"
     REOPENED = "reopened"
+    FEEDBACK_REQUESTED = "feedback_requested"
     CSAT_RECORDED = "csat_recorded"
     NPS_RECORDED = "nps_recorded"
     STATUS_CHANGED = "status_changed"
@@ -280,6 +281,7 @@ class DomainEvent(Contract):
 
 
 class MessageKind(StrEnum):
+    SATISFACTION_SURVEY = "satisfaction_survey"
     AUTO_REPLY = "auto_reply"
     AGENT_REPLY = "agent_reply"
     ACKNOWLEDGEMENT = "acknowledgement"
@@ -415,6 +417,8 @@ class TicketState(Contract):
     nps: int | None = None
     closed_at: datetime | None = None
     close_reason: CloseReason | None = None
+    # Set while the closed ticket still takes the customer's CSAT / NPS.
+    feedback_until: datetime | None = None
     deadlines: Deadlines = Field(default_factory=Deadlines)
     next_seq: int = 1
     pending_events: list[DomainEvent] = Field(default_factory=list)

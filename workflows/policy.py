@@ -100,6 +100,10 @@ class ServicePolicy(BaseModel):
     upgrade_review_after: timedelta = timedelta(hours=24)
     partner_update_every: timedelta = timedelta(hours=6)
     auto_close_after: timedelta = timedelta(hours=72)
+    # After closing, the customer is asked for CSAT and NPS (SPEC §5's outcome indicators)
+    # and the ticket keeps listening this long for the answers, which always come after
+    # it closed. 0 turns the survey off.
+    feedback_window: timedelta = Field(default=timedelta(days=7), ge=timedelta(0))
     # Where work goes. Addresses are the hand-off points of the department systems.
     departments: dict[str, str] = Field(
         default_factory=lambda: {

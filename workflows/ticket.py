@@ -88,6 +88,8 @@ _STORE_TIMEOUT = timedelta(seconds=15)
 # Patch: effects are stored with their events in one activity (before: one activity per
 # customer message and hand-off, then the append).
 _EFFECTS_STORED_WITH_EVENTS = "effects-stored-with-events"
+# Patch: a closed ticket asks for CSAT / NPS and waits policy.feedback_window for them.
+_FEEDBACK_WINDOW = "feedback-window"
 # How many customer/partner message ids to remember for dropping redelivered signals.
 _SEEN_IDS_KEPT = 500
 
@@ -138,7 +140,38 @@ class TicketWorkflow:
 
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._carry_out_effects()
+        await self._collect_feedback()
         return self._outcome()
+
+    async def _collect_feedback(self) -> None:
+        """Ask for CSAT and NPS, and record them as they come, for the feedback window."""
+        window = rules.scaled(self._policy, self._policy.feedback_window)
+        if window <= timedelta(0) or not workflow.patched(_FEEDBACK_WINDOW):
+            return
+        state = self._state
+        until = workflow.now() + window
+        state.feedback_until = until
+        self._message(
+            MessageKind.SATISFACTION_SURVEY,
+            "How satisfied are you with how we handled this (1-5)? And how likely are you "
+            "to recommend us (0-10)?",
+            until=until.isoformat(),
+        )
+        self._record(EventType.FEEDBACK_REQUESTED, SYSTEM, until=until.isoformat())
+        while True:
+            self._woken = False  # before the drain: a rating sent meanwhile wakes the wait
+            await self._carry_out_effects()
+            if workflow.now() >= until or (state.csat is not None and state.nps is not None):
+                break
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._woken,
+                    timeout=until - workflow.now(),
+                    timeout_summary=f"feedback window closes {until:%Y-%m-%d %H:%M:%S}Z",
+                )
+        state.feedback_until = None
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._carry_out_effects()
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -776,11 +809,23 @@ class TicketWorkflow:
     @workflow.signal
     def customer_reply(self, reply: CustomerReply) -> None:
         state = self._state
-        if state.status is TicketStatus.CLOSED or not self._first_sighting(
-            f"reply:{reply.reply_id}"
-        ):
-            return
         customer = Actor(id=state.intake.customer_id, role=Role.CUSTOMER)
+        if state.status is TicketStatus.CLOSED:
+            # While it waits for the ratings it asked for, a closed ticket records them,
+            # and records anything else the customer says without reopening: closed is
+            # final (SPEC §4), but nothing the customer sent is lost.
+            if state.feedback_until is None or not self._first_sighting(f"reply:{reply.reply_id}"):
+                return
+            if reply.kind in (CustomerReplyKind.CSAT, CustomerReplyKind.NPS):
+                self._record_score(reply, customer)
+            else:
+                self._record(
+                    EventType.CUSTOMER_REPLIED, customer, kind=reply.kind.value, after_close=True
+                )
+            self._wake()
+            return
+        if not self._first_sighting(f"reply:{reply.reply_id}"):
+            return
         resolved = state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION
         match reply.kind:
             case CustomerReplyKind.CSAT | CustomerReplyKind.NPS:

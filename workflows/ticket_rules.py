@@ -78,6 +78,8 @@ def waiting_for(state: TicketState) -> str:
             )
         case TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
             return "the customer's confirmation (auto-close when silent)"
+        case TicketStatus.CLOSED if state.feedback_until is not None:
+            return f"the customer's rating, until {state.feedback_until:%Y-%m-%d %H:%M}Z (closed)"
         case TicketStatus.CLOSED:
             return "nothing: closed"
         case _:

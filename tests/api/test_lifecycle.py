@@ -86,10 +86,17 @@ async def test_intake_to_closed_through_http_only(stack: Stack) -> None:
 
     assert tid in await eventually(listed, lambda ids: tid in ids)
 
-    # Closed means closed: a late reply is refused, not lost silently.
-    late = await http.post(
-        f"/v1/tickets/{tid}/customer-replies",
-        json={"reply_id": "sms-3", "kind": "message", "text": "谢谢"},
-        headers=backend,
-    )
-    assert late.status_code in (202, 409)
+    # Closed means closed, but the ticket still listens for its ratings (the feedback
+    # window): a rating sent now is recorded, a message is kept without reopening.
+    for late in (
+        {"reply_id": "sms-3", "kind": "nps", "score": 8},
+        {"reply_id": "sms-4", "kind": "message", "text": "谢谢"},
+    ):
+        answered = await http.post(
+            f"/v1/tickets/{tid}/customer-replies", json=late, headers=backend
+        )
+        assert answered.status_code == 202
+
+    after_close = await eventually(events, lambda found: found[-1] == "customer_replied")
+    assert after_close[after_close.index("closed") :][-2:] == ["nps_recorded", "customer_replied"]
+    assert (await shown())["status"] == "closed"

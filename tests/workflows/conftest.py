@@ -28,7 +28,14 @@ from temporalio.worker import Interceptor, Worker
 from api.client import ActionRejected, OpenedTicket, TicketClient
 from workers.cluster import register_search_attributes
 from workers.main import build_worker
-from workflows.contracts import Actor, ContextSnapshot, Intake, Resolve, TicketAction
+from workflows.contracts import (
+    Actor,
+    ContextSnapshot,
+    Intake,
+    Resolve,
+    TicketAction,
+    TicketOutcome,
+)
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Channel, ResultKind, Role, Tier
 
@@ -43,6 +50,7 @@ STANDARD_LIFECYCLE_EVENTS = [
     "customer_replied",
     "closed",
     "status_changed",
+    "feedback_requested",
 ]
 
 AGENT = Actor(id="agent-7", role=Role.AGENT)
@@ -140,6 +148,14 @@ class Desk:
         """Assert the ticket refuses an action, with a reason that says `match`."""
         with pytest.raises(ActionRejected, match=match):
             await self.tickets.act(ticket_id, action)
+
+    async def outcome(self, ticket_id: str) -> TicketOutcome:
+        """The result of a closed ticket, once its feedback window has passed.
+
+        (This client's `result()` does not skip time by itself: the skip is explicit.)
+        """
+        await self.env.sleep(self.policy.feedback_window + timedelta(seconds=1))
+        return await self.tickets.handle(ticket_id).result()
 
     async def skip(self, duration: timedelta, ticket_id: str | None = None) -> None:
         await self.env.sleep(duration)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.workflows.conftest import AGENT, STANDARD_LIFECYCLE_EVENTS, Desk, resolve
+import pytest
+from temporalio.service import RPCError
+
+from tests.workflows.conftest import AGENT, STANDARD_LIFECYCLE_EVENTS, Desk, DeskFactory, resolve
 from workflows.contracts import (
     Close,
     CustomerReply,
     CustomerReplyKind,
     Respond,
 )
+from workflows.policy import ServicePolicy
 from workflows.vocabulary import CloseReason, TicketStatus
 
 
@@ -25,7 +29,7 @@ async def test_standard_lifecycle_closes_on_customer_confirmation(desk: Desk) ->
     await desk.tickets.customer_reply(
         opened.ticket_id, CustomerReply(reply_id="r1", kind=CustomerReplyKind.SOLVED)
     )
-    outcome = await desk.tickets.handle(opened.ticket_id).result()
+    outcome = await desk.outcome(opened.ticket_id)
 
     assert outcome.status is TicketStatus.CLOSED
     assert outcome.close_reason is CloseReason.CUSTOMER_CONFIRMED
@@ -36,6 +40,7 @@ async def test_standard_lifecycle_closes_on_customer_confirmation(desk: Desk) ->
         "customer_message:agent_reply",
         "customer_message:result",
         "customer_message:confirmation_request",
+        "customer_message:satisfaction_survey",
     ]
     row = await desk.pool.fetchrow("SELECT * FROM tickets WHERE ticket_id = $1", opened.ticket_id)
     assert row is not None
@@ -105,11 +110,11 @@ async def test_not_solved_reopens_then_auto_closes_after_72h_of_silence(desk: De
     await desk.skip(timedelta(hours=71), tid)
     assert (await desk.tickets.view(tid)).status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION
     await desk.skip(timedelta(hours=2))
-    outcome = await desk.tickets.handle(tid).result()
+    outcome = await desk.outcome(tid)
     assert outcome.close_reason is CloseReason.NO_REPLY
     types = await desk.event_types(tid)
     assert types.count("reopened") == 1
-    assert types[-2:] == ["closed", "status_changed"]
+    assert types[-3:] == ["closed", "status_changed", "feedback_requested"]
 
 
 async def test_customer_message_restarts_the_72h_quiet_period(desk: Desk) -> None:
@@ -123,7 +128,7 @@ async def test_customer_message_restarts_the_72h_quiet_period(desk: Desk) -> Non
     await desk.skip(timedelta(hours=60), tid)
     assert (await desk.tickets.view(tid)).status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION
     await desk.skip(timedelta(hours=13))
-    assert (await desk.tickets.handle(tid).result()).close_reason is CloseReason.NO_REPLY
+    assert (await desk.outcome(tid)).close_reason is CloseReason.NO_REPLY
 
 
 async def test_close_with_long_term_plan_tells_the_customer(desk: Desk) -> None:
@@ -133,7 +138,85 @@ async def test_close_with_long_term_plan_tells_the_customer(desk: Desk) -> None:
         tid,
         Close(actor=AGENT, long_term_plan="夜间模式已排入 Q3 版本", root_cause="產品需求-夜間模式"),
     )
-    outcome = await desk.tickets.handle(tid).result()
+    outcome = await desk.outcome(tid)
     assert outcome.close_reason is CloseReason.LONG_TERM_PLAN
     kinds = [row["kind"] for row in await desk.outbox(tid)]
-    assert kinds == ["customer_message:acknowledgement", "customer_message:long_term_plan"]
+    assert kinds == [
+        "customer_message:acknowledgement",
+        "customer_message:long_term_plan",
+        "customer_message:satisfaction_survey",
+    ]
+
+
+# ---------------------------------------------------------------- feedback after closing
+
+
+async def close_solved(desk: Desk) -> str:
+    tid = (await desk.open("支付失败", "付款时一直报错, 无法支付")).ticket_id
+    await desk.tickets.act(tid, resolve())
+    await desk.tickets.customer_reply(
+        tid, CustomerReply(reply_id="solved", kind=CustomerReplyKind.SOLVED)
+    )
+    await desk.settled(tid)
+    return tid
+
+
+async def test_ratings_sent_after_closing_are_recorded(desk: Desk) -> None:
+    """CSAT and NPS always come after the ticket closed: it asks, and listens for them."""
+    tid = await close_solved(desk)
+    view = await desk.tickets.view(tid)
+    assert view.status is TicketStatus.CLOSED
+    assert view.waiting_for.startswith("the customer's rating, until ")
+
+    for reply in (
+        CustomerReply(reply_id="m", kind=CustomerReplyKind.MESSAGE, text="谢谢"),
+        CustomerReply(reply_id="c", kind=CustomerReplyKind.CSAT, score=4),
+        CustomerReply(reply_id="c", kind=CustomerReplyKind.CSAT, score=4),  # redelivered
+        CustomerReply(reply_id="n", kind=CustomerReplyKind.NPS, score=9),
+    ):
+        await desk.tickets.customer_reply(tid, reply)
+
+    # Both ratings in: the ticket ends without waiting out its window.
+    outcome = await desk.tickets.handle(tid).result()
+    assert outcome.close_reason is CloseReason.CUSTOMER_CONFIRMED
+    events = await desk.events(tid)
+    assert [e["type"] for e in events][-4:] == [
+        "feedback_requested",
+        "customer_replied",  # recorded, and the ticket stays closed
+        "csat_recorded",
+        "nps_recorded",
+    ]
+    assert events[-3]["data"] == {"kind": "message", "after_close": True}
+    row = await desk.pool.fetchrow("SELECT csat, nps FROM tickets WHERE ticket_id = $1", tid)
+    assert row is not None and (row["csat"], row["nps"]) == (4, 9)
+    survey = [r for r in await desk.outbox(tid) if r["kind"].endswith("satisfaction_survey")]
+    assert len(survey) == 1
+
+
+async def test_feedback_window_ends_after_the_policy_time(desk: Desk) -> None:
+    tid = await close_solved(desk)
+    await desk.tickets.customer_reply(
+        tid, CustomerReply(reply_id="c", kind=CustomerReplyKind.CSAT, score=2)
+    )
+    await desk.skip(desk.policy.feedback_window - timedelta(minutes=1), tid)
+    assert (await desk.tickets.view(tid)).status is TicketStatus.CLOSED
+    await desk.skip(timedelta(minutes=2))
+
+    outcome = await desk.tickets.handle(tid).result()
+    assert outcome.status is TicketStatus.CLOSED
+    # Too late: the ticket has ended, and says so to whoever sends one now.
+    with pytest.raises(RPCError, match=r"[Cc]ompleted"):
+        await desk.tickets.customer_reply(
+            tid, CustomerReply(reply_id="n", kind=CustomerReplyKind.NPS, score=3)
+        )
+    row = await desk.pool.fetchrow("SELECT csat, nps FROM tickets WHERE ticket_id = $1", tid)
+    assert row is not None and (row["csat"], row["nps"]) == (2, None)
+
+
+async def test_no_survey_when_the_window_is_zero(desk_factory: DeskFactory) -> None:
+    desk = await desk_factory(policy=ServicePolicy(feedback_window=timedelta(0)))
+    tid = await close_solved(desk)
+    outcome = await desk.tickets.handle(tid).result()
+    assert outcome.status is TicketStatus.CLOSED
+    assert "feedback_requested" not in await desk.event_types(tid)
+    assert not [r for r in await desk.outbox(tid) if r["kind"].endswith("satisfaction_survey")]

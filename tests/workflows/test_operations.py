@@ -51,7 +51,7 @@ async def standard_lifecycle(desk: Desk, subject: str = "支付失败") -> str:
     await desk.tickets.customer_reply(
         tid, CustomerReply(reply_id="r1", kind=CustomerReplyKind.SOLVED)
     )
-    await desk.tickets.handle(tid).result()
+    await desk.outcome(tid)
     return tid
 
 
