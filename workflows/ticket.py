@@ -144,20 +144,11 @@ class TicketWorkflow:
         return self._outcome()
 
     async def _collect_feedback(self) -> None:
-        """Ask for CSAT and NPS, and record them as they come, for the feedback window."""
-        window = rules.scaled(self._policy, self._policy.feedback_window)
-        if window <= timedelta(0) or not workflow.patched(_FEEDBACK_WINDOW):
-            return
+        """Record CSAT and NPS as they come, until both are in or the window closes."""
         state = self._state
-        until = workflow.now() + window
-        state.feedback_until = until
-        self._message(
-            MessageKind.SATISFACTION_SURVEY,
-            "How satisfied are you with how we handled this (1-5)? And how likely are you "
-            "to recommend us (0-10)?",
-            until=until.isoformat(),
-        )
-        self._record(EventType.FEEDBACK_REQUESTED, SYSTEM, until=until.isoformat())
+        until = state.feedback_until
+        if until is None:
+            return
         while True:
             self._woken = False  # before the drain: a rating sent meanwhile wakes the wait
             await self._carry_out_effects()
@@ -909,6 +900,24 @@ class TicketWorkflow:
         state.deadlines = Deadlines()
         self._record(EventType.CLOSED, actor, reason=reason.value, root_cause=state.root_cause)
         self._refresh_status(actor)
+        self._ask_for_feedback()
+
+    def _ask_for_feedback(self) -> None:
+        """CSAT and NPS (SPEC §5's outcome indicators) can only come after closing: ask
+        now, in the closing drain, and listen for policy.feedback_window."""
+        window = rules.scaled(self._policy, self._policy.feedback_window)
+        if window <= timedelta(0) or not workflow.patched(_FEEDBACK_WINDOW):
+            return
+        state = self._state
+        until = workflow.now() + window
+        state.feedback_until = until
+        self._message(
+            MessageKind.SATISFACTION_SURVEY,
+            "How satisfied are you with how we handled this (1-5)? And how likely are you "
+            "to recommend us (0-10)?",
+            until=until.isoformat(),
+        )
+        self._record(EventType.FEEDBACK_REQUESTED, SYSTEM, until=until.isoformat())
 
     # ------------------------------------------------------------ queries
 
