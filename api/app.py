@@ -338,7 +338,9 @@ async def customer_reply(
     caller: Annotated[Caller, Depends(require(Rule.CUSTOMER_REPLY))],
 ) -> Accepted:
     """What the customer answered on their channel: a message, solved / not solved (which
-    reopens), CSAT 1-5 or NPS 0-10. Accepted in order; a resent reply_id counts once."""
+    reopens), CSAT 1-5 or NPS 0-10. Accepted in order; a resent reply_id counts once.
+    A closed ticket still takes replies during its feedback window (the ratings it asked
+    for; anything else is kept without reopening); after it, 409 ticket_closed."""
     reply = CustomerReply.model_validate(body.model_dump())
     await svc.call(svc.tickets.customer_reply(known(ticket_id), reply))
     return Accepted(ticket_id=ticket_id)
