@@ -50,7 +50,22 @@ class Migration:
 def encode_json(value: Any) -> str:
     # pydantic_core also serialises datetimes, enums, UUIDs and models that may sit in an
     # event's free-form `data`, where json.dumps would raise.
-    return pydantic_core.to_json(value).decode()
+    text = pydantic_core.to_json(value).decode()
+    if "\\u0000" in text:
+        # jsonb cannot hold NUL; free-form text (a customer's snapshot, an agent's note)
+        # keeps everything else, with U+FFFD where the NUL was.
+        return pydantic_core.to_json(_without_nul(json.loads(text))).decode()
+    return text
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
 
 
 async def _init_connection(conn: Connection) -> None:

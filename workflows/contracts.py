@@ -27,8 +27,15 @@ from workflows.vocabulary import (
     Topic,
 )
 
-NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+# PostgreSQL cannot store a NUL character in text: refused here, with the field named,
+# rather than failing the append that would carry it.
+_NO_NUL = r"^[^\x00]*$"
+NonEmpty = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=_NO_NUL)
+]
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_NO_NUL)
+]
 
 
 class Contract(BaseModel):
@@ -67,7 +74,9 @@ class Intake(Contract):
     channel: Channel
     customer_id: Identifier
     tier: Tier = Tier.STANDARD
-    subject: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    subject: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_NUL)
+    ]
     description: NonEmpty
     context: ContextSnapshot = Field(default_factory=ContextSnapshot)
     attachments: list[Identifier] = Field(default_factory=list, max_length=50)

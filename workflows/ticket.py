@@ -297,6 +297,8 @@ class TicketWorkflow:
                 summary=summary,
             )
         except ActivityError as err:
+            # Only non-retryable failures get here: a bug in what we sent, not in the
+            # customer's data (validators checked that). Keep the ticket alive and say so.
             workflow.logger.error("effect %s failed and was dropped: %s", name, err.cause)
 
     # ------------------------------------------------------------ intake (§1, §2)

@@ -17,7 +17,7 @@ from activities.projection import project_all
 from tests.activities.factories import T0, batch, event, lifecycle, new_ticket_id
 from workflows.contracts import Actor, EventBatch, EventType, Handoff, HandoffKind, IntakeClaim
 from workflows.policy import ServicePolicy
-from workflows.vocabulary import Channel, Priority
+from workflows.vocabulary import Channel, Priority, Role
 
 POLICY = ServicePolicy()
 
@@ -157,7 +157,9 @@ async def test_unprojectable_value_is_bad_data_and_rolls_back(
 
 async def test_text_postgresql_cannot_store_is_bad_data(store: EventStore) -> None:
     ticket_id = new_ticket_id()
-    nul = event(ticket_id, 1, EventType.ASSIGNED, actor=Actor(id="agent\x00x"))
+    # Contracts refuse a NUL in an id; a payload from an older version may still hold one.
+    actor = Actor.model_construct(id="agent\x00x", role=Role.AGENT)
+    nul = event(ticket_id, 1, EventType.ASSIGNED, actor=actor)
     with pytest.raises(ApplicationError) as raised:
         await store.append_events(batch([nul]))
     assert_bad_data(raised.value)

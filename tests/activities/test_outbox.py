@@ -19,6 +19,7 @@ from activities.names import HANDOFF_ACTIVITY
 from activities.outbox import Outbox
 from tests.activities.factories import event, new_ticket_id
 from workflows.contracts import (
+    Actor,
     CustomerMessage,
     EventBatch,
     EventType,
@@ -27,7 +28,7 @@ from workflows.contracts import (
     MessageKind,
 )
 from workflows.policy import ServicePolicy
-from workflows.vocabulary import Channel, Priority
+from workflows.vocabulary import Channel, Priority, Role
 
 POLICY = ServicePolicy()
 
@@ -238,7 +239,8 @@ async def test_effects_roll_back_with_their_events(outbox: Outbox, pg_pool: Pool
     store = EventStore(pg_pool, outbox)
     ticket_id = new_ticket_id()
     sent = effects_batch(ticket_id, departments=["tech"])
-    sent.events[1].data["nul"] = "\x00"  # PostgreSQL refuses NUL in jsonb text
+    # An actor id PostgreSQL cannot store (a NUL; contracts refuse it, old payloads may not).
+    sent.events[1].actor = Actor.model_construct(id="agent\x00x", role=Role.AGENT)
 
     with pytest.raises(ApplicationError) as raised:
         await store.append_events(sent)
@@ -314,3 +316,21 @@ def test_activity_names_import_without_database_driver() -> None:
         check=True,
     )
     assert result.stdout.strip() == "[]"
+
+
+async def test_nul_in_free_text_is_stored_as_a_replacement_character(
+    outbox: Outbox, pg_pool: Pool
+) -> None:
+    """jsonb cannot hold NUL; a customer's pasted text must not fail the ticket's append."""
+    store = EventStore(pg_pool, outbox)
+    ticket_id = new_ticket_id()
+    sent = effects_batch(ticket_id, departments=["tech"])
+    sent.events[1].data["note"] = "crash\x00log"
+    sent.handoffs[1].data["description"] = "app\x00crash"
+
+    assert await store.append_events(sent) == 2
+
+    [_, dispatched] = await store.events(ticket_id)
+    assert dispatched.data["note"] == "crash\ufffdlog"
+    rows = await rows_of(pg_pool, ticket_id)
+    assert rows[-1]["payload"]["data"]["description"] == "app\ufffdcrash"
