@@ -286,7 +286,9 @@ class EventStore:
             raise RuntimeError(
                 "this EventStore was built without an outbox; it cannot store effects"
             )
-        return self._outbox.rows(batch.messages, batch.handoffs)
+        rows = self._outbox.rows(batch.messages, batch.handoffs)
+        log_unroutable(batch.ticket_id, rows)
+        return rows
 
     # ------------------------------------------------------------ reads
 
@@ -352,7 +354,6 @@ def _check_batch(batch: EventBatch) -> None:
 
 def _batch_params(batch: EventBatch, rows: list[OutboxRow]) -> list[Any]:
     events = batch.events
-    log_unroutable(batch.ticket_id, rows)
     return [
         batch.ticket_id,
         [e.seq for e in events],

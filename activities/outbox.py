@@ -23,7 +23,7 @@ from workflows.contracts import CustomerMessage, Handoff, HandoffKind
 from workflows.policy import ServicePolicy, department_address
 
 if TYPE_CHECKING:
-    from activities.database import Pool, PoolConnection
+    from activities.database import Pool
 
 log = structlog.get_logger()
 
@@ -86,13 +86,11 @@ class Outbox:
             )
         return rows
 
-    async def enqueue(
-        self, conn: PoolConnection | Pool, ticket_id: str, rows: list[OutboxRow]
-    ) -> None:
+    async def _enqueue(self, ticket_id: str, rows: list[OutboxRow]) -> None:
         """Insert the rows (all or none); a row already there is left as it is."""
         if not rows:
             return
-        await conn.execute(_INSERT, ticket_id, *row_arrays(rows))
+        await self._pool.execute(_INSERT, ticket_id, *row_arrays(rows))
         log_unroutable(ticket_id, rows)
 
     def _addresses(self, handoff: Handoff) -> list[tuple[str, str]]:
@@ -114,7 +112,7 @@ class Outbox:
 
     @activity.defn(name=names.NOTIFY_CUSTOMER)
     async def notify_customer(self, message: CustomerMessage) -> None:
-        await self.enqueue(self._pool, message.ticket_id, self.rows([message], []))
+        await self._enqueue(message.ticket_id, self.rows([message], []))
 
     @activity.defn(name=names.OPEN_WORK_ORDER)
     async def open_work_order(self, handoff: Handoff) -> None:
@@ -162,7 +160,7 @@ class Outbox:
                 f"unknown department(s) {', '.join(d.removeprefix(UNROUTABLE_PREFIX) for d in unknown)}; "
                 f"known: {', '.join(sorted(self._policy.departments))}"
             )
-        await self.enqueue(self._pool, handoff.ticket_id, rows)
+        await self._enqueue(handoff.ticket_id, rows)
 
 
 def _message_row(message: CustomerMessage) -> OutboxRow:

@@ -29,6 +29,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from activities.database import Pool, create_pool, migrate
+from activities.outbox import Outbox
 from api.client import TicketClient
 from bench import at_rest, history, infra, lifecycle, profiling, store, throughput
 from bench.machine import machine_facts
@@ -470,8 +471,13 @@ async def part_store(
     token: str,
 ) -> None:
     batches = calibration.append_batches
+    outbox = Outbox(pool, ServicePolicy())
     # events+outbox rows of each batch, as the ticket sent them
-    sizes = "[" + ", ".join(f"{len(b.events)}+{store.outbox_rows(b)}" for b in batches) + "]"
+    sizes = (
+        "["
+        + ", ".join(f"{len(b.events)}+{len(outbox.rows(b.messages, b.handoffs))}" for b in batches)
+        + "]"
+    )
     for concurrency, tickets in (
         (1, max(20, plan.append_tickets // 10)),
         (plan.append_concurrency, plan.append_tickets),
@@ -483,7 +489,7 @@ async def part_store(
             tickets,
             concurrency,
             f"bench-{token}-append-c{concurrency}",
-            ServicePolicy(),
+            outbox,
         )
         target = concurrency == plan.append_concurrency
         report.add(

@@ -72,20 +72,15 @@ def readdress(batches: Sequence[EventBatch], ticket_id: str) -> list[EventBatch]
     ]
 
 
-def outbox_rows(batch: EventBatch) -> int:
-    """Rows the batch adds to the outbox: one per message, one per hand-off recipient."""
-    return len(batch.messages) + sum(len(handoff.recipients) for handoff in batch.handoffs)
-
-
 async def append_rate(
     pool: Pool,
     template: Sequence[EventBatch],
     tickets: int,
     concurrency: int,
     prefix: str,
-    policy: ServicePolicy,
+    outbox: Outbox,
 ) -> AppendRate:
-    store = EventStore(pool, Outbox(pool, policy))
+    store = EventStore(pool, outbox)
     work = [readdress(template, f"{prefix}-{number}") for number in range(tickets)]
     queue = iter(work)
 

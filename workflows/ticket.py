@@ -244,14 +244,7 @@ class TicketWorkflow:
             handoffs=list(state.pending_handoffs),
         )
         effects = [m.kind.value for m in batch.messages] + [h.kind.value for h in batch.handoffs]
-        await workflow.execute_activity(
-            activity.APPEND_EVENTS,
-            batch,
-            start_to_close_timeout=_STORE_TIMEOUT,
-            retry_policy=_STORE_RETRY,
-            summary=f"append {len(batch.events)} events"
-            + (f" + {', '.join(effects)}" if effects else ""),
-        )
+        await self._append(batch, f" + {', '.join(effects)}" if effects else "")
         # Handlers may have queued more while we awaited: keep those.
         del state.pending_events[: len(batch.events)]
         del state.pending_messages[: len(batch.messages)]
@@ -276,14 +269,17 @@ class TicketWorkflow:
             state.pending_handoffs.pop(0)
         if state.pending_events:
             batch = list(state.pending_events)
-            await workflow.execute_activity(
-                activity.APPEND_EVENTS,
-                EventBatch(ticket_id=state.ticket_id, events=batch),
-                start_to_close_timeout=_STORE_TIMEOUT,
-                retry_policy=_STORE_RETRY,
-                summary=f"append {len(batch)} events",
-            )
+            await self._append(EventBatch(ticket_id=state.ticket_id, events=batch))
             del state.pending_events[: len(batch)]
+
+    async def _append(self, batch: EventBatch, carrying: str = "") -> None:
+        await workflow.execute_activity(
+            activity.APPEND_EVENTS,
+            batch,
+            start_to_close_timeout=_STORE_TIMEOUT,
+            retry_policy=_STORE_RETRY,
+            summary=f"append {len(batch.events)} events{carrying}",
+        )
 
     async def _run_effect(
         self, name: str, payload: CustomerMessage | Handoff, summary: str
