@@ -1,8 +1,8 @@
 """Activities: every side effect of a ticket (event store, outbox) lives here.
 
-This package is imported by workflow code for `activities.names`, so importing it must
-stay cheap and sandbox-safe: asyncpg and the activity classes load only when a worker
-calls `all_activities()`.
+Workflow code never imports this package (the activity names it schedules are in
+`workflows.activity_names`). Importing it stays cheap all the same: asyncpg and the
+activity classes load only when a worker calls `all_activities()`.
 """
 
 from __future__ import annotations

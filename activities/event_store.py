@@ -27,18 +27,20 @@ from temporalio import activity
 
 from activities.database import encode_json
 from activities.errors import bad_data
-from activities.names import APPEND_EVENTS, CLAIM_INTAKE
-from activities.outbox import Outbox, OutboxRow, insert_rows_sql, log_unroutable, row_arrays
-from activities.projection import COLUMNS, TicketRow, project_all
-from workflows.contracts import (
-    Actor,
-    DomainEvent,
-    EventBatch,
-    EventType,
-    IntakeClaim,
-    IntakeClaimResult,
+from activities.outbox import (
+    CUSTOMER_MESSAGE_PREFIX,
+    ROW_ARRAYS,
+    Outbox,
+    OutboxRow,
+    insert_rows_sql,
+    log_unroutable,
+    row_arrays,
 )
-from workflows.vocabulary import Role
+from activities.projection import COLUMNS, TicketRow, project_all
+from activities.thread import OutboxMessage
+from workflows.activity_names import APPEND_EVENTS, CLAIM_INTAKE
+from workflows.contracts import EventBatch, IntakeClaim, IntakeClaimResult
+from workflows.events import DomainEvent, stored_data
 
 if TYPE_CHECKING:
     from activities.database import Pool, PoolConnection
@@ -56,7 +58,7 @@ _SELECT_TICKET = f"SELECT {', '.join(COLUMNS)} FROM tickets WHERE ticket_id = $1
 # previous append left them. Two-key form, so it cannot collide with the migration lock.
 TICKET_LOCK_CLASS = 0x7466  # "tf"
 
-# Parameters $1 (ticket id), $2..$7 (the events' column arrays) and $8..$11 (the outbox
+# Parameters $1 (ticket id), $2..$7 (the events' column arrays) and $8.. (the outbox
 # rows' arrays, see activities.outbox.row_arrays) are the same in both append statements.
 # unnest turns the column arrays into rows; ORDER BY seq keeps global_position in seq order.
 _STORE_BATCH = f"""
@@ -86,7 +88,7 @@ def _upsert_ticket_sql(first_param: int, where: str, *, only_if: str = "true") -
     """
 
 
-_ROW_PARAM = 12  # after the ticket id, the events' and the outbox rows' arrays
+_ROW_PARAM = 8 + ROW_ARRAYS  # after the ticket id, the events' and the outbox rows' arrays
 
 # The usual append, one statement and one round trip: the batch, and the read-model row
 # this store projected in memory from the row it wrote last, as a compare-and-set: the
@@ -134,6 +136,13 @@ _SELECT_EVENTS_AFTER = f"""
     SELECT {_EVENT_COLUMNS} FROM ticket_events
     WHERE ticket_id = $1 AND seq > $2
     ORDER BY seq
+"""
+
+_SELECT_MESSAGES = f"""
+    SELECT event_seq, kind, channel_or_recipient, payload ->> 'text' AS text, created_at
+    FROM outbox
+    WHERE ticket_id = $1 AND kind LIKE '{CUSTOMER_MESSAGE_PREFIX}%'
+    ORDER BY id
 """
 
 # Only rows of transactions older than every transaction still running: a sequence
@@ -307,6 +316,23 @@ class EventStore:
         records = await self._pool.fetch(_SELECT_EVENTS_AFTER, ticket_id, after_seq)
         return [_event(record) for record in records]
 
+    async def thread(self, ticket_id: str) -> tuple[list[DomainEvent], list[OutboxMessage]]:
+        """What `activities.thread.conversation` reads: the ticket's events, and the
+        customer messages of its outbox in the order they were queued."""
+        events = await self.events(ticket_id)
+        records = await self._pool.fetch(_SELECT_MESSAGES, ticket_id)
+        messages = [
+            OutboxMessage(
+                event_seq=r["event_seq"],
+                kind=r["kind"].removeprefix(CUSTOMER_MESSAGE_PREFIX),
+                channel=r["channel_or_recipient"],
+                text=r["text"] or "",
+                created_at=r["created_at"],
+            )
+            for r in records
+        ]
+        return events, messages
+
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         """Events of every ticket in commit-safe global order, for catch-up consumers
         (metrics, exports) that checkpoint on global_position."""
@@ -361,7 +387,7 @@ def _batch_params(batch: EventBatch, rows: list[OutboxRow]) -> list[Any]:
         [e.occurred_at for e in events],
         [e.actor.id for e in events],
         [e.actor.role.value for e in events],
-        [encode_json(e.data) for e in events],
+        [encode_json(stored_data(e)) for e in events],
         *row_arrays(rows),
     ]
 
@@ -442,13 +468,16 @@ def _contiguous(last_seq: int, events: list[DomainEvent]) -> list[DomainEvent]:
 
 
 def _event(record: asyncpg.Record) -> DomainEvent:
-    return DomainEvent(
-        ticket_id=record["ticket_id"],
-        seq=record["seq"],
-        type=EventType(record["type"]),
-        occurred_at=record["occurred_at"],
-        actor=Actor(id=record["actor_id"], role=Role(record["actor_role"])),
-        data=record["data"],
+    # DomainEvent upcasts payloads written by older code (workflows.events.upcast).
+    return DomainEvent.model_validate(
+        {
+            "ticket_id": record["ticket_id"],
+            "seq": record["seq"],
+            "type": record["type"],
+            "occurred_at": record["occurred_at"],
+            "actor": {"id": record["actor_id"], "role": record["actor_role"]},
+            "data": record["data"],
+        }
     )
 
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from temporalio import activity
 
-from activities import names
 from activities.database import encode_json
 from activities.errors import bad_data
+from workflows import activity_names as names
 from workflows.contracts import CustomerMessage, Handoff, HandoffKind
 from workflows.policy import ServicePolicy, department_address
 
@@ -34,11 +34,12 @@ def insert_rows_sql(first: int) -> str:
     the arrays into rows; ORDER BY gives ids in the order the ticket decided them (the
     relay's send order); a row already there (a retried write) is left as it is."""
     keys, kinds, destinations, payloads = (f"${first + i}::text[]" for i in range(4))
+    seqs = f"${first + 4}::int[]"
     return f"""
-        INSERT INTO outbox (ticket_id, dedupe_key, kind, channel_or_recipient, payload)
-        SELECT $1, r.dedupe_key, r.kind, r.destination, r.payload::jsonb
-        FROM unnest({keys}, {kinds}, {destinations}, {payloads}) WITH ORDINALITY
-            AS r(dedupe_key, kind, destination, payload, position)
+        INSERT INTO outbox (ticket_id, dedupe_key, kind, channel_or_recipient, payload, event_seq)
+        SELECT $1, r.dedupe_key, r.kind, r.destination, r.payload::jsonb, r.event_seq
+        FROM unnest({keys}, {kinds}, {destinations}, {payloads}, {seqs}) WITH ORDINALITY
+            AS r(dedupe_key, kind, destination, payload, event_seq, position)
         ORDER BY r.position
         ON CONFLICT (dedupe_key) DO NOTHING
     """
@@ -53,12 +54,16 @@ PARTNER_PREFIX = "partner:"
 UNROUTABLE_PREFIX = "unroutable:"
 
 
+CUSTOMER_MESSAGE_PREFIX = "customer_message:"
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     dedupe_key: str
     kind: str
     destination: str
     payload: dict[str, Any]
+    event_seq: int | None  # the event that sent it
 
 
 class Outbox:
@@ -81,7 +86,13 @@ class Outbox:
                 continue
             payload = handoff.model_dump(mode="json")
             rows.extend(
-                OutboxRow(f"{handoff.dedupe_key}:{recipient}", handoff.kind.value, address, payload)
+                OutboxRow(
+                    f"{handoff.dedupe_key}:{recipient}",
+                    handoff.kind.value,
+                    address,
+                    payload,
+                    handoff.event_seq,
+                )
                 for recipient, address in self._addresses(handoff)
             )
         return rows
@@ -166,19 +177,25 @@ class Outbox:
 def _message_row(message: CustomerMessage) -> OutboxRow:
     return OutboxRow(
         message.dedupe_key,
-        f"customer_message:{message.kind.value}",
+        f"{CUSTOMER_MESSAGE_PREFIX}{message.kind.value}",
         message.channel.value,
         message.model_dump(mode="json"),
+        message.event_seq,
     )
 
 
-def row_arrays(rows: list[OutboxRow]) -> tuple[list[str], list[str], list[str], list[str]]:
+# How many parameters `row_arrays` fills.
+ROW_ARRAYS = 5
+
+
+def row_arrays(rows: list[OutboxRow]) -> tuple[list[Any], ...]:
     """The rows as the column arrays `insert_rows_sql` takes."""
     return (
         [row.dedupe_key for row in rows],
         [row.kind for row in rows],
         [row.destination for row in rows],
         [encode_json(row.payload) for row in rows],
+        [row.event_seq for row in rows],
     )
 
 

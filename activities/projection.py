@@ -5,19 +5,19 @@ the table from scratch, keeps it current inside `EventStore.append_events`, and 
 tested without PostgreSQL. Events at or below `row.last_seq` are ignored, which makes
 re-applying a batch harmless.
 
-Vocabulary values (status, priority, ...) are stored as the plain strings the workflow
-wrote, so a grown vocabulary never makes the read model refuse an event; only values
-of the wrong shape (a score that is not a number) do, as a ValueError.
+Events are typed (`workflows.events`): a value of the wrong shape never reaches the
+fold, it is refused when the event is built or read.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from workflows.contracts import DomainEvent, EventType
+from workflows import events as ev
+from workflows.events import DomainEvent
 from workflows.vocabulary import TicketStatus
 
 
@@ -53,6 +53,10 @@ class TicketRow(BaseModel):
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     close_reason: str | None = None
+    # Since the typed record (0002): the intake's subject, and the SLA instant still to
+    # keep (None once met or closed), which orders the list by what needs attention.
+    subject: str | None = None
+    due_at: datetime | None = None
     csat: int | None = None
     nps: int | None = None
     # The seq of the last event applied: the projection's checkpoint.
@@ -78,9 +82,7 @@ def project(row: TicketRow | None, event: DomainEvent) -> TicketRow:
     changes = _changes(row, event)
     changes["last_seq"] = event.seq
     changes["updated_at"] = event.occurred_at
-    # Validate rather than model_copy: event data is free-form JSON, and a "5" score or
-    # an ISO string must become the column's type here, not fail later in asyncpg.
-    return TicketRow.model_validate(row.model_dump() | changes)
+    return row.model_copy(update=changes)
 
 
 def project_all(row: TicketRow | None, events: list[DomainEvent]) -> TicketRow | None:
@@ -91,85 +93,78 @@ def project_all(row: TicketRow | None, events: list[DomainEvent]) -> TicketRow |
 
 
 def _changes(row: TicketRow, event: DomainEvent) -> dict[str, Any]:
-    data = event.data
-    match event.type:
-        case EventType.TICKET_OPENED:
+    match event.data:
+        case ev.TicketOpened() as opened:
             return {
                 "status": TicketStatus.NEW.value,
                 "opened_at": event.occurred_at,
-                **_present(data, "channel", "tier", "customer_id"),
-                **_classification(data),
+                "channel": opened.channel.value,
+                "tier": opened.tier.value,
+                "customer_id": opened.customer_id,
+                "subject": opened.subject,
+                "due_at": opened.sla_due_at,
+                **_classification(opened),
+                "sla_due_at": opened.sla_due_at,
             }
-        case EventType.CLASSIFIED:
-            return _classification(data)
-        case EventType.ASSIGNED:
-            return _present(data, assignee="agent_id")
-        case EventType.FIRST_RESPONDED:
+        case ev.Classified() as classified:
+            # sla_due_at is None once the SLA is met: the new priority promises nothing more.
+            changes = _classification(classified)
+            if classified.sla_due_at is not None:
+                changes["sla_due_at"] = classified.sla_due_at
+                if row.status != TicketStatus.CLOSED.value:
+                    changes["due_at"] = classified.sla_due_at
+            return changes
+        case ev.Assigned() as assigned:
+            return {"assignee": assigned.agent_id}
+        case ev.FirstResponded() as responded:
             # Only the first one counts: it is the "first response time" metric.
             if row.first_response_at is not None:
                 return {}
             return {
                 "first_response_at": event.occurred_at,
-                "first_response_seconds": _number(data.get("seconds")),
+                "first_response_seconds": responded.seconds,
             }
-        case EventType.DISPATCHED:
-            added = [name for name in data.get("departments", []) if name not in row.departments]
-            changes: dict[str, Any] = {"departments": (*row.departments, *added)}
-            if data.get("transfers") is not None:
-                changes["transfers"] = int(data["transfers"])
-            return changes
-        case EventType.SLA_BREACHED:
+        case ev.Dispatched() as dispatched:
+            added = [name for name in dispatched.departments if name not in row.departments]
+            return {"departments": (*row.departments, *added), "transfers": dispatched.transfers}
+        case ev.MilestoneRecorded(meets_sla=True):
+            return {"due_at": None}
+        case ev.SlaBreached():
             return {"sla_breached": True, "escalated": True}
-        case EventType.UPGRADE_REVIEW_CONVENED:
+        case ev.UpgradeReviewConvened():
             return {"escalated": True}
-        case EventType.RESOLVED:
-            return {"resolved_at": event.occurred_at, **_present(data, "root_cause")}
-        case EventType.REOPENED:
+        case ev.Resolved() as resolved:
+            return {"resolved_at": event.occurred_at, "root_cause": resolved.root_cause}
+        case ev.Reopened() as reopened:
             # "Not solved": the earlier resolution no longer stands; the next `resolved`
             # sets resolved_at again, so resolution-time metrics measure the real one.
-            return {
-                "reopen_count": int(data.get("count", row.reopen_count + 1)),
-                "resolved_at": None,
-            }
-        case EventType.CSAT_RECORDED:
-            return _present(data, csat="score")
-        case EventType.NPS_RECORDED:
-            return _present(data, nps="score")
-        case EventType.STATUS_CHANGED:
-            return _present(data, status="to")
-        case EventType.CLOSED:
-            return {
+            return {"reopen_count": reopened.count, "resolved_at": None}
+        case ev.CsatRecorded() as csat:
+            return {"csat": csat.score}
+        case ev.NpsRecorded() as nps:
+            return {"nps": nps.score}
+        case ev.StatusChanged() as changed:
+            return {"status": changed.to.value}
+        case ev.Closed() as closed:
+            changes = {
                 "status": TicketStatus.CLOSED.value,
                 "closed_at": event.occurred_at,
-                **_present(data, close_reason="reason"),
-                **_present(data, "root_cause"),
+                "close_reason": closed.reason.value,
+                "due_at": None,
             }
+            if closed.root_cause is not None:
+                changes["root_cause"] = closed.root_cause
+            return changes
         case _:
-            # The rest (acknowledged, progress_posted, partner_*, ...) only feed metrics,
-            # which read them from ticket_events directly.
+            # The rest (acknowledged, progress_posted, partner_*, ...) only feed metrics
+            # and the thread, which read them from ticket_events directly.
             return {}
 
 
-def _classification(data: dict[str, Any]) -> dict[str, Any]:
-    changes = _present(data, "category", "topic", "priority", "tag")
-    if data.get("sla_due_at") is not None:
-        changes["sla_due_at"] = _instant(data["sla_due_at"])
-    return changes
-
-
-def _present(data: dict[str, Any], *same: str, **renamed: str) -> dict[str, Any]:
-    """Columns taken from data keys that are present and not null; `renamed` maps
-    column → key. A missing key leaves the column as it was rather than erasing it."""
-    pairs = [(key, key) for key in same] + list(renamed.items())
-    return {column: data[key] for column, key in pairs if data.get(key) is not None}
-
-
-def _instant(value: Any) -> datetime:
-    instant = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    # The workflow writes aware UTC times; a naive one is read as UTC rather than as the
-    # database server's local time.
-    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _classification(data: ev.TicketOpened | ev.Classified) -> dict[str, Any]:
+    return {
+        "category": data.category.value,
+        "topic": data.topic.value,
+        "priority": data.priority.value,
+        "tag": data.tag,
+    }

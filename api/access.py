@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workers.settings import ApiKeyEntry, ApiSettings, ConfigurationError
-from workflows.contracts import Actor
+from api.settings import ApiKeyEntry, ApiSettings, ConfigurationError
+from workflows.primitives import Actor
 from workflows.vocabulary import Role as ActorRole
 
 KEY_PREFIX = "tfk_"
@@ -40,6 +40,9 @@ class RoleKind(StrEnum):
     DEPARTMENT = "department"
     PARTNER = "partner"
 
+
+# Keys held by the service desk's own staff consoles: they may name the person acting.
+STAFF = frozenset({RoleKind.AGENT, RoleKind.OPERATOR})
 
 # The role a caller's actions carry into the ticket's events.
 _ACTOR_ROLE = {
@@ -65,9 +68,11 @@ class Caller:
         return self.kind.value if self.scope is None else f"{self.kind.value}:{self.scope}"
 
     def actor(self, actor_id: str | None = None) -> Actor:
-        """The actor recorded on the ticket: the staff id sent along (a console acting for
-        one agent), else the key's name."""
-        return Actor(id=actor_id or self.name, role=_ACTOR_ROLE[self.kind])
+        """The actor recorded on the ticket: for staff keys, the staff id sent along (a
+        console acting for one agent); otherwise, and by default, the key's own name. A
+        department or partner key can never record another identity."""
+        named = actor_id if actor_id and self.kind in STAFF else None
+        return Actor(id=named or self.name, role=_ACTOR_ROLE[self.kind])
 
 
 def parse_role(role: str) -> tuple[RoleKind, str | None]:

@@ -15,45 +15,54 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Pool
 from activities.event_store import EventStore
-from api.access import Caller, KeyRing, RoleKind, Rule, allows
-from api.client import TicketClient
-from api.errors import COMMON_RESPONSES, ApiError, Problem, install_error_handlers, not_found
+from activities.thread import Thread, conversation
+from api.access import STAFF, Caller, KeyRing, RoleKind, Rule, allows
+from api.client import TicketClient, new_action_id
+from api.errors import (
+    COMMON_RESPONSES,
+    ApiError,
+    Problem,
+    install_error_handlers,
+    not_found,
+    translate,
+)
 from api.middleware import API_KEY_HEADER, RequestContext
-from api.read_model import TicketFilter, list_tickets
+from api.read_model import Sort, TicketFilter, list_tickets
 from api.schemas import (
+    ACTION_REQUESTS,
     TICKET_ID,
     Accepted,
     ActionRequest,
-    AssignRequest,
-    ClassifyRequest,
-    CloseRequest,
     CustomerReplyRequest,
-    DispatchRequest,
     EventOut,
     EventPage,
     Health,
     IntakeRequest,
-    MilestoneRequest,
     PartnerCallbackRequest,
-    PartnerEngagementRequest,
-    ProgressRequest,
-    ResolveRequest,
-    RespondRequest,
-    ReviewDecisionRequest,
     TicketOpened,
     TicketPage,
     opened,
     opened_from_read_model,
+    to_action,
 )
+from api.settings import ApiSettings
 from api.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SeenSignatures, verify
-from workers.settings import ApiSettings
-from workflows.contracts import CustomerReply, Intake, PartnerCallback, TicketView
+from workflows.contracts import (
+    ACTIONS,
+    Action,
+    CustomerReply,
+    Intake,
+    PartnerCallback,
+    TicketView,
+    action_name,
+)
 from workflows.vocabulary import Category, Priority, TicketStatus, Tier
 
 T = TypeVar("T")
@@ -116,6 +125,30 @@ def require(rule: Rule) -> Callable[..., Caller]:
         return caller
 
     return dependency
+
+
+def known_query(request: Request) -> None:
+    """A query parameter the route does not take is refused, not ignored: a typo such as
+    `?stauts=new` would otherwise answer every ticket."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    names = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - names)
+    if unknown:
+        takes = ", ".join(sorted(names)) or "none"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"unknown query parameter(s) {', '.join(unknown)}; this route takes: {takes}",
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def known(ticket_id: str) -> str:
@@ -229,100 +262,70 @@ def _idempotency_key(header: str | None, body: str | None) -> str:
 # ---------------------------------------------------------------- actions
 
 actions = APIRouter(tags=["actions"], responses=_ACTION_RESPONSES)
-ActorCaller = Annotated[Caller, Depends(require(Rule.ACT))]
+ACTION_ID_HEADER = "Action-Id"
 
 
-async def _act(svc: Services, ticket_id: str, body: ActionRequest, caller: Caller) -> TicketView:
-    action = body.to_action(caller)
-    return await svc.call(svc.tickets.act_once(known(ticket_id), action))
+def _action_route(action: type[Action]) -> Callable[..., Awaitable[TicketView]]:
+    """The route of one action: its body comes from the contract, its rule from the
+    contract's ClassVars (workflows.contracts.ACTIONS)."""
+
+    async def act(
+        ticket_id: TicketIdPath,
+        body: ActionRequest,
+        response: Response,
+        svc: Svc,
+        caller: Caller,
+    ) -> TicketView:
+        if body.actor_id is not None and caller.kind not in STAFF:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"role {caller.role} acts as itself; only agent and operator keys name the "
+                "person acting (actor_id)",
+            )
+        department = getattr(body, "department", None)
+        if caller.kind is RoleKind.DEPARTMENT and department != caller.scope:
+            raise ApiError(403, "forbidden", f"role {caller.role} may act only for {caller.scope}")
+        action_id = body.action_id or new_action_id()
+        sent = to_action(action, body, caller.actor(body.actor_id), action_id)
+        response.headers[ACTION_ID_HEADER] = action_id
+        try:
+            return await svc.call(svc.tickets.act(known(ticket_id), sent))
+        except Exception as error:
+            mapped = translate(error)
+            if mapped is None or mapped.status != 503:
+                raise
+            # The update may still be applied later: the caller resends this id, and the
+            # ticket applies it once.
+            raise ApiError(
+                503,
+                mapped.code,
+                f"{mapped.detail}; send the action again with action_id {action_id}",
+                {**mapped.headers, ACTION_ID_HEADER: action_id},
+            ) from error
+
+    # FastAPI reads the body model and the access rule from the annotations; they differ
+    # per action, so this one function declares those of the action it serves.
+    rule = Rule.PROGRESS if action.for_departments else Rule.ACT
+    act.__annotations__["body"] = ACTION_REQUESTS[action]
+    act.__annotations__["caller"] = Annotated[Caller, Depends(require(rule))]
+    return act
 
 
-@actions.post("/v1/tickets/{ticket_id}/responses")
-async def respond(
-    ticket_id: TicketIdPath, body: RespondRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    """An agent's reply to the customer; the first one stops the first-response clock."""
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/classification")
-async def classify(
-    ticket_id: TicketIdPath, body: ClassifyRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    """Override the automatic classification; the SLA follows the new priority."""
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/assignment")
-async def assign(
-    ticket_id: TicketIdPath, body: AssignRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/dispatches")
-async def dispatch(
-    ticket_id: TicketIdPath, body: DispatchRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    """Open work orders at departments, with the problem snapshot and attachments."""
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/progress")
-async def post_progress(
-    ticket_id: TicketIdPath,
-    body: ProgressRequest,
-    svc: Svc,
-    caller: Annotated[Caller, Depends(require(Rule.PROGRESS))],
-) -> TicketView:
-    """A department's daily progress on its work order (`work_order_done` closes it).
-    A department key posts only for its own department."""
-    if caller.kind is RoleKind.DEPARTMENT and body.department != caller.scope:
-        raise ApiError(
-            403, "forbidden", f"role {caller.role} may post progress only for {caller.scope}"
-        )
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/milestones")
-async def record_milestone(
-    ticket_id: TicketIdPath, body: MilestoneRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    """A breakthrough: meets the SLA of its priority and resets the upgrade-review clock."""
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/partner-engagements")
-async def engage_partner(
-    ticket_id: TicketIdPath, body: PartnerEngagementRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    """Hand the problem to a third party; the customer then hears from us every 6 h
-    until the partner calls back."""
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/resolution")
-async def resolve(
-    ticket_id: TicketIdPath, body: ResolveRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    """Send the result and ask the customer to confirm; closes by itself after 72 h."""
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/closure")
-async def close(
-    ticket_id: TicketIdPath, body: CloseRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    """Close a ticket that cannot be solved soon, once the long-term plan was told."""
-    return await _act(svc, ticket_id, body, caller)
-
-
-@actions.post("/v1/tickets/{ticket_id}/review-decisions")
-async def record_review_decision(
-    ticket_id: TicketIdPath, body: ReviewDecisionRequest, svc: Svc, caller: ActorCaller
-) -> TicketView:
-    """The upgrade review's decision, recorded on the ticket."""
-    return await _act(svc, ticket_id, body, caller)
+for _action in ACTIONS:
+    actions.add_api_route(
+        f"/v1/tickets/{{ticket_id}}/{_action.route}",
+        _action_route(_action),
+        methods=["POST"],
+        name=action_name(_action),
+        summary=_action.__doc__.split("\n\n")[0].replace("\n", " ") if _action.__doc__ else None,
+        description=(
+            f"The `{action_name(_action)}` update of the ticket. Answers the ticket's view "
+            f"and the `{ACTION_ID_HEADER}` header: resend with that `action_id` after a "
+            "timeout or a 503, and the action is applied once."
+        ),
+        response_model=TicketView,
+    )
 
 
 # ---------------------------------------------------------------- customers and partners
@@ -420,6 +423,24 @@ async def show_ticket(
     return await _visible_view(svc, ticket_id, caller)
 
 
+@reads.get("/v1/tickets/{ticket_id}/thread")
+async def ticket_thread(
+    ticket_id: TicketIdPath,
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.READ_EVENTS))],
+) -> Thread:
+    """The conversation in order, from the event store: who said what, when, through
+    which channel, and whether the customer reads it or it stays internal."""
+    ticket_id = known(ticket_id)
+    if caller.kind is RoleKind.DEPARTMENT:
+        await _visible_view(svc, ticket_id, caller)
+    events, messages = await svc.call(svc.events.thread(ticket_id))
+    if not events:
+        # Not stored yet (just opened) or not a ticket at all: Temporal knows which.
+        await svc.call(svc.tickets.handle(ticket_id).describe())
+    return Thread(ticket_id=ticket_id, entries=conversation(events, messages))
+
+
 @reads.get("/v1/tickets/{ticket_id}/events")
 async def ticket_events(
     ticket_id: TicketIdPath,
@@ -463,14 +484,20 @@ async def search_tickets(
     category: Annotated[list[Category] | None, Query()] = None,
     tier: Annotated[list[Tier] | None, Query()] = None,
     department: Annotated[str | None, Query(max_length=128)] = None,
+    assignee: Annotated[str | None, Query(max_length=128)] = None,
+    unassigned: Annotated[bool | None, Query(description="true: nobody assigned yet")] = None,
     breached: Annotated[bool | None, Query(description="SLA breached")] = None,
     opened_after: Annotated[datetime | None, Query(description="inclusive")] = None,
     opened_before: Annotated[datetime | None, Query(description="exclusive")] = None,
+    sort: Annotated[
+        Sort,
+        Query(description="attention: SLA due soonest (overdue first), then priority; newest"),
+    ] = Sort.ATTENTION,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> TicketPage:
-    """Tickets from the read model, newest first. Repeat a filter for "any of"
-    (`?status=new&status=in_progress`); follow `next_cursor` for the next page. A
+    """Tickets from the read model, what needs attention first. Repeat a filter for "any
+    of" (`?status=new&status=in_progress`); follow `next_cursor` for the next page. A
     department key sees only tickets that hold its work orders."""
     if caller.kind is RoleKind.DEPARTMENT:
         if department not in (None, caller.scope):
@@ -482,11 +509,13 @@ async def search_tickets(
         category=[c.value for c in category or []],
         tier=[t.value for t in tier or []],
         department=department,
+        assignee=assignee,
+        unassigned=unassigned,
         breached=breached,
         opened_after=utc(opened_after, "opened_after"),
         opened_before=utc(opened_before, "opened_before"),
     )
-    return await svc.call(list_tickets(svc.pool, filters, limit, cursor))
+    return await svc.call(list_tickets(svc.pool, filters, limit, cursor, sort))
 
 
 # ---------------------------------------------------------------- health
@@ -553,6 +582,7 @@ def create_app(svc: Services) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         generate_unique_id_function=_operation_id,
+        dependencies=[Depends(known_query)],
     )
     app.state.services = svc
     install_error_handlers(app)

@@ -9,14 +9,22 @@ view = await tickets.view(opened.ticket_id)
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.classification import classify_intake
 from workflows.contracts import (
+    Action,
     ActionSignal,
     CustomerReply,
     Intake,
@@ -29,6 +37,10 @@ from workflows.contracts import (
 )
 from workflows.policy import ServicePolicy, tag_for
 from workflows.ticket import TicketWorkflow
+
+
+def new_action_id() -> str:
+    return uuid.uuid4().hex
 
 
 def ticket_id_for(idempotency_key: str) -> str:
@@ -48,6 +60,21 @@ class OpenedTicket:
 
 class ActionRejected(Exception):
     """The ticket refused an action; the message says why in words a person understands."""
+
+
+class ActionUnconfirmed(Exception):
+    """Temporal did not say whether the ticket took the action (it may still, later).
+    Send it again with `action_id`: the ticket applies it once."""
+
+    def __init__(self, action_id: str) -> None:
+        super().__init__(f"the ticket did not confirm the action in time; resend {action_id}")
+        self.action_id = action_id
+
+
+# RPC outcomes that leave an update's fate unknown.
+_UNCONFIRMED = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+)
 
 
 class TicketClient:
@@ -88,32 +115,31 @@ class TicketClient:
     def handle(self, ticket_id: str) -> WorkflowHandle[TicketWorkflow, TicketOutcome]:
         return self._client.get_workflow_handle_for(TicketWorkflow.run, ticket_id)
 
-    async def act(self, ticket_id: str, action: TicketAction) -> TicketView:
-        """Send an action as its update and wait until the ticket has accepted it."""
+    async def act(self, ticket_id: str, action: Action) -> TicketView:
+        """Send an action as its update and wait until the ticket has accepted it.
+
+        Exactly once: an action without an `action_id` is sent with a new one. The id
+        becomes the update id, which Temporal attaches to the first update while the run
+        lasts, and the ticket drops an id it has seen in later runs too. When the outcome
+        is unknown (Temporal did not answer in time), `ActionUnconfirmed` carries the id:
+        send the action again with it, and it is applied once.
+        """
+        sent = action
+        if sent.action_id is None:
+            sent = action.model_copy(update={"action_id": new_action_id()})
         try:
             view: TicketView = await self.handle(ticket_id).execute_update(
-                action.type, action, result_type=TicketView
+                sent.type, sent, id=f"{sent.type}:{sent.action_id}", result_type=TicketView
             )
         except WorkflowUpdateFailedError as err:
             if isinstance(err.cause, ApplicationError):
                 raise ActionRejected(err.cause.message) from err
             raise
-        return view
-
-    async def act_once(self, ticket_id: str, action: TicketAction) -> TicketView:
-        """`act`, where resending an action with the same `action_id` applies it once.
-
-        The action id becomes the update id (scoped by action type), and Temporal attaches
-        a repeated update id to the first one: an HTTP caller that timed out may retry.
-        """
-        update_id = None if action.action_id is None else f"{action.type}:{action.action_id}"
-        try:
-            view: TicketView = await self.handle(ticket_id).execute_update(
-                action.type, action, id=update_id, result_type=TicketView
-            )
-        except WorkflowUpdateFailedError as err:
-            if isinstance(err.cause, ApplicationError):
-                raise ActionRejected(err.cause.message) from err
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            raise ActionUnconfirmed(str(sent.action_id)) from err
+        except RPCError as err:
+            if err.status in _UNCONFIRMED:
+                raise ActionUnconfirmed(str(sent.action_id)) from err
             raise
         return view
 

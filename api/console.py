@@ -27,19 +27,8 @@ from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from api.schemas import (
-    ActionRequest,
-    AssignRequest,
-    ClassifyRequest,
-    CloseRequest,
-    DispatchRequest,
-    MilestoneRequest,
-    PartnerEngagementRequest,
-    ProgressRequest,
-    ResolveRequest,
-    RespondRequest,
-    ReviewDecisionRequest,
-)
+from api.schemas import ACTION_REQUESTS, CustomerReplyRequest
+from workflows.contracts import ACTIONS, Action, action_name
 from workflows.vocabulary import Category, Channel, Priority, TicketStatus, Tier
 
 if TYPE_CHECKING:
@@ -49,19 +38,11 @@ API_URL_ENV = "TICKETFLOW_API_URL"
 API_KEY_ENV = "TICKETFLOW_API_KEY"
 TIMEOUT_S = 30.0
 
-# action name on the command line -> (route suffix, request body)
-ACTIONS: dict[str, tuple[str, type[ActionRequest]]] = {
-    "respond": ("responses", RespondRequest),
-    "classify": ("classification", ClassifyRequest),
-    "assign": ("assignment", AssignRequest),
-    "dispatch": ("dispatches", DispatchRequest),
-    "progress": ("progress", ProgressRequest),
-    "milestone": ("milestones", MilestoneRequest),
-    "engage-partner": ("partner-engagements", PartnerEngagementRequest),
-    "resolve": ("resolution", ResolveRequest),
-    "close": ("closure", CloseRequest),
-    "review-decision": ("review-decisions", ReviewDecisionRequest),
-}
+# `ticketflow ticket act ID <command>`: one per action, from the table of actions.
+COMMANDS: dict[str, type[Action]] = {action.command: action for action in ACTIONS}
+# A 503 means Temporal did not answer in time; the action carries its id, so sending it
+# again applies it once. A few tries cover a worker restart.
+RETRIES_ON_503 = 3
 
 
 class ConsoleError(Exception):
@@ -87,7 +68,14 @@ def add_ticket_commands(commands: Any, handler: Callable[[argparse.Namespace], N
     open_.add_argument("--tier", choices=[t.value for t in Tier], default=Tier.STANDARD.value)
     open_.add_argument("--subject", required=True)
     open_.add_argument("--description", required=True)
-    open_.add_argument("--idempotency-key", default=None, help="default: a new random key")
+    open_.add_argument(
+        "--key",
+        "--idempotency-key",
+        dest="idempotency_key",
+        default=None,
+        help="the intake's idempotency key: the same key opens the same ticket "
+        "(default: a new one, printed so a retry can reuse it)",
+    )
     open_.add_argument("--locale", default=None)
     open_.add_argument("--attachment", action="append", default=None, dest="attachments")
 
@@ -99,8 +87,20 @@ def add_ticket_commands(commands: Any, handler: Callable[[argparse.Namespace], N
     act = verbs.add_parser("act", help="act on a ticket")
     act.add_argument("ticket_id")
     kinds = act.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, (_, model) in ACTIONS.items():
-        _add_model_options(kinds.add_parser(name, parents=[common], help=_summary(model)), model)
+    for command, action in COMMANDS.items():
+        _add_model_options(
+            kinds.add_parser(command, parents=[common], help=_summary(action)),
+            ACTION_REQUESTS[action],
+        )
+
+    reply = verbs.add_parser(
+        "customer-reply", parents=[common], help="what the customer answered on their channel"
+    )
+    reply.add_argument("ticket_id")
+    _add_model_options(reply, CustomerReplyRequest)
+
+    thread = verbs.add_parser("thread", parents=[common], help="a ticket's conversation, in order")
+    thread.add_argument("ticket_id")
 
     events = verbs.add_parser("events", parents=[common], help="a ticket's events")
     events.add_argument("ticket_id")
@@ -113,13 +113,16 @@ def add_ticket_commands(commands: Any, handler: Callable[[argparse.Namespace], N
     list_.add_argument("--category", action="append", choices=[c.value for c in Category])
     list_.add_argument("--tier", action="append", choices=[t.value for t in Tier])
     list_.add_argument("--department")
+    list_.add_argument("--assignee")
+    list_.add_argument("--unassigned", action=argparse.BooleanOptionalAction, default=None)
+    list_.add_argument("--sort", choices=["attention", "newest"], default=None)
     list_.add_argument("--breached", action=argparse.BooleanOptionalAction, default=None)
     list_.add_argument("--opened-after", help="ISO 8601, inclusive")
     list_.add_argument("--opened-before", help="ISO 8601, exclusive")
     list_.add_argument("--limit", type=int, default=50)
     list_.add_argument("--cursor")
 
-    for parser in (ticket, open_, show, act, events, list_):
+    for parser in (ticket, open_, show, act, reply, thread, events, list_):
         parser.set_defaults(handler=handler)
 
 
@@ -137,8 +140,9 @@ def add_keys_commands(commands: Any, handler: Callable[[argparse.Namespace], Non
     create.set_defaults(handler=handler)
 
 
-def _summary(model: type[ActionRequest]) -> str:
-    return f"the {model.action.model_fields['type'].default} action"
+def _summary(action: type[Action]) -> str:
+    first = (action.__doc__ or action_name(action)).split("\n\n")[0]
+    return " ".join(first.split())
 
 
 def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
@@ -195,23 +199,33 @@ class Api:
         body: Any = None,
         params: Sequence[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
+        retries: int = 0,
     ) -> Any:
+        """One call; a 503 is tried again `retries` times after its Retry-After (only for
+        requests that are safe to resend: they carry their action id or reply id)."""
+        import time
+
         import httpx  # here, not at the top: `ticketflow --help` stays quick
 
-        try:
-            response = httpx.request(
-                method,
-                self.url + path,
-                json=body,
-                params=list(params or []),
-                headers={"Authorization": f"Bearer {self.key}", **(headers or {})},
-                timeout=TIMEOUT_S,
-            )
-        except httpx.HTTPError as error:
-            raise ConsoleError(
-                f"cannot reach the API at {self.url} ({error}); is `make dev` or "
-                "`ticketflow api` running?"
-            ) from None
+        for attempt in range(retries + 1):
+            try:
+                response = httpx.request(
+                    method,
+                    self.url + path,
+                    json=body,
+                    params=list(params or []),
+                    headers={"Authorization": f"Bearer {self.key}", **(headers or {})},
+                    timeout=TIMEOUT_S,
+                )
+            except httpx.HTTPError as error:
+                raise ConsoleError(
+                    f"cannot reach the API at {self.url} ({error}); is `make dev` or "
+                    "`ticketflow api` running?"
+                ) from None
+            if response.status_code == 503 and attempt < retries:
+                time.sleep(min(float(response.headers.get("Retry-After", "1")), 30.0))
+                continue
+            break
         if response.status_code >= 400:
             raise ConsoleError(_describe_failure(response))
         return response.json()
@@ -255,16 +269,29 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
                 body["attachments"] = args.attachments
             key = args.idempotency_key or f"cli-{uuid.uuid4()}"
             result = api.call("POST", "/v1/tickets", body=body, headers={"Idempotency-Key": key})
+            result["idempotency_key"] = key
             return _dump(result) if args.json else _opened_table(result)
         case "show":
             result = api.call("GET", f"/v1/tickets/{args.ticket_id}")
             return _dump(result) if args.json else _view_table(result)
         case "act":
-            suffix, model = ACTIONS[args.action]
-            fields = {name: getattr(args, name) for name in model.model_fields}
-            payload = {name: value for name, value in fields.items() if value is not None}
-            result = api.call("POST", f"/v1/tickets/{args.ticket_id}/{suffix}", body=payload)
+            action = COMMANDS[args.action]
+            payload = _body(args, ACTION_REQUESTS[action])
+            # Sent with an id, so the retries below (and the person who reruns the command
+            # with --action-id) apply it once.
+            payload.setdefault("action_id", f"cli-{uuid.uuid4().hex}")
+            path = f"/v1/tickets/{args.ticket_id}/{action.route}"
+            result = api.call("POST", path, body=payload, retries=RETRIES_ON_503)
+            result["action_id"] = payload["action_id"]
             return _dump(result) if args.json else _view_table(result)
+        case "customer-reply":
+            path = f"/v1/tickets/{args.ticket_id}/customer-replies"
+            body = _body(args, CustomerReplyRequest)
+            result = api.call("POST", path, body=body, retries=RETRIES_ON_503)
+            return _dump(result) if args.json else _table(list(result.items()))
+        case "thread":
+            result = api.call("GET", f"/v1/tickets/{args.ticket_id}/thread")
+            return _dump(result) if args.json else _thread_table(result)
         case "events":
             params = [("after_seq", str(args.after)), ("limit", str(args.limit))]
             result = api.call("GET", f"/v1/tickets/{args.ticket_id}/events", params=params)
@@ -275,22 +302,28 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
     raise ConsoleError(f"unknown command {args.verb!r}")  # pragma: no cover - argparse
 
 
+def _body(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    fields = {name: getattr(args, name, None) for name in model.model_fields}
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def _list_params(args: argparse.Namespace) -> list[tuple[str, str]]:
     params: list[tuple[str, str]] = []
     for name in ("status", "priority", "category", "tier"):
         params += [(name, value) for value in getattr(args, name) or []]
-    for name in ("department", "opened_after", "opened_before", "cursor"):
+    for name in ("department", "assignee", "sort", "opened_after", "opened_before", "cursor"):
         if getattr(args, name):
             params.append((name, getattr(args, name)))
-    if args.breached is not None:
-        params.append(("breached", "true" if args.breached else "false"))
+    for name in ("breached", "unassigned"):
+        if getattr(args, name) is not None:
+            params.append((name, "true" if getattr(args, name) else "false"))
     params.append(("limit", str(args.limit)))
     return params
 
 
 def create_key(args: argparse.Namespace) -> str:
     from api.access import hash_key, new_key
-    from workers.settings import ApiKeyEntry
+    from api.settings import ApiKeyEntry
 
     name = args.name or f"{args.role.replace(':', '-')}-{uuid.uuid4().hex[:6]}"
     key = new_key()
@@ -350,6 +383,7 @@ def _opened_table(result: dict[str, Any]) -> str:
     rows: list[tuple[str, Any]] = [
         ("ticket", result["ticket_id"]),
         ("created", result["created"]),
+        ("key", result["idempotency_key"]),
         ("status", result["status"]),
         ("tags", result["tags"]),
         ("classification", _classification(result["classification"])),
@@ -360,9 +394,15 @@ def _opened_table(result: dict[str, Any]) -> str:
 
 
 def _view_table(view: dict[str, Any]) -> str:
+    last = view.get("last_message")
     rows: list[tuple[str, Any]] = [
         ("ticket", view["ticket_id"]),
         ("status", view["status"]),
+        ("subject", view["subject"]),
+        (
+            "customer",
+            f"{view['customer_id']} ({view['tier']}, {view['channel']}, {view['locale']})",
+        ),
         ("tag", view["tag"]),
         ("classification", _classification(view["classification"])),
         ("assignee", view["assignee"]),
@@ -374,10 +414,39 @@ def _view_table(view: dict[str, Any]) -> str:
         ("root cause", view["root_cause"]),
         ("reopened", view["reopen_count"]),
         ("events", view["events_recorded"]),
+        (
+            "last message",
+            None
+            if last is None
+            else f"{last['actor']['role']} {last['actor']['id']}: {_excerpt(last['text'])}",
+        ),
         ("deadlines", ""),
         *_deadline_rows(view["deadlines"]),
     ]
+    if "action_id" in view:
+        rows.append(("action id", view["action_id"]))
     return _table(rows)
+
+
+def _excerpt(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _thread_table(thread: dict[str, Any]) -> str:
+    rows = [
+        (
+            entry["at"],
+            f"{entry['actor']['role']} {entry['actor']['id']}",
+            entry["audience"],
+            entry["channel"] or "",
+            _excerpt(entry["text"], 80),
+        )
+        for entry in thread["entries"]
+    ]
+    if not rows:
+        return "no words on this ticket yet"
+    return _columns(["at", "who", "for", "channel", "said"], rows)
 
 
 def _width(text: str) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from api.access import hash_key, new_key
-from workers.settings import ApiKeyEntry, Settings
+from api.settings import ApiKeyEntry, ApiSettings
 
 DEV_PARTNER = "sf-express"
 DEV_DEPARTMENT = "tech"
@@ -66,12 +66,12 @@ def load_or_create(data_dir: Path) -> DevAccess:
     return DevAccess(keys=keys, partner_secrets=partner_secrets, path=path)
 
 
-def prepare_dev_api(settings: Settings) -> tuple[Settings, str]:
-    """The settings the dev API runs with, and the lines `make dev` prints about them."""
-    api = settings.api
+def prepare_dev_api(api: ApiSettings, data_dir: Path) -> tuple[ApiSettings, str]:
+    """The API settings the dev API runs with, and the lines `make dev` prints about them.
+    `data_dir` is the dev stack's: the keys are kept there."""
     if api.keys or api.keys_file:
-        return settings, "  API keys        from configuration (TICKETFLOW_API__KEYS / KEYS_FILE)"
-    access = load_or_create(settings.data_dir.resolve())
+        return api, "  API keys        from configuration (TICKETFLOW_API__KEYS / KEYS_FILE)"
+    access = load_or_create(data_dir.resolve())
     entries = [
         ApiKeyEntry(name=dev_key_name(role), role=role, sha256=hash_key(key))
         for role, key in access.keys.items()
@@ -80,22 +80,20 @@ def prepare_dev_api(settings: Settings) -> tuple[Settings, str]:
         **{name: SecretStr(value) for name, value in access.partner_secrets.items()},
         **api.partner_secrets,
     }
-    updated = settings.model_copy(
-        update={"api": api.model_copy(update={"keys": entries, "partner_secrets": secrets_})}
-    )
-    return updated, banner(settings, access)
+    updated = api.model_copy(update={"keys": entries, "partner_secrets": secrets_})
+    return updated, banner(api, access)
 
 
-def banner(settings: Settings, access: DevAccess) -> str:
+def banner(api: ApiSettings, access: DevAccess) -> str:
     width = max(len(role) for role in access.keys)
     lines = [f"  API keys        for local use only (kept in {access.path}):"]
     lines += [f"    {role:<{width}}  {key}" for role, key in access.keys.items()]
     lines += [
         f"    {'signing secret':<{width}}  {access.partner_secrets[DEV_PARTNER]}  "
         f"(callbacks of partner:{DEV_PARTNER})",
-        f"  API docs        {settings.api.url}/docs",
+        f"  API docs        {api.url}/docs",
         f'  Try             curl -H "Authorization: Bearer {access.keys["agent"]}" '
-        f"{settings.api.url}/v1/tickets",
+        f"{api.url}/v1/tickets",
         f"                  TICKETFLOW_API_KEY={access.keys['agent']} .venv/bin/ticketflow ticket list",
     ]
     return "\n".join(lines)

@@ -25,10 +25,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.client import ActionRejected
+from api.client import ActionRejected, ActionUnconfirmed
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +108,10 @@ def translate(error: BaseException) -> ApiError | None:
             return error
         case ActionRejected():
             return ApiError(409, "action_rejected", str(error))
+        case ActionUnconfirmed():
+            return unavailable(str(error))
+        case WorkflowUpdateRPCTimeoutOrCancelledError():
+            return unavailable("Temporal did not confirm the action in time")
         case WorkflowUpdateFailedError():
             cause = error.cause
             return ApiError(409, "action_rejected", str(cause or error))
@@ -187,7 +195,9 @@ def install_error_handlers(app: FastAPI) -> None:
     for kind in (
         ApiError,
         ActionRejected,
+        ActionUnconfirmed,
         WorkflowUpdateFailedError,
+        WorkflowUpdateRPCTimeoutOrCancelledError,
         WorkflowQueryFailedError,
         RPCError,
         TimeoutError,

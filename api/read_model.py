@@ -1,7 +1,8 @@
 """`GET /v1/tickets`: the `tickets` read model in PostgreSQL, filtered and paged by cursor.
 
-Newest first, ordered by (opened_at, ticket_id); the cursor is the last row's pair, so a
-page never repeats or skips a row while new tickets arrive.
+What needs attention first (the SLA due soonest, overdue before that, then priority), or
+newest first. The cursor is the last row's sort key, so a page never repeats or skips a
+row while new tickets arrive.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from activities.database import Pool
@@ -20,6 +22,18 @@ from api.schemas import TicketPage, TicketSummary
 _COLUMNS = tuple(TicketSummary.model_fields)
 
 
+class Sort(StrEnum):
+    ATTENTION = "attention"  # SLA due soonest first (none last), then E, A, B, C
+    NEWEST = "newest"  # opened most recently first
+
+
+# Must match the expressions of the `tickets_attention` index (migration 0002), or the
+# planner sorts every row instead of walking the index.
+_DUE = "COALESCE(due_at, 'infinity'::timestamptz)"
+_RANK = "(CASE priority WHEN 'E' THEN 0 WHEN 'A' THEN 1 WHEN 'B' THEN 2 WHEN 'C' THEN 3 ELSE 4 END)"
+_PRIORITY_RANK = {"E": 0, "A": 1, "B": 2, "C": 3}
+
+
 @dataclass
 class TicketFilter:
     status: list[str] = field(default_factory=list)
@@ -27,29 +41,53 @@ class TicketFilter:
     category: list[str] = field(default_factory=list)
     tier: list[str] = field(default_factory=list)
     department: str | None = None
+    assignee: str | None = None
+    unassigned: bool | None = None
     breached: bool | None = None
     opened_after: datetime | None = None
     opened_before: datetime | None = None
 
 
-def encode_cursor(opened_at: datetime, ticket_id: str) -> str:
-    raw = json.dumps([opened_at.isoformat(), ticket_id], separators=(",", ":"))
+def encode_cursor(sort: Sort, item: TicketSummary) -> str:
+    assert item.opened_at is not None  # filtered in the query
+    key: list[Any] = [sort.value, item.opened_at.isoformat(), item.ticket_id]
+    if sort is Sort.ATTENTION:
+        key += [None if item.due_at is None else item.due_at.isoformat(), _rank(item.priority)]
+    raw = json.dumps(key, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _rank(priority: str | None) -> int:
+    return _PRIORITY_RANK.get(priority or "", 4)
+
+
+def decode_cursor(sort: Sort, cursor: str) -> list[Any]:
+    """The cursor's sort key, as query parameters: opened_at, ticket_id[, due_at, rank]."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        opened_at, ticket_id = json.loads(raw)
-        instant = datetime.fromisoformat(opened_at)
-        if instant.tzinfo is None or not isinstance(ticket_id, str):
+        key = json.loads(raw)
+        if not isinstance(key, list) or key[0] != sort.value:
             raise ValueError(cursor)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise ApiError(422, "invalid_request", "cursor is not one this API handed out") from None
-    return instant, ticket_id
+        values: list[Any] = [_aware(key[1]), str(key[2])]
+        if sort is Sort.ATTENTION:
+            values += [None if key[3] is None else _aware(key[3]), int(key[4])]
+        elif len(key) != 3:
+            raise ValueError(cursor)
+    except (binascii.Error, ValueError, TypeError, IndexError, UnicodeDecodeError):
+        raise ApiError(
+            422, "invalid_request", f"cursor is not one this API handed out for sort={sort.value}"
+        ) from None
+    return values
 
 
-def _where(filters: TicketFilter, cursor: str | None) -> tuple[str, list[Any]]:
+def _aware(text: Any) -> datetime:
+    instant = datetime.fromisoformat(str(text))
+    if instant.tzinfo is None:
+        raise ValueError(text)
+    return instant
+
+
+def _where(filters: TicketFilter, sort: Sort, cursor: str | None) -> tuple[str, list[Any]]:
     clauses = ["opened_at IS NOT NULL"]
     args: list[Any] = []
 
@@ -63,6 +101,10 @@ def _where(filters: TicketFilter, cursor: str | None) -> tuple[str, list[Any]]:
             clauses.append(f"{column} = ANY({arg(values)}::text[])")
     if filters.department is not None:
         clauses.append(f"departments @> ARRAY[{arg(filters.department)}::text]")
+    if filters.assignee is not None:
+        clauses.append(f"assignee = {arg(filters.assignee)}")
+    if filters.unassigned is not None:
+        clauses.append("assignee IS NULL" if filters.unassigned else "assignee IS NOT NULL")
     if filters.breached is not None:
         clauses.append(f"sla_breached = {arg(filters.breached)}")
     if filters.opened_after is not None:
@@ -70,25 +112,35 @@ def _where(filters: TicketFilter, cursor: str | None) -> tuple[str, list[Any]]:
     if filters.opened_before is not None:
         clauses.append(f"opened_at < {arg(filters.opened_before)}")
     if cursor is not None:
-        opened_at, ticket_id = decode_cursor(cursor)
-        clauses.append(f"(opened_at, ticket_id) < ({arg(opened_at)}, {arg(ticket_id)})")
+        key = decode_cursor(sort, cursor)
+        if sort is Sort.NEWEST:
+            clauses.append(f"(opened_at, ticket_id) < ({arg(key[0])}, {arg(key[1])})")
+        else:
+            opened_at, ticket_id, due_at, rank = (arg(value) for value in key)
+            clauses.append(
+                f"({_DUE}, {_RANK}, opened_at, ticket_id) > "
+                f"(COALESCE({due_at}::timestamptz, 'infinity'::timestamptz), {rank}::int, "
+                f"{opened_at}, {ticket_id})"
+            )
     return " AND ".join(clauses), args
 
 
+_ORDER = {
+    Sort.ATTENTION: f"{_DUE}, {_RANK}, opened_at, ticket_id",
+    Sort.NEWEST: "opened_at DESC, ticket_id DESC",
+}
+
+
 async def list_tickets(
-    pool: Pool, filters: TicketFilter, limit: int, cursor: str | None
+    pool: Pool, filters: TicketFilter, limit: int, cursor: str | None, sort: Sort = Sort.ATTENTION
 ) -> TicketPage:
-    where, args = _where(filters, cursor)
+    where, args = _where(filters, sort, cursor)
     args.append(limit + 1)
     rows = await pool.fetch(
         f"SELECT {', '.join(_COLUMNS)} FROM tickets WHERE {where} "
-        f"ORDER BY opened_at DESC, ticket_id DESC LIMIT ${len(args)}",
+        f"ORDER BY {_ORDER[sort]} LIMIT ${len(args)}",
         *args,
     )
     items = [TicketSummary.model_validate(dict(row)) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        assert last.opened_at is not None  # filtered above
-        next_cursor = encode_cursor(last.opened_at, last.ticket_id)
+    next_cursor = encode_cursor(sort, items[-1]) if len(rows) > limit else None
     return TicketPage(items=items, next_cursor=next_cursor)

@@ -9,50 +9,29 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from activities.projection import TicketRow
-from api.access import Caller
 from workflows.contracts import (
+    ACTIONS,
     Action,
-    Assign,
     Classification,
-    Classify,
-    Close,
-    ContextSnapshot,
-    CustomerReplyKind,
     Deadlines,
-    Dispatch,
-    EngagePartner,
-    Identifier,
-    NonEmpty,
-    PostProgress,
-    RecordMilestone,
-    RecordReviewDecision,
-    Resolve,
-    Respond,
     TicketView,
-    check_root_cause,
 )
-from workflows.vocabulary import (
-    Category,
-    Channel,
-    Milestone,
-    Priority,
-    ResultKind,
-    TicketStatus,
-    Tier,
-    Topic,
-)
+from workflows.events import EventPayload
+from workflows.primitives import Actor, ContextSnapshot, Identifier, NonEmpty
+from workflows.vocabulary import Channel, CustomerReplyKind, TicketStatus, Tier
 
 # The workflow id `ticket_id_for` derives from an idempotency key.
 TICKET_ID = re.compile(r"^ticket-[0-9a-f]{24}$")
@@ -148,104 +127,46 @@ def opened_from_read_model(row: TicketRow) -> TicketOpened:
 
 
 class ActionRequest(Body):
-    action: ClassVar[type[Action]]
+    """What every action's body carries besides the action's own fields."""
 
     action_id: Identifier | None = Field(
         default=None,
-        description="Send the same action again with the same id (after a timeout or a 503): "
-        "it is applied once.",
+        description="Send the action again with the same id (after a timeout or a 503): it is "
+        "applied once. Without one, the API makes one and returns it (`Action-Id` header).",
     )
     actor_id: Identifier | None = Field(
         default=None,
-        description="Staff id of the person acting, for consoles used by many; "
-        "defaults to the API key's name.",
+        description="Staff id of the person acting, for consoles used by many staff (agent "
+        "and operator keys only); defaults to the API key's name.",
     )
 
-    def to_action(self, caller: Caller) -> Any:
-        fields = self.model_dump(exclude={"actor_id"})
-        return self.action.model_validate({**fields, "actor": caller.actor(self.actor_id)})
+
+_NOT_IN_BODY = {"actor", "type", "action_id"}
 
 
-class RespondRequest(ActionRequest):
-    action = Respond
-    message: NonEmpty
+def action_request(action: type[Action]) -> type[ActionRequest]:
+    """The body of an action's route: the contract's fields, less what the API fills in
+    (the key says who acts, the route which action). The contract's own validators run
+    when the body becomes the action (`to_action`)."""
+    fields: dict[str, Any] = {
+        name: (field.annotation, field)
+        for name, field in action.model_fields.items()
+        if name not in _NOT_IN_BODY
+    }
+    model: type[ActionRequest] = create_model(
+        f"{action.__name__}Request", __base__=ActionRequest, __doc__=action.__doc__, **fields
+    )
+    return model
 
 
-class ClassifyRequest(ActionRequest):
-    action = Classify
-    category: Category
-    topic: Topic
-    priority: Priority
-    reason: NonEmpty
+def to_action(action: type[Action], body: ActionRequest, actor: Actor, action_id: str) -> Action:
+    fields = body.model_dump(exclude={"actor_id", "action_id"})
+    return action.model_validate({**fields, "actor": actor, "action_id": action_id})
 
 
-class AssignRequest(ActionRequest):
-    action = Assign
-    agent_id: Identifier
-
-
-class DispatchRequest(ActionRequest):
-    action = Dispatch
-    departments: list[Identifier] = Field(min_length=1, max_length=10)
-    note: NonEmpty
-
-
-class ProgressRequest(ActionRequest):
-    action = PostProgress
-    department: Identifier
-    note: NonEmpty
-    work_order_done: bool = False
-
-
-class MilestoneRequest(ActionRequest):
-    action = RecordMilestone
-    milestone: Milestone
-    note: NonEmpty
-
-
-class PartnerEngagementRequest(ActionRequest):
-    action = EngagePartner
-    partner: Identifier
-    problem: NonEmpty
-    expected_by: datetime
-    checkpoints: list[NonEmpty] = Field(default_factory=list, max_length=20)
-
-    @field_validator("expected_by")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("expected_by needs a time zone, e.g. 2026-05-01T10:00:00+08:00")
-        return value
-
-
-class ResolveRequest(ActionRequest):
-    action = Resolve
-    result_kind: ResultKind
-    message: NonEmpty
-    root_cause: str = Field(description="`<kind>-<area>`, e.g. 產品缺陷-支付流程")
-    compensation: Annotated[str, StringConstraints(max_length=1000)] | None = None
-
-    @field_validator("root_cause")
-    @classmethod
-    def _root_cause_is_tag(cls, value: str) -> str:
-        return check_root_cause(value)
-
-
-class CloseRequest(ActionRequest):
-    action = Close
-    long_term_plan: NonEmpty
-    root_cause: str | None = None
-
-    @field_validator("root_cause")
-    @classmethod
-    def _root_cause_is_tag(cls, value: str | None) -> str | None:
-        return None if value is None else check_root_cause(value)
-
-
-class ReviewDecisionRequest(ActionRequest):
-    action = RecordReviewDecision
-    decision: NonEmpty
-    attendees: list[Identifier] = Field(default_factory=list, max_length=50)
+ACTION_REQUESTS: dict[type[Action], type[ActionRequest]] = {
+    action: action_request(action) for action in ACTIONS
+}
 
 
 # ---------------------------------------------------------------- customers and partners
@@ -297,7 +218,7 @@ class EventOut(BaseModel):
     occurred_at: datetime
     actor_id: str
     actor_role: str
-    data: dict[str, Any]
+    data: EventPayload = Field(description="One model per event type (`data.type`).")
 
 
 class EventPage(BaseModel):
@@ -332,6 +253,8 @@ class TicketSummary(BaseModel):
     resolved_at: datetime | None
     closed_at: datetime | None
     close_reason: str | None
+    subject: str | None
+    due_at: datetime | None = Field(description="The SLA instant still to keep, if any.")
     csat: int | None
     nps: int | None
     updated_at: datetime

@@ -1,8 +1,9 @@
-"""The API process: uvicorn on `settings.api.host:port` until `stop` is set.
+"""The API process: uvicorn on `config.api.host:port` until `stop` is set.
 
-`ticketflow api` and `ticketflow dev` both end in `serve`. The PostgreSQL it reads is the
-worker's (`DATABASE_URL`); the dev stack passes its own. Stop signals stay with the caller
-(`stop`), so the API drains next to the worker instead of grabbing Ctrl-C for itself.
+`ticketflow api` and `ticketflow dev` both end in `serve`, with an `ApiConfig` made from
+the worker's settings. The PostgreSQL it reads is the worker's: the caller passes its URL
+(`DATABASE_URL`, or the dev stack's own). Stop signals stay with the caller (`stop`), so
+the API drains next to the worker instead of grabbing Ctrl-C for itself.
 """
 
 from __future__ import annotations
@@ -21,22 +22,22 @@ from activities.event_store import EventStore
 from api.access import KeyRing, configured_keys
 from api.app import Services, create_app
 from api.client import TicketClient
+from api.settings import ApiConfig
 from api.signatures import SeenSignatures
-from workers.settings import ConfigurationError, Settings
 
 log = structlog.get_logger(__name__)
 
 
-async def build_services(settings: Settings, client: Client, pool: Pool) -> Services:
+async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Services:
     """Connect the API to Temporal and PostgreSQL, and create the API's own table."""
-    api = settings.api
+    api = config.api
     keys = KeyRing(configured_keys(api))
     if not keys:
         log.warning("no API keys configured: every /v1 request will be refused (401)")
     signatures = SeenSignatures(pool, api.signature_tolerance)
     await signatures.create_schema()
     return Services(
-        tickets=TicketClient(client, task_queue=settings.task_queue, policy=settings.policy),
+        tickets=TicketClient(client, task_queue=config.task_queue, policy=config.policy),
         pool=pool,
         events=EventStore(pool),
         keys=keys,
@@ -55,38 +56,28 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(
-    settings: Settings,
-    client: Client,
-    stop: asyncio.Event,
-    database_url: str | None = None,
-) -> None:
+async def serve(config: ApiConfig, client: Client, stop: asyncio.Event, database_url: str) -> None:
     """Serve until `stop` is set, then finish in-flight requests and return."""
-    database_url = database_url or settings.database_url
-    if not database_url:
-        raise ConfigurationError(
-            "the API reads the worker's PostgreSQL: set DATABASE_URL "
-            "(`ticketflow dev` runs the API with its own database)"
-        )
+    api = config.api
     pool = await create_pool(database_url)
     try:
-        app = create_app(await build_services(settings, client, pool))
-        config = uvicorn.Config(
+        app = create_app(await build_services(config, client, pool))
+        uvicorn_config = uvicorn.Config(
             app,
-            host=settings.api.host,
-            port=settings.api.port,
+            host=api.host,
+            port=api.port,
             # Our middleware writes the access log (without IPs); uvicorn's would not.
             access_log=False,
             log_config=None,
             proxy_headers=True,
-            forwarded_allow_ips=settings.api.forwarded_allow_ips,
+            forwarded_allow_ips=api.forwarded_allow_ips,
             server_header=False,
             timeout_graceful_shutdown=10,
         )
-        server = _Server(config)
+        server = _Server(uvicorn_config)
         # Bound here: uvicorn's own bind calls sys.exit() on failure, which would end the
         # whole dev stack without a word.
-        listener = listen(settings.api.host, settings.api.port)
+        listener = listen(api.host, api.port)
         serving = asyncio.create_task(server.serve(sockets=[listener]), name="uvicorn")
         stopping = asyncio.create_task(stop.wait(), name="api-stop")
         try:

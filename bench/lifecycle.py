@@ -26,11 +26,8 @@ from bench.twin import APPEND, TwinPlan, TwinStep
 from bench.twin_workflow import TwinWorkflow
 from workflows.classification import classify_intake
 from workflows.contracts import (
-    Actor,
     Classify,
-    ContextSnapshot,
     CustomerReply,
-    CustomerReplyKind,
     Dispatch,
     EventBatch,
     Intake,
@@ -39,7 +36,8 @@ from workflows.contracts import (
     Respond,
     TicketAction,
 )
-from workflows.vocabulary import Channel, Priority, ResultKind, Role, Tier
+from workflows.primitives import Actor, ContextSnapshot
+from workflows.vocabulary import Channel, CustomerReplyKind, Priority, ResultKind, Role, Tier
 
 AGENT = Actor(id="agent-7", role=Role.AGENT)
 TECH = Actor(id="tech-oncall-2", role=Role.DEPARTMENT)

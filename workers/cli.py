@@ -46,10 +46,10 @@ def _cmd_dev(args: argparse.Namespace) -> None:
 
 
 async def _worker(settings: Settings) -> None:
-    from workers.lifecycle import load_run_worker, stop_on_signals, worker_database
+    from workers.lifecycle import stop_on_signals, worker_database
+    from workers.main import run_worker
     from workers.temporal_client import connect_temporal
 
-    run_worker = load_run_worker()
     stop = asyncio.Event()
     stop_on_signals(stop)
     client = await connect_temporal(settings)
@@ -93,15 +93,20 @@ def _cmd_register(args: argparse.Namespace) -> None:
 
 
 async def _api(settings: Settings) -> None:
-    from workers.devstack import load_serve_api
+    from api.server import serve
     from workers.lifecycle import stop_on_signals
+    from workers.settings import ConfigurationError
     from workers.temporal_client import connect_temporal
 
-    serve = load_serve_api()
+    if not settings.database_url:
+        raise ConfigurationError(
+            "the API reads the worker's PostgreSQL: set DATABASE_URL "
+            "(`ticketflow dev` runs the API with its own database)"
+        )
     stop = asyncio.Event()
     stop_on_signals(stop)
     client = await connect_temporal(settings)
-    await serve(settings, client, stop)
+    await serve(settings.api_config(), client, stop, settings.database_url)
 
 
 def _cmd_api(_: argparse.Namespace) -> None:
@@ -160,20 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Failures that deserve one line, not a traceback: bad configuration, an unreachable
-    server or database, a missing part. Anything else is a bug and keeps its traceback."""
+    server or database. Anything else is a bug and keeps its traceback."""
     from temporalio.service import RPCError
 
     from workers.cluster import SearchAttributeConflict
     from workers.devspec import DevFileError
     from workers.devstack import DevStackError
-    from workers.lifecycle import MissingComponent
     from workers.settings import ConfigurationError
 
     errors: list[type[BaseException]] = [
         ConfigurationError,
         DevFileError,
         DevStackError,
-        MissingComponent,
         SearchAttributeConflict,
         RPCError,
         ConnectionError,

@@ -16,11 +16,8 @@ from api.client import TicketClient
 from workers.settings import load_settings
 from workers.temporal_client import connect_temporal
 from workflows.contracts import (
-    Actor,
     Close,
-    ContextSnapshot,
     CustomerReply,
-    CustomerReplyKind,
     Dispatch,
     EngagePartner,
     Intake,
@@ -30,7 +27,8 @@ from workflows.contracts import (
     Resolve,
     Respond,
 )
-from workflows.vocabulary import Channel, Milestone, ResultKind, Role, Tier
+from workflows.primitives import Actor, ContextSnapshot
+from workflows.vocabulary import Channel, CustomerReplyKind, Milestone, ResultKind, Role, Tier
 
 DEMO_TIME_SCALE = 3600.0  # one hour of policy per second of wall clock
 

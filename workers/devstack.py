@@ -2,8 +2,8 @@
 
 Starts the pip-installed `temporal server start-dev` exactly as `temporal-dev.yml`
 declares it (SQLite under the data directory, so tickets survive restarts), an embedded
-PostgreSQL unless `DATABASE_URL` is set, and the worker in this process. Ctrl-C stops the
-worker gracefully first, then PostgreSQL and the Temporal server.
+PostgreSQL unless `DATABASE_URL` is set, and the worker and the HTTP API in this process.
+Ctrl-C stops the worker gracefully first, then PostgreSQL and the Temporal server.
 """
 
 from __future__ import annotations
@@ -14,25 +14,17 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol, cast
+from typing import IO
 
 import structlog
 from temporalio.client import Client
 
 from workers.cluster import SearchAttributeConflict, register_search_attributes
 from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
-from workers.lifecycle import (
-    MissingComponent,
-    load_entry_point,
-    load_run_worker,
-    redact_url,
-    stop_on_signals,
-    worker_database,
-)
+from workers.lifecycle import redact_url, stop_on_signals, worker_database
 from workers.settings import Settings
 from workers.temporal_client import connect_temporal
 
@@ -148,8 +140,7 @@ class TemporalDevServer:
             await self.process.wait()
 
 
-def banner(settings: Settings, spec: DevServerSpec, database_url: str, api_running: bool) -> str:
-    api = settings.api.url if api_running else f"{settings.api.url} (not part of this build yet)"
+def banner(settings: Settings, spec: DevServerSpec, database_url: str) -> str:
     return "\n".join(
         [
             "",
@@ -157,7 +148,7 @@ def banner(settings: Settings, spec: DevServerSpec, database_url: str, api_runni
             f"  Temporal UI     http://localhost:{spec.ui_port}/namespaces/{spec.namespace}/workflows",
             f"  Temporal gRPC   {LOCAL_IP}:{spec.port}  (namespace {spec.namespace})",
             f"  PostgreSQL      {redact_url(database_url)}",
-            f"  HTTP API        {api}",
+            f"  HTTP API        {settings.api.url}",
             f"  Task queue      {settings.task_queue}",
             f"  Data            {settings.data_dir.resolve()}  (`make clean` forgets everything)",
             "Ctrl-C stops everything. In another terminal: `make demo`.",
@@ -166,27 +157,11 @@ def banner(settings: Settings, spec: DevServerSpec, database_url: str, api_runni
     )
 
 
-# ---------------------------------------------------------------- HOOK(api)
-# The HTTP API joins the dev stack here: `api.server.serve` (uvicorn on
-# settings.api.host/port until `stop` is set) runs next to the worker, on the worker's
-# PostgreSQL, with a ready key per role from `api.dev_keys` unless keys are configured.
-# `ticketflow api` uses the same `serve`. Without the api package the stack runs alone.
-class ServeApi(Protocol):
-    def __call__(
-        self,
-        settings: Settings,
-        client: Client,
-        stop: asyncio.Event,
-        database_url: str | None = None,
-    ) -> Awaitable[None]: ...
-
-
-class PrepareDevApi(Protocol):
-    def __call__(self, settings: Settings) -> tuple[Settings, str]: ...
-
-
-def load_serve_api() -> ServeApi:
-    return cast(ServeApi, load_entry_point("api.server", "serve"))
+# ---------------------------------------------------------------- the API
+# The HTTP API runs next to the worker, on the worker's PostgreSQL, with a ready key per
+# role from `api.dev_keys` unless keys are configured. `ticketflow api` uses the same
+# `serve`. Imported when the stack starts: bench's worker processes import this module
+# for `temporal_binary` and must not carry the API (or the worker) for it.
 
 
 @dataclass
@@ -197,17 +172,16 @@ class RunningApi:
 
 def start_api(
     settings: Settings, client: Client, stop: asyncio.Event, database_url: str
-) -> RunningApi | None:
-    try:
-        serve = load_serve_api()
-        prepare = cast(PrepareDevApi, load_entry_point("api.dev_keys", "prepare_dev_api"))
-    except MissingComponent:
-        return None
-    api_settings, keys_banner = prepare(settings)
+) -> RunningApi:
+    from api.dev_keys import prepare_dev_api
+    from api.server import serve
+
+    api_settings, keys_banner = prepare_dev_api(settings.api, settings.data_dir)
+    config = settings.api_config(api_settings)
 
     async def run() -> None:
         try:
-            await serve(api_settings, client, stop, database_url)
+            await serve(config, client, stop, database_url)
         except BaseException:
             stop.set()  # an API that cannot serve (port taken) stops the stack, loudly
             raise
@@ -216,7 +190,8 @@ def start_api(
 
 
 async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
-    run_worker = load_run_worker()  # fail before starting anything if the worker is absent
+    from workers.main import run_worker
+
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
@@ -243,16 +218,14 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
         stack.callback(watcher.cancel)
 
         api = start_api(settings, client, stop, database_url)
-        print(banner(settings, spec, database_url, api is not None), flush=True)
-        if api is not None:
-            print(api.banner + "\n", flush=True)
+        print(banner(settings, spec, database_url), flush=True)
+        print(api.banner + "\n", flush=True)
         try:
             await run_worker(settings, client, database_url, stop)
         finally:
             stop.set()
-            if api is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await api.task
+            with contextlib.suppress(asyncio.CancelledError):
+                await api.task
         if watcher.done() and not watcher.cancelled():
             raise DevStackError(
                 f"the Temporal dev server exited unexpectedly (status {watcher.result()}); "

@@ -1,55 +1,19 @@
-"""Process plumbing shared by `ticketflow worker` and `ticketflow dev`: stop signals, the
-database the worker uses, and the late-bound entry points other packages provide."""
+"""Process plumbing shared by `ticketflow worker`, `ticketflow api` and `ticketflow dev`:
+stop signals, and the database the worker uses."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
-from temporalio.client import Client
 
 from workers.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-class RunWorker(Protocol):
-    def __call__(
-        self,
-        settings: Settings,
-        client: Client,
-        database_url: str,
-        stop: asyncio.Event | None = None,
-    ) -> Awaitable[None]: ...
-
-
-class MissingComponent(Exception):
-    """A part of the application this command needs is not installed or not written yet."""
-
-
-def load_entry_point(module: str, name: str) -> Callable[..., object]:
-    """Import `module.name` at call time: keeps `ticketflow --help` fast and lets each
-    command fail with one clear line when its part of the application is absent."""
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name and module.startswith(error.name):
-            raise MissingComponent(f"{module} is not available ({error})") from None
-        raise
-    try:
-        return cast(Callable[..., object], getattr(loaded, name))
-    except AttributeError:
-        raise MissingComponent(f"{module} has no {name}()") from None
-
-
-def load_run_worker() -> RunWorker:
-    return cast(RunWorker, load_entry_point("workers.main", "run_worker"))
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

@@ -1,5 +1,6 @@
 """Typed settings of the worker, the dev stack and the API: everything but the Temporal
-connection, which comes from the SDK's envconfig like the `temporal` CLI's does.
+connection, which comes from the SDK's envconfig like the `temporal` CLI's does. The API's
+part (`api`, `ConfigurationError`, the duration syntax) is defined in `api.settings`.
 
 Precedence, lowest first: ServicePolicy defaults < policy file < environment
 (`TICKETFLOW_*`, nested with `__`, e.g. `TICKETFLOW_POLICY__FIRST_RESPONSE__LIVE_VIP=15`).
@@ -8,22 +9,13 @@ Precedence, lowest first: ServicePolicy defaults < policy file < environment
 from __future__ import annotations
 
 import json
-import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -31,73 +23,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from api.settings import ApiConfig, ApiSettings, ConfigurationError, parse_duration
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Priority
 
 ENV_PREFIX = "TICKETFLOW_"
-
-
-class ConfigurationError(Exception):
-    """Settings that cannot be used; the message is meant for the person who set them."""
-
-
-# `backend`, `agent`, `operator`, `department:<name>` or `partner:<name>`.
-API_ROLE = re.compile(r"^(backend|agent|operator|(department|partner):[a-z0-9][a-z0-9_.-]{0,63})$")
-
-
-class ApiKeyEntry(BaseModel):
-    """One API key as configuration holds it: never the key, only its SHA-256.
-
-    `ticketflow keys create --role agent --name agent-console` prints a new key and the
-    entry to add here.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
-    role: str
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-    @field_validator("role")
-    @classmethod
-    def _known_role(cls, value: str) -> str:
-        if not API_ROLE.match(value):
-            raise ValueError(
-                f"unknown role {value!r}; use backend, agent, operator, "
-                "department:<name> or partner:<name>"
-            )
-        return value
-
-
-class ApiSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    # e.g. TICKETFLOW_API__KEYS='[{"name": "mail-gateway", "role": "backend", "sha256": "…"}]'
-    keys: list[ApiKeyEntry] = Field(default_factory=list)
-    keys_file: Path | None = Field(
-        default=None, description="TOML or JSON file with [[keys]] entries, added to `keys`"
-    )
-    # HMAC-SHA256 signing secrets of the partners' callbacks, by partner name, e.g.
-    # TICKETFLOW_API__PARTNER_SECRETS='{"sf-express": "…"}'.
-    partner_secrets: dict[str, SecretStr] = Field(default_factory=dict)
-    # A signed callback older (or further in the future) than this is refused.
-    signature_tolerance: timedelta = timedelta(minutes=5)
-    # How long a request waits for Temporal before answering 503 with Retry-After.
-    temporal_timeout: timedelta = timedelta(seconds=10)
-    # Proxies whose X-Forwarded-For names the customer's IP (uvicorn's forwarded_allow_ips).
-    forwarded_allow_ips: str = "127.0.0.1"
-    # Public URL for `ticketflow ticket ...` when the API is not on host:port (a proxy).
-    public_url: str | None = None
-
-    @property
-    def url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
-
-    @field_validator("signature_tolerance", "temporal_timeout", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> Any:
-        # Environment values are strings: "300", "90s" and "5m" mean what they say.
-        return _duration(value)
 
 
 class Settings(BaseSettings):
@@ -152,6 +82,13 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    def api_config(self, api: ApiSettings | None = None) -> ApiConfig:
+        """What the API process is started with: these API settings (or `api`), and the
+        task queue and policy of the tickets it serves."""
+        return ApiConfig(
+            api=self.api if api is None else api, task_queue=self.task_queue, policy=self.policy
+        )
 
 
 class _PolicyBaseSource(PydanticBaseSettingsSource):
@@ -211,9 +148,6 @@ def _describe(error: ValidationError) -> str:
 
 # ------------------------------------------------------------- input shaping
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
 
 def _normalise_policy_input(data: dict[str, Any]) -> dict[str, Any]:
     data = _coerce_durations(ServicePolicy, data)
@@ -253,7 +187,7 @@ def _coerce_durations(model: type[BaseModel], data: dict[str, Any]) -> dict[str,
         value = result[name]
         annotation = field.annotation
         if annotation is timedelta:
-            result[name] = _duration(value)
+            result[name] = parse_duration(value)
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             if isinstance(value, dict):
                 result[name] = _coerce_durations(annotation, value)
@@ -267,14 +201,6 @@ def _coerce_durations(model: type[BaseModel], data: dict[str, Any]) -> dict[str,
     return result
 
 
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    return value
-
-
 def _deep_merge(target: dict[str, Any], overlay: dict[str, Any]) -> None:
     for key, value in overlay.items():
         if isinstance(value, dict) and isinstance(target.get(key), dict):
@@ -284,7 +210,6 @@ def _deep_merge(target: dict[str, Any], overlay: dict[str, Any]) -> None:
 
 
 __all__ = [
-    "ApiKeyEntry",
     "ApiSettings",
     "ConfigurationError",
     "Settings",

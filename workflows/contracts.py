@@ -9,64 +9,34 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator
 
+from workflows.events import Audience, DomainEvent
 from workflows.policy import ServicePolicy
+from workflows.primitives import (
+    NO_NUL,
+    Actor,
+    ContextSnapshot,
+    Contract,
+    Identifier,
+    NonEmpty,
+)
 from workflows.vocabulary import (
     Category,
     Channel,
     CloseReason,
+    CustomerReplyKind,
     Milestone,
     Priority,
     ResultKind,
-    Role,
     TicketStatus,
     Tier,
     Topic,
 )
 
-# PostgreSQL cannot store a NUL character in text: refused here, with the field named,
-# rather than failing the append that would carry it.
-_NO_NUL = r"^[^\x00]*$"
-NonEmpty = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=_NO_NUL)
-]
-Identifier = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=_NO_NUL)
-]
-
-
-class Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-class Actor(Contract):
-    """Who did something. `id` is an opaque staff or system id, never a name or phone."""
-
-    id: Identifier
-    role: Role = Role.AGENT
-
-
-SYSTEM = Actor(id="ticketflow", role=Role.SYSTEM)
-
-
 # ---------------------------------------------------------------- intake
-
-
-class ContextSnapshot(Contract):
-    """What the gateway captured around the problem (問題快照), not asked of the user."""
-
-    device_model: str | None = None
-    os_version: str | None = None
-    app_version: str | None = None
-    operation_path: list[str] = Field(default_factory=list)
-    occurred_at: datetime | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    region: str | None = None
-    affected_users: int | None = Field(default=None, ge=0)
 
 
 class Intake(Contract):
@@ -75,7 +45,7 @@ class Intake(Contract):
     customer_id: Identifier
     tier: Tier = Tier.STANDARD
     subject: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_NUL)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)
     ]
     description: NonEmpty
     context: ContextSnapshot = Field(default_factory=ContextSnapshot)
@@ -91,21 +61,42 @@ class Classification(Contract):
 
 
 # ---------------------------------------------------------------- actions
+# One class per action, and nothing else to write: its update on the ticket, its HTTP
+# route, its CLI command and its line in docs/actions.md all come from this class (its
+# name, docstring and the ClassVars below). The ticket handles it in `_on_<type>` and
+# `workflows.ticket_rules` says when it does not fit.
+#
 # Agents and departments act through updates (validated, acknowledged) or through the
-# `act` signal for fire-and-forget senders. `action_id` lets a resent signal be dropped.
+# `act` signal for fire-and-forget senders. `action_id` makes a resent action count once.
 
 
 class Action(Contract):
+    # POST /v1/tickets/{ticket_id}/<route>
+    route: ClassVar[str]
+    # ticketflow ticket act <ticket_id> <command>
+    command: ClassVar[str]
+    # A department key may send it, for its own department (the `department` field).
+    for_departments: ClassVar[bool] = False
+
+    type: str  # each action's own Literal: the discriminator, and its update's name
     actor: Actor
     action_id: Identifier | None = None
 
 
 class Respond(Action):
+    """An agent's reply to the customer; the first one stops the first-response clock."""
+
+    route = "responses"
+    command = "respond"
     type: Literal["respond"] = "respond"
     message: NonEmpty
 
 
 class Classify(Action):
+    """Override the automatic classification; the SLA follows the new priority."""
+
+    route = "classification"
+    command = "classify"
     type: Literal["classify"] = "classify"
     category: Category
     topic: Topic
@@ -114,17 +105,30 @@ class Classify(Action):
 
 
 class Assign(Action):
+    """Give the ticket to an agent."""
+
+    route = "assignment"
+    command = "assign"
     type: Literal["assign"] = "assign"
     agent_id: Identifier
 
 
 class Dispatch(Action):
+    """Open work orders at departments, with the problem snapshot and attachments."""
+
+    route = "dispatches"
+    command = "dispatch"
     type: Literal["dispatch"] = "dispatch"
     departments: list[Identifier] = Field(min_length=1, max_length=10)
     note: NonEmpty
 
 
 class PostProgress(Action):
+    """A department's daily progress on its work order (`work_order_done` closes it)."""
+
+    route = "progress"
+    command = "progress"
+    for_departments = True
     type: Literal["post_progress"] = "post_progress"
     department: Identifier
     note: NonEmpty
@@ -132,25 +136,40 @@ class PostProgress(Action):
 
 
 class RecordMilestone(Action):
+    """A breakthrough: meets the SLA of its priority and resets the upgrade-review clock."""
+
+    route = "milestones"
+    command = "milestone"
     type: Literal["record_milestone"] = "record_milestone"
     milestone: Milestone
     note: NonEmpty
 
 
 class EngagePartner(Action):
+    """Hand the problem to a third party; the customer hears from us every 6 h until the
+    partner calls back."""
+
+    route = "partner-engagements"
+    command = "engage-partner"
     type: Literal["engage_partner"] = "engage_partner"
     partner: Identifier
     problem: NonEmpty
-    expected_by: datetime
+    expected_by: AwareDatetime = Field(
+        description="With a time zone, e.g. 2026-05-01T10:00:00+08:00"
+    )
     checkpoints: list[NonEmpty] = Field(default_factory=list, max_length=20)
 
 
 class Resolve(Action):
+    """Send the result and ask the customer to confirm; closes by itself after 72 h."""
+
+    route = "resolution"
+    command = "resolve"
     type: Literal["resolve"] = "resolve"
     result_kind: ResultKind
     message: NonEmpty
-    root_cause: str
-    compensation: str | None = None
+    root_cause: str = Field(description="`<kind>-<area>`, e.g. 產品缺陷-支付流程")
+    compensation: Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)] | None = None
 
     @field_validator("root_cause")
     @classmethod
@@ -159,11 +178,16 @@ class Resolve(Action):
 
 
 class Close(Action):
-    """Closing condition 3: cannot be solved soon and the plan was told to the customer."""
+    """Close a ticket that cannot be solved soon, once the long-term plan was told
+    (closing condition 3)."""
 
+    route = "closure"
+    command = "close"
     type: Literal["close"] = "close"
     long_term_plan: NonEmpty
-    root_cause: str | None = None
+    root_cause: str | None = Field(
+        default=None, description="`<kind>-<area>`, e.g. 產品缺陷-支付流程"
+    )
 
     @field_validator("root_cause")
     @classmethod
@@ -172,9 +196,13 @@ class Close(Action):
 
 
 class RecordReviewDecision(Action):
+    """The upgrade review's decision, recorded on the ticket."""
+
+    route = "review-decisions"
+    command = "review-decision"
     type: Literal["record_review_decision"] = "record_review_decision"
     decision: NonEmpty
-    attendees: list[Identifier] = Field(default_factory=list)
+    attendees: list[Identifier] = Field(default_factory=list, max_length=50)
 
 
 TicketAction = Annotated[
@@ -190,6 +218,16 @@ TicketAction = Annotated[
     | RecordReviewDecision,
     Field(discriminator="type"),
 ]
+
+# Every action, in the order of the union above: what routes, commands and docs iterate.
+ACTIONS: tuple[type[Action], ...] = get_args(get_args(TicketAction)[0])
+
+
+def action_name(action: type[Action]) -> str:
+    """The action's update name on the ticket, e.g. `post_progress`."""
+    name = action.model_fields["type"].default
+    assert isinstance(name, str)
+    return name
 
 
 class ActionSignal(Contract):
@@ -208,14 +246,6 @@ def check_root_cause(value: str) -> str:
 
 
 # ---------------------------------------------------------------- customer and partner
-
-
-class CustomerReplyKind(StrEnum):
-    MESSAGE = "message"
-    SOLVED = "solved"
-    NOT_SOLVED = "not_solved"
-    CSAT = "csat"
-    NPS = "nps"
 
 
 class CustomerReply(Contract):
@@ -239,52 +269,6 @@ class PartnerCallback(Contract):
     final: bool = True
 
 
-# ---------------------------------------------------------------- events
-
-
-class EventType(StrEnum):
-    TICKET_OPENED = "ticket_opened"
-    DUPLICATE_INTAKE = "duplicate_intake"
-    ACKNOWLEDGED = "acknowledged"
-    CLASSIFIED = "classified"
-    EMERGENCY_GROUP_CONVENED = "emergency_group_convened"
-    RISK_CONTROL_STARTED = "risk_control_started"
-    FIRST_RESPONDED = "first_responded"
-    FIRST_RESPONSE_BREACHED = "first_response_breached"
-    ASSIGNED = "assigned"
-    DISPATCHED = "dispatched"
-    PROGRESS_POSTED = "progress_posted"
-    WORK_ORDER_DONE = "work_order_done"
-    PROGRESS_REMINDED = "progress_reminded"
-    MILESTONE_RECORDED = "milestone_recorded"
-    SLA_BREACHED = "sla_breached"
-    UPGRADE_REVIEW_CONVENED = "upgrade_review_convened"
-    REVIEW_DECISION_RECORDED = "review_decision_recorded"
-    PARTNER_ENGAGED = "partner_engaged"
-    PARTNER_UPDATE_SENT = "partner_update_sent"
-    PARTNER_ANSWERED = "partner_answered"
-    RESOLVED = "resolved"
-    CUSTOMER_REPLIED = "customer_replied"
-    REOPENED = "reopened"
-    FEEDBACK_REQUESTED = "feedback_requested"
-    CSAT_RECORDED = "csat_recorded"
-    NPS_RECORDED = "nps_recorded"
-    STATUS_CHANGED = "status_changed"
-    ACTION_REJECTED = "action_rejected"
-    CLOSED = "closed"
-
-
-class DomainEvent(Contract):
-    """One fact about a ticket. (ticket_id, seq) is its identity in the event store."""
-
-    ticket_id: str
-    seq: int = Field(ge=1)
-    type: EventType
-    occurred_at: datetime
-    actor: Actor
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
 # ---------------------------------------------------------------- effects
 # Side effects the workflow decided on; the run loop turns each into one activity.
 
@@ -303,7 +287,10 @@ class MessageKind(StrEnum):
 
 class CustomerMessage(Contract):
     ticket_id: str
+    # The outbox row's identity: unique per message, the same on every retry.
     dedupe_key: str
+    # The event that sent it (None: queued before messages named their event).
+    event_seq: int | None = None
     channel: Channel
     customer_id: str
     locale: str
@@ -330,6 +317,7 @@ class Handoff(Contract):
 
     ticket_id: str
     dedupe_key: str
+    event_seq: int | None = None
     kind: HandoffKind
     recipients: list[str]
     summary: str
@@ -397,6 +385,15 @@ class Deadlines(Contract):
     auto_close: datetime | None = None
 
 
+class LastMessage(Contract):
+    """The latest words on the ticket, from anyone: what an agent looks at first."""
+
+    at: datetime
+    actor: Actor
+    audience: Audience
+    text: str
+
+
 class TicketState(Contract):
     ticket_id: str
     intake: Intake
@@ -437,6 +434,9 @@ class TicketState(Contract):
     seen_message_ids: list[str] = Field(default_factory=list)
     duplicate_of_earlier_run: bool = False
     runs: int = 1
+    # Numbers every outbox row the ticket queues (its dedupe key), so no two share one.
+    next_effect: int = 1
+    last_message: LastMessage | None = None
 
 
 class TicketInput(Contract):
@@ -454,6 +454,13 @@ class TicketView(Contract):
 
     ticket_id: str
     status: TicketStatus
+    # Who asked what, and through which channel (the intake).
+    subject: str
+    description: str
+    customer_id: str
+    tier: Tier
+    channel: Channel
+    locale: str
     classification: Classification
     tag: str
     assignee: str | None
@@ -468,6 +475,7 @@ class TicketView(Contract):
     waiting_for: str
     # Third parties engaged (dual track, SPEC §3), in the order they were engaged.
     partners: list[PartnerEngagement] = Field(default_factory=list)
+    last_message: LastMessage | None = None
 
 
 class TicketOutcome(Contract):

@@ -13,12 +13,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 PURE_MODULES = (
     "workflows.vocabulary",
+    "workflows.primitives",
+    "workflows.events",
     "workflows.policy",
     "workflows.contracts",
     "workflows.classification",
     "workflows.ticket_rules",
     "workflows.search_attributes",
-    "activities.names",
+    "workflows.activity_names",
 )
 
 

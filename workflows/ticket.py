@@ -17,6 +17,7 @@ were decided and a handler never waits on a slow department system.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,33 +26,31 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names as activity
+    from workflows import activity_names as activity
+    from workflows import events as ev
     from workflows import policy as rules
     from workflows import search_attributes as sa
     from workflows import ticket_rules
     from workflows.classification import classify_intake
     from workflows.contracts import (
-        SYSTEM,
+        ACTIONS,
         Action,
         ActionSignal,
-        Actor,
         Assign,
         Classification,
         Classify,
         Close,
         CustomerMessage,
         CustomerReply,
-        CustomerReplyKind,
         Deadlines,
         Dispatch,
-        DomainEvent,
         EngagePartner,
         EventBatch,
-        EventType,
         Handoff,
         HandoffKind,
         IntakeClaim,
         IntakeClaimResult,
+        LastMessage,
         MessageKind,
         PartnerCallback,
         PartnerEngagement,
@@ -60,16 +59,18 @@ with workflow.unsafe.imports_passed_through():
         RecordReviewDecision,
         Resolve,
         Respond,
-        TicketAction,
         TicketInput,
         TicketOutcome,
         TicketState,
         TicketView,
         WorkOrderState,
+        action_name,
     )
+    from workflows.primitives import SYSTEM, Actor
     from workflows.vocabulary import (
         Category,
         CloseReason,
+        CustomerReplyKind,
         Milestone,
         Priority,
         Role,
@@ -90,6 +91,10 @@ _STORE_TIMEOUT = timedelta(seconds=15)
 _EFFECTS_STORED_WITH_EVENTS = "effects-stored-with-events"
 # Patch: a closed ticket asks for CSAT / NPS and waits policy.feedback_window for them.
 _FEEDBACK_WINDOW = "feedback-window"
+# Patch: every agent reply is an event of its own (`agent_replied`), with its words; before,
+# only the first one was recorded (`first_responded`), so later replies shifted no seq.
+# Old runs keep the old numbering, or their next appends would leave gaps in the store.
+_EVERY_REPLY_RECORDED = "every-reply-recorded"
 # How many customer/partner message ids to remember for dropping redelivered signals.
 _SEEN_IDS_KEPT = 500
 
@@ -102,6 +107,11 @@ class TicketWorkflow:
         self._policy = start.policy
         self._woken = False
         self._indexed: dict[str, Any] = {}
+        self._every_reply_recorded = workflow.patched(_EVERY_REPLY_RECORDED)
+        for action in ACTIONS:
+            workflow.set_update_handler(
+                action_name(action), self._update_for(action), validator=self._validate
+            )
         if start.carried_state is not None:
             self._state = start.carried_state
             self._state.runs += 1
@@ -320,28 +330,34 @@ class TicketWorkflow:
         deadlines.upgrade_review = now + rules.scaled(
             self._policy, self._policy.upgrade_review_after
         )
+        # The customer's words and the problem snapshot, kept with the ticket for good.
         self._record(
-            EventType.TICKET_OPENED,
-            SYSTEM,
-            channel=intake.channel.value,
-            tier=intake.tier.value,
-            customer_id=intake.customer_id,
-            category=classification.category.value,
-            topic=classification.topic.value,
-            priority=classification.priority.value,
-            tag=state.tag,
-            reason=classification.reason,
-            sla_due_at=deadlines.sla.isoformat(),
-            first_response_due_at=deadlines.first_response.isoformat(),
+            ev.TicketOpened(
+                channel=intake.channel,
+                tier=intake.tier,
+                customer_id=intake.customer_id,
+                category=classification.category,
+                topic=classification.topic,
+                priority=classification.priority,
+                tag=state.tag,
+                reason=classification.reason,
+                sla_due_at=deadlines.sla,
+                first_response_due_at=deadlines.first_response,
+                subject=intake.subject,
+                description=intake.description,
+                locale=intake.locale,
+                attachments=list(intake.attachments),
+                context=intake.context,
+            ),
+            Actor(id=intake.customer_id, role=Role.CUSTOMER),
         )
         if not rules.is_live(self._policy, intake.channel):
+            seq = self._record(ev.Acknowledged(expect_progress_by=deadlines.sla), SYSTEM)
             self._message(
                 MessageKind.ACKNOWLEDGEMENT,
+                seq,
                 f"We have received your request. Expect progress by {deadlines.sla:%Y-%m-%d %H:%M} UTC.",
                 expect_progress_by=deadlines.sla.isoformat(),
-            )
-            self._record(
-                EventType.ACKNOWLEDGED, SYSTEM, expect_progress_by=deadlines.sla.isoformat()
             )
         self._start_urgent_flows(classification, previous=None)
         return state
@@ -351,22 +367,23 @@ class TicketWorkflow:
         if now_is.priority is Priority.E and (
             previous is None or previous.priority is not Priority.E
         ):
+            seq = self._record(
+                ev.EmergencyGroupConvened(groups=list(self._policy.emergency_group)), SYSTEM
+            )
             self._hand_off(
                 HandoffKind.EMERGENCY_GROUP,
+                seq,
                 list(self._policy.emergency_group),
                 "E-level: temporary solution due within the SLA",
-            )
-            self._record(
-                EventType.EMERGENCY_GROUP_CONVENED,
-                SYSTEM,
-                groups=list(self._policy.emergency_group),
             )
         if now_is.category is Category.ACCOUNT_SECURITY and (
             previous is None or previous.category is not Category.ACCOUNT_SECURITY
         ):
             risk = self._policy.route_by_category[Category.ACCOUNT_SECURITY]
-            self._hand_off(HandoffKind.RISK_CONTROL, [risk], "account security: start risk control")
-            self._record(EventType.RISK_CONTROL_STARTED, SYSTEM)
+            seq = self._record(ev.RiskControlStarted(), SYSTEM)
+            self._hand_off(
+                HandoffKind.RISK_CONTROL, seq, [risk], "account security: start risk control"
+            )
 
     # ------------------------------------------------------------ deadlines
 
@@ -396,17 +413,17 @@ class TicketWorkflow:
         state.first_response_breached = True
         state.standby_requested = True
         target = rules.first_response_window(self._policy, state.intake.channel, state.intake.tier)
+        seq = self._record(ev.FirstResponseBreached(target_seconds=target.total_seconds()), SYSTEM)
         self._message(
             MessageKind.AUTO_REPLY,
+            seq,
             "Thank you for waiting: an agent will be with you shortly.",
         )
         self._hand_off(
             HandoffKind.SUPERVISOR_STANDBY,
+            seq,
             [self._policy.supervisor_queue],
             f"no first response within {target.total_seconds():.0f} s: human on standby",
-        )
-        self._record(
-            EventType.FIRST_RESPONSE_BREACHED, SYSTEM, target_seconds=target.total_seconds()
         )
 
     def _sla_breached(self) -> None:
@@ -414,17 +431,19 @@ class TicketWorkflow:
         state.sla_breached = True
         state.escalated = True
         target = rules.sla_target(self._policy, state.classification.priority)
+        seq = self._record(
+            ev.SlaBreached(
+                priority=state.classification.priority,
+                milestone=state.sla_milestone,
+                due_at=workflow.now(),
+            ),
+            SYSTEM,
+        )
         self._hand_off(
             HandoffKind.SLA_ESCALATION,
+            seq,
             [self._policy.supervisor_queue],
             f"SLA breached: {target.promise}",
-        )
-        self._record(
-            EventType.SLA_BREACHED,
-            SYSTEM,
-            priority=state.classification.priority.value,
-            milestone=state.sla_milestone.value,
-            due_at=workflow.now().isoformat(),
         )
 
     def _daily_progress_check(self, now: datetime) -> None:
@@ -444,13 +463,14 @@ class TicketWorkflow:
         if silent:
             for department in silent:
                 state.work_orders[department].reminded_at = now
+            seq = self._record(ev.ProgressReminded(departments=silent), SYSTEM)
             self._hand_off(
                 HandoffKind.PROGRESS_REMINDER,
+                seq,
                 silent,
                 f"daily progress due before {self._policy.progress_check_at:%H:%M} "
                 f"{self._policy.time_zone}",
             )
-            self._record(EventType.PROGRESS_REMINDED, SYSTEM, departments=silent)
         self._arm_progress_check(now)
 
     def _convene_upgrade_review(self, now: datetime) -> None:
@@ -458,13 +478,14 @@ class TicketWorkflow:
         state.reviews_convened += 1
         state.escalated = True
         board = list(self._policy.upgrade_review_board)
+        seq = self._record(ev.UpgradeReviewConvened(number=state.reviews_convened), SYSTEM)
         self._hand_off(
             HandoffKind.UPGRADE_REVIEW,
+            seq,
             board,
             f"no breakthrough within {self._policy.upgrade_review_after}: upgrade review",
             number=state.reviews_convened,
         )
-        self._record(EventType.UPGRADE_REVIEW_CONVENED, SYSTEM, number=state.reviews_convened)
         state.deadlines.upgrade_review = now + rules.scaled(
             self._policy, self._policy.upgrade_review_after
         )
@@ -473,17 +494,16 @@ class TicketWorkflow:
         waiting = [p for p in self._state.partners.values() if p.answered_at is None]
         for engagement in waiting:
             engagement.updates_sent += 1
+            seq = self._record(
+                ev.PartnerUpdateSent(partner=engagement.partner, number=engagement.updates_sent),
+                SYSTEM,
+            )
             self._message(
                 MessageKind.PARTNER_PROGRESS,
+                seq,
                 "Our specialist team is still working with our partner; next update within "
                 f"{self._policy.partner_update_every}.",
                 partner_update=engagement.updates_sent,
-            )
-            self._record(
-                EventType.PARTNER_UPDATE_SENT,
-                SYSTEM,
-                partner=engagement.partner,
-                number=engagement.updates_sent,
             )
         if waiting:
             self._state.deadlines.partner_update = now + rules.scaled(
@@ -498,147 +518,79 @@ class TicketWorkflow:
 
     # ------------------------------------------------------------ agent and department actions
 
-    @workflow.update
-    def respond(self, action: Respond) -> TicketView:
-        return self._accept(action)
+    # Every action is an update of its own name (`respond`, `post_progress`, ...),
+    # registered in __init__ from the table of actions (workflows.contracts.ACTIONS): the
+    # update runs `_on_<name>` below, after `_validate` and ticket_rules accept it.
 
-    @respond.validator
-    def _validate_respond(self, action: Respond) -> None:
-        self._validate(action)
+    def _update_for(self, action: type[Action]) -> Callable[[Action], TicketView]:
+        def update(sent: Action) -> TicketView:
+            return self._accept(sent)
 
-    @workflow.update
-    def classify(self, action: Classify) -> TicketView:
-        return self._accept(action)
-
-    @classify.validator
-    def _validate_classify(self, action: Classify) -> None:
-        self._validate(action)
-
-    @workflow.update
-    def assign(self, action: Assign) -> TicketView:
-        return self._accept(action)
-
-    @assign.validator
-    def _validate_assign(self, action: Assign) -> None:
-        self._validate(action)
-
-    @workflow.update
-    def dispatch(self, action: Dispatch) -> TicketView:
-        return self._accept(action)
-
-    @dispatch.validator
-    def _validate_dispatch(self, action: Dispatch) -> None:
-        self._validate(action)
-
-    @workflow.update
-    def post_progress(self, action: PostProgress) -> TicketView:
-        return self._accept(action)
-
-    @post_progress.validator
-    def _validate_post_progress(self, action: PostProgress) -> None:
-        self._validate(action)
-
-    @workflow.update
-    def record_milestone(self, action: RecordMilestone) -> TicketView:
-        return self._accept(action)
-
-    @record_milestone.validator
-    def _validate_record_milestone(self, action: RecordMilestone) -> None:
-        self._validate(action)
-
-    @workflow.update
-    def engage_partner(self, action: EngagePartner) -> TicketView:
-        return self._accept(action)
-
-    @engage_partner.validator
-    def _validate_engage_partner(self, action: EngagePartner) -> None:
-        self._validate(action)
-
-    @workflow.update
-    def resolve(self, action: Resolve) -> TicketView:
-        return self._accept(action)
-
-    @resolve.validator
-    def _validate_resolve(self, action: Resolve) -> None:
-        self._validate(action)
-
-    @workflow.update
-    def close(self, action: Close) -> TicketView:
-        return self._accept(action)
-
-    @close.validator
-    def _validate_close(self, action: Close) -> None:
-        self._validate(action)
-
-    @workflow.update
-    def record_review_decision(self, action: RecordReviewDecision) -> TicketView:
-        return self._accept(action)
-
-    @record_review_decision.validator
-    def _validate_record_review_decision(self, action: RecordReviewDecision) -> None:
-        self._validate(action)
+        # The SDK decodes an update's argument into the type its handler declares; this
+        # one handler serves every action, so it declares the one it is registered for.
+        update.__annotations__ = {"sent": action, "return": TicketView}
+        return update
 
     @workflow.signal
     def act(self, envelope: ActionSignal) -> None:
         """Fire-and-forget form of every action: a misfit becomes an event, never a failure."""
         action = envelope.action
-        if action.action_id is not None and not self._first_sighting(f"action:{action.action_id}"):
+        if not self._first_sighting_of(action):
             return
         reason = self._rejection(action)
         if reason is not None:
-            self._record(EventType.ACTION_REJECTED, action.actor, action=action.type, reason=reason)
+            self._record(
+                ev.ActionRejected(
+                    action=action.type,
+                    reason=reason,
+                    text=action.model_dump_json(exclude={"actor", "type", "action_id"}),
+                ),
+                action.actor,
+            )
             self._wake()
             return
         self._apply(action)
 
     def _validate(self, action: Action) -> None:
+        if self._seen(action):
+            return  # a resend of an action applied before: accepted, and applied once
         reason = self._rejection(action)
         if reason is not None:
             raise ApplicationError(reason, type="ActionRejected", non_retryable=True)
 
-    def _accept(self, action: TicketAction) -> TicketView:
-        self._apply(action)
+    def _accept(self, action: Action) -> TicketView:
+        if self._first_sighting_of(action):
+            self._apply(action)
         return self._view()
+
+    def _seen(self, action: Action) -> bool:
+        return (
+            action.action_id is not None
+            and f"action:{action.action_id}" in self._state.seen_message_ids
+        )
+
+    def _first_sighting_of(self, action: Action) -> bool:
+        """An action sent again with its `action_id` (a retry after a timeout, even into a
+        later run) is applied once."""
+        return action.action_id is None or self._first_sighting(f"action:{action.action_id}")
 
     def _rejection(self, action: Action) -> str | None:
         return ticket_rules.rejection(self._state, self._policy, action, workflow.now())
 
-    def _apply(self, action: TicketAction) -> None:
-        match action:
-            case Respond():
-                self._on_respond(action)
-            case Classify():
-                self._on_classify(action)
-            case Assign():
-                self._state.assignee = action.agent_id
-                self._record(EventType.ASSIGNED, action.actor, agent_id=action.agent_id)
-            case Dispatch():
-                self._on_dispatch(action)
-            case PostProgress():
-                self._on_progress(action)
-            case RecordMilestone():
-                self._on_milestone(action.milestone, action.actor, action.note)
-            case EngagePartner():
-                self._on_engage_partner(action)
-            case Resolve():
-                self._on_resolve(action)
-            case Close():
-                if action.root_cause:
-                    self._state.root_cause = action.root_cause
-                self._message(MessageKind.LONG_TERM_PLAN, action.long_term_plan)
-                self._close(CloseReason.LONG_TERM_PLAN, action.actor)
-            case RecordReviewDecision():
-                self._state.review_decisions.append(action.decision)
-                self._record(
-                    EventType.REVIEW_DECISION_RECORDED, action.actor, decision=action.decision
-                )
+    def _apply(self, action: Action) -> None:
+        handler: Callable[[Action], None] = getattr(self, f"_on_{action.type}")
+        handler(action)
         self._refresh_status(action.actor)
         self._wake()
 
     def _on_respond(self, action: Respond) -> None:
         state = self._state
         now = workflow.now()
-        self._message(MessageKind.AGENT_REPLY, action.message)
+        if self._every_reply_recorded:
+            seq = self._record(ev.AgentReplied(message=action.message), action.actor)
+        else:
+            seq = state.next_seq - 1  # runs before the patch: the reply had no event
+        self._message(MessageKind.AGENT_REPLY, seq, action.message)
         if state.first_response_at is None:
             state.first_response_at = now
             state.deadlines.first_response = None
@@ -647,11 +599,28 @@ class TicketWorkflow:
             )
             seconds = (now - state.opened_at).total_seconds()
             self._record(
-                EventType.FIRST_RESPONDED,
+                ev.FirstResponded(seconds=seconds, within_target=seconds <= target.total_seconds()),
                 action.actor,
-                seconds=seconds,
-                within_target=seconds <= target.total_seconds(),
             )
+
+    def _on_assign(self, action: Assign) -> None:
+        self._state.assignee = action.agent_id
+        self._record(ev.Assigned(agent_id=action.agent_id), action.actor)
+
+    def _on_record_milestone(self, action: RecordMilestone) -> None:
+        self._on_milestone(action.milestone, action.actor, action.note)
+
+    def _on_close(self, action: Close) -> None:
+        if action.root_cause:
+            self._state.root_cause = action.root_cause
+        self._close(CloseReason.LONG_TERM_PLAN, action.actor, long_term_plan=action.long_term_plan)
+
+    def _on_record_review_decision(self, action: RecordReviewDecision) -> None:
+        self._state.review_decisions.append(action.decision)
+        self._record(
+            ev.ReviewDecisionRecorded(decision=action.decision, attendees=action.attendees),
+            action.actor,
+        )
 
     def _on_classify(self, action: Classify) -> None:
         state = self._state
@@ -671,16 +640,17 @@ class TicketWorkflow:
             if not state.sla_breached:
                 state.deadlines.sla = rules.sla_due(self._policy, action.priority, state.opened_at)
         self._record(
-            EventType.CLASSIFIED,
+            ev.Classified(
+                category=action.category,
+                topic=action.topic,
+                priority=action.priority,
+                tag=state.tag,
+                previous_tag=previous_tag,
+                reason=action.reason,
+                automatic=False,
+                sla_due_at=state.deadlines.sla,
+            ),
             action.actor,
-            category=action.category.value,
-            topic=action.topic.value,
-            priority=action.priority.value,
-            tag=state.tag,
-            previous_tag=previous_tag,
-            reason=action.reason,
-            automatic=False,
-            sla_due_at=state.deadlines.sla.isoformat() if state.deadlines.sla else None,
         )
         self._start_urgent_flows(state.classification, previous=previous)
 
@@ -695,26 +665,31 @@ class TicketWorkflow:
         for department in new:
             state.work_orders[department] = WorkOrderState(department=department, opened_at=now)
         state.transfers += len(new)
-        self._hand_off(HandoffKind.WORK_ORDER, new, action.note, snapshot=True)
-        self._record(EventType.DISPATCHED, action.actor, departments=new, transfers=state.transfers)
+        seq = self._record(
+            ev.Dispatched(departments=new, transfers=state.transfers, note=action.note),
+            action.actor,
+        )
+        self._hand_off(HandoffKind.WORK_ORDER, seq, new, action.note, snapshot=True)
         if state.deadlines.progress_check is None:
             self._arm_progress_check(now)
 
-    def _on_progress(self, action: PostProgress) -> None:
+    def _on_post_progress(self, action: PostProgress) -> None:
         state = self._state
         now = workflow.now()
         order = state.work_orders[action.department]
         since = order.reminded_at or order.last_progress_at or order.opened_at
         order.last_progress_at = now
         self._record(
-            EventType.PROGRESS_POSTED,
+            ev.ProgressPosted(
+                department=action.department,
+                response_seconds=(now - since).total_seconds(),
+                note=action.note,
+            ),
             action.actor,
-            department=action.department,
-            response_seconds=(now - since).total_seconds(),
         )
         if action.work_order_done:
             order.done = True
-            self._record(EventType.WORK_ORDER_DONE, action.actor, department=action.department)
+            self._record(ev.WorkOrderDone(department=action.department), action.actor)
             self._arm_progress_check(now)
 
     def _on_milestone(self, milestone: Milestone, actor: Actor, note: str) -> None:
@@ -733,7 +708,7 @@ class TicketWorkflow:
             state.sla_met_at = now
             state.deadlines.sla = None
         self._record(
-            EventType.MILESTONE_RECORDED, actor, milestone=milestone.value, meets_sla=meets_sla
+            ev.MilestoneRecorded(milestone=milestone, meets_sla=meets_sla, note=note), actor
         )
 
     def _on_engage_partner(self, action: EngagePartner) -> None:
@@ -742,8 +717,18 @@ class TicketWorkflow:
         state.partners[action.partner] = PartnerEngagement(
             partner=action.partner, engaged_at=now, expected_by=action.expected_by
         )
+        seq = self._record(
+            ev.PartnerEngaged(
+                partner=action.partner,
+                expected_by=action.expected_by,
+                problem=action.problem,
+                checkpoints=action.checkpoints,
+            ),
+            action.actor,
+        )
         self._hand_off(
             HandoffKind.PARTNER_CONTACT,
+            seq,
             [action.partner],
             action.problem,
             expected_by=action.expected_by.isoformat(),
@@ -753,15 +738,10 @@ class TicketWorkflow:
         every = self._policy.partner_update_every
         self._message(
             MessageKind.PARTNER_HANDOFF,
+            seq,
             f"Your case has been handed to a specialist team; we will update you every {every}.",
         )
         state.deadlines.partner_update = now + rules.scaled(self._policy, every)
-        self._record(
-            EventType.PARTNER_ENGAGED,
-            action.actor,
-            partner=action.partner,
-            expected_by=action.expected_by.isoformat(),
-        )
 
     def _on_resolve(self, action: Resolve) -> None:
         state = self._state
@@ -775,22 +755,27 @@ class TicketWorkflow:
         deadlines.partner_update = None
         deadlines.first_response = None
         deadlines.auto_close = now + rules.scaled(self._policy, self._policy.auto_close_after)
+        seq = self._record(
+            ev.Resolved(
+                result_kind=action.result_kind,
+                root_cause=action.root_cause,
+                resolution_seconds=(now - state.opened_at).total_seconds(),
+                message=action.message,
+                compensation=action.compensation,
+            ),
+            action.actor,
+        )
         self._message(
             MessageKind.RESULT,
+            seq,
             action.message,
             result_kind=action.result_kind.value,
             compensation=action.compensation,
         )
         self._message(
             MessageKind.CONFIRMATION_REQUEST,
+            seq,
             "Is your problem solved? Reply 'solved' or 'not solved'.",
-        )
-        self._record(
-            EventType.RESOLVED,
-            action.actor,
-            result_kind=action.result_kind.value,
-            root_cause=action.root_cause,
-            resolution_seconds=(now - state.opened_at).total_seconds(),
         )
 
     # ------------------------------------------------------------ customers and partners
@@ -809,7 +794,8 @@ class TicketWorkflow:
                 self._record_score(reply, customer)
             else:
                 self._record(
-                    EventType.CUSTOMER_REPLIED, customer, kind=reply.kind.value, after_close=True
+                    ev.CustomerReplied(kind=reply.kind, after_close=True, text=reply.text),
+                    customer,
                 )
             self._wake()
             return
@@ -820,14 +806,14 @@ class TicketWorkflow:
             case CustomerReplyKind.CSAT | CustomerReplyKind.NPS:
                 self._record_score(reply, customer)
             case CustomerReplyKind.SOLVED if resolved:
-                self._record(EventType.CUSTOMER_REPLIED, customer, kind=reply.kind.value)
+                self._record(ev.CustomerReplied(kind=reply.kind, text=reply.text), customer)
                 self._close(CloseReason.CUSTOMER_CONFIRMED, customer)
             case CustomerReplyKind.NOT_SOLVED if resolved:
-                self._record(EventType.CUSTOMER_REPLIED, customer, kind=reply.kind.value)
+                self._record(ev.CustomerReplied(kind=reply.kind, text=reply.text), customer)
                 self._reopen(customer)
             case _:
                 # A new request restarts the 72 h quiet period before auto-close.
-                self._record(EventType.CUSTOMER_REPLIED, customer, kind=reply.kind.value)
+                self._record(ev.CustomerReplied(kind=reply.kind, text=reply.text), customer)
                 if state.deadlines.auto_close is not None:
                     state.deadlines.auto_close = workflow.now() + rules.scaled(
                         self._policy, self._policy.auto_close_after
@@ -839,17 +825,19 @@ class TicketWorkflow:
         low, high = (1, 5) if reply.kind is CustomerReplyKind.CSAT else (0, 10)
         if reply.score is None or not low <= reply.score <= high:
             self._record(
-                EventType.ACTION_REJECTED,
+                ev.ActionRejected(
+                    action=reply.kind.value,
+                    reason=f"{reply.kind.value} score must be {low}-{high}, got {reply.score}",
+                    text=reply.text,
+                ),
                 customer,
-                action=reply.kind.value,
-                reason=f"{reply.kind.value} score must be {low}-{high}, got {reply.score}",
             )
         elif reply.kind is CustomerReplyKind.CSAT:
             self._state.csat = reply.score
-            self._record(EventType.CSAT_RECORDED, customer, score=reply.score)
+            self._record(ev.CsatRecorded(score=reply.score, text=reply.text), customer)
         else:
             self._state.nps = reply.score
-            self._record(EventType.NPS_RECORDED, customer, score=reply.score)
+            self._record(ev.NpsRecorded(score=reply.score, text=reply.text), customer)
 
     def _reopen(self, customer: Actor) -> None:
         state = self._state
@@ -860,7 +848,7 @@ class TicketWorkflow:
         state.deadlines.upgrade_review = now + rules.scaled(
             self._policy, self._policy.upgrade_review_after
         )
-        self._record(EventType.REOPENED, customer, count=state.reopen_count)
+        self._record(ev.Reopened(count=state.reopen_count), customer)
 
     @workflow.signal
     def partner_callback(self, callback: PartnerCallback) -> None:
@@ -873,16 +861,21 @@ class TicketWorkflow:
         engagement = state.partners.get(callback.partner)
         if engagement is None or engagement.answered_at is not None:
             self._record(
-                EventType.ACTION_REJECTED,
+                ev.ActionRejected(
+                    action="partner_callback",
+                    reason=f"no open engagement with partner {callback.partner}",
+                    text=callback.answer,
+                ),
                 partner,
-                action="partner_callback",
-                reason=f"no open engagement with partner {callback.partner}",
             )
         else:
             if callback.final:
                 engagement.answered_at = workflow.now()
             self._record(
-                EventType.PARTNER_ANSWERED, partner, partner=callback.partner, final=callback.final
+                ev.PartnerAnswered(
+                    partner=callback.partner, final=callback.final, answer=callback.answer
+                ),
+                partner,
             )
             if all(p.answered_at is not None for p in state.partners.values()):
                 state.deadlines.partner_update = None
@@ -891,12 +884,17 @@ class TicketWorkflow:
 
     # ------------------------------------------------------------ closing (§4)
 
-    def _close(self, reason: CloseReason, actor: Actor) -> None:
+    def _close(self, reason: CloseReason, actor: Actor, long_term_plan: str | None = None) -> None:
         state = self._state
         state.closed_at = workflow.now()
         state.close_reason = reason
         state.deadlines = Deadlines()
-        self._record(EventType.CLOSED, actor, reason=reason.value, root_cause=state.root_cause)
+        seq = self._record(
+            ev.Closed(reason=reason, root_cause=state.root_cause, long_term_plan=long_term_plan),
+            actor,
+        )
+        if long_term_plan is not None:
+            self._message(MessageKind.LONG_TERM_PLAN, seq, long_term_plan)
         self._refresh_status(actor)
         self._ask_for_feedback()
 
@@ -909,13 +907,14 @@ class TicketWorkflow:
         state = self._state
         until = workflow.now() + window
         state.feedback_until = until
+        seq = self._record(ev.FeedbackRequested(until=until), SYSTEM)
         self._message(
             MessageKind.SATISFACTION_SURVEY,
+            seq,
             "How satisfied are you with how we handled this (1-5)? And how likely are you "
             "to recommend us (0-10)?",
             until=until.isoformat(),
         )
-        self._record(EventType.FEEDBACK_REQUESTED, SYSTEM, until=until.isoformat())
 
     # ------------------------------------------------------------ queries
 
@@ -935,29 +934,43 @@ class TicketWorkflow:
         if new is not state.status:
             old = state.status
             state.status = new
-            self._record(EventType.STATUS_CHANGED, actor, **{"from": old.value, "to": new.value})
+            self._record(ev.StatusChanged(previous=old, to=new), actor)
 
-    def _record(self, event: EventType, actor: Actor, **data: Any) -> None:
+    def _record(self, data: ev.EventPayload, actor: Actor) -> int:
+        """Queue one event for the next append; returns its seq."""
         state = self._state
-        state.pending_events.append(
-            DomainEvent(
-                ticket_id=state.ticket_id,
-                seq=state.next_seq,
-                type=event,
-                occurred_at=workflow.now(),
-                actor=actor,
-                data=data,
-            )
+        event = ev.DomainEvent(
+            ticket_id=state.ticket_id,
+            seq=state.next_seq,
+            occurred_at=workflow.now(),
+            actor=actor,
+            data=data,
         )
+        state.pending_events.append(event)
         state.next_seq += 1
+        words = data.words()
+        if words is not None and data.audience is not None:
+            state.last_message = LastMessage(
+                at=event.occurred_at, actor=actor, audience=data.audience, text=words
+            )
+        return event.seq
 
-    def _message(self, kind: MessageKind, text: str, **data: Any) -> None:
+    def _effect_key(self, seq: int, kind: str) -> str:
+        """An outbox row's identity: the event that sent it, and a number of its own (one
+        event may send several rows; a reply before the every-reply patch sent none)."""
+        state = self._state
+        key = f"{state.ticket_id}:{seq}:{kind}:{state.next_effect}"
+        state.next_effect += 1
+        return key
+
+    def _message(self, kind: MessageKind, seq: int, text: str, **data: Any) -> None:
         state = self._state
         intake = state.intake
         state.pending_messages.append(
             CustomerMessage(
                 ticket_id=state.ticket_id,
-                dedupe_key=f"{state.ticket_id}:{state.next_seq}:{kind.value}",
+                dedupe_key=self._effect_key(seq, kind.value),
+                event_seq=seq,
                 channel=intake.channel,
                 customer_id=intake.customer_id,
                 locale=intake.locale,
@@ -970,6 +983,7 @@ class TicketWorkflow:
     def _hand_off(
         self,
         kind: HandoffKind,
+        seq: int,
         recipients: list[str],
         summary: str,
         *,
@@ -985,7 +999,8 @@ class TicketWorkflow:
         state.pending_handoffs.append(
             Handoff(
                 ticket_id=state.ticket_id,
-                dedupe_key=f"{state.ticket_id}:{state.next_seq}:{kind.value}",
+                dedupe_key=self._effect_key(seq, kind.value),
+                event_seq=seq,
                 kind=kind,
                 recipients=recipients,
                 summary=summary,
@@ -1057,9 +1072,16 @@ class TicketWorkflow:
 
     def _view(self) -> TicketView:
         state = self._state
+        intake = state.intake
         return TicketView(
             ticket_id=state.ticket_id,
             status=state.status,
+            subject=intake.subject,
+            description=intake.description,
+            customer_id=intake.customer_id,
+            tier=intake.tier,
+            channel=intake.channel,
+            locale=intake.locale,
             classification=state.classification,
             tag=state.tag,
             assignee=state.assignee,
@@ -1073,6 +1095,7 @@ class TicketWorkflow:
             events_recorded=state.next_seq - 1,
             waiting_for=ticket_rules.waiting_for(state),
             partners=sorted(state.partners.values(), key=lambda p: p.engaged_at),
+            last_message=state.last_message,
         )
 
     def _outcome(self) -> TicketOutcome:

@@ -83,3 +83,13 @@ class Role(StrEnum):
     DEPARTMENT = "department"
     CUSTOMER = "customer"
     PARTNER = "partner"
+
+
+class CustomerReplyKind(StrEnum):
+    """What a customer's reply says: a message, the answer to "is it solved?", or a rating."""
+
+    MESSAGE = "message"
+    SOLVED = "solved"
+    NOT_SOLVED = "not_solved"
+    CSAT = "csat"
+    NPS = "nps"

@@ -6,7 +6,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workflows.contracts import SYSTEM, Actor, DomainEvent, EventBatch, EventType
+from workflows.contracts import EventBatch
+from workflows.events import DomainEvent, EventType
+from workflows.primitives import SYSTEM, Actor
 from workflows.vocabulary import Role
 
 T0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
@@ -27,14 +29,87 @@ def event(
     at: datetime | None = None,
     actor: Actor = SYSTEM,
 ) -> DomainEvent:
-    return DomainEvent(
-        ticket_id=ticket_id,
-        seq=seq,
-        type=type,
-        occurred_at=at if at is not None else T0 + timedelta(minutes=seq),
-        actor=actor,
-        data=data or {},
+    """An event as the store reads one back: `data` in the stored (untyped) shape, on top
+    of a minimal valid payload of its type, and upcast like stored events are."""
+    return DomainEvent.model_validate(
+        {
+            "ticket_id": ticket_id,
+            "seq": seq,
+            "type": type,
+            "occurred_at": at if at is not None else T0 + timedelta(minutes=seq),
+            "actor": actor,
+            "data": {**MINIMAL[type], **(data or {})},
+        }
     )
+
+
+# A valid payload of every event type, with every field a person's words go in.
+MINIMAL: dict[EventType, dict[str, Any]] = {
+    EventType.TICKET_OPENED: {
+        "channel": "email",
+        "tier": "standard",
+        "customer_id": "cust-42",
+        "category": "business_inquiry",
+        "topic": "other",
+        "priority": "B",
+        "tag": "咨詢-其他-B級",
+        "reason": "no keyword matched",
+        "sla_due_at": (T0 + timedelta(hours=24)).isoformat(),
+        "first_response_due_at": (T0 + timedelta(hours=24)).isoformat(),
+        "subject": "无法提现",
+        "description": "提現一直失敗",
+        "locale": "zh-CN",
+    },
+    EventType.DUPLICATE_INTAKE: {},
+    EventType.ACKNOWLEDGED: {"expect_progress_by": T0.isoformat()},
+    EventType.CLASSIFIED: {
+        "category": "technical_fault",
+        "topic": "payment",
+        "priority": "A",
+        "tag": "故障-支付-A級",
+        "reason": "the customer was charged twice",
+    },
+    EventType.EMERGENCY_GROUP_CONVENED: {"groups": ["tech"]},
+    EventType.RISK_CONTROL_STARTED: {},
+    EventType.FIRST_RESPONDED: {"seconds": 12.0, "within_target": True},
+    EventType.FIRST_RESPONSE_BREACHED: {"target_seconds": 30.0},
+    EventType.AGENT_REPLIED: {"message": "我们正在处理"},
+    EventType.ASSIGNED: {"agent_id": "agent-7"},
+    EventType.DISPATCHED: {"departments": ["tech"], "transfers": 1, "note": "please check"},
+    EventType.PROGRESS_POSTED: {"department": "tech", "response_seconds": 60.0, "note": "found it"},
+    EventType.WORK_ORDER_DONE: {"department": "tech"},
+    EventType.PROGRESS_REMINDED: {"departments": ["tech"]},
+    EventType.MILESTONE_RECORDED: {"milestone": "cause_located", "meets_sla": True, "note": "db"},
+    EventType.SLA_BREACHED: {
+        "priority": "A",
+        "milestone": "cause_located",
+        "due_at": T0.isoformat(),
+    },
+    EventType.UPGRADE_REVIEW_CONVENED: {"number": 1},
+    EventType.REVIEW_DECISION_RECORDED: {"decision": "hotfix tonight", "attendees": ["lead-1"]},
+    EventType.PARTNER_ENGAGED: {
+        "partner": "sf-express",
+        "expected_by": T0.isoformat(),
+        "problem": "parcel lost",
+        "checkpoints": ["scan"],
+    },
+    EventType.PARTNER_UPDATE_SENT: {"partner": "sf-express", "number": 1},
+    EventType.PARTNER_ANSWERED: {"partner": "sf-express", "final": True, "answer": "found"},
+    EventType.RESOLVED: {
+        "result_kind": "technical",
+        "root_cause": "產品缺陷-支付流程",
+        "resolution_seconds": 600.0,
+        "message": "fixed",
+    },
+    EventType.CUSTOMER_REPLIED: {"kind": "message", "text": "还是不行"},
+    EventType.REOPENED: {"count": 1},
+    EventType.FEEDBACK_REQUESTED: {"until": T0.isoformat()},
+    EventType.CSAT_RECORDED: {"score": 4, "text": "quick"},
+    EventType.NPS_RECORDED: {"score": 9},
+    EventType.STATUS_CHANGED: {"previous": "new", "to": "in_progress"},
+    EventType.ACTION_REJECTED: {"action": "assign", "reason": "already assigned"},
+    EventType.CLOSED: {"reason": "long_term_plan", "long_term_plan": "next release"},
+}
 
 
 def batch(events: list[DomainEvent]) -> EventBatch:
@@ -57,6 +132,7 @@ def lifecycle(ticket_id: str) -> list[DomainEvent]:
                 "tag": "故障-支付-A級",
                 "sla_due_at": (T0 + timedelta(hours=4)).isoformat(),
                 "first_response_due_at": (T0 + timedelta(seconds=30)).isoformat(),
+                "reason": "支付 keyword",
             },
             SYSTEM,
         ),

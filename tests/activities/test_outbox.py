@@ -15,19 +15,13 @@ from temporalio.testing import ActivityEnvironment
 from activities import all_activities
 from activities.database import Pool
 from activities.event_store import EventStore
-from activities.names import HANDOFF_ACTIVITY
 from activities.outbox import Outbox
 from tests.activities.factories import event, new_ticket_id
-from workflows.contracts import (
-    Actor,
-    CustomerMessage,
-    EventBatch,
-    EventType,
-    Handoff,
-    HandoffKind,
-    MessageKind,
-)
+from workflows.activity_names import HANDOFF_ACTIVITY
+from workflows.contracts import CustomerMessage, EventBatch, Handoff, HandoffKind, MessageKind
+from workflows.events import Dispatched, EventType
 from workflows.policy import ServicePolicy
+from workflows.primitives import Actor
 from workflows.vocabulary import Channel, Priority, Role
 
 POLICY = ServicePolicy()
@@ -302,10 +296,12 @@ def test_handoff_mapping_covers_every_kind() -> None:
 
 
 def test_activity_names_import_without_database_driver() -> None:
-    """Workflow code imports activities.names; asyncpg must not come along."""
+    """Workflow code imports workflows.activity_names; asyncpg must not come along, nor
+    the activities package."""
     probe = (
-        "import sys, activities.names; "
-        "heavy = {'asyncpg', 'structlog', 'activities.outbox', 'activities.event_store'}; "
+        "import sys, workflows.activity_names; "
+        "heavy = {'asyncpg', 'structlog', 'activities', 'activities.outbox', "
+        "'activities.event_store'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     result = subprocess.run(
@@ -325,12 +321,15 @@ async def test_nul_in_free_text_is_stored_as_a_replacement_character(
     store = EventStore(pg_pool, outbox)
     ticket_id = new_ticket_id()
     sent = effects_batch(ticket_id, departments=["tech"])
-    sent.events[1].data["note"] = "crash\x00log"
+    dispatch = sent.events[1].data
+    assert isinstance(dispatch, Dispatched)
+    dispatch.note = "crash\x00log"
     sent.handoffs[1].data["description"] = "app\x00crash"
 
     assert await store.append_events(sent) == 2
 
     [_, dispatched] = await store.events(ticket_id)
-    assert dispatched.data["note"] == "crash\ufffdlog"
+    assert isinstance(dispatched.data, Dispatched)
+    assert dispatched.data.note == "crash\ufffdlog"
     rows = await rows_of(pg_pool, ticket_id)
     assert rows[-1]["payload"]["data"]["description"] == "app\ufffdcrash"

@@ -9,7 +9,7 @@ import pytest
 
 from activities.projection import ProjectionError, TicketRow, project, project_all
 from tests.activities.factories import T0, event, lifecycle, new_ticket_id
-from workflows.contracts import EventType
+from workflows.events import EventType
 
 
 def expected_after_lifecycle(ticket_id: str) -> TicketRow:
@@ -41,6 +41,9 @@ def expected_after_lifecycle(ticket_id: str) -> TicketRow:
         resolved_at=at(17),
         closed_at=at(21),
         close_reason="customer_confirmed",
+        # Closed, so nothing is due any more.
+        subject="无法提现",
+        due_at=None,
         csat=4,
         nps=9,
         last_seq=21,
@@ -111,21 +114,32 @@ def test_event_of_another_ticket_is_refused() -> None:
         project(row, event(new_ticket_id(), 2, EventType.ASSIGNED, {"agent_id": "a"}))
 
 
-def test_missing_or_null_keys_keep_the_current_value() -> None:
+def test_due_at_is_the_sla_still_to_keep() -> None:
+    """The list's attention order: the SLA instant while unmet and open, then nothing."""
     ticket_id = new_ticket_id()
-    due = (T0 + timedelta(hours=24)).isoformat()
+    due = T0 + timedelta(hours=24)
     row = project(
         None,
         event(ticket_id, 1, EventType.TICKET_OPENED, {"priority": "B", "sla_due_at": due}),
     )
-    row = project(
-        row,
-        event(ticket_id, 2, EventType.CLASSIFIED, {"category": "business_inquiry", "tag": None}),
-    )
-    assert row.priority == "B"
-    assert row.sla_due_at == T0 + timedelta(hours=24)
-    assert row.category == "business_inquiry"
-    assert row.tag is None
+    assert (row.due_at, row.subject) == (due, "无法提现")
+    # Raised to A: the promise moves with the priority.
+    sooner = T0 + timedelta(hours=4)
+    row = project(row, event(ticket_id, 2, EventType.CLASSIFIED, {"sla_due_at": sooner}))
+    assert (row.priority, row.due_at, row.sla_due_at) == ("A", sooner, sooner)
+    row = project(row, event(ticket_id, 3, EventType.MILESTONE_RECORDED, {"meets_sla": False}))
+    assert row.due_at == sooner
+    row = project(row, event(ticket_id, 4, EventType.MILESTONE_RECORDED, {"meets_sla": True}))
+    assert row.due_at is None
+    assert row.sla_due_at == sooner
+
+
+def test_closing_takes_a_ticket_off_the_attention_order() -> None:
+    ticket_id = new_ticket_id()
+    row = project(None, event(ticket_id, 1, EventType.TICKET_OPENED))
+    assert row.due_at is not None
+    row = project(row, event(ticket_id, 2, EventType.CLOSED))
+    assert row.due_at is None
 
 
 def test_only_the_first_response_counts() -> None:

@@ -27,8 +27,8 @@ from activities.database import Pool
 from api.access import hash_key, new_key
 from api.app import Services, create_app
 from api.server import build_services
+from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
 from workers.main import build_worker
-from workers.settings import ApiKeyEntry, ApiSettings, Settings
 from workflows.policy import ServicePolicy
 
 BASE_URL = "http://ticketflow.test"
@@ -49,7 +49,7 @@ T = TypeVar("T")
 @dataclass
 class Stack:
     env: WorkflowEnvironment
-    settings: Settings
+    settings: ApiConfig
     services: Services
     app: FastAPI
     http: httpx.AsyncClient
@@ -139,7 +139,7 @@ async def stack(dev_env: WorkflowEnvironment, pg_pool: Pool) -> AsyncIterator[St
     worker = build_worker(dev_env.client, task_queue, pg_pool, policy)
     running = asyncio.create_task(worker.run())
     keys = {role: new_key() for role in ROLES}
-    settings = Settings(task_queue=task_queue, policy=policy, api=api_settings(keys))
+    settings = ApiConfig(task_queue=task_queue, policy=policy, api=api_settings(keys))
     services = await build_services(settings, dev_env.client, pg_pool)
     app = create_app(services)
     transport = httpx.ASGITransport(app=app)

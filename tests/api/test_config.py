@@ -12,8 +12,9 @@ import pytest
 
 from api.access import KeyRing, configured_keys, hash_key, new_key
 from api.dev_keys import DEV_ROLES, prepare_dev_api
+from api.settings import ApiKeyEntry, ApiSettings, ConfigurationError
 from tests.api.conftest import Stack
-from workers.settings import ConfigurationError, Settings, load_settings
+from workers.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -60,34 +61,33 @@ def test_keys_file_adds_to_the_configured_keys(tmp_path: Path) -> None:
         f'[[keys]]\nname = "ops"\nrole = "operator"\nsha256 = "{hash_key(key)}"\n',
         encoding="utf-8",
     )
-    settings = Settings(api={"keys_file": path})
-    ring = KeyRing(configured_keys(settings.api))
+    settings = ApiSettings(keys_file=path)
+    ring = KeyRing(configured_keys(settings))
     assert ring.authenticate(key) is not None
     assert ring.authenticate("tfk_other") is None
 
     path.write_text('[[keys]]\nname = "ops"\nrole = "root"\nsha256 = "x"\n', encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"keys\.toml"):
-        configured_keys(settings.api)
+        configured_keys(settings)
 
 
 def test_dev_keys_are_made_once_per_data_directory(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    first, banner = prepare_dev_api(settings)
-    again, _ = prepare_dev_api(settings)
-    assert {entry.role for entry in first.api.keys} == set(DEV_ROLES)
-    assert first.api.keys == again.api.keys  # stable across restarts
+    first, banner = prepare_dev_api(ApiSettings(), tmp_path)
+    again, _ = prepare_dev_api(ApiSettings(), tmp_path)
+    assert {entry.role for entry in first.keys} == set(DEV_ROLES)
+    assert first.keys == again.keys  # stable across restarts
     stored = tmp_path / "api-dev-keys.json"
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     keys = json.loads(stored.read_text())["keys"]
     for role in DEV_ROLES:
         assert keys[role] in banner
-    assert "sf-express" in first.api.partner_secrets
+    assert "sf-express" in first.partner_secrets
 
 
 def test_configured_keys_switch_dev_keys_off(tmp_path: Path) -> None:
-    entry = {"name": "a", "role": "agent", "sha256": hash_key(new_key())}
-    settings = Settings(data_dir=tmp_path, api={"keys": [entry]})
-    prepared, banner = prepare_dev_api(settings)
+    entry = ApiKeyEntry(name="a", role="agent", sha256=hash_key(new_key()))
+    settings = ApiSettings(keys=[entry])
+    prepared, banner = prepare_dev_api(settings, tmp_path)
     assert prepared is settings
     assert "from configuration" in banner
     assert not (tmp_path / "api-dev-keys.json").exists()

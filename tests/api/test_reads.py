@@ -3,6 +3,8 @@ the read model with filters and cursor pages."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,8 +78,12 @@ async def test_list_filters_and_pages_the_read_model(stack: Stack) -> None:
     )
     items = {i["ticket_id"]: i for i in page["items"]}
     assert ours <= set(items)
-    opened = [i["opened_at"] for i in page["items"]]
-    assert opened == sorted(opened, reverse=True)  # newest first
+    # What needs attention first: the SLA due soonest (none last), then the priority.
+    assert [_attention(i) for i in page["items"]] == sorted(_attention(i) for i in page["items"])
+    assert items[vip]["subject"] == "无法提现"
+    newest = await _listed(stack, opened_after=since, sort="newest", limit=200)
+    opened = [i["opened_at"] for i in newest["items"]]
+    assert opened == sorted(opened, reverse=True)
 
     vip_only = await _listed(stack, opened_after=since, tier="vip")
     assert [i["ticket_id"] for i in vip_only["items"]] == [vip]
@@ -94,20 +100,65 @@ async def test_list_filters_and_pages_the_read_model(stack: Stack) -> None:
     by_priority = await _listed(stack, opened_after=since, priority=["E", "A"])
     assert {i["ticket_id"] for i in by_priority["items"]} <= ours
 
-    # One at a time, by cursor: each ticket once, in the same order.
-    walked: list[str] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"opened_after": since, "limit": 1}
-        if cursor:
-            params["cursor"] = cursor
-        page = await _listed(stack, **params)
-        walked += [i["ticket_id"] for i in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert walked == [i["ticket_id"] for i in (await _listed(stack, opened_after=since))["items"]]
-    assert len(walked) == len(set(walked)) >= 3
+    # One at a time, by cursor: each ticket once, in the same order, in either order.
+    for sort in ("attention", "newest"):
+        walked: list[str] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"opened_after": since, "limit": 1, "sort": sort}
+            if cursor:
+                params["cursor"] = cursor
+            page = await _listed(stack, **params)
+            walked += [i["ticket_id"] for i in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        whole = await _listed(stack, opened_after=since, sort=sort)
+        assert walked == [i["ticket_id"] for i in whole["items"]]
+        assert len(walked) == len(set(walked)) >= 3
+
+
+_RANK = {"E": 0, "A": 1, "B": 2, "C": 3}
+
+
+def _attention(item: dict[str, Any]) -> tuple[datetime, int, datetime, str]:
+    due = (
+        datetime.fromisoformat(item["due_at"])
+        if item["due_at"]
+        else datetime.max.replace(tzinfo=UTC)
+    )
+    return (
+        due,
+        _RANK[item["priority"]],
+        datetime.fromisoformat(item["opened_at"]),
+        item["ticket_id"],
+    )
+
+
+async def test_list_filters_by_assignee_and_unassigned(stack: Stack) -> None:
+    since = datetime.now(UTC).isoformat()
+    taken = (await stack.open())["ticket_id"]
+    free = (await stack.open())["ticket_id"]
+    assigned = await stack.act(taken, "assignment", {"agent_id": "agent-42"})
+    assert assigned.status_code == 200, assigned.text
+    page = await eventually(
+        lambda: _listed(stack, opened_after=since, assignee="agent-42"),
+        lambda p: bool(p["items"]),
+    )
+    assert [i["ticket_id"] for i in page["items"]] == [taken]
+    unassigned = await _listed(stack, opened_after=since, unassigned="true")
+    assert [i["ticket_id"] for i in unassigned["items"]] == [free]
+    anyone = await _listed(stack, opened_after=since, unassigned="false")
+    assert [i["ticket_id"] for i in anyone["items"]] == [taken]
+
+
+async def test_unknown_query_parameter_is_refused_not_ignored(stack: Stack) -> None:
+    response = await stack.http.get(
+        "/v1/tickets", params={"stauts": "new"}, headers=stack.auth("agent")
+    )
+    assert response.status_code == 422, response.text
+    assert "stauts" in response.json()["detail"]
+    assert "status" in response.json()["detail"]
 
 
 async def test_list_refuses_what_it_cannot_read(stack: Stack) -> None:
@@ -119,6 +170,14 @@ async def test_list_refuses_what_it_cannot_read(stack: Stack) -> None:
         {"limit": 201},
         {"opened_after": "yesterday"},
         {"breached": "maybe"},
+        {"sort": "oldest"},
+        {"sort": "newest", "cursor": _attention_cursor()},
     ):
         response = await stack.http.get("/v1/tickets", params=params, headers=agent)
         assert response.status_code == 422, params
+
+
+def _attention_cursor() -> str:
+    """A well-formed cursor of the attention order, sent with another order."""
+    raw = json.dumps(["attention", "2026-01-01T00:00:00+00:00", "ticket-x", None, 2])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

@@ -51,6 +51,18 @@ def test_bad_settings_are_one_line_and_a_failure(
     assert "unknown time zone 'Nowhere/Land'" in capsys.readouterr().err
 
 
+def test_api_without_a_database_is_one_line_and_a_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DATABASE_URL", "TICKETFLOW_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # never reached
+    assert main(["api"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("ticketflow api: the API reads the worker's PostgreSQL")
+    assert error.count("\n") == 1
+
+
 def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])

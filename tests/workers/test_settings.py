@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from api.settings import ApiSettings
 from workers.settings import ConfigurationError, Settings, load_settings
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Milestone, Priority
@@ -147,3 +148,12 @@ def test_bad_policy_files_name_the_problem(
 
 def test_settings_class_stays_usable_directly() -> None:
     assert Settings(task_queue="q").task_queue == "q"
+
+
+def test_the_api_is_handed_its_settings_and_the_tickets_it_serves() -> None:
+    policy = ServicePolicy(time_scale=60)
+    settings = Settings(task_queue="q", policy=policy, api={"port": 9000})
+    config = settings.api_config()
+    assert (config.task_queue, config.policy, config.api) == ("q", policy, settings.api)
+    other = ApiSettings(port=9001)
+    assert settings.api_config(other).api is other

@@ -28,20 +28,15 @@ from temporalio.worker import Interceptor, Worker
 from api.client import ActionRejected, OpenedTicket, TicketClient
 from workers.cluster import register_search_attributes
 from workers.main import build_worker
-from workflows.contracts import (
-    Actor,
-    ContextSnapshot,
-    Intake,
-    Resolve,
-    TicketAction,
-    TicketOutcome,
-)
+from workflows.contracts import Intake, Resolve, TicketAction, TicketOutcome
 from workflows.policy import ServicePolicy
+from workflows.primitives import Actor, ContextSnapshot
 from workflows.vocabulary import Channel, ResultKind, Role, Tier
 
 # What the event store holds after intake → respond → resolve → "solved" → closed.
 STANDARD_LIFECYCLE_EVENTS = [
     "ticket_opened",
+    "agent_replied",
     "first_responded",
     "status_changed",
     "milestone_recorded",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from workflows.classification import classify_intake, fold
-from workflows.contracts import ContextSnapshot, Intake
+from workflows.contracts import Intake
 from workflows.policy import ServicePolicy, tag_for
+from workflows.primitives import ContextSnapshot
 from workflows.vocabulary import Category, Channel, Priority, Topic
 
 

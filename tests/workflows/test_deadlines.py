@@ -107,7 +107,7 @@ async def test_e_level_convenes_emergency_group_at_once_and_fix_meets_sla(desk: 
     await desk.skip(timedelta(hours=1), tid)
     assert "sla_breached" not in await desk.event_types(tid)
     assert data_of(await desk.events(tid), "milestone_recorded") == [
-        {"milestone": "temporary_fix", "meets_sla": True}
+        {"milestone": "temporary_fix", "meets_sla": True, "note": "rolled back"}
     ]
 
 
@@ -181,7 +181,7 @@ async def test_no_breakthrough_in_24h_convenes_upgrade_review(desk: Desk) -> Non
     assert view.escalated
     await desk.settled(tid)
     assert data_of(await desk.events(tid), "review_decision_recorded") == [
-        {"decision": "escalate to bank partner"}
+        {"decision": "escalate to bank partner", "attendees": ["lead-1"]}
     ]
 
 

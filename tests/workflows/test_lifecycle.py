@@ -8,14 +8,9 @@ import pytest
 from temporalio.service import RPCError
 
 from tests.workflows.conftest import AGENT, STANDARD_LIFECYCLE_EVENTS, Desk, DeskFactory, resolve
-from workflows.contracts import (
-    Close,
-    CustomerReply,
-    CustomerReplyKind,
-    Respond,
-)
+from workflows.contracts import Close, CustomerReply, Respond
 from workflows.policy import ServicePolicy
-from workflows.vocabulary import CloseReason, TicketStatus
+from workflows.vocabulary import CloseReason, CustomerReplyKind, TicketStatus
 
 
 async def test_standard_lifecycle_closes_on_customer_confirmation(desk: Desk) -> None:
@@ -186,7 +181,7 @@ async def test_ratings_sent_after_closing_are_recorded(desk: Desk) -> None:
         "csat_recorded",
         "nps_recorded",
     ]
-    assert events[-3]["data"] == {"kind": "message", "after_close": True}
+    assert events[-3]["data"] == {"kind": "message", "after_close": True, "text": "谢谢"}
     row = await desk.pool.fetchrow("SELECT csat, nps FROM tickets WHERE ticket_id = $1", tid)
     assert row is not None and (row["csat"], row["nps"]) == (4, 9)
     survey = [r for r in await desk.outbox(tid) if r["kind"].endswith("satisfaction_survey")]

@@ -20,7 +20,6 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from activities import names
 from tests.workflows.conftest import (
     AGENT,
     STANDARD_LIFECYCLE_EVENTS,
@@ -31,15 +30,10 @@ from tests.workflows.conftest import (
     resolve,
 )
 from workers.devspec import DevServerSpec
-from workflows.contracts import (
-    CustomerReply,
-    CustomerReplyKind,
-    Dispatch,
-    PostProgress,
-    Respond,
-)
+from workflows import activity_names as names
+from workflows.contracts import CustomerReply, Dispatch, PostProgress, Respond
 from workflows.policy import ServicePolicy
-from workflows.vocabulary import TicketStatus
+from workflows.vocabulary import CustomerReplyKind, TicketStatus
 
 RESOLVE = resolve()
 

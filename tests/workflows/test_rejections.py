@@ -16,7 +16,6 @@ from workflows.contracts import (
     ActionSignal,
     Close,
     CustomerReply,
-    CustomerReplyKind,
     Dispatch,
     EngagePartner,
     PostProgress,
@@ -24,7 +23,7 @@ from workflows.contracts import (
     RecordReviewDecision,
     Resolve,
 )
-from workflows.vocabulary import Milestone, ResultKind, TicketStatus
+from workflows.vocabulary import CustomerReplyKind, Milestone, ResultKind, TicketStatus
 
 RESOLVE = Resolve(
     actor=AGENT, result_kind=ResultKind.TECHNICAL, message="fixed", root_cause="產品缺陷-訂單頁"

@@ -12,24 +12,35 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import (
+    Interceptor,
+    Replayer,
+    StartActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+from temporalio.workflow import ActivityHandle
 
 from tests.workflows.conftest import AGENT, TECH, Desk, resolve
+from workflows.activity_names import APPEND_EVENTS
 from workflows.contracts import (
     CustomerReply,
-    CustomerReplyKind,
     Dispatch,
     EngagePartner,
+    EventBatch,
     PartnerCallback,
     PostProgress,
     Respond,
 )
 from workflows.sandbox import workflow_runner
 from workflows.ticket import TicketWorkflow
+from workflows.vocabulary import CustomerReplyKind
 
 HISTORIES = Path(__file__).parent / "histories"
 RESOLVE = resolve()
@@ -103,9 +114,10 @@ def test_histories_are_saved() -> None:
     scenarios = {"standard_lifecycle", "departments_partner_reopen_autoclose"}
     assert scenarios <= set(SAVED)
     # Recorded before the "effects-stored-with-events" patch (one activity per message
-    # and hand-off) and before the "feedback-window" patch (the run ends at closing).
+    # and hand-off), before the "feedback-window" patch (the run ends at closing) and
+    # before the "every-reply-recorded" patch (only the first agent reply was an event).
     # Runs like these may still be open when a worker upgrades.
-    for before in ("effects_one_by_one", "before_feedback_window"):
+    for before in ("effects_one_by_one", "before_feedback_window", "before_every_reply_recorded"):
         assert {f"{name}.{before}" for name in scenarios} <= set(SAVED)
 
 
@@ -114,3 +126,62 @@ async def test_saved_histories_replay(name: str) -> None:
     history = WorkflowHistory.from_json(name, SAVED[name])
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{name}: {result.replay_failure}"
+
+
+class _RecordAppends(Interceptor):
+    """Collects the events of every append the workflow schedules, replay included."""
+
+    def __init__(self) -> None:
+        self.appended: list[tuple[int, str]] = []
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor] | None:
+        appended = self.appended
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def start_activity(self, input: StartActivityInput) -> ActivityHandle[Any]:
+                if input.activity == APPEND_EVENTS:
+                    [batch] = input.args
+                    appended.extend((e.seq, e.type.value) for e in batch.events)
+                return self.next.start_activity(input)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound
+
+
+def _stored_by_history(history: WorkflowHistory) -> list[tuple[int, str]]:
+    """The events each append of the recorded run carried, decoded with today's models
+    (older payload shapes are upcast)."""
+    converter = pydantic_data_converter.payload_converter
+    stored: list[tuple[int, str]] = []
+    for event in history.events:
+        if not event.HasField("activity_task_scheduled_event_attributes"):
+            continue
+        attributes = event.activity_task_scheduled_event_attributes
+        if attributes.activity_type.name != APPEND_EVENTS:
+            continue
+        [batch] = converter.from_payloads(attributes.input.payloads, [EventBatch])
+        stored.extend((e.seq, e.type.value) for e in batch.events)
+    return stored
+
+
+@pytest.mark.parametrize("name", sorted(SAVED))
+async def test_replay_numbers_events_as_the_recorded_run_did(name: str) -> None:
+    """Commands alone do not show it: a run that upgrades mid-way must go on numbering its
+    events as it did, or its next appends leave gaps (or collide) in the event store."""
+    history = WorkflowHistory.from_json(name, SAVED[name])
+    recorder = _RecordAppends()
+    replaying = Replayer(
+        workflows=[TicketWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+        interceptors=[recorder],
+    )
+    await replaying.replay_workflow(history)
+    stored = _stored_by_history(history)
+    assert stored, "the recorded run appended events"
+    assert recorder.appended == stored

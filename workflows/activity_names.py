@@ -1,8 +1,10 @@
 """Activity names, importable from workflow code.
 
-The workflow schedules activities by these names, so this module must stay cheap and
-sandbox-safe: no asyncpg, no structlog, nothing but the contracts' enums. Import it
-through `workflow.unsafe.imports_passed_through()` like the contracts.
+The workflow schedules activities by these names and the activities register under them,
+so they live beside the contracts rather than in `activities`: workflow code never imports
+the activities package. This module must stay cheap and sandbox-safe: no asyncpg, no
+structlog, nothing but the contracts' enums. Import it through
+`workflow.unsafe.imports_passed_through()` like the contracts.
 """
 
 from __future__ import annotations

@@ -1,0 +1,83 @@
+"""A ticket's conversation, read back in order from the event store.
+
+Pure: `conversation(events, messages)` folds the ticket's events (the words people said,
+`workflows.events`) and the customer messages of its outbox (what the system said on
+its own: acknowledgements, automatic replies, confirmation requests, surveys) into one
+list. A message whose event already holds the words (an agent's reply, a result, a
+long-term plan) is shown once, as its event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.events import Audience, DomainEvent, TicketOpened
+from workflows.primitives import SYSTEM, Actor
+
+
+class OutboxMessage(BaseModel):
+    """A customer message as the outbox holds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_seq: int | None  # None: written before rows named their event
+    kind: str
+    channel: str
+    text: str
+    created_at: datetime
+
+
+class ThreadEntry(BaseModel):
+    seq: int | None = Field(description="The event that holds these words, if one does.")
+    at: datetime
+    actor: Actor
+    kind: str = Field(description="The event type, or `message:<kind>` for a system message.")
+    audience: Audience
+    channel: str | None = Field(description="The customer's channel for what they read or wrote.")
+    text: str
+
+
+class Thread(BaseModel):
+    ticket_id: str
+    entries: list[ThreadEntry]
+
+
+def conversation(events: list[DomainEvent], messages: list[OutboxMessage]) -> list[ThreadEntry]:
+    channel = next((e.data.channel.value for e in events if isinstance(e.data, TicketOpened)), None)
+    entries: list[tuple[tuple[datetime, int, int], ThreadEntry]] = []
+    worded: set[int] = set()
+    for event in events:
+        words = event.data.words()
+        audience = event.data.audience
+        if words is None or audience is None:
+            continue
+        worded.add(event.seq)
+        entry = ThreadEntry(
+            seq=event.seq,
+            at=event.occurred_at,
+            actor=event.actor,
+            kind=event.type.value,
+            audience=audience,
+            channel=channel if audience is Audience.CUSTOMER else None,
+            text=words,
+        )
+        entries.append(((event.occurred_at, event.seq, 0), entry))
+    at_seq = {event.seq: event.occurred_at for event in events}
+    for position, message in enumerate(messages, start=1):
+        if message.event_seq is not None and message.event_seq in worded:
+            continue
+        at = at_seq.get(message.event_seq or 0, message.created_at)
+        entry = ThreadEntry(
+            seq=message.event_seq,
+            at=at,
+            actor=SYSTEM,
+            kind=f"message:{message.kind}",
+            audience=Audience.CUSTOMER,
+            channel=message.channel,
+            text=message.text,
+        )
+        # After the event that sent it; in outbox order among messages of one instant.
+        entries.append(((at, message.event_seq or 0, position), entry))
+    return [entry for _, entry in sorted(entries, key=lambda pair: pair[0])]

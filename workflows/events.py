@@ -1,0 +1,463 @@
+"""The ticket's typed record: one model per kind of event.
+
+A `DomainEvent` is the envelope (ticket, seq, when, who) around one payload model, chosen
+by its `type`. The workflow builds these models, the event store writes them as jsonb
+(the `type` column holds the discriminator), and the projection, the thread and the
+API read them back as the same models.
+
+Every word a person sends is in its event: the intake's subject and description, every
+agent reply, customer replies, partner answers, progress and milestone notes, review
+decisions, results and long-term plans. `Audience` and `words()` say which events make
+up the conversation (`GET /v1/tickets/{id}/thread`) and who reads them.
+
+Events written by older code still read: `upcast` turns their payloads into the
+current models (fields they lacked take their defaults, renamed keys are renamed).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from workflows.primitives import Actor, ContextSnapshot, Contract
+from workflows.vocabulary import (
+    Category,
+    Channel,
+    CloseReason,
+    CustomerReplyKind,
+    Milestone,
+    Priority,
+    ResultKind,
+    TicketStatus,
+    Tier,
+    Topic,
+)
+
+
+def _utc(value: datetime) -> datetime:
+    # The workflow writes aware UTC instants; a naive one (an old or hand-written
+    # payload) is read as UTC, never as the reader's local time.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+Instant = Annotated[datetime, AfterValidator(_utc)]
+
+
+class EventType(StrEnum):
+    TICKET_OPENED = "ticket_opened"
+    DUPLICATE_INTAKE = "duplicate_intake"
+    ACKNOWLEDGED = "acknowledged"
+    CLASSIFIED = "classified"
+    EMERGENCY_GROUP_CONVENED = "emergency_group_convened"
+    RISK_CONTROL_STARTED = "risk_control_started"
+    FIRST_RESPONDED = "first_responded"
+    FIRST_RESPONSE_BREACHED = "first_response_breached"
+    AGENT_REPLIED = "agent_replied"
+    ASSIGNED = "assigned"
+    DISPATCHED = "dispatched"
+    PROGRESS_POSTED = "progress_posted"
+    WORK_ORDER_DONE = "work_order_done"
+    PROGRESS_REMINDED = "progress_reminded"
+    MILESTONE_RECORDED = "milestone_recorded"
+    SLA_BREACHED = "sla_breached"
+    UPGRADE_REVIEW_CONVENED = "upgrade_review_convened"
+    REVIEW_DECISION_RECORDED = "review_decision_recorded"
+    PARTNER_ENGAGED = "partner_engaged"
+    PARTNER_UPDATE_SENT = "partner_update_sent"
+    PARTNER_ANSWERED = "partner_answered"
+    RESOLVED = "resolved"
+    CUSTOMER_REPLIED = "customer_replied"
+    REOPENED = "reopened"
+    FEEDBACK_REQUESTED = "feedback_requested"
+    CSAT_RECORDED = "csat_recorded"
+    NPS_RECORDED = "nps_recorded"
+    STATUS_CHANGED = "status_changed"
+    ACTION_REJECTED = "action_rejected"
+    CLOSED = "closed"
+
+
+class Audience(StrEnum):
+    """Who reads an entry of the conversation."""
+
+    CUSTOMER = "customer"  # said to or by the customer, on the ticket's channel
+    INTERNAL = "internal"  # between agents, departments, partners and reviewers
+
+
+class EventData(Contract):
+    """A payload. Subclasses name their `type` and, if a person speaks in them, the
+    audience of those words."""
+
+    audience: ClassVar[Audience | None] = None
+
+    def words(self) -> str | None:
+        """What a person said in this event, if anything."""
+        return None
+
+
+# ---------------------------------------------------------------- intake (SPEC §1, §2)
+
+
+class TicketOpened(EventData):
+    type: Literal[EventType.TICKET_OPENED] = EventType.TICKET_OPENED
+    audience = Audience.CUSTOMER
+    channel: Channel
+    tier: Tier
+    customer_id: str
+    category: Category
+    topic: Topic
+    priority: Priority
+    tag: str
+    reason: str
+    sla_due_at: Instant
+    first_response_due_at: Instant
+    # Recorded since the typed record; None on tickets opened before it.
+    subject: str | None = None
+    description: str | None = None
+    locale: str | None = None
+    attachments: list[str] = Field(default_factory=list)
+    context: ContextSnapshot | None = None
+
+    def words(self) -> str | None:
+        said = [text for text in (self.subject, self.description) if text]
+        return "\n\n".join(said) or None
+
+
+class DuplicateIntake(EventData):
+    type: Literal[EventType.DUPLICATE_INTAKE] = EventType.DUPLICATE_INTAKE
+    duplicate_of: str | None = None
+
+
+class Acknowledged(EventData):
+    type: Literal[EventType.ACKNOWLEDGED] = EventType.ACKNOWLEDGED
+    expect_progress_by: Instant
+
+
+class Classified(EventData):
+    type: Literal[EventType.CLASSIFIED] = EventType.CLASSIFIED
+    audience = Audience.INTERNAL
+    category: Category
+    topic: Topic
+    priority: Priority
+    tag: str
+    previous_tag: str | None = None
+    reason: str
+    automatic: bool = False
+    sla_due_at: Instant | None = None
+
+    def words(self) -> str | None:
+        return None if self.automatic else self.reason
+
+
+class EmergencyGroupConvened(EventData):
+    type: Literal[EventType.EMERGENCY_GROUP_CONVENED] = EventType.EMERGENCY_GROUP_CONVENED
+    groups: list[str]
+
+
+class RiskControlStarted(EventData):
+    type: Literal[EventType.RISK_CONTROL_STARTED] = EventType.RISK_CONTROL_STARTED
+
+
+# ---------------------------------------------------------------- handling (SPEC §3)
+
+
+class FirstResponded(EventData):
+    type: Literal[EventType.FIRST_RESPONDED] = EventType.FIRST_RESPONDED
+    seconds: float
+    within_target: bool
+
+
+class FirstResponseBreached(EventData):
+    type: Literal[EventType.FIRST_RESPONSE_BREACHED] = EventType.FIRST_RESPONSE_BREACHED
+    target_seconds: float
+
+
+class AgentReplied(EventData):
+    """Every reply an agent sends the customer (the first one also records
+    `first_responded`)."""
+
+    type: Literal[EventType.AGENT_REPLIED] = EventType.AGENT_REPLIED
+    audience = Audience.CUSTOMER
+    message: str
+
+    def words(self) -> str | None:
+        return self.message
+
+
+class Assigned(EventData):
+    type: Literal[EventType.ASSIGNED] = EventType.ASSIGNED
+    agent_id: str
+
+
+class Dispatched(EventData):
+    type: Literal[EventType.DISPATCHED] = EventType.DISPATCHED
+    audience = Audience.INTERNAL
+    departments: list[str]
+    transfers: int
+    note: str | None = None
+
+    def words(self) -> str | None:
+        return self.note
+
+
+class ProgressPosted(EventData):
+    type: Literal[EventType.PROGRESS_POSTED] = EventType.PROGRESS_POSTED
+    audience = Audience.INTERNAL
+    department: str
+    response_seconds: float
+    note: str | None = None
+
+    def words(self) -> str | None:
+        return self.note
+
+
+class WorkOrderDone(EventData):
+    type: Literal[EventType.WORK_ORDER_DONE] = EventType.WORK_ORDER_DONE
+    department: str
+
+
+class ProgressReminded(EventData):
+    type: Literal[EventType.PROGRESS_REMINDED] = EventType.PROGRESS_REMINDED
+    departments: list[str]
+
+
+class MilestoneRecorded(EventData):
+    type: Literal[EventType.MILESTONE_RECORDED] = EventType.MILESTONE_RECORDED
+    audience = Audience.INTERNAL
+    milestone: Milestone
+    meets_sla: bool
+    note: str | None = None
+
+    def words(self) -> str | None:
+        return self.note
+
+
+class SlaBreached(EventData):
+    type: Literal[EventType.SLA_BREACHED] = EventType.SLA_BREACHED
+    priority: Priority
+    milestone: Milestone
+    due_at: Instant
+
+
+class UpgradeReviewConvened(EventData):
+    type: Literal[EventType.UPGRADE_REVIEW_CONVENED] = EventType.UPGRADE_REVIEW_CONVENED
+    number: int
+
+
+class ReviewDecisionRecorded(EventData):
+    type: Literal[EventType.REVIEW_DECISION_RECORDED] = EventType.REVIEW_DECISION_RECORDED
+    audience = Audience.INTERNAL
+    decision: str
+    attendees: list[str] = Field(default_factory=list)
+
+    def words(self) -> str | None:
+        return self.decision
+
+
+class PartnerEngaged(EventData):
+    type: Literal[EventType.PARTNER_ENGAGED] = EventType.PARTNER_ENGAGED
+    audience = Audience.INTERNAL
+    partner: str
+    expected_by: Instant
+    problem: str | None = None
+    checkpoints: list[str] = Field(default_factory=list)
+
+    def words(self) -> str | None:
+        return self.problem
+
+
+class PartnerUpdateSent(EventData):
+    type: Literal[EventType.PARTNER_UPDATE_SENT] = EventType.PARTNER_UPDATE_SENT
+    partner: str
+    number: int
+
+
+class PartnerAnswered(EventData):
+    type: Literal[EventType.PARTNER_ANSWERED] = EventType.PARTNER_ANSWERED
+    audience = Audience.INTERNAL
+    partner: str
+    final: bool
+    answer: str | None = None
+
+    def words(self) -> str | None:
+        return self.answer
+
+
+# ---------------------------------------------------------------- closure (SPEC §4, §5)
+
+
+class Resolved(EventData):
+    type: Literal[EventType.RESOLVED] = EventType.RESOLVED
+    audience = Audience.CUSTOMER
+    result_kind: ResultKind
+    root_cause: str
+    resolution_seconds: float
+    message: str | None = None
+    compensation: str | None = None
+
+    def words(self) -> str | None:
+        if self.message and self.compensation:
+            return f"{self.message}\n\n{self.compensation}"
+        return self.message
+
+
+class CustomerReplied(EventData):
+    type: Literal[EventType.CUSTOMER_REPLIED] = EventType.CUSTOMER_REPLIED
+    audience = Audience.CUSTOMER
+    kind: CustomerReplyKind
+    after_close: bool = False
+    text: str | None = None
+
+    def words(self) -> str | None:
+        # "Solved" / "not solved" is an answer even without text.
+        return self.text or (None if self.kind is CustomerReplyKind.MESSAGE else self.kind.value)
+
+
+class Reopened(EventData):
+    type: Literal[EventType.REOPENED] = EventType.REOPENED
+    count: int
+
+
+class FeedbackRequested(EventData):
+    type: Literal[EventType.FEEDBACK_REQUESTED] = EventType.FEEDBACK_REQUESTED
+    until: Instant
+
+
+class CsatRecorded(EventData):
+    type: Literal[EventType.CSAT_RECORDED] = EventType.CSAT_RECORDED
+    audience = Audience.CUSTOMER
+    score: int = Field(ge=1, le=5)
+    text: str | None = None
+
+    def words(self) -> str | None:
+        return f"CSAT {self.score}" + (f": {self.text}" if self.text else "")
+
+
+class NpsRecorded(EventData):
+    type: Literal[EventType.NPS_RECORDED] = EventType.NPS_RECORDED
+    audience = Audience.CUSTOMER
+    score: int = Field(ge=0, le=10)
+    text: str | None = None
+
+    def words(self) -> str | None:
+        return f"NPS {self.score}" + (f": {self.text}" if self.text else "")
+
+
+class StatusChanged(EventData):
+    type: Literal[EventType.STATUS_CHANGED] = EventType.STATUS_CHANGED
+    previous: TicketStatus
+    to: TicketStatus
+
+
+class ActionRejected(EventData):
+    type: Literal[EventType.ACTION_REJECTED] = EventType.ACTION_REJECTED
+    audience = Audience.INTERNAL
+    action: str
+    reason: str
+    # What the refused sender said (a late partner answer, a misfit note): kept, not lost.
+    text: str | None = None
+
+    def words(self) -> str | None:
+        return self.text
+
+
+class Closed(EventData):
+    type: Literal[EventType.CLOSED] = EventType.CLOSED
+    audience = Audience.CUSTOMER
+    reason: CloseReason
+    root_cause: str | None = None
+    long_term_plan: str | None = None
+
+    def words(self) -> str | None:
+        return self.long_term_plan
+
+
+EventPayload = Annotated[
+    TicketOpened
+    | DuplicateIntake
+    | Acknowledged
+    | Classified
+    | EmergencyGroupConvened
+    | RiskControlStarted
+    | FirstResponded
+    | FirstResponseBreached
+    | AgentReplied
+    | Assigned
+    | Dispatched
+    | ProgressPosted
+    | WorkOrderDone
+    | ProgressReminded
+    | MilestoneRecorded
+    | SlaBreached
+    | UpgradeReviewConvened
+    | ReviewDecisionRecorded
+    | PartnerEngaged
+    | PartnerUpdateSent
+    | PartnerAnswered
+    | Resolved
+    | CustomerReplied
+    | Reopened
+    | FeedbackRequested
+    | CsatRecorded
+    | NpsRecorded
+    | StatusChanged
+    | ActionRejected
+    | Closed,
+    Field(discriminator="type"),
+]
+
+PAYLOADS: dict[EventType, type[EventData]] = {
+    model.model_fields["type"].default: model
+    for model in EventData.__subclasses__()  # every payload derives from EventData directly
+}
+
+
+class DomainEvent(Contract):
+    """One fact about a ticket. (ticket_id, seq) is its identity in the event store."""
+
+    ticket_id: str
+    seq: int = Field(ge=1)
+    occurred_at: Instant
+    actor: Actor
+    data: EventPayload
+
+    @property
+    def type(self) -> EventType:
+        return self.data.type
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upcast(cls, value: Any) -> Any:
+        """The stored shape (and the one before the typed record): `type` beside a
+        plain `data` object, which may lack fields added since."""
+        if isinstance(value, dict) and "type" in value:
+            value = dict(value)
+            kind = value.pop("type")
+            value["data"] = upcast(kind, value.get("data"))
+        return value
+
+
+# Keys older code wrote under another name, by event type.
+_RENAMED: dict[EventType, dict[str, str]] = {
+    EventType.STATUS_CHANGED: {"from": "previous"},
+}
+
+
+def upcast(kind: str, data: Any) -> Any:
+    """A stored payload (without its type) as the current model's input."""
+    if isinstance(data, EventData):
+        return data
+    found = dict(data or {})
+    renamed = _RENAMED.get(EventType(kind), {})
+    for old, new in renamed.items():
+        if old in found:
+            found[new] = found.pop(old)
+    found["type"] = kind
+    return found
+
+
+def stored_data(event: DomainEvent) -> dict[str, Any]:
+    """The payload as the events table's jsonb holds it: the type lives in its column."""
+    return event.data.model_dump(mode="json", exclude={"type"})
