@@ -3,7 +3,7 @@
 Pure: `conversation(events, messages)` folds the ticket's events (the words people said,
 `workflows.events`) and the customer messages of its outbox (what the system said on
 its own: acknowledgements, automatic replies, confirmation requests, surveys) into one
-list. A message whose event already holds the words (an agent's reply, a result, a
+list. A message that delivers its event's words (an agent's reply, a result, a
 long-term plan) is shown once, as its event.
 """
 
@@ -13,8 +13,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows.contracts import MessageKind
 from workflows.events import Audience, DomainEvent, TicketOpened
 from workflows.primitives import SYSTEM, Actor
+
+# Messages that carry a person's words already in their event.
+_DELIVERS_EVENT_WORDS = frozenset(
+    {MessageKind.AGENT_REPLY, MessageKind.RESULT, MessageKind.LONG_TERM_PLAN}
+)
 
 
 class OutboxMessage(BaseModel):
@@ -66,7 +72,7 @@ def conversation(events: list[DomainEvent], messages: list[OutboxMessage]) -> li
         entries.append(((event.occurred_at, event.seq, 0), entry))
     at_seq = {event.seq: event.occurred_at for event in events}
     for position, message in enumerate(messages, start=1):
-        if message.event_seq is not None and message.event_seq in worded:
+        if message.event_seq in worded and message.kind in _DELIVERS_EVENT_WORDS:
             continue
         at = at_seq.get(message.event_seq or 0, message.created_at)
         entry = ThreadEntry(

@@ -692,7 +692,7 @@ class TicketWorkflow:
             self._record(ev.WorkOrderDone(department=action.department), action.actor)
             self._arm_progress_check(now)
 
-    def _on_milestone(self, milestone: Milestone, actor: Actor, note: str) -> None:
+    def _on_milestone(self, milestone: Milestone, actor: Actor, note: str | None) -> None:
         state = self._state
         now = workflow.now()
         state.last_milestone_at = now
@@ -746,7 +746,8 @@ class TicketWorkflow:
     def _on_resolve(self, action: Resolve) -> None:
         state = self._state
         now = workflow.now()
-        self._on_milestone(Milestone.RESOLVED, action.actor, action.message)
+        # The words go in `resolved`; the milestone only marks the breakthrough.
+        self._on_milestone(Milestone.RESOLVED, action.actor, None)
         state.resolved_at = now
         state.result_kind = action.result_kind
         state.root_cause = action.root_cause

@@ -15,9 +15,16 @@ from activities.database import Pool, create_pool
 from activities.event_store import TICKET_LOCK_CLASS, EventStore
 from activities.outbox import Outbox
 from activities.projection import project_all
-from tests.activities.factories import T0, batch, event, lifecycle, new_ticket_id
+from tests.activities.factories import MINIMAL, T0, batch, event, lifecycle, new_ticket_id
 from workflows.contracts import EventBatch, Handoff, HandoffKind, IntakeClaim
-from workflows.events import EventType, TicketOpened, stored_data
+from workflows.events import (
+    PAYLOADS,
+    CustomerReplied,
+    EventType,
+    StatusChanged,
+    TicketOpened,
+    stored_data,
+)
 from workflows.policy import ServicePolicy
 from workflows.primitives import Actor
 from workflows.vocabulary import Channel, Priority, Role
@@ -402,3 +409,35 @@ async def test_any_ticket_id_is_safe_in_the_lock_statement(pg_pool: Pool) -> Non
     assert await EventStore(pg_pool).append_events(batch(events[2:])) == 2
     assert await EventStore(pg_pool).events(ticket_id) == events
     assert await EventStore(pg_pool).ticket(ticket_id) == project_all(None, events)
+
+
+# ---------------------------------------------------------------- the typed record
+
+
+async def test_every_event_type_round_trips_its_model(store: EventStore) -> None:
+    assert set(MINIMAL) == set(EventType), "a payload example for every event type"
+    ticket_id = new_ticket_id()
+    sent = [event(ticket_id, seq, kind) for seq, kind in enumerate(EventType, start=1)]
+    assert await store.append_events(batch(sent)) == len(sent)
+    back = await store.events(ticket_id)
+    assert back == sent
+    assert [type(e.data) for e in back] == [PAYLOADS[kind] for kind in EventType]
+
+
+async def test_events_written_by_older_code_still_read(store: EventStore, pg_pool: Pool) -> None:
+    """Before the typed record: no words, and `from` where `previous` is now."""
+    ticket_id = new_ticket_id()
+    await pg_pool.execute(
+        "INSERT INTO ticket_events (ticket_id, seq, type, occurred_at, actor_id, actor_role, data)"
+        " VALUES ($1, 1, 'status_changed', $2, 'agent-7', 'agent', $3),"
+        " ($1, 2, 'customer_replied', $2, 'c-1', 'customer', $4)",
+        ticket_id,
+        T0,
+        {"from": "new", "to": "in_progress"},
+        {"kind": "not_solved"},
+    )
+    changed, replied = await store.events(ticket_id)
+    assert isinstance(changed.data, StatusChanged)
+    assert (changed.data.previous, changed.data.to) == ("new", "in_progress")
+    assert isinstance(replied.data, CustomerReplied)
+    assert (replied.data.kind, replied.data.text) == ("not_solved", None)

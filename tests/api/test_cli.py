@@ -139,6 +139,47 @@ async def test_ticket_commands_through_the_served_api(
     assert capsys.readouterr().out.startswith("TICKET")
 
 
+async def test_retried_commands_apply_once(
+    stack: Stack, served: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`open --key` and `act --action-id` are safe to run again; the thread shows the words."""
+    monkeypatch.setenv("TICKETFLOW_API_URL", served)
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["agent"])
+    opening = ["ticket", "open", "--channel", "web_form", "--customer", "c-9"]
+    opening += ["--subject", "会员扣费两次", "--description", "本月会员费扣了两次"]
+
+    assert await cli(*opening) == 0
+    first = capsys.readouterr().out
+    key = next(line.split()[1] for line in first.splitlines() if line.startswith("key "))
+    tid = next(line.split()[1] for line in first.splitlines() if line.startswith("ticket "))
+    assert await cli(*opening, "--key", key, "--json") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["ticket_id"], again["created"], again["idempotency_key"]) == (tid, False, key)
+
+    assert await cli("ticket", "act", tid, "respond", "--message", "已退回一笔", "--json") == 0
+    action_id = json.loads(capsys.readouterr().out)["action_id"]
+    assert action_id.startswith("cli-")
+    resend = ["ticket", "act", tid, "respond", "--message", "已退回一笔", "--action-id", action_id]
+    assert await cli(*resend) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert next(line.split()[2] for line in shown if line.startswith("action id")) == action_id
+
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["backend"])
+    reply = ["ticket", "customer-reply", tid, "--reply-id", "sms-1", "--kind", "message"]
+    assert await cli(*reply, "--text", "收到, 谢谢") == 0
+    assert "accepted" in capsys.readouterr().out
+
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["agent"])
+    await stack.settled(tid)
+    assert await cli("ticket", "thread", tid) == 0
+    thread = capsys.readouterr().out
+    assert thread.splitlines()[0].split() == ["AT", "WHO", "FOR", "CHANNEL", "SAID"]
+    assert thread.count("已退回一笔") == 1
+    assert "customer c-9" in thread
+    assert "收到, 谢谢" in thread
+    assert "本月会员费扣了两次" in thread
+
+
 async def test_cli_errors_are_one_line_and_a_failure(
     stack: Stack, served: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -146,7 +146,10 @@ async def test_list_filters_by_assignee_and_unassigned(stack: Stack) -> None:
         lambda p: bool(p["items"]),
     )
     assert [i["ticket_id"] for i in page["items"]] == [taken]
-    unassigned = await _listed(stack, opened_after=since, unassigned="true")
+    unassigned = await eventually(
+        lambda: _listed(stack, opened_after=since, unassigned="true"),
+        lambda p: bool(p["items"]),
+    )
     assert [i["ticket_id"] for i in unassigned["items"]] == [free]
     anyone = await _listed(stack, opened_after=since, unassigned="false")
     assert [i["ticket_id"] for i in anyone["items"]] == [taken]
