@@ -61,7 +61,7 @@ TICKET_LOCK_CLASS = 0x7466  # "tf"
 # Parameters $1 (ticket id), $2..$7 (the events' column arrays) and $8.. (the outbox
 # rows' arrays, see activities.outbox.row_arrays) are the same in both append statements.
 # unnest turns the column arrays into rows; ORDER BY seq keeps global_position in seq order.
-_STORE_BATCH = f"""
+STORE_BATCH = f"""
     queued AS ({insert_rows_sql(8)}),
     inserted AS (
         INSERT INTO ticket_events ({_EVENT_COLUMNS})
@@ -103,7 +103,7 @@ _NOTHING_STORED_PAST_BATCH = (
     f"NOT EXISTS (SELECT FROM ticket_events WHERE ticket_id = $1 AND seq > {_BATCH_LAST_SEQ})"
 )
 _APPEND_ON_KNOWN_ROW = f"""
-    WITH {_STORE_BATCH},
+    WITH {STORE_BATCH},
     projected AS (
         {
     _upsert_ticket_sql(
@@ -121,7 +121,7 @@ _APPEND_ON_KNOWN_ROW = f"""
 # needs. The sub-selects see the statement's snapshot, i.e. the store *before* this
 # insert: `stored_max` is the highest seq an earlier append stored.
 _INSERT_EVENTS = f"""
-    WITH {_STORE_BATCH}
+    WITH {STORE_BATCH}
     SELECT
         ARRAY(SELECT seq FROM inserted) AS inserted,
         (SELECT max(seq) FROM ticket_events WHERE ticket_id = $1) AS stored_max,
@@ -255,7 +255,7 @@ class EventStore:
         assert row is not None  # events is not empty
         record = await self._pool.fetchrow(
             _APPEND_ON_KNOWN_ROW,
-            *_batch_params(batch, rows),
+            *batch_params(batch, rows),
             *_row_values(row),
             last_seq,
             events[-1].seq,
@@ -378,7 +378,8 @@ def _check_batch(batch: EventBatch) -> None:
         raise bad_data(f"batch for ticket {batch.ticket_id} repeats a seq: {sorted(seqs)}")
 
 
-def _batch_params(batch: EventBatch, rows: list[OutboxRow]) -> list[Any]:
+def batch_params(batch: EventBatch, rows: list[OutboxRow]) -> list[Any]:
+    """The parameters $1.. of STORE_BATCH: the ticket, the events' and the outbox rows' arrays."""
     events = batch.events
     return [
         batch.ticket_id,
@@ -408,7 +409,7 @@ class _Appended:
 async def _insert_events(
     conn: PoolConnection, batch: EventBatch, rows: list[OutboxRow]
 ) -> _Appended:
-    record = await conn.fetchrow(_INSERT_EVENTS, *_batch_params(batch, rows))
+    record = await conn.fetchrow(_INSERT_EVENTS, *batch_params(batch, rows))
     assert record is not None  # a SELECT without FROM always yields one row
     ticket = record["ticket"]
     return _Appended(

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from activities.database import Pool, create_pool, encode_json
-from activities.event_store import EventStore
+from activities.event_store import STORE_BATCH, EventStore, batch_params
 from activities.outbox import Outbox
 from api.read_model import TicketFilter, list_tickets
 from bench.throughput import percentile
@@ -81,16 +81,49 @@ async def append_rate(
     outbox: Outbox,
 ) -> AppendRate:
     store = EventStore(pool, outbox)
+    return await _rate(template, tickets, concurrency, prefix, store.append_events)
+
+
+# The floor: the same rows (events and outbox rows) as plain multi-row inserts, in the
+# store's own statement, without the ticket lock and the projection of the `tickets` row.
+# What an append costs above it is the read model (docs/benchmarks.md, "Appends").
+_FLOOR = f"WITH {STORE_BATCH} SELECT count(*) FROM inserted"
+
+
+async def floor_rate(
+    pool: Pool,
+    template: Sequence[EventBatch],
+    tickets: int,
+    concurrency: int,
+    prefix: str,
+    outbox: Outbox,
+) -> AppendRate:
+    async def insert(batch: EventBatch) -> object:
+        rows = outbox.rows(batch.messages, batch.handoffs)
+        return await pool.fetchval(_FLOOR, *batch_params(batch, rows))
+
+    return await _rate(template, tickets, concurrency, prefix, insert)
+
+
+async def _rate(
+    template: Sequence[EventBatch],
+    tickets: int,
+    concurrency: int,
+    prefix: str,
+    write: Callable[[EventBatch], Awaitable[object]],
+) -> AppendRate:
+    """`tickets` copies of the template's batches, each ticket's in order, `concurrency`
+    tickets at a time."""
     work = [readdress(template, f"{prefix}-{number}") for number in range(tickets)]
     queue = iter(work)
 
-    async def appender() -> None:
+    async def writer() -> None:
         for ticket_batches in queue:
             for batch in ticket_batches:
-                await store.append_events(batch)
+                await write(batch)
 
     started = time.perf_counter()
-    await asyncio.gather(*(appender() for _ in range(concurrency)))
+    await asyncio.gather(*(writer() for _ in range(concurrency)))
     seconds = time.perf_counter() - started
     events = sum(len(batch.events) for batch in template) * tickets
     return AppendRate(concurrency, tickets, events, len(template) * tickets, seconds)

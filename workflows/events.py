@@ -91,10 +91,15 @@ class EventData(Contract):
     audience of those words."""
 
     audience: ClassVar[Audience | None] = None
+    # The field that holds what a person said, if one does.
+    said_in: ClassVar[str | None] = None
 
     def words(self) -> str | None:
         """What a person said in this event, if anything."""
-        return None
+        if self.said_in is None:
+            return None
+        said = getattr(self, self.said_in)
+        return said if isinstance(said, str) and said else None
 
 
 # ---------------------------------------------------------------- intake (SPEC §1, §2)
@@ -180,10 +185,8 @@ class AgentReplied(EventData):
 
     type: Literal[EventType.AGENT_REPLIED] = EventType.AGENT_REPLIED
     audience = Audience.CUSTOMER
+    said_in = "message"
     message: str
-
-    def words(self) -> str | None:
-        return self.message
 
 
 class Assigned(EventData):
@@ -194,23 +197,19 @@ class Assigned(EventData):
 class Dispatched(EventData):
     type: Literal[EventType.DISPATCHED] = EventType.DISPATCHED
     audience = Audience.INTERNAL
+    said_in = "note"
     departments: list[str]
     transfers: int
     note: str | None = None
-
-    def words(self) -> str | None:
-        return self.note
 
 
 class ProgressPosted(EventData):
     type: Literal[EventType.PROGRESS_POSTED] = EventType.PROGRESS_POSTED
     audience = Audience.INTERNAL
+    said_in = "note"
     department: str
     response_seconds: float
     note: str | None = None
-
-    def words(self) -> str | None:
-        return self.note
 
 
 class WorkOrderDone(EventData):
@@ -226,12 +225,10 @@ class ProgressReminded(EventData):
 class MilestoneRecorded(EventData):
     type: Literal[EventType.MILESTONE_RECORDED] = EventType.MILESTONE_RECORDED
     audience = Audience.INTERNAL
+    said_in = "note"
     milestone: Milestone
     meets_sla: bool
     note: str | None = None
-
-    def words(self) -> str | None:
-        return self.note
 
 
 class SlaBreached(EventData):
@@ -249,23 +246,19 @@ class UpgradeReviewConvened(EventData):
 class ReviewDecisionRecorded(EventData):
     type: Literal[EventType.REVIEW_DECISION_RECORDED] = EventType.REVIEW_DECISION_RECORDED
     audience = Audience.INTERNAL
+    said_in = "decision"
     decision: str
     attendees: list[str] = Field(default_factory=list)
-
-    def words(self) -> str | None:
-        return self.decision
 
 
 class PartnerEngaged(EventData):
     type: Literal[EventType.PARTNER_ENGAGED] = EventType.PARTNER_ENGAGED
     audience = Audience.INTERNAL
+    said_in = "problem"
     partner: str
     expected_by: Instant
     problem: str | None = None
     checkpoints: list[str] = Field(default_factory=list)
-
-    def words(self) -> str | None:
-        return self.problem
 
 
 class PartnerUpdateSent(EventData):
@@ -277,12 +270,10 @@ class PartnerUpdateSent(EventData):
 class PartnerAnswered(EventData):
     type: Literal[EventType.PARTNER_ANSWERED] = EventType.PARTNER_ANSWERED
     audience = Audience.INTERNAL
+    said_in = "answer"
     partner: str
     final: bool
     answer: str | None = None
-
-    def words(self) -> str | None:
-        return self.answer
 
 
 # ---------------------------------------------------------------- closure (SPEC §4, §5)
@@ -354,24 +345,20 @@ class StatusChanged(EventData):
 class ActionRejected(EventData):
     type: Literal[EventType.ACTION_REJECTED] = EventType.ACTION_REJECTED
     audience = Audience.INTERNAL
+    said_in = "text"
     action: str
     reason: str
     # What the refused sender said (a late partner answer, a misfit note): kept, not lost.
     text: str | None = None
 
-    def words(self) -> str | None:
-        return self.text
-
 
 class Closed(EventData):
     type: Literal[EventType.CLOSED] = EventType.CLOSED
     audience = Audience.CUSTOMER
+    said_in = "long_term_plan"
     reason: CloseReason
     root_cause: str | None = None
     long_term_plan: str | None = None
-
-    def words(self) -> str | None:
-        return self.long_term_plan
 
 
 EventPayload = Annotated[
