@@ -28,7 +28,7 @@ import asyncpg
 from activities.database import Pool, create_pool, encode_json
 from activities.event_store import STORE_BATCH, EventStore, batch_params
 from activities.outbox import Outbox
-from api.read_model import TicketFilter, list_tickets
+from api.read_model import Sort, TicketFilter, list_tickets
 from bench.throughput import percentile
 from workflows.contracts import EventBatch
 from workflows.policy import ServicePolicy
@@ -195,6 +195,8 @@ _TICKET_COLUMNS = (
     "resolved_at",
     "closed_at",
     "close_reason",
+    "due_at",
+    "assignee",
     "last_seq",
     "updated_at",
 )
@@ -278,6 +280,9 @@ def _generate(
                 updated_at if closed else None,
                 updated_at if closed else None,
                 "customer_confirmed" if closed else None,
+                # Open tickets keep their SLA instant until a milestone meets it.
+                None if closed or rng.random() < 0.3 else sla_due_at,
+                None if rng.random() < 0.2 else f"agent-{rng.randrange(200)}",
                 length,
                 updated_at,
             )
@@ -332,16 +337,36 @@ class QueryTime:
 
 _OPEN = [status.value for status in _OPEN_STATUSES]
 # The ticket list is the API's own read path (`GET /v1/tickets`): api.read_model.
-LIST_FILTERS: tuple[tuple[str, TicketFilter], ...] = (
-    ("list: newest 50, no filter", TicketFilter()),
+LIST_FILTERS: tuple[tuple[str, TicketFilter, Sort], ...] = (
+    ("list: attention first 50, no filter", TicketFilter(), Sort.ATTENTION),
+    (
+        "list: open, unassigned, attention first 50",
+        TicketFilter(status=_OPEN, unassigned=True),
+        Sort.ATTENTION,
+    ),
+    (
+        "list: one agent's open tickets, attention first 50",
+        TicketFilter(status=_OPEN, assignee="agent-7"),
+        Sort.ATTENTION,
+    ),
+    ("list: newest 50, no filter", TicketFilter(), Sort.NEWEST),
     (
         "list: status + priority, newest 50",
         TicketFilter(status=["waiting_on_department"], priority=["A"]),
+        Sort.NEWEST,
     ),
-    ("list: category, newest 50", TicketFilter(category=["technical_fault"])),
-    ("list: open at a department, newest 50", TicketFilter(department="finance", status=_OPEN)),
-    ("list: open and SLA breached, newest 50", TicketFilter(status=_OPEN, breached=True)),
-    ("list: VIP, E priority, newest 50", TicketFilter(tier=["vip"], priority=["E"])),
+    ("list: category, newest 50", TicketFilter(category=["technical_fault"]), Sort.NEWEST),
+    (
+        "list: open at a department, newest 50",
+        TicketFilter(department="finance", status=_OPEN),
+        Sort.NEWEST,
+    ),
+    (
+        "list: open and SLA breached, newest 50",
+        TicketFilter(status=_OPEN, breached=True),
+        Sort.NEWEST,
+    ),
+    ("list: VIP, E priority, newest 50", TicketFilter(tier=["vip"], priority=["E"]), Sort.NEWEST),
 )
 # No API reads these yet; they are what a dashboard's counters would run.
 COUNT_QUERIES: tuple[tuple[str, str], ...] = (
@@ -378,20 +403,24 @@ async def query_times(url: str, loaded: Loaded, repeats: int) -> list[QueryTime]
     try:
         store = EventStore(pool)
         times: list[QueryTime] = []
-        for name, filters in LIST_FILTERS:
+        for name, filters, sort in LIST_FILTERS:
 
-            async def page(filters: TicketFilter = filters) -> list[Any]:
-                return list((await list_tickets(pool, filters, 50, None)).items)
+            async def page(filters: TicketFilter = filters, sort: Sort = sort) -> list[Any]:
+                return list((await list_tickets(pool, filters, 50, None, sort)).items)
 
             times.append(await _time(name, page, repeats))
-        first = await list_tickets(pool, TicketFilter(status=_OPEN), 50, None)
+        for sort in Sort:
+            first = await list_tickets(pool, TicketFilter(status=_OPEN), 50, None, sort)
 
-        async def next_page() -> list[Any]:
-            return list(
-                (await list_tickets(pool, TicketFilter(status=_OPEN), 50, first.next_cursor)).items
+            async def next_page(
+                sort: Sort = sort, cursor: str | None = first.next_cursor
+            ) -> list[Any]:
+                page = await list_tickets(pool, TicketFilter(status=_OPEN), 50, cursor, sort)
+                return list(page.items)
+
+            times.append(
+                await _time(f"list: open, {sort.value}, second page (cursor)", next_page, repeats)
             )
-
-        times.append(await _time("list: open, second page (cursor)", next_page, repeats))
         for name, sql in COUNT_QUERIES:
 
             async def count(sql: str = sql) -> list[Any]:
