@@ -39,7 +39,7 @@ from activities.outbox import (
 from activities.projection import COLUMNS, TicketRow, project_all
 from activities.thread import OutboxMessage
 from workflows.activity_names import APPEND_EVENTS, CLAIM_INTAKE
-from workflows.contracts import EventBatch, IntakeClaim, IntakeClaimResult
+from workflows.contracts import CustomerMessage, EventBatch, IntakeClaim, IntakeClaimResult
 from workflows.events import DomainEvent, stored_data
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ _SELECT_EVENTS_AFTER = f"""
 """
 
 _SELECT_MESSAGES = f"""
-    SELECT event_seq, kind, channel_or_recipient, payload ->> 'text' AS text, created_at
+    SELECT event_seq, kind, channel_or_recipient, payload, rendered, created_at
     FROM outbox
     WHERE ticket_id = $1 AND kind LIKE '{CUSTOMER_MESSAGE_PREFIX}%'
     ORDER BY id
@@ -326,7 +326,8 @@ class EventStore:
                 event_seq=r["event_seq"],
                 kind=r["kind"].removeprefix(CUSTOMER_MESSAGE_PREFIX),
                 channel=r["channel_or_recipient"],
-                text=r["text"] or "",
+                message=CustomerMessage.model_validate(r["payload"]),
+                rendered=r["rendered"],
                 created_at=r["created_at"],
             )
             for r in records

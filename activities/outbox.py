@@ -151,7 +151,12 @@ class Outbox:
 
     @activity.defn(name=names.ALERT_SUPERVISOR)
     async def alert_supervisor(self, handoff: Handoff) -> None:
-        await self._hand_off(handoff, HandoffKind.SUPERVISOR_STANDBY, HandoffKind.SLA_ESCALATION)
+        await self._hand_off(
+            handoff,
+            HandoffKind.SUPERVISOR_STANDBY,
+            HandoffKind.SLA_ESCALATION,
+            HandoffKind.DELIVERY_FAILED,
+        )
 
     async def _hand_off(self, handoff: Handoff, *accepted: HandoffKind) -> None:
         # A kind routed to the wrong activity is a workflow bug; failing loudly beats

@@ -9,18 +9,21 @@ long-term plan) is shown once, as its event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.contracts import MessageKind
-from workflows.events import Audience, DomainEvent, TicketOpened
+from workflows.contracts import CustomerMessage, MessageKind
+from workflows.events import Audience, DomainEvent, EventType, TicketOpened
 from workflows.primitives import SYSTEM, Actor
 
-# Messages that carry a person's words already in their event.
-_DELIVERS_EVENT_WORDS = frozenset(
-    {MessageKind.AGENT_REPLY, MessageKind.RESULT, MessageKind.LONG_TERM_PLAN}
-)
+# Messages that deliver the words of their own event, shown once, as the event.
+_DELIVERS_WORDS_OF = {
+    MessageKind.AGENT_REPLY: EventType.AGENT_REPLIED,
+    MessageKind.RESULT: EventType.RESOLVED,
+    MessageKind.LONG_TERM_PLAN: EventType.CLOSED,
+}
 
 
 class OutboxMessage(BaseModel):
@@ -31,7 +34,9 @@ class OutboxMessage(BaseModel):
     event_seq: int | None  # None: written before rows named their event
     kind: str
     channel: str
-    text: str
+    message: CustomerMessage
+    # The words as delivered; None while the message is on its way.
+    rendered: str | None
     created_at: datetime
 
 
@@ -50,16 +55,21 @@ class Thread(BaseModel):
     entries: list[ThreadEntry]
 
 
-def conversation(events: list[DomainEvent], messages: list[OutboxMessage]) -> list[ThreadEntry]:
+def conversation(
+    events: list[DomainEvent],
+    messages: list[OutboxMessage],
+    render: Callable[[CustomerMessage], str],
+) -> list[ThreadEntry]:
+    """`render` says a message not delivered yet as it will be delivered."""
     channel = next((e.data.channel.value for e in events if isinstance(e.data, TicketOpened)), None)
     entries: list[tuple[tuple[datetime, int, int], ThreadEntry]] = []
-    worded: set[int] = set()
+    worded: dict[int, EventType] = {}
     for event in events:
         words = event.data.words()
         audience = event.data.audience
         if words is None or audience is None:
             continue
-        worded.add(event.seq)
+        worded[event.seq] = event.type
         entry = ThreadEntry(
             seq=event.seq,
             at=event.occurred_at,
@@ -72,7 +82,8 @@ def conversation(events: list[DomainEvent], messages: list[OutboxMessage]) -> li
         entries.append(((event.occurred_at, event.seq, 0), entry))
     at_seq = {event.seq: event.occurred_at for event in events}
     for position, message in enumerate(messages, start=1):
-        if message.event_seq in worded and message.kind in _DELIVERS_EVENT_WORDS:
+        delivers = _DELIVERS_WORDS_OF.get(MessageKind(message.kind))
+        if delivers is not None and worded.get(message.event_seq or 0) is delivers:
             continue
         at = at_seq.get(message.event_seq or 0, message.created_at)
         entry = ThreadEntry(
@@ -82,7 +93,7 @@ def conversation(events: list[DomainEvent], messages: list[OutboxMessage]) -> li
             kind=f"message:{message.kind}",
             audience=Audience.CUSTOMER,
             channel=message.channel,
-            text=message.text,
+            text=message.rendered if message.rendered is not None else render(message.message),
         )
         # After the event that sent it; in outbox order among messages of one instant.
         entries.append(((at, message.event_seq or 0, position), entry))

@@ -22,6 +22,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Pool
 from activities.event_store import EventStore
+from activities.messages import MessageTemplates
+from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from activities.thread import Thread, conversation
 from api.access import STAFF, Caller, KeyRing, RoleKind, Rule, allows
 from api.client import TicketClient, new_action_id
@@ -53,10 +55,11 @@ from api.schemas import (
     to_action,
 )
 from api.settings import ApiSettings
-from api.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, SeenSignatures, verify
+from api.signatures import SeenSignatures, verify
 from workflows.contracts import (
     ACTIONS,
     Action,
+    CustomerMessage,
     CustomerReply,
     Intake,
     PartnerCallback,
@@ -83,6 +86,8 @@ class Services:
     signatures: SeenSignatures
     partner_secrets: dict[str, str]
     settings: ApiSettings
+    templates: MessageTemplates
+    time_zone: str  # the policy's, for messages whose customer gave none
 
     async def call(self, awaitable: Awaitable[T]) -> T:
         """Temporal (or PostgreSQL) within the configured time, else a 503 for the caller."""
@@ -438,7 +443,11 @@ async def ticket_thread(
     if not events:
         # Not stored yet (just opened) or not a ticket at all: Temporal knows which.
         await svc.call(svc.tickets.handle(ticket_id).describe())
-    return Thread(ticket_id=ticket_id, entries=conversation(events, messages))
+
+    def render(message: CustomerMessage) -> str:
+        return svc.templates.render(message, svc.time_zone).text
+
+    return Thread(ticket_id=ticket_id, entries=conversation(events, messages, render))
 
 
 @reads.get("/v1/tickets/{ticket_id}/events")

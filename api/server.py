@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from activities.database import Pool, create_pool
 from activities.event_store import EventStore
+from activities.messages import MessageTemplates
 from api.access import KeyRing, configured_keys
 from api.app import Services, create_app
 from api.client import TicketClient
@@ -46,6 +47,8 @@ async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Servi
             name: secret.get_secret_value() for name, secret in api.partner_secrets.items()
         },
         settings=api,
+        templates=MessageTemplates.load(config.templates_file, config.policy.default_locale),
+        time_zone=config.policy.time_zone,
     )
 
 

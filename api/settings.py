@@ -104,6 +104,8 @@ class ApiConfig(BaseModel):
     api: ApiSettings = Field(default_factory=ApiSettings)
     task_queue: str
     policy: ServicePolicy = Field(default_factory=ServicePolicy)
+    # The worker's message templates, to show messages not delivered yet as they will be.
+    templates_file: Path | None = None
 
 
 __all__ = [

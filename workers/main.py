@@ -12,12 +12,16 @@ from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Interceptor, Worker
 
 from activities import all_activities
 from activities.database import Pool, create_pool, migrate
-from workers.settings import Settings
+from activities.delivery import OutboxRelay
+from activities.messages import MessageTemplates, TemplateError
+from workers.settings import ConfigurationError, Settings
 from workflows.policy import ServicePolicy
+from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_workflow_id
 from workflows.sandbox import workflow_runner
 from workflows.ticket import TicketWorkflow
 
@@ -34,16 +38,42 @@ def build_worker(
     pool: Pool,
     policy: ServicePolicy,
     interceptors: Sequence[Interceptor] = (),
+    relay: OutboxRelay | None = None,
 ) -> Worker:
-    """The one definition of a ticket worker, shared by the process, the tests and bench."""
+    """The one definition of a ticket worker, shared by the process, the tests and bench.
+    With a `relay`, it also runs the outbox relay's deliveries."""
+    activities = all_activities(pool, policy)
+    if relay is not None:
+        activities.append(relay.deliver_due)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TicketWorkflow],
-        activities=all_activities(pool, policy),
+        workflows=[TicketWorkflow, OutboxRelayWorkflow],
+        activities=activities,
         workflow_runner=workflow_runner(),
         interceptors=interceptors,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+def load_templates(settings: Settings) -> MessageTemplates:
+    """The message templates, checked: a bad one stops the start, naming it."""
+    try:
+        return MessageTemplates.load(settings.templates_file, settings.policy.default_locale)
+    except TemplateError as error:
+        raise ConfigurationError(str(error)) from None
+
+
+async def start_relay(client: Client, task_queue: str) -> None:
+    """Start the outbox relay unless it runs already: any number of worker starts leave
+    one relay per task queue."""
+    await client.start_workflow(
+        OutboxRelayWorkflow.run,
+        RelayInput(),
+        id=relay_workflow_id(task_queue),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="delivers every ticket's messages and hand-offs",
     )
 
 
@@ -55,10 +85,13 @@ async def run_worker(
 ) -> None:
     """Run until `stop` is set (or forever), then drain and return."""
     stop = stop or asyncio.Event()
+    templates = load_templates(settings)
     pool = await create_pool(database_url)
+    relay: OutboxRelay | None = None
     try:
         applied = await migrate(pool)
-        worker = build_worker(client, settings.task_queue, pool, settings.policy)
+        relay = OutboxRelay(pool, settings.policy, templates, settings.delivery, client)
+        worker = build_worker(client, settings.task_queue, pool, settings.policy, relay=relay)
         log.info(
             "worker started",
             task_queue=settings.task_queue,
@@ -67,8 +100,11 @@ async def run_worker(
             time_scale=settings.policy.time_scale,
         )
         async with worker:
+            await start_relay(client, settings.task_queue)
             await stop.wait()
             log.info("worker draining", graceful_seconds=GRACEFUL_SHUTDOWN.total_seconds())
         log.info("worker stopped")
     finally:
+        if relay is not None:
+            await relay.close()
         await pool.close()

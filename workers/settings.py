@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from activities.delivery import DeliveryConfig
 from api.settings import ApiConfig, ApiSettings, ConfigurationError, parse_duration
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Priority
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     policy: ServicePolicy = Field(default_factory=ServicePolicy)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    # Customer-facing wording: an operator's templates laid over the shipped ones
+    # (activities/templates/messages.toml shows the shape).
+    templates_file: Path | None = None
+    # Where every message and hand-off is delivered (activities.delivery).
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     log_level: str = "INFO"
     temporal_profile: str | None = None
     prometheus_bind: str | None = Field(
@@ -87,7 +93,10 @@ class Settings(BaseSettings):
         """What the API process is started with: these API settings (or `api`), and the
         task queue and policy of the tickets it serves."""
         return ApiConfig(
-            api=self.api if api is None else api, task_queue=self.task_queue, policy=self.policy
+            api=self.api if api is None else api,
+            task_queue=self.task_queue,
+            policy=self.policy,
+            templates_file=self.templates_file,
         )
 
 

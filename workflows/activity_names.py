@@ -16,6 +16,8 @@ from workflows.contracts import HandoffKind
 CLAIM_INTAKE: Final = "claim_intake"
 APPEND_EVENTS: Final = "append_events"
 NOTIFY_CUSTOMER: Final = "notify_customer"
+# The outbox relay: delivers due outbox rows for a while, then returns a report.
+DELIVER_DUE: Final = "deliver_due"
 
 OPEN_WORK_ORDER: Final = "open_work_order"
 REMIND_DEPARTMENT: Final = "remind_department"
@@ -36,4 +38,5 @@ HANDOFF_ACTIVITY: Final[dict[HandoffKind, str]] = {
     HandoffKind.PARTNER_CONTACT: CONTACT_PARTNER,
     HandoffKind.SUPERVISOR_STANDBY: ALERT_SUPERVISOR,
     HandoffKind.SLA_ESCALATION: ALERT_SUPERVISOR,
+    HandoffKind.DELIVERY_FAILED: ALERT_SUPERVISOR,
 }

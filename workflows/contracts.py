@@ -7,14 +7,14 @@ callers. Nothing here reads a clock or generates ids: the workflow passes
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from workflows.events import Audience, DomainEvent
-from workflows.policy import ServicePolicy
+from workflows.policy import ServicePolicy, check_time_zone
 from workflows.primitives import (
     NO_NUL,
     Actor,
@@ -51,6 +51,13 @@ class Intake(Contract):
     context: ContextSnapshot = Field(default_factory=ContextSnapshot)
     attachments: list[Identifier] = Field(default_factory=list, max_length=50)
     locale: str = "zh-CN"
+    # The customer's IANA zone, if the channel knows it: times in messages use it.
+    time_zone: str | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
 
 
 class Classification(Contract):
@@ -262,6 +269,17 @@ class CustomerReply(Contract):
         return value
 
 
+class DeliveryFailure(Contract):
+    """A message or hand-off the relay gave up on: the ticket records it and hands the
+    ticket to a person."""
+
+    dedupe_key: str
+    kind: str
+    destination: str
+    attempts: int
+    error: str
+
+
 class PartnerCallback(Contract):
     callback_id: Identifier
     partner: Identifier
@@ -285,6 +303,24 @@ class MessageKind(StrEnum):
     LONG_TERM_PLAN = "long_term_plan"
 
 
+class MessageParams(Contract):
+    """What a message to the customer says, as data. The words are the templates' of the
+    customer's locale (activities/templates/messages.toml), rendered at delivery, so no
+    sentence lives in workflow code and fixing one never touches determinism."""
+
+    # A person's own words: an agent's reply, a result, a long-term plan.
+    text: str | None = None
+    result_kind: ResultKind | None = None
+    compensation: str | None = None
+    # Instants, rendered in the customer's zone (or the policy's) and language.
+    expect_progress_by: datetime | None = None
+    until: datetime | None = None
+    # Durations of the promise, unscaled, rendered in words ("6 小時", "6 hours").
+    within: timedelta | None = None
+    every: timedelta | None = None
+    number: int | None = None
+
+
 class CustomerMessage(Contract):
     ticket_id: str
     # The outbox row's identity: unique per message, the same on every retry.
@@ -292,11 +328,23 @@ class CustomerMessage(Contract):
     # The event that sent it (None: queued before messages named their event).
     event_seq: int | None = None
     channel: Channel
+    # A live channel (chat, hotline) gets the wording for a conversation going on now.
+    live: bool = False
     customer_id: str
     locale: str
+    time_zone: str | None = None
     kind: MessageKind
-    text: str
-    data: dict[str, Any] = Field(default_factory=dict)
+    params: MessageParams = Field(default_factory=MessageParams)
+    # Before templates: the English sentence the workflow wrote (rows still undelivered).
+    text: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, value: Any) -> Any:
+        # Rows written before templates carried a free-form `data` beside `text`.
+        if isinstance(value, dict) and "data" in value:
+            value = {key: item for key, item in value.items() if key != "data"}
+        return value
 
 
 class HandoffKind(StrEnum):
@@ -310,6 +358,7 @@ class HandoffKind(StrEnum):
     PARTNER_CONTACT = "partner_contact"
     SUPERVISOR_STANDBY = "supervisor_standby"
     SLA_ESCALATION = "sla_escalation"
+    DELIVERY_FAILED = "delivery_failed"
 
 
 class Handoff(Contract):

@@ -76,6 +76,7 @@ class EventType(StrEnum):
     NPS_RECORDED = "nps_recorded"
     STATUS_CHANGED = "status_changed"
     ACTION_REJECTED = "action_rejected"
+    DELIVERY_FAILED = "delivery_failed"
     CLOSED = "closed"
 
 
@@ -352,6 +353,17 @@ class ActionRejected(EventData):
     text: str | None = None
 
 
+class DeliveryFailed(EventData):
+    """A message or hand-off that never reached its destination (the relay gave up)."""
+
+    type: Literal[EventType.DELIVERY_FAILED] = EventType.DELIVERY_FAILED
+    dedupe_key: str
+    kind: str
+    destination: str
+    attempts: int
+    error: str
+
+
 class Closed(EventData):
     type: Literal[EventType.CLOSED] = EventType.CLOSED
     audience = Audience.CUSTOMER
@@ -391,6 +403,7 @@ EventPayload = Annotated[
     | NpsRecorded
     | StatusChanged
     | ActionRejected
+    | DeliveryFailed
     | Closed,
     Field(discriminator="type"),
 ]

@@ -51,6 +51,18 @@ def _default_sla() -> dict[Priority, SlaTarget]:
     }
 
 
+class DeliveryRetry(BaseModel):
+    """How hard a message is tried before it is reported as failed (and a person told)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_interval: timedelta = timedelta(seconds=5)
+    backoff: float = Field(default=2.0, ge=1.0)
+    max_interval: timedelta = timedelta(minutes=10)
+    # Past this since the message was queued, a failing delivery is given up on.
+    give_up_after: timedelta = timedelta(hours=6)
+
+
 class FirstResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -131,6 +143,10 @@ class ServicePolicy(BaseModel):
         default_factory=lambda: ["customer_service", "tech", "product"]
     )
     labels: Labels = Field(default_factory=Labels)
+    # Customer messages are written in the customer's locale (zh-CN -> zh-Hans, zh-TW ->
+    # zh-Hant, en-* -> en); any other locale gets this one.
+    default_locale: str = "zh-Hans"
+    delivery: DeliveryRetry = Field(default_factory=DeliveryRetry)
     # A run continues as new past this many history events (about five months on a
     # department), far below the server's limit: a ticket open for months stays cheap to
     # replay on every worker restart.
@@ -141,13 +157,7 @@ class ServicePolicy(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}, expected e.g. 'Asia/Shanghai'"
-            ) from None
-        return value
+        return check_time_zone(value)
 
     @field_validator("sla")
     @classmethod
@@ -161,6 +171,14 @@ class ServicePolicy(BaseModel):
 # ---------------------------------------------------------------- pure rules
 
 
+def check_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}, expected e.g. 'Asia/Shanghai'") from None
+    return value
+
+
 def scaled(policy: ServicePolicy, duration: timedelta) -> timedelta:
     return duration / policy.time_scale
 
@@ -169,14 +187,17 @@ def is_live(policy: ServicePolicy, channel: Channel) -> bool:
     return channel in policy.live_channels
 
 
-def first_response_window(policy: ServicePolicy, channel: Channel, tier: Tier) -> timedelta:
+def first_response_promise(policy: ServicePolicy, channel: Channel, tier: Tier) -> timedelta:
+    """The first-response time promised to the customer (as they read it: unscaled)."""
     if not is_live(policy, channel):
-        window = policy.first_response.async_any
-    elif tier is Tier.VIP:
-        window = policy.first_response.live_vip
-    else:
-        window = policy.first_response.live_standard
-    return scaled(policy, window)
+        return policy.first_response.async_any
+    if tier is Tier.VIP:
+        return policy.first_response.live_vip
+    return policy.first_response.live_standard
+
+
+def first_response_window(policy: ServicePolicy, channel: Channel, tier: Tier) -> timedelta:
+    return scaled(policy, first_response_promise(policy, channel, tier))
 
 
 def sla_target(policy: ServicePolicy, priority: Priority) -> SlaTarget:
@@ -203,6 +224,13 @@ def next_progress_check(policy: ServicePolicy, now: datetime) -> datetime:
         )
     wait = candidate.astimezone(now.tzinfo) - now
     return now + scaled(policy, wait)
+
+
+def delivery_retry_at(policy: ServicePolicy, attempts: int) -> timedelta:
+    """How long after its `attempts`-th failure a delivery is tried again."""
+    retry = policy.delivery
+    wait = retry.first_interval * (retry.backoff ** max(0, attempts - 1))
+    return scaled(policy, min(wait, retry.max_interval))
 
 
 def department_address(policy: ServicePolicy, department: str) -> str:

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         CustomerMessage,
         CustomerReply,
         Deadlines,
+        DeliveryFailure,
         Dispatch,
         EngagePartner,
         EventBatch,
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         IntakeClaimResult,
         LastMessage,
         MessageKind,
+        MessageParams,
         PartnerCallback,
         PartnerEngagement,
         PostProgress,
@@ -354,10 +356,7 @@ class TicketWorkflow:
         if not rules.is_live(self._policy, intake.channel):
             seq = self._record(ev.Acknowledged(expect_progress_by=deadlines.sla), SYSTEM)
             self._message(
-                MessageKind.ACKNOWLEDGEMENT,
-                seq,
-                f"We have received your request. Expect progress by {deadlines.sla:%Y-%m-%d %H:%M} UTC.",
-                expect_progress_by=deadlines.sla.isoformat(),
+                MessageKind.ACKNOWLEDGEMENT, seq, MessageParams(expect_progress_by=deadlines.sla)
             )
         self._start_urgent_flows(classification, previous=None)
         return state
@@ -414,11 +413,10 @@ class TicketWorkflow:
         state.standby_requested = True
         target = rules.first_response_window(self._policy, state.intake.channel, state.intake.tier)
         seq = self._record(ev.FirstResponseBreached(target_seconds=target.total_seconds()), SYSTEM)
-        self._message(
-            MessageKind.AUTO_REPLY,
-            seq,
-            "Thank you for waiting: an agent will be with you shortly.",
+        promised = rules.first_response_promise(
+            self._policy, state.intake.channel, state.intake.tier
         )
+        self._message(MessageKind.AUTO_REPLY, seq, MessageParams(within=promised))
         self._hand_off(
             HandoffKind.SUPERVISOR_STANDBY,
             seq,
@@ -501,9 +499,9 @@ class TicketWorkflow:
             self._message(
                 MessageKind.PARTNER_PROGRESS,
                 seq,
-                "Our specialist team is still working with our partner; next update within "
-                f"{self._policy.partner_update_every}.",
-                partner_update=engagement.updates_sent,
+                MessageParams(
+                    every=self._policy.partner_update_every, number=engagement.updates_sent
+                ),
             )
         if waiting:
             self._state.deadlines.partner_update = now + rules.scaled(
@@ -590,7 +588,7 @@ class TicketWorkflow:
             seq = self._record(ev.AgentReplied(message=action.message), action.actor)
         else:
             seq = state.next_seq - 1  # runs before the patch: the reply had no event
-        self._message(MessageKind.AGENT_REPLY, seq, action.message)
+        self._message(MessageKind.AGENT_REPLY, seq, MessageParams(text=action.message))
         if state.first_response_at is None:
             state.first_response_at = now
             state.deadlines.first_response = None
@@ -736,11 +734,7 @@ class TicketWorkflow:
             snapshot=True,
         )
         every = self._policy.partner_update_every
-        self._message(
-            MessageKind.PARTNER_HANDOFF,
-            seq,
-            f"Your case has been handed to a specialist team; we will update you every {every}.",
-        )
+        self._message(MessageKind.PARTNER_HANDOFF, seq, MessageParams(every=every))
         state.deadlines.partner_update = now + rules.scaled(self._policy, every)
 
     def _on_resolve(self, action: Resolve) -> None:
@@ -769,14 +763,16 @@ class TicketWorkflow:
         self._message(
             MessageKind.RESULT,
             seq,
-            action.message,
-            result_kind=action.result_kind.value,
-            compensation=action.compensation,
+            MessageParams(
+                text=action.message,
+                result_kind=action.result_kind,
+                compensation=action.compensation,
+            ),
         )
         self._message(
             MessageKind.CONFIRMATION_REQUEST,
             seq,
-            "Is your problem solved? Reply 'solved' or 'not solved'.",
+            MessageParams(within=self._policy.auto_close_after),
         )
 
     # ------------------------------------------------------------ customers and partners
@@ -883,6 +879,34 @@ class TicketWorkflow:
         self._refresh_status(partner)
         self._wake()
 
+    @workflow.signal
+    def delivery_failed(self, failure: DeliveryFailure) -> None:
+        """The relay gave up on a message or hand-off: recorded, and a person is told.
+        Nothing the ticket sends is dropped without someone knowing."""
+        if not self._first_sighting(f"delivery:{failure.dedupe_key}"):
+            return
+        seq = self._record(
+            ev.DeliveryFailed(
+                dedupe_key=failure.dedupe_key,
+                kind=failure.kind,
+                destination=failure.destination,
+                attempts=failure.attempts,
+                error=failure.error,
+            ),
+            SYSTEM,
+        )
+        if failure.kind != HandoffKind.DELIVERY_FAILED.value:
+            # The supervisors' own alert failing is logged by the relay, not re-sent in
+            # a loop to the same unreachable supervisors.
+            self._hand_off(
+                HandoffKind.DELIVERY_FAILED,
+                seq,
+                [self._policy.supervisor_queue],
+                f"{failure.kind} to {failure.destination} not delivered after "
+                f"{failure.attempts} attempts: {failure.error}",
+            )
+        self._wake()
+
     # ------------------------------------------------------------ closing (§4)
 
     def _close(self, reason: CloseReason, actor: Actor, long_term_plan: str | None = None) -> None:
@@ -895,7 +919,7 @@ class TicketWorkflow:
             actor,
         )
         if long_term_plan is not None:
-            self._message(MessageKind.LONG_TERM_PLAN, seq, long_term_plan)
+            self._message(MessageKind.LONG_TERM_PLAN, seq, MessageParams(text=long_term_plan))
         self._refresh_status(actor)
         self._ask_for_feedback()
 
@@ -909,13 +933,7 @@ class TicketWorkflow:
         until = workflow.now() + window
         state.feedback_until = until
         seq = self._record(ev.FeedbackRequested(until=until), SYSTEM)
-        self._message(
-            MessageKind.SATISFACTION_SURVEY,
-            seq,
-            "How satisfied are you with how we handled this (1-5)? And how likely are you "
-            "to recommend us (0-10)?",
-            until=until.isoformat(),
-        )
+        self._message(MessageKind.SATISFACTION_SURVEY, seq, MessageParams(until=until))
 
     # ------------------------------------------------------------ queries
 
@@ -964,7 +982,9 @@ class TicketWorkflow:
         state.next_effect += 1
         return key
 
-    def _message(self, kind: MessageKind, seq: int, text: str, **data: Any) -> None:
+    def _message(self, kind: MessageKind, seq: int, params: MessageParams) -> None:
+        """Say something to the customer: what, as data. The words are the templates' of
+        the customer's locale (activities.messages), rendered when it is delivered."""
         state = self._state
         intake = state.intake
         state.pending_messages.append(
@@ -973,11 +993,12 @@ class TicketWorkflow:
                 dedupe_key=self._effect_key(seq, kind.value),
                 event_seq=seq,
                 channel=intake.channel,
+                live=rules.is_live(self._policy, intake.channel),
                 customer_id=intake.customer_id,
                 locale=intake.locale,
+                time_zone=intake.time_zone,
                 kind=kind,
-                text=text,
-                data=data,
+                params=params,
             )
         )
 

@@ -108,6 +108,13 @@ MINIMAL: dict[EventType, dict[str, Any]] = {
     EventType.NPS_RECORDED: {"score": 9},
     EventType.STATUS_CHANGED: {"previous": "new", "to": "in_progress"},
     EventType.ACTION_REJECTED: {"action": "assign", "reason": "already assigned"},
+    EventType.DELIVERY_FAILED: {
+        "dedupe_key": "t:3:work_order:1:finance",
+        "kind": "work_order",
+        "destination": "queue://finance",
+        "attempts": 9,
+        "error": "HTTP 503",
+    },
     EventType.CLOSED: {"reason": "long_term_plan", "long_term_plan": "next release"},
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from activities.event_store import EventStore
 from activities.outbox import Outbox
 from tests.activities.factories import event, new_ticket_id
 from workflows.activity_names import HANDOFF_ACTIVITY
-from workflows.contracts import CustomerMessage, EventBatch, Handoff, HandoffKind, MessageKind
+from workflows.contracts import (
+    CustomerMessage,
+    EventBatch,
+    Handoff,
+    HandoffKind,
+    MessageKind,
+    MessageParams,
+)
 from workflows.events import Dispatched, EventType
 from workflows.policy import ServicePolicy
 from workflows.primitives import Actor
@@ -48,9 +56,8 @@ def message(ticket_id: str) -> CustomerMessage:
         channel=Channel.APP_CHAT,
         customer_id="cust-42",
         locale="zh-CN",
-        kind=MessageKind.AUTO_REPLY,
-        text="已收到您的問題，客服馬上為您處理。",
-        data={"expect_progress_by": "2025-03-03T09:00:00+00:00"},
+        kind=MessageKind.ACKNOWLEDGEMENT,
+        params=MessageParams(expect_progress_by=datetime(2025, 3, 3, 9, tzinfo=UTC)),
     )
 
 
@@ -79,7 +86,7 @@ async def test_customer_message_is_enqueued_once(outbox: Outbox, pg_pool: Pool) 
 
     [row] = await rows_of(pg_pool, ticket_id)
     assert row["dedupe_key"] == sent.dedupe_key
-    assert row["kind"] == "customer_message:auto_reply"
+    assert row["kind"] == "customer_message:acknowledgement"
     assert row["channel_or_recipient"] == "app_chat"
     assert row["payload"] == sent.model_dump(mode="json")
     assert CustomerMessage.model_validate(row["payload"]) == sent
@@ -221,7 +228,7 @@ async def test_effects_are_stored_with_their_events_once(outbox: Outbox, pg_pool
 
     rows = await rows_of(pg_pool, ticket_id)
     assert [(r["kind"], r["channel_or_recipient"]) for r in rows] == [
-        ("customer_message:auto_reply", "app_chat"),
+        ("customer_message:acknowledgement", "app_chat"),
         ("emergency_group", "queue://tech-oncall"),
         ("work_order", "queue://tech-oncall"),
         ("work_order", "queue://finance"),

@@ -8,7 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signed_headers, verify
+from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signed_headers
+from api.signatures import verify
 from tests.api.conftest import PARTNER_SECRETS, Stack, eventually, unknown_ticket
 
 URL = "/v1/partners/sf-express/callbacks"

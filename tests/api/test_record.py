@@ -40,7 +40,7 @@ async def _words(stack: Stack, ticket_id: str, event_type: str) -> list[str]:
 
 async def _replies_sent(pool: Pool, ticket_id: str) -> list[tuple[str, int]]:
     rows = await pool.fetch(
-        "SELECT payload ->> 'text' AS text, event_seq FROM outbox"
+        "SELECT payload -> 'params' ->> 'text' AS text, event_seq FROM outbox"
         " WHERE ticket_id = $1 AND kind = 'customer_message:agent_reply' ORDER BY id",
         ticket_id,
     )

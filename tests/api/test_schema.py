@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from api.signatures import signed_headers
+from activities.signing import signed_headers
 from tests.api.conftest import PARTNER_SECRETS, ROLES, Stack
 
 EXAMPLES = 150

@@ -53,7 +53,7 @@ async def test_async_channel_is_acknowledged_at_once_and_breaches_after_24h(desk
     await desk.settled(tid)
     outbox = await desk.outbox(tid)
     assert [r["kind"] for r in outbox] == ["customer_message:acknowledgement"]
-    assert "expect_progress_by" in outbox[0]["payload"]["data"]
+    assert outbox[0]["payload"]["params"]["expect_progress_by"] is not None
 
     await desk.skip(timedelta(hours=23), tid)
     assert "first_response_breached" not in await desk.event_types(tid)

@@ -1,0 +1,331 @@
+"""Delivery: every outbox row reaches its destination, or is reported as failed.
+
+`OutboxRelay.deliver_due` is the activity `OutboxRelayWorkflow` keeps running. Each pass
+leases the due rows (a row waits for the earlier rows of its ticket to the same
+destination, so a customer reads messages in the order they were decided), renders
+customer messages in the customer's language (`activities.messages`), and hands each row
+to its destination's adapter:
+
+- a signed webhook (the default): JSON, `Idempotency-Key: <row key>`, and the partner
+  callbacks' HMAC-SHA256 scheme (`activities.signing`);
+- SMTP, for e-mail.
+
+A delivered row gets `dispatched_at`, the words as sent and the destination's receipt. A
+failing one is tried again with the policy's backoff (`ServicePolicy.delivery`); past the
+policy's budget, or refused outright (a 4xx, no route), it is reported to its ticket,
+which records `delivery_failed` and tells a supervisor, and only then marked failed.
+Destinations fail alone: each row has its own schedule, and a pass delivers its rows
+concurrently, each with its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.database import Pool
+from activities.messages import MessageTemplates
+from activities.outbox import CUSTOMER_MESSAGE_PREFIX, UNROUTABLE_PREFIX
+from activities.signing import signed_headers
+from workflows.activity_names import DELIVER_DUE
+from workflows.contracts import CustomerMessage, DeliveryFailure
+from workflows.policy import ServicePolicy, delivery_retry_at
+from workflows.relay import ROUND, RelayRound
+
+log = structlog.get_logger(__name__)
+
+SMTP_ROUTE = "smtp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class SmtpConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    port: int = 25
+    sender: str = "ticketflow@localhost"
+    # Customers are opaque account ids here: the company's mail gateway maps the address.
+    recipient: str = "{customer_id}@customers.invalid"
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class DeliveryConfig(BaseModel):
+    """Where deliveries go. A row's destination is its channel (`email`, `app_chat`, …)
+    for customer messages, the department's address (`queue://tech-oncall`) for hand-offs
+    and `partner:<name>` for partners; `routes` maps a destination to a webhook URL or to
+    `smtp`, and anything else goes to `webhook_url`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: str | None = None
+    routes: dict[str, str] = Field(default_factory=dict)
+    # HMAC-SHA256 key of the webhook signature (share it with the receivers).
+    secret: SecretStr = SecretStr("")
+    smtp: SmtpConfig | None = None
+    batch: int = Field(default=50, ge=1, le=1000)
+    poll_interval: timedelta = timedelta(milliseconds=200)
+    request_timeout: timedelta = timedelta(seconds=5)
+    # A leased row another relay may take over if this one dies mid-delivery.
+    lease: timedelta = timedelta(seconds=60)
+    round: timedelta = ROUND
+
+
+@dataclass(frozen=True)
+class DueRow:
+    id: int
+    ticket_id: str
+    dedupe_key: str
+    kind: str
+    destination: str
+    payload: dict[str, Any]
+    event_seq: int | None
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivered: bool
+    permanent: bool = False
+    receipt: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class DeliveryRefused(Exception):
+    """The destination refused the row for good (or there is none): no retry helps."""
+
+
+# Lease the due rows: undelivered, not failed, due, and first of their ticket for their
+# destination (a row never overtakes an earlier one still on its way there).
+_CLAIM = """
+    WITH due AS (
+        SELECT o.id FROM outbox o
+        WHERE o.dispatched_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= now()
+          AND NOT EXISTS (
+              SELECT FROM outbox e
+              WHERE e.ticket_id = o.ticket_id AND e.channel_or_recipient = o.channel_or_recipient
+                AND e.id < o.id AND e.dispatched_at IS NULL AND e.failed_at IS NULL
+          )
+        ORDER BY o.next_attempt_at, o.id
+        LIMIT $1
+        FOR UPDATE OF o SKIP LOCKED
+    )
+    UPDATE outbox SET attempts = outbox.attempts + 1, next_attempt_at = now() + $2::interval
+    FROM due WHERE outbox.id = due.id
+    RETURNING outbox.id, outbox.ticket_id, outbox.dedupe_key, outbox.kind,
+        outbox.channel_or_recipient AS destination, outbox.payload, outbox.event_seq,
+        outbox.attempts,
+        outbox.created_at
+"""
+
+_DELIVERED = """
+    UPDATE outbox SET dispatched_at = now(), rendered = $2, locale = $3, receipt = $4,
+        last_error = NULL
+    WHERE id = $1
+"""
+_RETRY = "UPDATE outbox SET next_attempt_at = now() + $2::interval, last_error = $3 WHERE id = $1"
+_FAILED = "UPDATE outbox SET failed_at = now(), last_error = $2, rendered = $3 WHERE id = $1"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: Pool,
+        policy: ServicePolicy,
+        templates: MessageTemplates,
+        config: DeliveryConfig,
+        client: Client | None,
+    ) -> None:
+        """`client` signals tickets about deliveries given up on (None: only logged)."""
+        self._pool = pool
+        self._policy = policy
+        self._templates = templates
+        self._config = config
+        self._client = client
+        self._http = httpx.AsyncClient(timeout=config.request_timeout.total_seconds())
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------ the activity
+
+    @activity.defn(name=DELIVER_DUE)
+    async def deliver_due(self) -> RelayRound:
+        """Deliver due rows for one round, then report what was done."""
+        done = RelayRound()
+        ends = time.monotonic() + self._config.round.total_seconds()
+        while time.monotonic() < ends:
+            passed = await self.deliver_once()
+            done = RelayRound(
+                delivered=done.delivered + passed.delivered,
+                retried=done.retried + passed.retried,
+                failed=done.failed + passed.failed,
+            )
+            activity.heartbeat(done.delivered)
+            if passed == RelayRound():
+                await asyncio.sleep(self._config.poll_interval.total_seconds())
+        return done
+
+    async def deliver_once(self) -> RelayRound:
+        """One pass: lease up to a batch of due rows and deliver them concurrently."""
+        records = await self._pool.fetch(_CLAIM, self._config.batch, self._config.lease)
+        rows = [DueRow(**dict(record)) for record in records]
+        outcomes = await asyncio.gather(*(self._deliver(row) for row in rows))
+        return RelayRound(
+            delivered=sum(1 for o in outcomes if o == "delivered"),
+            retried=sum(1 for o in outcomes if o == "retried"),
+            failed=sum(1 for o in outcomes if o == "failed"),
+        )
+
+    # ------------------------------------------------------------ one row
+
+    async def _deliver(self, row: DueRow) -> str:
+        logger = log.bind(ticket_id=row.ticket_id, row=row.dedupe_key, destination=row.destination)
+        locale, text = None, None
+        try:
+            locale, text = self._words(row)
+            outcome = await self._send(row, locale, text)
+        except DeliveryRefused as refused:
+            outcome = Outcome(delivered=False, permanent=True, error=str(refused))
+        except Exception as broken:  # an outage (or a bug): the row is tried again
+            outcome = Outcome(delivered=False, error=f"{type(broken).__name__}: {broken}")
+        if outcome.delivered:
+            await self._pool.execute(
+                _DELIVERED, row.id, text, locale, json.dumps(outcome.receipt or {})
+            )
+            logger.info("delivered", kind=row.kind, attempts=row.attempts)
+            return "delivered"
+        error = outcome.error or "unknown error"
+        age = datetime.now(UTC) - row.created_at
+        wait = delivery_retry_at(self._policy, row.attempts)
+        budget = self._policy.delivery.give_up_after / self._policy.time_scale
+        if not outcome.permanent and age + wait <= budget:
+            await self._pool.execute(_RETRY, row.id, wait, error[:1000])
+            logger.warning("delivery failed; trying again", error=error, attempts=row.attempts)
+            return "retried"
+        if not await self._report(row, error):
+            await self._pool.execute(_RETRY, row.id, wait, error[:1000])
+            return "retried"
+        await self._pool.execute(_FAILED, row.id, error[:1000], text)
+        logger.error("delivery given up", error=error, attempts=row.attempts)
+        return "failed"
+
+    def _words(self, row: DueRow) -> tuple[str | None, str]:
+        if row.kind.startswith(CUSTOMER_MESSAGE_PREFIX):
+            message = CustomerMessage.model_validate(row.payload)
+            rendered = self._templates.render(message, self._policy.time_zone)
+            return rendered.locale, rendered.text
+        # Hand-offs are internal: their summary, for people and systems of the company.
+        summary = row.payload.get("summary")
+        return None, summary if isinstance(summary, str) else row.kind
+
+    async def _send(self, row: DueRow, locale: str | None, text: str) -> Outcome:
+        if row.destination.startswith(UNROUTABLE_PREFIX):
+            raise DeliveryRefused(f"no destination is configured for {row.destination}")
+        route = self._config.routes.get(row.destination, self._config.webhook_url)
+        if route is None:
+            raise DeliveryRefused(f"no route for {row.destination} and no webhook_url")
+        if route == SMTP_ROUTE:
+            return await self._mail(row, locale, text)
+        return await self._post(route, row, locale, text)
+
+    async def _post(self, url: str, row: DueRow, locale: str | None, text: str) -> Outcome:
+        body = json.dumps(
+            {
+                "id": row.dedupe_key,
+                "ticket_id": row.ticket_id,
+                "event_seq": row.event_seq,
+                "kind": row.kind,
+                "destination": row.destination,
+                "locale": locale,
+                "text": text,
+                "queued_at": row.created_at.isoformat(),
+                "payload": row.payload,
+            },
+            ensure_ascii=False,
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: row.dedupe_key,
+            **signed_headers(self._config.secret.get_secret_value(), body),
+        }
+        response = await self._http.post(url, content=body, headers=headers)
+        receipt = {"status": response.status_code, "at": datetime.now(UTC).isoformat()}
+        if response.is_success:
+            return Outcome(delivered=True, receipt=receipt)
+        error = f"HTTP {response.status_code} from {url}: {response.text[:200]}"
+        # A refusal (bad signature, unknown recipient) will not change; a busy or broken
+        # receiver might.
+        refused = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+        return Outcome(delivered=False, permanent=refused, receipt=receipt, error=error)
+
+    async def _mail(self, row: DueRow, locale: str | None, text: str) -> Outcome:
+        smtp = self._config.smtp
+        if smtp is None:
+            raise DeliveryRefused(f"{row.destination} is routed to smtp, but no SMTP is set")
+        message = EmailMessage()
+        message["From"] = smtp.sender
+        message["To"] = (
+            row.destination.removeprefix("mailto:")
+            if row.destination.startswith("mailto:")
+            else smtp.recipient.format(customer_id=row.payload.get("customer_id", "unknown"))
+        )
+        message["Subject"] = self._templates.subject(locale or self._templates.default_locale)
+        message["Message-ID"] = f"<{row.dedupe_key}@ticketflow>"
+        message[IDEMPOTENCY_HEADER] = row.dedupe_key
+        message.set_content(text)
+
+        def send() -> dict[str, Any]:
+            with smtplib.SMTP(smtp.host, smtp.port, timeout=self._timeout()) as server:
+                if smtp.starttls:
+                    server.starttls()
+                if smtp.username and smtp.password:
+                    server.login(smtp.username, smtp.password.get_secret_value())
+                refused = server.send_message(message)
+            return {"smtp": "accepted", "refused": sorted(refused)}
+
+        try:
+            receipt = await asyncio.to_thread(send)
+        except smtplib.SMTPRecipientsRefused as error:
+            raise DeliveryRefused(f"SMTP refused the recipient: {error.recipients}") from None
+        return Outcome(delivered=True, receipt=receipt)
+
+    def _timeout(self) -> float:
+        return self._config.request_timeout.total_seconds()
+
+    async def _report(self, row: DueRow, error: str) -> bool:
+        """Tell the ticket; False if Temporal could not be reached (the row waits)."""
+        if self._client is None:
+            return True
+        failure = DeliveryFailure(
+            dedupe_key=row.dedupe_key,
+            kind=row.kind.removeprefix(CUSTOMER_MESSAGE_PREFIX),
+            destination=row.destination,
+            attempts=row.attempts,
+            error=error[:500],
+        )
+        try:
+            await self._client.get_workflow_handle(row.ticket_id).signal("delivery_failed", failure)
+        except RPCError as rpc:
+            if rpc.status is RPCStatusCode.NOT_FOUND:
+                # The ticket's run has ended: the failed row is all that is left to see.
+                log.error("delivery failed after its ticket ended", ticket_id=row.ticket_id)
+                return True
+            log.warning("cannot report a failed delivery yet", ticket_id=row.ticket_id)
+            return False
+        return True

@@ -1,0 +1,336 @@
+"""Every message reaches its recipient, in the customer's language (issue 9's acceptance).
+
+The real dev server runs tickets and the outbox relay; deliveries go over real HTTP to
+the dev receiver (`workers.receiver`, served by uvicorn on a free port) and over real
+SMTP to aiosmtpd. The relay delivers every due row of its database, so this module has a
+database of its own. Time runs 60 times faster (`time_scale`), so promises of seconds
+and minutes pass in a test's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from babel.dates import format_skeleton
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.database import Pool, create_pool, migrate
+from activities.delivery import DeliveryConfig, OutboxRelay, SmtpConfig
+from activities.messages import MessageTemplates, TemplateError
+from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
+from api.client import TicketClient
+from workers.main import build_worker, start_relay
+from workers.receiver import PATH, Inbox, serve_receiver
+from workflows.contracts import Dispatch, EngagePartner, Intake
+from workflows.policy import DeliveryRetry, ServicePolicy
+from workflows.primitives import Actor
+from workflows.vocabulary import Channel, Role, Tier
+
+T = TypeVar("T")
+SECRET = "receiver-secret-" + "z" * 16
+ZONE = "Europe/London"
+AGENT = Actor(id="agent-7", role=Role.AGENT)
+POLICY = ServicePolicy(
+    time_scale=60,
+    time_zone=ZONE,
+    departments={**ServicePolicy().departments, "finance": "queue://finance"},
+    # Scaled by 60: first retry after 0.1 s, at most 0.5 s apart, given up after 5 s.
+    delivery=DeliveryRetry(
+        first_interval=timedelta(seconds=6),
+        max_interval=timedelta(seconds=30),
+        give_up_after=timedelta(minutes=5),
+    ),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], good: Callable[[T], bool], within: float = 20.0
+) -> T:
+    """Poll until `good` (deliveries trail the tickets by a relay pass)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await probe()
+        if good(value) or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+def held(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """A probe of what a receiver holds in memory."""
+
+    async def probe() -> T:
+        return read()
+
+    return probe
+
+
+class Mailbox:
+    """aiosmtpd's handler: every message the relay sent, as parsed e-mail."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        parsed = message_from_bytes(envelope.content, policy=email_policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 OK"
+
+    def of(self, ticket_id: str) -> list[EmailMessage]:
+        return [m for m in self.messages if str(m["Idempotency-Key"]).startswith(ticket_id)]
+
+
+@dataclass
+class Desk:
+    tickets: TicketClient
+    pool: Pool
+    inbox: Inbox
+    finance: Inbox
+    mail: Mailbox
+
+    async def open(self, **fields: Any) -> str:
+        intake = Intake(
+            idempotency_key=f"delivery-{uuid.uuid4()}",
+            customer_id=f"c-{uuid.uuid4().hex[:8]}",
+            subject=fields.pop("subject", "会员怎么续费"),
+            description=fields.pop("description", "请问会员到期后怎么续费?"),
+            **fields,
+        )
+        opened = await self.tickets.open(intake)
+        return opened.ticket_id
+
+    async def rows(self, ticket_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT kind, channel_or_recipient, dispatched_at, failed_at, attempts, rendered,"
+            " locale FROM outbox WHERE ticket_id = $1 ORDER BY id",
+            ticket_id,
+        )
+
+    async def event_types(self, ticket_id: str) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT type FROM ticket_events WHERE ticket_id = $1 ORDER BY seq", ticket_id
+        )
+        return [row["type"] for row in rows]
+
+
+@pytest.fixture(scope="module")
+async def own_database(database_url: str) -> AsyncIterator[Pool]:
+    name = f"delivery_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(database_url)
+    pool = await create_pool(urlunsplit(parts._replace(path=f"/{name}")))
+    try:
+        await migrate(pool)
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="module")
+async def desk(dev_env: WorkflowEnvironment, own_database: Pool) -> AsyncIterator[Desk]:
+    inbox, finance = Inbox(secret=SECRET), Inbox(secret=SECRET)
+    ports = {"main": free_port(), "finance": free_port()}
+    stop = asyncio.Event()
+    receivers = [
+        asyncio.create_task(serve_receiver(box, "127.0.0.1", ports[name], stop))
+        for name, box in (("main", inbox), ("finance", finance))
+    ]
+    mail = Mailbox()
+    smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    config = DeliveryConfig(
+        webhook_url=f"http://127.0.0.1:{ports['main']}{PATH}",
+        routes={
+            "email": "smtp",
+            "queue://finance": f"http://127.0.0.1:{ports['finance']}{PATH}",
+            # Nobody listens on port 1: every try fails until the budget is spent.
+            "partner:broken-co": "http://127.0.0.1:1/never",
+        },
+        secret=SecretStr(SECRET),
+        smtp=SmtpConfig(host="127.0.0.1", port=smtp.port),
+        poll_interval=timedelta(milliseconds=50),
+        round=timedelta(seconds=5),
+    )
+    client: Client = dev_env.client
+    task_queue = f"delivery-{uuid.uuid4()}"
+    relay = OutboxRelay(own_database, POLICY, MessageTemplates.load(), config, client)
+    worker = build_worker(client, task_queue, own_database, POLICY, relay=relay)
+    running = asyncio.create_task(worker.run())
+    await start_relay(client, task_queue)
+    try:
+        yield Desk(
+            TicketClient(client, task_queue=task_queue, policy=POLICY),
+            own_database,
+            inbox,
+            finance,
+            mail,
+        )
+    finally:
+        async for execution in client.list_workflows(
+            f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+        ):
+            with contextlib.suppress(RPCError):
+                await client.get_workflow_handle(execution.id).terminate("tests done")
+        await worker.shutdown()
+        await running
+        await relay.close()
+        smtp.stop()
+        stop.set()
+        await asyncio.gather(*receivers)
+
+
+async def test_a_zh_hant_vip_gets_the_auto_reply_in_traditional_chinese(desk: Desk) -> None:
+    # Live VIP: 30 s to a first response, half a second here; nobody answers.
+    tid = await desk.open(channel=Channel.APP_CHAT, tier=Tier.VIP, locale="zh-TW")
+    arrived = await eventually(
+        held(lambda: [r for r in desk.inbox.of(tid) if r.kind == "customer_message:auto_reply"]),
+        bool,
+    )
+    [reply] = arrived
+    assert reply.locale == "zh-Hant"
+    assert reply.text == "感謝您的耐心等候，客服馬上為您接入，請稍候。"
+    # The supervisor on standby got the hand-off, in the same pass or the next.
+    await eventually(
+        held(lambda: [r for r in desk.inbox.of(tid) if r.kind == "supervisor_standby"]), bool
+    )
+    rows = await desk.rows(tid)
+    assert all(row["dispatched_at"] is not None for row in rows), rows
+
+
+async def test_an_english_email_is_acknowledged_in_english_in_the_policy_zone(desk: Desk) -> None:
+    tid = await desk.open(
+        channel=Channel.EMAIL, locale="en-GB", subject="Refund", description="Where is my refund?"
+    )
+    [mail] = await eventually(held(lambda: desk.mail.of(tid)), bool)
+    view = await desk.tickets.view(tid)
+    assert view.deadlines.sla is not None
+    due = view.deadlines.sla
+    text = mail.get_content()
+    assert text.startswith("Hello, we have received your request")
+    hour = format_skeleton("Hm", due, tzinfo=ZoneInfo(ZONE), locale="en")
+    assert hour in text
+    assert "(GMT)" in text or "British" in text or "Greenwich" in text
+    assert mail["Subject"] == "An update on your request"
+    assert mail["To"].endswith("@customers.invalid")
+
+
+async def test_a_department_down_for_a_while_gets_its_work_order_once(desk: Desk) -> None:
+    tid = await desk.open(channel=Channel.EMAIL, locale="zh-CN")
+    desk.finance.down = True
+    await desk.tickets.act(tid, Dispatch(actor=AGENT, departments=["finance"], note="查账"))
+    # Finance answers 503 for a while; the customer's messages go on meanwhile.
+    rows = await eventually(
+        lambda: desk.rows(tid),
+        lambda rows: any(r["kind"] == "work_order" and r["attempts"] >= 3 for r in rows),
+    )
+    order = next(r for r in rows if r["kind"] == "work_order")
+    assert order["dispatched_at"] is None and order["failed_at"] is None
+    assert desk.finance.of(tid) == []
+    assert len(await eventually(held(lambda: desk.mail.of(tid)), bool)) == 1  # the acknowledgement
+
+    desk.finance.down = False
+    [received] = await eventually(held(lambda: desk.finance.of(tid)), bool)
+    assert received.kind == "work_order"
+    assert received.copies == 1
+    rows = await desk.rows(tid)
+    assert [r["dispatched_at"] is not None for r in rows] == [True, True]
+
+
+async def test_a_destination_that_never_answers_is_reported_and_a_supervisor_told(
+    desk: Desk,
+) -> None:
+    tid = await desk.open(channel=Channel.WEB_FORM, locale="zh-CN")
+    view = await desk.tickets.act(
+        tid,
+        EngagePartner(
+            actor=AGENT,
+            partner="broken-co",
+            problem="核对回单",
+            expected_by=(await _now(desk)) + timedelta(days=1),
+        ),
+    )
+    assert view.status == "waiting_on_partner"
+    types = await eventually(
+        lambda: desk.event_types(tid), lambda types: "delivery_failed" in types, within=30
+    )
+    assert types.count("delivery_failed") == 1
+    [alert] = await eventually(
+        held(lambda: [r for r in desk.inbox.of(tid) if r.kind == "delivery_failed"]), bool
+    )
+    assert alert.destination == "queue://cs-supervisors"
+    assert "partner:broken-co" in alert.text
+    failed = [r for r in await desk.rows(tid) if r["failed_at"] is not None]
+    assert [r["channel_or_recipient"] for r in failed] == ["partner:broken-co"]
+    assert failed[0]["attempts"] > 1
+
+
+async def _now(desk: Desk) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- the parts alone
+
+
+def test_the_webhook_signature_is_the_documented_scheme() -> None:
+    body = '{"id":"t:1:agent_reply:1","text":"您好"}'.encode()
+    headers = signed_headers(SECRET, body, timestamp=1767225600)
+    expected = hmac.new(SECRET.encode(), b"1767225600." + body, hashlib.sha256).hexdigest()
+    assert headers == {TIMESTAMP_HEADER: "1767225600", SIGNATURE_HEADER: f"sha256={expected}"}
+
+
+def test_a_template_with_an_unknown_parameter_is_refused_at_start(tmp_path: Path) -> None:
+    overrides = tmp_path / "messages.toml"
+    overrides.write_text(
+        '[zh-Hant]\nacknowledgement = "{{ customer_name }} 您好，預計 {{ expect_progress_by | when }}"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TemplateError) as refused:
+        MessageTemplates.load(overrides)
+    message = str(refused.value)
+    assert "zh-Hant.acknowledgement" in message
+    assert "customer_name" in message
+    assert "expect_progress_by" in message  # what it may use instead
+
+
+def test_every_kind_has_words_in_every_locale() -> None:
+    templates = MessageTemplates.load()
+    assert {"zh-Hans", "zh-Hant", "en"} <= set(templates.locales)
+    broken = Path(__file__)  # not TOML at all
+    with pytest.raises(TemplateError, match="message templates file"):
+        MessageTemplates.load(broken)

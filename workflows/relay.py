@@ -1,0 +1,77 @@
+"""OutboxRelayWorkflow: every message and hand-off a ticket decided on, delivered.
+
+Tickets write their messages and hand-offs to the `outbox` table in the transaction of
+the events that describe them; this workflow keeps one activity, `deliver_due`, running
+over that table for as long as the worker lives. The activity delivers each due row to
+its destination (a signed webhook or SMTP), backs off a failing one per the policy, and
+after the policy's budget reports it to its ticket (`delivery_failed`), which tells a
+person. Deliveries never run inside a ticket's workflow, so a slow department system
+holds back no deadline and costs a ticket no history.
+
+Temporal keeps the relay alive: a crashed worker's activity times out on its heartbeat
+and runs again on another; a row leased to it is delivered again after the lease, and
+its `Idempotency-Key` lets the receiver drop the copy.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import activity_names as activity
+    from workflows.primitives import Contract
+
+
+class RelayInput(Contract):
+    rounds: int = 0
+    delivered: int = 0
+    failed: int = 0
+
+
+class RelayRound(Contract):
+    """What one `deliver_due` activity did before it handed back to the workflow."""
+
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+# One round delivers for this long, heartbeating, then returns so the history shows the
+# relay's progress; a new round starts at once.
+ROUND = timedelta(minutes=5)
+_HEARTBEAT = timedelta(seconds=30)
+# Rounds per run before continuing as new: 4 history events a round.
+_ROUNDS_PER_RUN = 500
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+def relay_workflow_id(task_queue: str) -> str:
+    return f"outbox-relay-{task_queue}"
+
+
+@workflow.defn
+class OutboxRelayWorkflow:
+    @workflow.run
+    async def run(self, start: RelayInput) -> None:
+        totals = start.model_copy()
+        while totals.rounds - start.rounds < _ROUNDS_PER_RUN:
+            done: RelayRound = await workflow.execute_activity(
+                activity.DELIVER_DUE,
+                start_to_close_timeout=ROUND + timedelta(minutes=1),
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=_RETRY,
+                result_type=RelayRound,
+                summary="deliver due outbox rows",
+            )
+            totals.rounds += 1
+            totals.delivered += done.delivered
+            totals.failed += done.failed
+            workflow.set_current_details(
+                f"rounds {totals.rounds} · delivered {totals.delivered} · failed {totals.failed}"
+            )
+            if workflow.info().is_continue_as_new_suggested():
+                break
+        workflow.continue_as_new(totals)
