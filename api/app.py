@@ -138,6 +138,8 @@ def known_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
+    if any("\x00" in f"{key}{value}" for key, value in request.query_params.multi_items()):
+        raise ApiError(422, "invalid_request", "query parameters cannot hold a NUL character")
     names = _query_names(route.dependant)
     unknown = sorted(set(request.query_params) - names)
     if unknown:
@@ -394,6 +396,8 @@ async def partner_callback(
     # A refusal below releases the signature again: only a delivered callback uses it up.
     async with svc.signatures.claim(partner, digest):
         state = await svc.call(svc.tickets.state(ticket_id))
+        if state.status is TicketStatus.CLOSED:
+            raise ApiError(409, "ticket_closed", "the ticket is closed; the answer was not taken")
         engagement = state.partners.get(partner)
         if engagement is None:
             raise ApiError(403, "forbidden", f"{partner} holds no engagement on this ticket")

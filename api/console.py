@@ -268,7 +268,17 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
             if args.attachments:
                 body["attachments"] = args.attachments
             key = args.idempotency_key or f"cli-{uuid.uuid4()}"
-            result = api.call("POST", "/v1/tickets", body=body, headers={"Idempotency-Key": key})
+            try:
+                result = api.call(
+                    "POST",
+                    "/v1/tickets",
+                    body=body,
+                    headers={"Idempotency-Key": key},
+                    retries=RETRIES_ON_503,
+                )
+            except ConsoleError as error:
+                # Whatever happened, the same key opens the same ticket: say it.
+                raise ConsoleError(f"{error} (run it again with --key {key})") from None
             result["idempotency_key"] = key
             return _dump(result) if args.json else _opened_table(result)
         case "show":
@@ -281,7 +291,11 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
             # with --action-id) apply it once.
             payload.setdefault("action_id", f"cli-{uuid.uuid4().hex}")
             path = f"/v1/tickets/{args.ticket_id}/{action.route}"
-            result = api.call("POST", path, body=payload, retries=RETRIES_ON_503)
+            try:
+                result = api.call("POST", path, body=payload, retries=RETRIES_ON_503)
+            except ConsoleError as error:
+                resend = f"--action-id {payload['action_id']}"
+                raise ConsoleError(f"{error} (to send it again, applied once: {resend})") from None
             result["action_id"] = payload["action_id"]
             return _dump(result) if args.json else _view_table(result)
         case "customer-reply":

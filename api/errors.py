@@ -121,6 +121,9 @@ def translate(error: BaseException) -> ApiError | None:
             return unavailable(f"the ticket could not answer: {error}")
         case TimeoutError() | asyncio.TimeoutError():
             return unavailable("Temporal or PostgreSQL did not answer in time")
+        case asyncpg.DataError():
+            # Only a caller's value (a filter, a cursor) reaches a query from the API.
+            return ApiError(422, "invalid_request", "a value is out of range or malformed")
         case (
             asyncpg.PostgresConnectionError()
             | asyncpg.InterfaceError()
@@ -201,6 +204,7 @@ def install_error_handlers(app: FastAPI) -> None:
         WorkflowQueryFailedError,
         RPCError,
         TimeoutError,
+        asyncpg.DataError,
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
         asyncpg.TooManyConnectionsError,

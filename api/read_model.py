@@ -11,13 +11,13 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from activities.database import Pool
 from api.errors import ApiError
-from api.schemas import TicketPage, TicketSummary
+from api.schemas import TICKET_ID, TicketPage, TicketSummary
 
 _COLUMNS = tuple(TicketSummary.model_fields)
 
@@ -68,12 +68,18 @@ def decode_cursor(sort: Sort, cursor: str) -> list[Any]:
         key = json.loads(raw)
         if not isinstance(key, list) or key[0] != sort.value:
             raise ValueError(cursor)
-        values: list[Any] = [_aware(key[1]), str(key[2])]
+        ticket_id = str(key[2])
+        if not TICKET_ID.match(ticket_id):
+            raise ValueError(ticket_id)
+        values: list[Any] = [_aware(key[1]), ticket_id]
         if sort is Sort.ATTENTION:
-            values += [None if key[3] is None else _aware(key[3]), int(key[4])]
+            rank = key[4]
+            if not isinstance(rank, int) or not 0 <= rank <= max(_PRIORITY_RANK.values()) + 1:
+                raise ValueError(rank)
+            values += [None if key[3] is None else _aware(key[3]), rank]
         elif len(key) != 3:
             raise ValueError(cursor)
-    except (binascii.Error, ValueError, TypeError, IndexError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, TypeError, IndexError, OverflowError, UnicodeDecodeError):
         raise ApiError(
             422, "invalid_request", f"cursor is not one this API handed out for sort={sort.value}"
         ) from None
@@ -81,10 +87,11 @@ def decode_cursor(sort: Sort, cursor: str) -> list[Any]:
 
 
 def _aware(text: Any) -> datetime:
+    """An instant PostgreSQL can hold, in UTC (a cursor may have been tampered with)."""
     instant = datetime.fromisoformat(str(text))
     if instant.tzinfo is None:
         raise ValueError(text)
-    return instant
+    return instant.astimezone(UTC)
 
 
 def _where(filters: TicketFilter, sort: Sort, cursor: str | None) -> tuple[str, list[Any]]:

@@ -481,6 +481,8 @@ class TicketState(Contract):
     pending_handoffs: list[Handoff] = Field(default_factory=list)
     last_progress_check_at: datetime | None = None
     seen_message_ids: list[str] = Field(default_factory=list)
+    # Action ids applied, with what each named (workflows.ticket_rules.fingerprint).
+    seen_actions: dict[str, str] = Field(default_factory=dict)
     duplicate_of_earlier_run: bool = False
     runs: int = 1
     # Numbers every outbox row the ticket queues (its dedupe key), so no two share one.

@@ -93,10 +93,16 @@ _STORE_TIMEOUT = timedelta(seconds=15)
 _EFFECTS_STORED_WITH_EVENTS = "effects-stored-with-events"
 # Patch: a closed ticket asks for CSAT / NPS and waits policy.feedback_window for them.
 _FEEDBACK_WINDOW = "feedback-window"
-# Patch: every agent reply is an event of its own (`agent_replied`), with its words; before,
-# only the first one was recorded (`first_responded`), so later replies shifted no seq.
-# Old runs keep the old numbering, or their next appends would leave gaps in the store.
-_EVERY_REPLY_RECORDED = "every-reply-recorded"
+# Patch: the typed record (issue 8). Runs started before it keep their behaviour, or their
+# next appends would leave gaps in the store and their replays would fail:
+# - every agent reply is an event of its own (`agent_replied`); before, only the first
+#   one was (`first_responded`), so later replies took no seq;
+# - an action sent again with its action_id is applied once, and an id reused for a
+#   different action is refused; before, updates were applied whatever their id;
+# - what a partner or customer sends a closed ticket is recorded, not dropped.
+_TYPED_RECORD = "every-reply-recorded"
+# Action ids remembered for dropping resends, the most recent kept.
+_ACTION_IDS_KEPT = 2000
 # How many customer/partner message ids to remember for dropping redelivered signals.
 _SEEN_IDS_KEPT = 500
 
@@ -109,7 +115,7 @@ class TicketWorkflow:
         self._policy = start.policy
         self._woken = False
         self._indexed: dict[str, Any] = {}
-        self._every_reply_recorded = workflow.patched(_EVERY_REPLY_RECORDED)
+        self._typed_record = workflow.patched(_TYPED_RECORD)
         for action in ACTIONS:
             workflow.set_update_handler(
                 action_name(action), self._update_for(action), validator=self._validate
@@ -535,7 +541,7 @@ class TicketWorkflow:
         action = envelope.action
         if not self._first_sighting_of(action):
             return
-        reason = self._rejection(action)
+        reason = self._reused_id(action) or self._rejection(action)
         if reason is not None:
             self._record(
                 ev.ActionRejected(
@@ -550,27 +556,46 @@ class TicketWorkflow:
         self._apply(action)
 
     def _validate(self, action: Action) -> None:
-        if self._seen(action):
-            return  # a resend of an action applied before: accepted, and applied once
-        reason = self._rejection(action)
+        reason = self._reused_id(action)
+        if reason is None and self._is_resend(action):
+            return  # an action applied before, sent again: accepted, and applied once
+        reason = reason or self._rejection(action)
         if reason is not None:
             raise ApplicationError(reason, type="ActionRejected", non_retryable=True)
 
     def _accept(self, action: Action) -> TicketView:
-        if self._first_sighting_of(action):
+        if not self._typed_record or self._first_sighting_of(action):
             self._apply(action)
         return self._view()
 
-    def _seen(self, action: Action) -> bool:
-        return (
-            action.action_id is not None
-            and f"action:{action.action_id}" in self._state.seen_message_ids
-        )
+    def _is_resend(self, action: Action) -> bool:
+        seen = self._state.seen_actions
+        return self._typed_record and action.action_id is not None and action.action_id in seen
+
+    def _reused_id(self, action: Action) -> str | None:
+        """An action id names one action: the same id on another action is a caller's
+        mistake, refused rather than mistaken for a resend."""
+        if not self._is_resend(action):
+            return None
+        assert action.action_id is not None
+        if self._state.seen_actions[action.action_id] == ticket_rules.fingerprint(action):
+            return None
+        return f"action_id {action.action_id} was already used for another action; use a new id"
 
     def _first_sighting_of(self, action: Action) -> bool:
         """An action sent again with its `action_id` (a retry after a timeout, even into a
         later run) is applied once."""
-        return action.action_id is None or self._first_sighting(f"action:{action.action_id}")
+        if action.action_id is None:
+            return True
+        if not self._typed_record:
+            return self._first_sighting(f"action:{action.action_id}")  # signals, as before
+        seen = self._state.seen_actions
+        if action.action_id in seen:
+            return False
+        seen[action.action_id] = ticket_rules.fingerprint(action)
+        for oldest in list(seen)[: max(0, len(seen) - _ACTION_IDS_KEPT)]:
+            del seen[oldest]
+        return True
 
     def _rejection(self, action: Action) -> str | None:
         return ticket_rules.rejection(self._state, self._policy, action, workflow.now())
@@ -584,10 +609,10 @@ class TicketWorkflow:
     def _on_respond(self, action: Respond) -> None:
         state = self._state
         now = workflow.now()
-        if self._every_reply_recorded:
+        if self._typed_record:
             seq = self._record(ev.AgentReplied(message=action.message), action.actor)
         else:
-            seq = state.next_seq - 1  # runs before the patch: the reply had no event
+            seq = None  # runs from before: the reply has no event of its own
         self._message(MessageKind.AGENT_REPLY, seq, MessageParams(text=action.message))
         if state.first_response_at is None:
             state.first_response_at = now
@@ -785,7 +810,9 @@ class TicketWorkflow:
             # While it waits for the ratings it asked for, a closed ticket records them,
             # and records anything else the customer says without reopening: closed is
             # final (SPEC §4), but nothing the customer sent is lost.
-            if state.feedback_until is None or not self._first_sighting(f"reply:{reply.reply_id}"):
+            if state.feedback_until is None and not self._typed_record:
+                return
+            if not self._first_sighting(f"reply:{reply.reply_id}"):
                 return
             if reply.kind in (CustomerReplyKind.CSAT, CustomerReplyKind.NPS):
                 self._record_score(reply, customer)
@@ -850,13 +877,24 @@ class TicketWorkflow:
     @workflow.signal
     def partner_callback(self, callback: PartnerCallback) -> None:
         state = self._state
-        if state.status is TicketStatus.CLOSED or not self._first_sighting(
+        closed = state.status is TicketStatus.CLOSED
+        if (closed and not self._typed_record) or not self._first_sighting(
             f"partner:{callback.callback_id}"
         ):
             return
         partner = Actor(id=callback.partner, role=Role.PARTNER)
         engagement = state.partners.get(callback.partner)
-        if engagement is None or engagement.answered_at is not None:
+        if closed:
+            # Kept, not acted on: the ticket is closed.
+            self._record(
+                ev.ActionRejected(
+                    action="partner_callback",
+                    reason=f"ticket {state.ticket_id} is closed",
+                    text=callback.answer,
+                ),
+                partner,
+            )
+        elif engagement is None or engagement.answered_at is not None:
             self._record(
                 ev.ActionRejected(
                     action="partner_callback",
@@ -974,15 +1012,15 @@ class TicketWorkflow:
             )
         return event.seq
 
-    def _effect_key(self, seq: int, kind: str) -> str:
+    def _effect_key(self, seq: int | None, kind: str) -> str:
         """An outbox row's identity: the event that sent it, and a number of its own (one
         event may send several rows; a reply before the every-reply patch sent none)."""
         state = self._state
-        key = f"{state.ticket_id}:{seq}:{kind}:{state.next_effect}"
+        key = f"{state.ticket_id}:{seq or 0}:{kind}:{state.next_effect}"
         state.next_effect += 1
         return key
 
-    def _message(self, kind: MessageKind, seq: int, params: MessageParams) -> None:
+    def _message(self, kind: MessageKind, seq: int | None, params: MessageParams) -> None:
         """Say something to the customer: what, as data. The words are the templates' of
         the customer's locale (activities.messages), rendered when it is delivered."""
         state = self._state

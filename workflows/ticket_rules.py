@@ -4,6 +4,7 @@ action fits it now. Kept apart from the workflow so they read (and test) as plai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,13 @@ def rejection(
         return f"ticket {state.ticket_id} is closed ({state.close_reason})"
     check = _ACTION_RULES.get(type(action))
     return check(state, policy, action, now) if check else None
+
+
+def fingerprint(action: Action) -> str:
+    """What an action asks, whoever sends it: the same id with the same fingerprint is a
+    resend, with another it is a different action."""
+    asked = action.model_dump_json(exclude={"actor", "action_id"})
+    return f"{action.type}:{hashlib.sha256(asked.encode()).hexdigest()[:16]}"
 
 
 def open_order(state: TicketState, department: str) -> WorkOrderState | None:

@@ -4,6 +4,8 @@ dev server, a real worker and real PostgreSQL (issue 8's acceptance)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -204,6 +206,40 @@ async def test_a_department_key_records_its_own_identity(stack: Stack) -> None:
     )
     actors = {row["type"]: row["actor_id"] for row in rows}
     assert actors == {"progress_posted": "test-department-tech", "assigned": "lead-1"}
+
+
+async def test_an_action_id_names_one_action(stack: Stack) -> None:
+    tid = (await stack.open())["ticket_id"]
+    reply = {"message": "您好", "action_id": "console-7"}
+    first = await stack.act(tid, "responses", reply)
+    again = await stack.act(tid, "responses", reply)
+    assert (first.status_code, again.status_code) == (200, 200)
+    other = await stack.act(tid, "assignment", {"agent_id": "agent-9", "action_id": "console-7"})
+    assert other.status_code == 409, other.text
+    assert "console-7" in other.json()["detail"]
+    await stack.settled(tid)
+    assert await _words(stack, tid, "agent_replied") == ["您好"]
+    assert "assigned" not in await stack.stored_events(tid)
+
+
+async def test_bad_list_input_is_a_4xx_never_a_500(stack: Stack) -> None:
+    agent = stack.auth("agent")
+    forged = [
+        ["attention", "2026-01-01T00:00:00+00:00", "ticket-" + "0" * 24, None, 2**40],
+        ["attention", "9999-12-31T23:59:00-23:00", "ticket-" + "0" * 24, None, 1],
+        ["attention", "2026-01-01T00:00:00+00:00", "ticket-\u0000", None, 1],
+        ["newest", "0001-01-01T00:00:00+23:00", "ticket-" + "0" * 24],
+    ]
+    for key in forged:
+        cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+        sort = key[0]
+        response = await stack.http.get(
+            "/v1/tickets", params={"cursor": cursor, "sort": sort}, headers=agent
+        )
+        assert response.status_code == 422, (key, response.text)
+    for params in ({"assignee": "a\x00b"}, {"department": "a\x00b"}):
+        response = await stack.http.get("/v1/tickets", params=params, headers=agent)
+        assert response.status_code == 422, (params, response.text)
 
 
 # ---------------------------------------------------------------- a worker that goes away

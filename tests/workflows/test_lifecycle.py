@@ -8,7 +8,7 @@ import pytest
 from temporalio.service import RPCError
 
 from tests.workflows.conftest import AGENT, STANDARD_LIFECYCLE_EVENTS, Desk, DeskFactory, resolve
-from workflows.contracts import Close, CustomerReply, Respond
+from workflows.contracts import Close, CustomerReply, PartnerCallback, Respond
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import CloseReason, CustomerReplyKind, TicketStatus
 
@@ -215,3 +215,17 @@ async def test_no_survey_when_the_window_is_zero(desk_factory: DeskFactory) -> N
     assert outcome.status is TicketStatus.CLOSED
     assert "feedback_requested" not in await desk.event_types(tid)
     assert not [r for r in await desk.outbox(tid) if r["kind"].endswith("satisfaction_survey")]
+
+
+async def test_a_partner_answer_to_a_closed_ticket_is_kept_not_acted_on(desk: Desk) -> None:
+    tid = await close_solved(desk)
+    late = PartnerCallback(callback_id="cb-late", partner="unionpay", answer="款项已退回")
+    await desk.tickets.partner_callback(tid, late)
+    await desk.tickets.partner_callback(tid, late)  # redelivered
+    await desk.settled(tid)
+    events = await desk.events(tid)
+    rejected = [e["data"] for e in events if e["type"] == "action_rejected"]
+    assert rejected == [
+        {"action": "partner_callback", "reason": f"ticket {tid} is closed", "text": "款项已退回"}
+    ]
+    assert (await desk.tickets.view(tid)).status is TicketStatus.CLOSED
