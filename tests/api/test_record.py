@@ -224,7 +224,7 @@ async def test_an_action_id_names_one_action(stack: Stack) -> None:
 
 async def test_bad_list_input_is_a_4xx_never_a_500(stack: Stack) -> None:
     agent = stack.auth("agent")
-    forged = [
+    forged: list[list[Any]] = [
         ["attention", "2026-01-01T00:00:00+00:00", "ticket-" + "0" * 24, None, 2**40],
         ["attention", "9999-12-31T23:59:00-23:00", "ticket-" + "0" * 24, None, 1],
         ["attention", "2026-01-01T00:00:00+00:00", "ticket-\u0000", None, 1],
@@ -232,7 +232,7 @@ async def test_bad_list_input_is_a_4xx_never_a_500(stack: Stack) -> None:
     ]
     for key in forged:
         cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
-        sort = key[0]
+        sort = str(key[0])
         response = await stack.http.get(
             "/v1/tickets", params={"cursor": cursor, "sort": sort}, headers=agent
         )
