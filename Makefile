@@ -9,7 +9,7 @@ PYTHON  := $(BIN)/python
 # Reinstall only when the dependency list changed, not on every run.
 STAMP   := $(VENV)/.installed
 
-.PHONY: install bytecode dev test lint format worker demo bench clean
+.PHONY: install browser bytecode dev test lint format worker demo bench clean
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml | $(PYTHON)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Headless Chromium and CJK fonts for the page tests: Debian's packages, installed once
+# (CI runs as root). Playwright drives this binary; it never downloads a browser.
+browser:
+	@dpkg -s chromium fonts-noto-cjk >/dev/null 2>&1 || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 
 # The workflow sandbox imports workflows/ afresh for every ticket it starts. An editable
 # install under PYTHONDONTWRITEBYTECODE=1 has no bytecode, so each import would compile
@@ -34,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint bytecode
+test: lint bytecode browser
 	$(BIN)/pytest -q
 
 format: $(STAMP)

@@ -106,6 +106,19 @@ class Outcome:
     error: str | None = None
 
 
+def words_of(
+    kind: str, payload: dict[str, Any], templates: MessageTemplates, zone: str
+) -> tuple[str | None, str]:
+    """What an outbox row says, and in which locale: a customer message in the customer's
+    language (`zone` for times unless the customer gave one); a hand-off, its summary,
+    for the company's own people and systems."""
+    if kind.startswith(CUSTOMER_MESSAGE_PREFIX):
+        rendered = templates.render(CustomerMessage.model_validate(payload), zone)
+        return rendered.locale, rendered.text
+    summary = payload.get("summary")
+    return None, summary if isinstance(summary, str) else kind
+
+
 class DeliveryRefused(Exception):
     """The destination refused the row for good (or there is none): no retry helps."""
 
@@ -226,13 +239,7 @@ class OutboxRelay:
         return "failed"
 
     def _words(self, row: DueRow) -> tuple[str | None, str]:
-        if row.kind.startswith(CUSTOMER_MESSAGE_PREFIX):
-            message = CustomerMessage.model_validate(row.payload)
-            rendered = self._templates.render(message, self._policy.time_zone)
-            return rendered.locale, rendered.text
-        # Hand-offs are internal: their summary, for people and systems of the company.
-        summary = row.payload.get("summary")
-        return None, summary if isinstance(summary, str) else row.kind
+        return words_of(row.kind, row.payload, self._templates, self._policy.time_zone)
 
     async def _send(self, row: DueRow, locale: str | None, text: str) -> Outcome:
         if row.destination.startswith(UNROUTABLE_PREFIX):

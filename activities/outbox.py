@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 import structlog
+from pydantic import BaseModel, Field
 from temporalio import activity
 
-from activities.database import encode_json
+from activities.database import Pool, encode_json
 from activities.errors import bad_data
 from workflows import activity_names as names
 from workflows.contracts import CustomerMessage, Handoff, HandoffKind
 from workflows.policy import ServicePolicy, department_address
-
-if TYPE_CHECKING:
-    from activities.database import Pool
 
 log = structlog.get_logger()
 
@@ -208,3 +207,38 @@ def log_unroutable(ticket_id: str, rows: list[OutboxRow]) -> None:
     unroutable = [row.dedupe_key for row in rows if row.destination.startswith(UNROUTABLE_PREFIX)]
     if unroutable:
         log.error("outbox rows have no known destination", ticket_id=ticket_id, rows=unroutable)
+
+
+class Delivery(BaseModel):
+    """One outbox row as people look at it: what went where, and when it arrived."""
+
+    kind: str
+    destination: str
+    customer_facing: bool
+    text: str | None = Field(description="As delivered; null while on its way (then rendered).")
+    locale: str | None
+    queued_at: datetime
+    delivered_at: datetime | None
+    attempts: int
+    failed_at: datetime | None
+    error: str | None
+    payload: dict[str, Any] = Field(exclude=True)
+
+
+_DELIVERIES = """
+    SELECT kind, channel_or_recipient AS destination, rendered AS text, locale,
+        created_at AS queued_at, dispatched_at AS delivered_at, attempts, failed_at,
+        last_error AS error, payload
+    FROM outbox WHERE ticket_id = $1 ORDER BY id
+"""
+
+
+async def deliveries(pool: Pool, ticket_id: str) -> list[Delivery]:
+    """Every message and hand-off of a ticket, in the order it decided them."""
+    return [
+        Delivery(
+            customer_facing=record["kind"].startswith(CUSTOMER_MESSAGE_PREFIX),
+            **dict(record),
+        )
+        for record in await pool.fetch(_DELIVERIES, ticket_id)
+    ]

@@ -12,17 +12,22 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.dependencies.models import Dependant
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
+from pydantic import BaseModel
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Pool
+from activities.delivery import words_of
 from activities.event_store import EventStore
 from activities.messages import MessageTemplates
+from activities.outbox import Delivery, deliveries
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from activities.thread import Thread, conversation
 from api.access import STAFF, Caller, KeyRing, RoleKind, Rule, allows
@@ -413,6 +418,13 @@ async def partner_callback(
 # ---------------------------------------------------------------- reads
 
 reads = APIRouter(tags=["reads"], responses=_ACTION_RESPONSES)
+pages = APIRouter()
+_PAGES = resources.files("api").joinpath("pages")
+
+
+class DeliveryPage(BaseModel):
+    ticket_id: str
+    deliveries: list[Delivery]
 
 
 async def _visible_view(svc: Services, ticket_id: str, caller: Caller) -> TicketView:
@@ -452,6 +464,40 @@ async def ticket_thread(
         return svc.templates.render(message, svc.time_zone).text
 
     return Thread(ticket_id=ticket_id, entries=conversation(events, messages, render))
+
+
+@reads.get("/v1/tickets/{ticket_id}/deliveries")
+async def ticket_deliveries(
+    ticket_id: TicketIdPath,
+    svc: Svc,
+    caller: Annotated[Caller, Depends(require(Rule.READ_EVENTS))],
+) -> DeliveryPage:
+    """What the customer and each department, partner and supervisor received, and when;
+    what is still on its way (as it will be said), and what failed."""
+    ticket_id = known(ticket_id)
+    if caller.kind is RoleKind.DEPARTMENT:
+        await _visible_view(svc, ticket_id, caller)
+    rows = await svc.call(deliveries(svc.pool, ticket_id))
+    if not rows:
+        await svc.call(svc.tickets.handle(ticket_id).describe())
+    return DeliveryPage(
+        ticket_id=ticket_id,
+        deliveries=[
+            row
+            if row.text is not None
+            else row.model_copy(
+                update={"text": words_of(row.kind, row.payload, svc.templates, svc.time_zone)[1]}
+            )
+            for row in rows
+        ],
+    )
+
+
+@pages.get("/tickets/{ticket_id}/deliveries", include_in_schema=False)
+async def deliveries_page(ticket_id: TicketIdPath) -> HTMLResponse:
+    """The deliveries of one ticket, for people: the page asks for an API key and reads
+    `GET /v1/tickets/{id}/deliveries` with it."""
+    return HTMLResponse(_PAGES.joinpath("deliveries.html").read_text("utf-8"))
 
 
 @reads.get("/v1/tickets/{ticket_id}/events")
@@ -599,7 +645,7 @@ def create_app(svc: Services) -> FastAPI:
     )
     app.state.services = svc
     install_error_handlers(app)
-    for router in (intake, actions, inbound, reads, health):
+    for router in (intake, actions, inbound, reads, pages, health):
         app.include_router(router)
     app.add_middleware(RequestContext, keys=svc.keys)
     return app

@@ -36,6 +36,7 @@ from workflows.contracts import (
     TicketView,
 )
 from workflows.policy import ServicePolicy, tag_for
+from workflows.privacy import excerpt, mask
 from workflows.ticket import TicketWorkflow
 
 
@@ -102,10 +103,12 @@ class TicketClient:
                 # that, the intake_keys table in PostgreSQL refuses it).
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"[{guess.priority.value}] {tag.rsplit('-', 1)[0]}: {intake.subject}",
+                # Shown by the UI without a codec: no raw customer text (workflows.privacy).
+                static_summary=f"[{guess.priority.value}] {tag.rsplit('-', 1)[0]}: "
+                f"{excerpt(intake.subject)}",
                 static_details=(
                     f"channel `{intake.channel.value}` · tier `{intake.tier.value}` · "
-                    f"classified: {guess.reason}"
+                    f"classified: {mask(guess.reason)}"
                 ),
             )
         except WorkflowAlreadyStartedError:

@@ -11,12 +11,14 @@ The real Temporal dev server is here too; the time-skipping server is in tests/w
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -90,3 +92,32 @@ async def dev_env(dev_spec: DevServerSpec, dev_db_path: Path) -> AsyncIterator[W
         yield env
     finally:
         await env.shutdown()
+
+
+# ---------------------------------------------------------------- a real browser
+# Debian's chromium, headless, driven by Playwright. `make test` installs chromium and
+# fonts-noto-cjk (the Makefile's `browser` target); the flags keep it off the network this
+# machine cannot reach (../shared/TEMPORAL-NOTES.md).
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -157,6 +158,42 @@ def banner(settings: Settings, spec: DevServerSpec, database_url: str) -> str:
     )
 
 
+# ---------------------------------------------------------------- the receiver
+# Unless deliveries are configured, every message and hand-off goes to a local receiver
+# that prints it, so `make demo` shows the customers' and departments' messages arrive.
+
+DEV_RECEIVER_PORT = 8010
+
+
+@dataclass
+class RunningReceiver:
+    task: asyncio.Task[None]
+    url: str
+
+
+def start_receiver(
+    settings: Settings, stop: asyncio.Event
+) -> tuple[Settings, RunningReceiver | None]:
+    """The settings the worker runs with (deliveries pointed at the receiver) and the
+    receiver, or the settings as they are when deliveries are configured."""
+    from pydantic import SecretStr
+
+    from workers.receiver import PATH, Inbox, serve_receiver
+
+    delivery = settings.delivery
+    if delivery.webhook_url is not None or delivery.routes:
+        return settings, None
+    ensure_port_free(DEV_RECEIVER_PORT, "the dev delivery receiver")
+    secret = delivery.secret.get_secret_value() or secrets.token_urlsafe(32)
+    url = f"http://{LOCAL_IP}:{DEV_RECEIVER_PORT}{PATH}"
+    inbox = Inbox(secret=secret, echo=True)
+    task = asyncio.create_task(
+        serve_receiver(inbox, LOCAL_IP, DEV_RECEIVER_PORT, stop), name="receiver"
+    )
+    configured = delivery.model_copy(update={"webhook_url": url, "secret": SecretStr(secret)})
+    return settings.model_copy(update={"delivery": configured}), RunningReceiver(task, url)
+
+
 # ---------------------------------------------------------------- the API
 # The HTTP API runs next to the worker, on the worker's PostgreSQL, with a ready key per
 # role from `api.dev_keys` unless keys are configured. `ticketflow api` uses the same
@@ -217,15 +254,24 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
         watcher = asyncio.create_task(watch_server(), name="temporal-watch")
         stack.callback(watcher.cancel)
 
+        settings, receiver = start_receiver(settings, stop)
         api = start_api(settings, client, stop, database_url)
         print(banner(settings, spec, database_url), flush=True)
         print(api.banner + "\n", flush=True)
+        if receiver is not None:
+            print(
+                f"Deliveries go to {receiver.url} and print below as they arrive; a ticket's "
+                f"page: {settings.api.url}/tickets/<ticket id>/deliveries\n",
+                flush=True,
+            )
         try:
             await run_worker(settings, client, database_url, stop)
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await api.task
+                if receiver is not None:
+                    await receiver.task
         if watcher.done() and not watcher.cancelled():
             raise DevStackError(
                 f"the Temporal dev server exited unexpectedly (status {watcher.result()}); "

@@ -427,7 +427,7 @@ class TicketWorkflow:
             HandoffKind.SUPERVISOR_STANDBY,
             seq,
             [self._policy.supervisor_queue],
-            f"no first response within {target.total_seconds():.0f} s: human on standby",
+            f"no first response within {promised.total_seconds():.0f} s: human on standby",
         )
 
     def _sla_breached(self) -> None:

@@ -23,7 +23,9 @@ from activities.signing import signed_headers
 from tests.api.conftest import PARTNER_SECRETS, ROLES, Stack
 
 EXAMPLES = 150
-BUDGET_S = 25.0
+# Counted from the first example; the schema now has a body model per action, and
+# generating their bodies takes most of it on two busy cores.
+BUDGET_S = 45.0
 
 
 async def test_openapi_document_and_docs_need_no_key(stack: Stack) -> None:
@@ -52,7 +54,9 @@ async def test_no_request_the_schema_allows_or_forbids_gets_a_5xx(stack: Stack) 
     loop = asyncio.get_running_loop()
     failures: list[str] = []
     sent = {"count": 0}
-    started = time.monotonic()
+    # The budget counts from the first example: building the strategies for the whole
+    # schema (one body model per action, one payload model per event) is not sending.
+    started: list[float] = []
 
     async def send(kwargs: dict[str, Any]) -> httpx.Response:
         return await stack.http.request(**kwargs)
@@ -72,7 +76,8 @@ async def test_no_request_the_schema_allows_or_forbids_gets_a_5xx(stack: Stack) 
         keyed=st.sampled_from([True] * 9 + [False]),
     )
     def property_(case: schemathesis.Case[Any], role: str, real: str | None, keyed: bool) -> None:
-        if time.monotonic() - started > BUDGET_S:
+        started[:] = started or [time.monotonic()]
+        if time.monotonic() - started[0] > BUDGET_S:
             return  # keep the suite's time bounded; the examples so far stand
         if real is not None and "ticket_id" in (case.path_parameters or {}):
             case.path_parameters = {**(case.path_parameters or {}), "ticket_id": real}

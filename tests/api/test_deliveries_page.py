@@ -1,0 +1,100 @@
+"""The deliveries page in headless Chromium, served by uvicorn as `make dev` serves it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Request
+
+from api.server import serve
+from tests.api.conftest import Stack
+from tests.api.test_cli import free_port
+
+
+@pytest.fixture
+async def served(stack: Stack, database_url: str) -> AsyncIterator[str]:
+    port = free_port()
+    config = stack.settings.model_copy(
+        update={"api": stack.settings.api.model_copy(update={"port": port})}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(config, stack.env.client, stop, database_url))
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as probe:
+        for _ in range(100):
+            try:
+                if (await probe.get(f"{url}/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    yield url
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+async def test_the_page_shows_what_each_recipient_gets(
+    stack: Stack, served: str, browser: Browser, tmp_path: Path
+) -> None:
+    tid = (
+        await stack.open(
+            channel="email",
+            locale="zh-TW",
+            subject="提現失敗",
+            description="提現一直失敗, 錢沒到賬",
+        )
+    )["ticket_id"]
+    dispatched = await stack.act(tid, "dispatches", {"departments": ["tech"], "note": "查提現通道"})
+    assert dispatched.status_code == 200, dispatched.text
+    await stack.settled(tid)
+
+    page = await browser.new_page(locale="zh-TW")
+    problems: list[str] = []
+    outside: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(message.text)
+
+    def request(sent: Request) -> None:
+        if not sent.url.startswith(served):
+            outside.append(sent.url)
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("request", request)
+    await page.goto(f"{served}/tickets/{tid}/deliveries")
+    await page.fill("#key", stack.keys["agent"])
+    await page.click("button")
+    await page.wait_for_selector("body[data-loaded]")
+
+    customer = await page.inner_text("#customer")
+    others = await page.inner_text("#others")
+    # Not delivered here (no relay runs): shown as it will be said, in Traditional Chinese.
+    assert "您好，我們已收到您的問題" in customer
+    assert "on its way" in customer
+    assert "queue://tech-oncall" in others
+    assert "查提現通道" in others
+    assert problems == []
+    assert outside == []  # no CDN, nothing from elsewhere
+
+    # The key is remembered: a reload shows the deliveries at once.
+    await page.reload()
+    await page.wait_for_selector("body[data-loaded]")
+    shot = tmp_path / "deliveries.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000  # rendered, not blank
+    await page.close()
+
+
+async def test_a_wrong_key_says_so_on_the_page(served: str, browser: Browser) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{served}/tickets/ticket-{'0' * 24}/deliveries")
+    await page.fill("#key", "tfk_wrong")
+    await page.click("button")
+    await page.wait_for_function("document.getElementById('problem').textContent.length > 0")
+    assert (await page.inner_text("#problem")).startswith("401")
+    await page.close()
