@@ -24,6 +24,7 @@ import asyncio
 import json
 import smtplib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -180,8 +181,15 @@ class OutboxRelay:
     @activity.defn(name=DELIVER_DUE)
     async def deliver_due(self) -> RelayRound:
         """Deliver due rows for one round, then report what was done."""
+        return await self.deliver_for(self._config.round, activity.heartbeat)
+
+    async def deliver_for(
+        self, duration: timedelta, alive: Callable[[int], None] = lambda _: None
+    ) -> RelayRound:
+        """Pass after pass for `duration`, waiting `poll_interval` when nothing was due;
+        `alive` hears the count delivered after each pass (the activity's heartbeat)."""
         done = RelayRound()
-        ends = time.monotonic() + self._config.round.total_seconds()
+        ends = time.monotonic() + duration.total_seconds()
         while time.monotonic() < ends:
             passed = await self.deliver_once()
             done = RelayRound(
@@ -189,7 +197,7 @@ class OutboxRelay:
                 retried=done.retried + passed.retried,
                 failed=done.failed + passed.failed,
             )
-            activity.heartbeat(done.delivered)
+            alive(done.delivered)
             if passed == RelayRound():
                 await asyncio.sleep(self._config.poll_interval.total_seconds())
         return done

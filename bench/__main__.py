@@ -31,7 +31,7 @@ from temporalio.client import Client
 from activities.database import Pool, create_pool, migrate
 from activities.outbox import Outbox
 from api.client import TicketClient
-from bench import at_rest, history, infra, lifecycle, profiling, store, throughput
+from bench import at_rest, delivery, history, infra, lifecycle, profiling, store, throughput
 from bench.machine import machine_facts
 from bench.report import Report, kib, mib, ms
 from workers.logging import configure_logging
@@ -51,6 +51,8 @@ WORKER_RSS_TARGET_MIB = 1024.0
 # machine: the same code appended 7,611 events/s on one and 3,721 on another).
 APPEND_FLOOR_RATIO = 0.5
 QUERY_TARGET_MS = 200.0
+# Tickets a second appending while the relay delivers, for the latency figure.
+PACED_TICKETS_PER_S = 20.0
 
 # The lifecycle ends when the ticket closes, as the twin's does: the bench's
 # tickets leave out the feedback window that follows (days of listening for CSAT / NPS).
@@ -73,6 +75,8 @@ class Plan:
     append_concurrency: int
     events: int
     query_repeats: int
+    delivery_backlog: int
+    delivery_paced: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -93,6 +97,8 @@ class Plan:
                 append_concurrency=10,
                 events=args.events or 20_000,
                 query_repeats=5,
+                delivery_backlog=50,
+                delivery_paced=20,
             )
         return cls(
             warmup_s=4,
@@ -109,6 +115,8 @@ class Plan:
             append_concurrency=10,
             events=args.events or 1_000_000,
             query_repeats=20,
+            delivery_backlog=1000,
+            delivery_paced=200,
         )
 
 
@@ -190,7 +198,7 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
                 plan.in_flight,
             )
             add_at_rest(report, rest)
-        if "store" not in args.parts:
+        if "store" not in args.parts and "delivery" not in args.parts:
             return
 
         # The event store's part needs neither Temporal nor the worker: give PostgreSQL
@@ -205,7 +213,10 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
         say("stopping the worker and the Temporal server")
         await worker.stop()
         await server.stop()
-        await part_store(plan, report, db.url, pool, calibration, templates, token)
+        if "store" in args.parts:
+            await part_store(plan, report, db.url, pool, calibration, templates, token)
+        if "delivery" in args.parts:
+            await part_delivery(plan, report, pool, calibration, token)
 
 
 async def part_throughput(
@@ -540,7 +551,31 @@ async def part_store(
         )
 
 
-PARTS = ("floor", "history", "rest", "store")
+async def part_delivery(
+    plan: Plan, report: Report, pool: Pool, calibration: lifecycle.Calibration, token: str
+) -> None:
+    say("delivering a backlog, then tickets at a pace, to a real HTTP receiver")
+    figures = await delivery.measure(
+        pool,
+        calibration.append_batches,
+        plan.delivery_backlog,
+        plan.delivery_paced,
+        PACED_TICKETS_PER_S,
+        f"bench-{token}-delivery",
+    )
+    report.add(
+        "6 delivery",
+        "deliveries/s: a backlog through the relay to a signed webhook",
+        f"{figures.per_second:,.0f} ({figures.backlog:,} rows in {figures.backlog_seconds:.1f} s)",
+    )
+    report.add(
+        "6 delivery",
+        f"append committed -> received, p50 / p99, {figures.paced_tickets_per_s:.0f} tickets/s",
+        f"{ms(figures.p50_ms)} / {ms(figures.p99_ms)} (n={figures.latency_rows})",
+    )
+
+
+PARTS = ("floor", "history", "rest", "store", "delivery")
 
 
 def _parts(text: str) -> tuple[str, ...]:
