@@ -17,7 +17,7 @@ from typing import Any
 
 from activities.database import Pool
 from api.errors import ApiError
-from api.schemas import TICKET_ID, TicketPage, TicketSummary
+from api.schemas import TicketPage, TicketSummary
 
 _COLUMNS = tuple(TicketSummary.model_fields)
 
@@ -68,8 +68,8 @@ def decode_cursor(sort: Sort, cursor: str) -> list[Any]:
         key = json.loads(raw)
         if not isinstance(key, list) or key[0] != sort.value:
             raise ValueError(cursor)
-        ticket_id = str(key[2])
-        if not TICKET_ID.match(ticket_id):
+        ticket_id = key[2]
+        if not isinstance(ticket_id, str) or "\x00" in ticket_id or len(ticket_id) > 200:
             raise ValueError(ticket_id)
         values: list[Any] = [_aware(key[1]), ticket_id]
         if sort is Sort.ATTENTION:

@@ -15,7 +15,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -31,7 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from workers.cluster import register_search_attributes
 from workers.devspec import LOCAL_IP, SUBCOMMAND, DevServerSpec, load_dev_spec
-from workers.devstack import temporal_binary
+from workers.devstack import free_port, temporal_binary
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -39,13 +38,6 @@ STOP_TIMEOUT_S = 15.0
 
 class BenchSetupError(Exception):
     """Something the bench needs could not be started."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOCAL_IP, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:

@@ -47,9 +47,10 @@ def _cmd_dev(args: argparse.Namespace) -> None:
 
 async def _worker(settings: Settings) -> None:
     from workers.lifecycle import stop_on_signals, worker_database
-    from workers.main import run_worker
+    from workers.main import load_templates, run_worker
     from workers.temporal_client import connect_temporal
 
+    load_templates(settings)  # a bad template stops the start before anything connects
     stop = asyncio.Event()
     stop_on_signals(stop)
     client = await connect_temporal(settings)

@@ -47,6 +47,14 @@ def temporal_binary() -> Path:
     return binary
 
 
+def free_port() -> int:
+    """A port nobody listens on now (tests and the bench start servers on them)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOCAL_IP, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def ensure_port_free(port: int, what: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:

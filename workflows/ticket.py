@@ -884,26 +884,20 @@ class TicketWorkflow:
             return
         partner = Actor(id=callback.partner, role=Role.PARTNER)
         engagement = state.partners.get(callback.partner)
-        if closed:
-            # Kept, not acted on: the ticket is closed.
+        refused = (
+            f"ticket {state.ticket_id} is closed"
+            if closed
+            else f"no open engagement with partner {callback.partner}"
+            if engagement is None or engagement.answered_at is not None
+            else None
+        )
+        if refused is not None:
+            # Kept, not acted on: what the partner said stays in the record.
             self._record(
-                ev.ActionRejected(
-                    action="partner_callback",
-                    reason=f"ticket {state.ticket_id} is closed",
-                    text=callback.answer,
-                ),
+                ev.ActionRejected(action="partner_callback", reason=refused, text=callback.answer),
                 partner,
             )
-        elif engagement is None or engagement.answered_at is not None:
-            self._record(
-                ev.ActionRejected(
-                    action="partner_callback",
-                    reason=f"no open engagement with partner {callback.partner}",
-                    text=callback.answer,
-                ),
-                partner,
-            )
-        else:
+        elif engagement is not None:
             if callback.final:
                 engagement.answered_at = workflow.now()
             self._record(

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from activities.delivery import DeliveryConfig, OutboxRelay, SmtpConfig
 from activities.messages import MessageTemplates, TemplateError
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
 from api.client import TicketClient
+from workers.devstack import free_port
 from workers.main import build_worker, start_relay
 from workers.receiver import PATH, Inbox, serve_receiver
 from workflows.contracts import Dispatch, EngagePartner, Intake
@@ -63,13 +63,6 @@ POLICY = ServicePolicy(
         give_up_after=timedelta(minutes=5),
     ),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def eventually(

@@ -20,14 +20,16 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from fastapi import FastAPI
+from structlog.testing import capture_logs
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.database import Pool
 from api.access import hash_key, new_key
 from api.app import Services, create_app
-from api.server import build_services
+from api.server import build_services, serve
 from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
+from workers.devstack import free_port
 from workers.main import build_worker
 from workflows.policy import ServicePolicy
 
@@ -155,3 +157,28 @@ async def stack(dev_env: WorkflowEnvironment, pg_pool: Pool) -> AsyncIterator[St
                 await dev_env.client.get_workflow_handle(execution.id).terminate("tests done")
         await worker.shutdown()
         await running
+
+
+@pytest.fixture
+async def served(stack: Stack, database_url: str) -> AsyncIterator[str]:
+    """The API served by uvicorn on a free port, as `ticketflow api` and `make dev` serve
+    it: for the CLI and for pages in a real browser."""
+    port = free_port()
+    config = stack.settings.model_copy(
+        update={"api": stack.settings.api.model_copy(update={"port": port})}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(config, stack.env.client, stop, database_url))
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as probe:
+        for _ in range(100):
+            try:
+                if (await probe.get(f"{url}/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.05)
+    # The server's log lines would land in the same captured stdout as the CLI's output.
+    with capture_logs():
+        yield url
+    stop.set()
+    await asyncio.wait_for(task, 15)

@@ -5,47 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator
 
-import httpx
 import pytest
-from structlog.testing import capture_logs
 
 from api.access import hash_key
-from api.server import serve
 from tests.api.conftest import Stack
 from workers.cli import main
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-async def served(stack: Stack, database_url: str) -> AsyncIterator[str]:
-    port = free_port()
-    settings = stack.settings.model_copy(
-        update={"api": stack.settings.api.model_copy(update={"port": port})}
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(settings, stack.env.client, stop, database_url))
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as probe:
-        for _ in range(100):
-            try:
-                if (await probe.get(f"{url}/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    # The server's log lines would land in the same captured stdout as the CLI's output.
-    with capture_logs():
-        yield url
-    stop.set()
-    await asyncio.wait_for(task, 15)
 
 
 async def cli(*argv: str) -> int:

@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
-import pytest
 from playwright.async_api import Browser, ConsoleMessage, Request
 
-from api.server import serve
 from tests.api.conftest import Stack
-from tests.api.test_cli import free_port
-
-
-@pytest.fixture
-async def served(stack: Stack, database_url: str) -> AsyncIterator[str]:
-    port = free_port()
-    config = stack.settings.model_copy(
-        update={"api": stack.settings.api.model_copy(update={"port": port})}
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(config, stack.env.client, stop, database_url))
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as probe:
-        for _ in range(100):
-            try:
-                if (await probe.get(f"{url}/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.05)
-    yield url
-    stop.set()
-    await asyncio.wait_for(task, 15)
 
 
 async def test_the_page_shows_what_each_recipient_gets(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -60,6 +61,19 @@ def test_api_without_a_database_is_one_line_and_a_failure(
     assert main(["api"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("ticketflow api: the API reads the worker's PostgreSQL")
+    assert error.count("\n") == 1
+
+
+def test_a_bad_message_template_stops_the_worker_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    templates = tmp_path / "messages.toml"
+    templates.write_text('[en]\nauto_reply = "Hello {{ customer_phone }}"\n', encoding="utf-8")
+    monkeypatch.setenv("TICKETFLOW_TEMPLATES_FILE", str(templates))
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # never reached
+    assert main(["worker"]) == 1
+    error = capsys.readouterr().err
+    assert "en.auto_reply: unknown parameter(s) customer_phone" in error
     assert error.count("\n") == 1
 
 

@@ -8,6 +8,7 @@ from workflows.classification import classify_intake, fold
 from workflows.contracts import Intake
 from workflows.policy import ServicePolicy, tag_for
 from workflows.primitives import ContextSnapshot
+from workflows.privacy import mask
 from workflows.vocabulary import Category, Channel, Priority, Topic
 
 
@@ -60,3 +61,18 @@ def test_tags_use_policy_labels() -> None:
     assert (
         tag_for(policy, Category.BUSINESS_INQUIRY, Topic.MEMBERSHIP, Priority.A) == "咨詢-會員-A級"
     )
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ("我的手机13812345678收不到验证码", "我的手机[phone]收不到验证码"),
+        ("mail me at a.b+c@example.com", "mail me at [email]"),
+        ("身份证 11010519491231002X 提现", "身份证 [id] 提现"),
+        ("卡号 6222 0212 3456 7890 123 扣款", "卡号 [card] 扣款"),
+        ("call +86 138 1234 5678 or 021-6123-4567", "call [phone] or [phone]"),
+        ("App 7.3.0 在 Android 15 闪退, 订单 500 元", "App 7.3.0 在 Android 15 闪退, 订单 500 元"),
+    ],
+)
+def test_personal_data_is_masked_and_the_rest_kept(said: str, shown: str) -> None:
+    assert mask(said) == shown

@@ -85,6 +85,25 @@ async def test_operators_find_tickets_by_search_attributes(live_desk: Desk) -> N
     assert await description.static_summary() == "[E] 故障-訂單: 全量用户无法下单"
 
 
+async def test_what_temporal_shows_holds_no_personal_data(live_desk: Desk) -> None:
+    desk = live_desk
+    tid = (
+        await desk.open(
+            "验证码收不到 13812345678 / li.lei@example.com",
+            "身份证 11010519491231002X 的账户收不到验证码",
+        )
+    ).ticket_id
+    description = await desk.tickets.handle(tid).describe()
+    summary = await description.static_summary()
+    details = await description.static_details()
+    assert summary is not None and details is not None
+    assert summary.endswith("验证码收不到 [phone] / [email]")
+    for shown in (summary, details, tid):
+        assert "13812345678" not in shown
+        assert "li.lei@example.com" not in shown
+        assert "11010519491231002X" not in shown
+
+
 # ---------------------------------------------------------------- exactly-once events
 
 
