@@ -27,12 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -47,6 +49,9 @@ from workflows.policy import ServicePolicy, delivery_retry_at
 from workflows.relay import ROUND, RelayRound
 
 log = structlog.get_logger(__name__)
+
+# Seconds between heartbeats while a pass delivers (the relay's heartbeat timeout is 30 s).
+_ALIVE_EVERY = 5.0
 
 SMTP_ROUTE = "smtp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -85,6 +90,21 @@ class DeliveryConfig(BaseModel):
     lease: timedelta = timedelta(seconds=60)
     round: timedelta = ROUND
 
+    @property
+    def configured(self) -> bool:
+        return self.webhook_url is not None or bool(self.routes)
+
+    @model_validator(mode="after")
+    def _signed(self) -> DeliveryConfig:
+        webhooks = self.webhook_url is not None or any(
+            r != SMTP_ROUTE for r in self.routes.values()
+        )
+        if webhooks and not self.secret.get_secret_value():
+            raise ValueError("delivery.secret is required: every webhook delivery is signed")
+        if any(r == SMTP_ROUTE for r in self.routes.values()) and self.smtp is None:
+            raise ValueError("a destination is routed to smtp, but delivery.smtp is not set")
+        return self
+
 
 @dataclass(frozen=True)
 class DueRow:
@@ -120,6 +140,25 @@ def words_of(
     return None, summary if isinstance(summary, str) else kind
 
 
+def _one_address(row: DueRow, smtp: SmtpConfig) -> str:
+    """The one mailbox a row goes to: a hand-off's `mailto:` destination, or the customer's
+    gateway address. Anything else (a comma, a second address, a line break smuggled in
+    an id) is refused rather than sent."""
+    if row.destination.startswith("mailto:"):
+        spec = row.destination.removeprefix("mailto:")
+    elif row.kind.startswith(CUSTOMER_MESSAGE_PREFIX):
+        spec = smtp.recipient.format(customer_id=row.payload.get("customer_id", ""))
+    else:
+        raise DeliveryRefused(f"{row.destination} is routed to smtp but is no mailto: address")
+    try:
+        address = Address(addr_spec=spec)
+    except (ValueError, IndexError, HeaderParseError):
+        raise DeliveryRefused("the recipient is not one e-mail address") from None
+    if address.addr_spec != spec or not address.domain:
+        raise DeliveryRefused("the recipient is not one e-mail address")
+    return spec
+
+
 class DeliveryRefused(Exception):
     """The destination refused the row for good (or there is none): no retry helps."""
 
@@ -147,13 +186,16 @@ _CLAIM = """
         outbox.created_at
 """
 
-_DELIVERED = """
-    UPDATE outbox SET dispatched_at = now(), rendered = $2, locale = $3, receipt = $4,
+# Each ends the lease it names: `attempts` is the lease's token (the claim raised it), so
+# a relay whose lease expired and was taken over cannot overwrite the new holder's result.
+_HELD = "id = $1 AND attempts = $2 AND dispatched_at IS NULL AND failed_at IS NULL"
+_DELIVERED = f"""
+    UPDATE outbox SET dispatched_at = now(), rendered = $3, locale = $4, receipt = $5,
         last_error = NULL
-    WHERE id = $1
+    WHERE {_HELD}
 """
-_RETRY = "UPDATE outbox SET next_attempt_at = now() + $2::interval, last_error = $3 WHERE id = $1"
-_FAILED = "UPDATE outbox SET failed_at = now(), last_error = $2, rendered = $3 WHERE id = $1"
+_RETRY = f"UPDATE outbox SET next_attempt_at = now() + $3::interval, last_error = $4 WHERE {_HELD}"
+_FAILED = f"UPDATE outbox SET failed_at = now(), last_error = $3, rendered = $4 WHERE {_HELD}"
 
 
 class OutboxRelay:
@@ -190,23 +232,40 @@ class OutboxRelay:
         `alive` hears the count delivered after each pass (the activity's heartbeat)."""
         done = RelayRound()
         ends = time.monotonic() + duration.total_seconds()
-        while time.monotonic() < ends:
-            passed = await self.deliver_once()
-            done = RelayRound(
-                delivered=done.delivered + passed.delivered,
-                retried=done.retried + passed.retried,
-                failed=done.failed + passed.failed,
-            )
-            alive(done.delivered)
-            if passed == RelayRound():
-                await asyncio.sleep(self._config.poll_interval.total_seconds())
+
+        async def keep_alive() -> None:
+            # A pass waits for its slowest row: the heartbeat must not.
+            while True:
+                alive(done.delivered)
+                await asyncio.sleep(_ALIVE_EVERY)
+
+        beating = asyncio.create_task(keep_alive())
+        try:
+            while time.monotonic() < ends:
+                passed = await self.deliver_once()
+                done = RelayRound(
+                    delivered=done.delivered + passed.delivered,
+                    retried=done.retried + passed.retried,
+                    failed=done.failed + passed.failed,
+                )
+                if passed == RelayRound():
+                    await asyncio.sleep(self._config.poll_interval.total_seconds())
+        finally:
+            beating.cancel()
         return done
 
     async def deliver_once(self) -> RelayRound:
         """One pass: lease up to a batch of due rows and deliver them concurrently."""
         records = await self._pool.fetch(_CLAIM, self._config.batch, self._config.lease)
         rows = [DueRow(**dict(record)) for record in records]
-        outcomes = await asyncio.gather(*(self._deliver(row) for row in rows))
+        outcomes = await asyncio.gather(
+            *(self._deliver(row) for row in rows), return_exceptions=True
+        )
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                # Its bookkeeping failed (the database went away): the lease expires and
+                # the row is tried again; the other rows of the pass stand.
+                log.error("delivery bookkeeping failed", row=row.dedupe_key, error=repr(outcome))
         return RelayRound(
             delivered=sum(1 for o in outcomes if o == "delivered"),
             retried=sum(1 for o in outcomes if o == "retried"),
@@ -219,15 +278,19 @@ class OutboxRelay:
         logger = log.bind(ticket_id=row.ticket_id, row=row.dedupe_key, destination=row.destination)
         locale, text = None, None
         try:
-            locale, text = self._words(row)
-            outcome = await self._send(row, locale, text)
+            try:
+                locale, text = self._words(row)
+            except Exception as unsayable:  # a template that cannot say these parameters
+                raise DeliveryRefused(f"cannot render {row.kind}: {unsayable}") from None
+            async with asyncio.timeout(self._send_deadline()):
+                outcome = await self._send(row, locale, text)
         except DeliveryRefused as refused:
             outcome = Outcome(delivered=False, permanent=True, error=str(refused))
         except Exception as broken:  # an outage (or a bug): the row is tried again
             outcome = Outcome(delivered=False, error=f"{type(broken).__name__}: {broken}")
         if outcome.delivered:
             await self._pool.execute(
-                _DELIVERED, row.id, text, locale, json.dumps(outcome.receipt or {})
+                _DELIVERED, row.id, row.attempts, text, locale, outcome.receipt or {}
             )
             logger.info("delivered", kind=row.kind, attempts=row.attempts)
             return "delivered"
@@ -236,13 +299,13 @@ class OutboxRelay:
         wait = delivery_retry_at(self._policy, row.attempts)
         budget = self._policy.delivery.give_up_after / self._policy.time_scale
         if not outcome.permanent and age + wait <= budget:
-            await self._pool.execute(_RETRY, row.id, wait, error[:1000])
+            await self._pool.execute(_RETRY, row.id, row.attempts, wait, error[:1000])
             logger.warning("delivery failed; trying again", error=error, attempts=row.attempts)
             return "retried"
         if not await self._report(row, error):
-            await self._pool.execute(_RETRY, row.id, wait, error[:1000])
+            await self._pool.execute(_RETRY, row.id, row.attempts, wait, error[:1000])
             return "retried"
-        await self._pool.execute(_FAILED, row.id, error[:1000], text)
+        await self._pool.execute(_FAILED, row.id, row.attempts, error[:1000], text)
         logger.error("delivery given up", error=error, attempts=row.attempts)
         return "failed"
 
@@ -254,7 +317,8 @@ class OutboxRelay:
             raise DeliveryRefused(f"no destination is configured for {row.destination}")
         route = self._config.routes.get(row.destination, self._config.webhook_url)
         if route is None:
-            raise DeliveryRefused(f"no route for {row.destination} and no webhook_url")
+            # Not refused: configuration may name one later, and the row waits for it.
+            return Outcome(delivered=False, error=f"no route for {row.destination}")
         if route == SMTP_ROUTE:
             return await self._mail(row, locale, text)
         return await self._post(route, row, locale, text)
@@ -283,7 +347,8 @@ class OutboxRelay:
         receipt = {"status": response.status_code, "at": datetime.now(UTC).isoformat()}
         if response.is_success:
             return Outcome(delivered=True, receipt=receipt)
-        error = f"HTTP {response.status_code} from {url}: {response.text[:200]}"
+        # The URL's host only: a query may carry a token, and the body may echo the message.
+        error = f"HTTP {response.status_code} from {httpx.URL(url).host}"
         # A refusal (bad signature, unknown recipient) will not change; a busy or broken
         # receiver might.
         refused = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
@@ -295,11 +360,7 @@ class OutboxRelay:
             raise DeliveryRefused(f"{row.destination} is routed to smtp, but no SMTP is set")
         message = EmailMessage()
         message["From"] = smtp.sender
-        message["To"] = (
-            row.destination.removeprefix("mailto:")
-            if row.destination.startswith("mailto:")
-            else smtp.recipient.format(customer_id=row.payload.get("customer_id", "unknown"))
-        )
+        message["To"] = _one_address(row, smtp)
         message["Subject"] = self._templates.subject(locale or self._templates.default_locale)
         message["Message-ID"] = f"<{row.dedupe_key}@ticketflow>"
         message[IDEMPOTENCY_HEADER] = row.dedupe_key
@@ -316,12 +377,17 @@ class OutboxRelay:
 
         try:
             receipt = await asyncio.to_thread(send)
-        except smtplib.SMTPRecipientsRefused as error:
-            raise DeliveryRefused(f"SMTP refused the recipient: {error.recipients}") from None
+        except smtplib.SMTPRecipientsRefused:
+            raise DeliveryRefused("SMTP refused the recipient") from None
         return Outcome(delivered=True, receipt=receipt)
 
     def _timeout(self) -> float:
         return self._config.request_timeout.total_seconds()
+
+    def _send_deadline(self) -> float:
+        """One send, all steps included, ends well inside the lease, so a row is never
+        sent by two relays at once."""
+        return min(self._timeout() * 3, self._config.lease.total_seconds() / 2)
 
     async def _report(self, row: DueRow, error: str) -> bool:
         """Tell the ticket; False if Temporal could not be reached (the row waits)."""

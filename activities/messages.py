@@ -22,7 +22,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_skeleton, format_timedelta, get_timezone_name
+from babel.dates import format_skeleton, get_timezone_name
+from babel.units import format_unit
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
@@ -51,6 +52,21 @@ SUBJECT = "email_subject"
 _LOCALE, _ZONE = "__ticketflow_locale", "__ticketflow_zone"
 
 
+# Parameters of the right types for the start-up render: every one, and only the ones
+# every message of its kind carries.
+_SAMPLE: dict[str, Any] = {
+    "text": "您好",
+    "result_kind": "technical",
+    "compensation": "50 元",
+    "expect_progress_by": datetime(2026, 1, 1, 9, 30, tzinfo=ZoneInfo("UTC")),
+    "until": datetime(2026, 1, 8, 9, 30, tzinfo=ZoneInfo("UTC")),
+    "within": timedelta(hours=24),
+    "every": timedelta(hours=6),
+    "number": 2,
+}
+_SAMPLE_SPARSE = {**_SAMPLE, "compensation": None, "result_kind": None}
+
+
 class TemplateError(ValueError):
     """A template set that cannot be used; the message names the locale and kind."""
 
@@ -76,17 +92,28 @@ def _when(context: Context, value: datetime | None) -> str:
     return f"{moment} {clock} ({name})"
 
 
+# The largest unit a duration is a whole number of: 36 h stays "36 hours", not "2 days".
+_UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))
+
+
 @pass_context
 def _duration(context: Context, value: timedelta | None) -> str:
-    """`6 小時`, `6 hours`, `3 天`: CLDR's units and plurals."""
+    """`6 小時`, `6 hours`, `3 天`: CLDR's units and plurals, never rounded."""
     if value is None:
         return ""
     locale: Locale = context[_LOCALE]
-    return format_timedelta(value, threshold=1.0, locale=locale)
+    seconds = max(1, round(value.total_seconds()))
+    unit, size = next((u, n) for u, n in _UNITS if seconds % n == 0)
+    return format_unit(seconds // size, f"duration-{unit}", length="long", locale=locale)
 
 
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    # A parameter the workflow left out (no compensation) says nothing, never "None".
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        finalize=lambda value: "" if value is None else value,
+    )
     env.filters["when"] = _when
     env.filters["duration"] = _duration
     return env
@@ -98,13 +125,20 @@ def normalise_locale(tag: str, known: Iterable[str], default: str) -> str:
     known = set(known)
     if tag in known:
         return tag
+    # Extensions (-u-ca-gregory, -x-…) say nothing about the language.
+    subtags = tag.replace("_", "-").split("-")
+    for marker in ("u", "x", "t"):
+        if marker in subtags[1:]:
+            subtags = subtags[: subtags.index(marker, 1)]
+    tag = "-".join(subtags)
+    explicit = next((s.title() for s in subtags[1:] if s.title() in ("Hans", "Hant")), None)
     try:
         # Babel fills in the script from CLDR's likely subtags (zh-TW is zh-Hant-TW).
         parsed = Locale.parse(tag.replace("_", "-"), sep="-")
     except (ValueError, UnknownLocaleError):
         return default
     if parsed.language == "zh":
-        found = f"zh-{parsed.script or 'Hans'}"
+        found = f"zh-{explicit or parsed.script or 'Hans'}"
         return found if found in known else default
     return parsed.language if parsed.language in known else default
 
@@ -153,6 +187,7 @@ class MessageTemplates:
                     problems.append(f"{locale}.{kind.value}: missing")
         if default_locale not in sources:
             problems.append(f"default locale {default_locale}: no templates")
+        problems += self._render_problems(sources)
         if problems:
             raise TemplateError("message templates: " + "; ".join(problems))
         self.locales = tuple(sources)
@@ -177,8 +212,35 @@ class MessageTemplates:
                     raise TemplateError(
                         f"message templates file {overrides}: [{locale}] must be a table"
                     )
-                sources.setdefault(locale, {}).update(templates)
+                merged = sources.setdefault(locale, {})
+                for key in templates:
+                    if _LIVE not in key and _ASYNC not in key:
+                        # The operator's wording of a kind replaces the shipped variants
+                        # of it too, unless the file words those as well.
+                        merged.pop(f"{key}{_LIVE}", None)
+                        merged.pop(f"{key}{_ASYNC}", None)
+                merged.update(templates)
         return cls(sources, default_locale)
+
+    def _render_problems(self, sources: Mapping[str, Mapping[str, str]]) -> list[str]:
+        """Render every template once with parameters of the right types, with and
+        without the optional ones: one that validates but cannot say them (a duration
+        given to `when`) fails here, at start, not at a customer's message."""
+        problems = []
+        env_locale = {locale: Locale.parse(locale, sep="-") for locale in sources}
+        for (locale, key), template in self._templates.items():
+            if key == SUBJECT:
+                continue
+            for values in (_SAMPLE, _SAMPLE_SPARSE):
+                context = dict(values)
+                context[_LOCALE] = env_locale[locale]
+                context[_ZONE] = "Asia/Shanghai"
+                try:
+                    template.render(context)
+                except Exception as error:  # whatever the template does wrong, say where
+                    problems.append(f"{locale}.{key}: cannot render ({error})")
+                    break
+        return problems
 
     def subject(self, locale: str) -> str:
         """The subject line of an e-mail in `locale`."""

@@ -233,6 +233,7 @@ async def open_ticket(
         ),
         attachments=body.attachments,
         locale=body.locale,
+        time_zone=body.time_zone,
     )
     # A key PostgreSQL knows opened its ticket before, perhaps so long ago that Temporal
     # no longer retains the workflow: starting it again would only make a run that ends

@@ -77,6 +77,7 @@ def add_ticket_commands(commands: Any, handler: Callable[[argparse.Namespace], N
         "(default: a new one, printed so a retry can reuse it)",
     )
     open_.add_argument("--locale", default=None)
+    open_.add_argument("--time-zone", default=None, help="the customer's, e.g. Asia/Taipei")
     open_.add_argument("--attachment", action="append", default=None, dest="attachments")
 
     show = verbs.add_parser("show", parents=[common], help="a ticket's live state")
@@ -265,6 +266,8 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
             }
             if args.locale:
                 body["locale"] = args.locale
+            if args.time_zone:
+                body["time_zone"] = args.time_zone
             if args.attachments:
                 body["attachments"] = args.attachments
             key = args.idempotency_key or f"cli-{uuid.uuid4()}"

@@ -30,6 +30,7 @@ from workflows.contracts import (
     TicketView,
 )
 from workflows.events import EventPayload
+from workflows.policy import check_time_zone
 from workflows.primitives import Actor, ContextSnapshot, Identifier, NonEmpty
 from workflows.vocabulary import Channel, CustomerReplyKind, TicketStatus, Tier
 
@@ -74,6 +75,17 @@ class IntakeRequest(Body):
     locale: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] = (
         "zh-CN"
     )
+
+    time_zone: str | None = Field(
+        default=None,
+        description="The customer's IANA time zone, e.g. Asia/Taipei: times in messages use it "
+        "(default: the policy's).",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
 
     def snapshot(self, ip: str | None, user_agent: str | None) -> ContextSnapshot:
         return ContextSnapshot(**self.context.model_dump(), ip=ip, user_agent=user_agent)

@@ -96,7 +96,7 @@ async def measure(
             for batch in readdress(template, f"{prefix}-paced-{number}"):
                 await store.append_events(batch)
             await asyncio.sleep(1 / paced_per_s)
-        await asyncio.sleep(1.0)  # the last rows arrive
+        await asyncio.sleep(2.0)  # the last rows arrive
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
@@ -104,11 +104,14 @@ async def measure(
             "SELECT dedupe_key, created_at FROM outbox WHERE ticket_id LIKE $1",
             f"{prefix}-paced-%",
         )
+        missing = [row["dedupe_key"] for row in rows if row["dedupe_key"] not in inbox.received]
+        if missing:
+            # A row that never arrived is no latency to leave out: the figure would lie.
+            raise RuntimeError(f"{len(missing)} of {len(rows)} paced rows never arrived")
         latencies = [
             (inbox.received[row["dedupe_key"]].received_at - row["created_at"]).total_seconds()
             * 1000
             for row in rows
-            if row["dedupe_key"] in inbox.received
         ]
         return DeliveryFigures(
             backlog=backlog,

@@ -100,7 +100,14 @@ async def run_worker(
             time_scale=settings.policy.time_scale,
         )
         async with worker:
-            await start_relay(client, settings.task_queue)
+            if settings.delivery.configured:
+                await start_relay(client, settings.task_queue)
+            else:
+                # Nothing is lost: rows wait in the outbox until a destination is set.
+                log.warning(
+                    "deliveries are not configured: messages and hand-offs wait in the outbox",
+                    setting="TICKETFLOW_DELIVERY__WEBHOOK_URL or TICKETFLOW_DELIVERY__ROUTES",
+                )
             await stop.wait()
             log.info("worker draining", graceful_seconds=GRACEFUL_SHUTDOWN.total_seconds())
         log.info("worker stopped")

@@ -229,8 +229,10 @@ def next_progress_check(policy: ServicePolicy, now: datetime) -> datetime:
 def delivery_retry_at(policy: ServicePolicy, attempts: int) -> timedelta:
     """How long after its `attempts`-th failure a delivery is tried again."""
     retry = policy.delivery
-    wait = retry.first_interval * (retry.backoff ** max(0, attempts - 1))
-    return scaled(policy, min(wait, retry.max_interval))
+    # Capped before it grows: the 45th doubling of 5 s no longer fits a timedelta.
+    growth = retry.backoff ** min(max(0, attempts - 1), 64)
+    seconds = min(retry.first_interval.total_seconds() * growth, retry.max_interval.total_seconds())
+    return scaled(policy, timedelta(seconds=seconds))
 
 
 def department_address(policy: ServicePolicy, department: str) -> str:

@@ -917,16 +917,7 @@ class TicketWorkflow:
         Nothing the ticket sends is dropped without someone knowing."""
         if not self._first_sighting(f"delivery:{failure.dedupe_key}"):
             return
-        seq = self._record(
-            ev.DeliveryFailed(
-                dedupe_key=failure.dedupe_key,
-                kind=failure.kind,
-                destination=failure.destination,
-                attempts=failure.attempts,
-                error=failure.error,
-            ),
-            SYSTEM,
-        )
+        seq = self._record(ev.DeliveryFailed(**failure.model_dump()), SYSTEM)
         if failure.kind != HandoffKind.DELIVERY_FAILED.value:
             # The supervisors' own alert failing is logged by the relay, not re-sent in
             # a loop to the same unreachable supervisors.

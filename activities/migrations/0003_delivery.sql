@@ -12,11 +12,15 @@ ALTER TABLE outbox ADD COLUMN locale text;
 -- What the destination answered (HTTP status, SMTP acceptance), when it was delivered.
 ALTER TABLE outbox ADD COLUMN receipt jsonb;
 
--- Rows written before deliveries existed were never sent; sending them now would reach
--- customers days late. They are reported as failed instead, for an operator to see.
+-- Rows written before deliveries existed were never sent. Hand-offs are still work to do
+-- and recent messages still timely: they are delivered. A customer message queued more
+-- than an hour before would reach the customer late and out of context: it is marked
+-- failed with the reason, for an operator to see on the ticket's deliveries.
 UPDATE outbox SET failed_at = now(),
-    last_error = 'written before deliveries existed (migration 0003): not sent'
-WHERE dispatched_at IS NULL;
+    last_error = 'queued over an hour before deliveries existed (migration 0003): not sent'
+WHERE dispatched_at IS NULL
+  AND kind LIKE 'customer_message:%'
+  AND created_at < now() - interval '1 hour';
 
 DROP INDEX outbox_undispatched;
 -- The relay's lease: due rows in order.

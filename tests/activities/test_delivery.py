@@ -16,7 +16,7 @@ import hmac
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
@@ -43,7 +43,14 @@ from api.client import TicketClient
 from workers.devstack import free_port
 from workers.main import build_worker, start_relay
 from workers.receiver import PATH, Inbox, serve_receiver
-from workflows.contracts import Dispatch, EngagePartner, Intake
+from workflows.contracts import (
+    CustomerMessage,
+    Dispatch,
+    EngagePartner,
+    Intake,
+    MessageKind,
+    MessageParams,
+)
 from workflows.policy import DeliveryRetry, ServicePolicy
 from workflows.primitives import Actor
 from workflows.vocabulary import Channel, Role, Tier
@@ -327,3 +334,68 @@ def test_every_kind_has_words_in_every_locale() -> None:
     broken = Path(__file__)  # not TOML at all
     with pytest.raises(TemplateError, match="message templates file"):
         MessageTemplates.load(broken)
+
+
+def test_times_are_in_the_customers_zone_when_the_intake_gives_one() -> None:
+    due = datetime(2026, 11, 30, 9, 33, tzinfo=UTC)
+    message = CustomerMessage(
+        ticket_id="t",
+        dedupe_key="t:2:acknowledgement:1",
+        channel=Channel.EMAIL,
+        customer_id="c-1",
+        locale="en-US",
+        time_zone="America/New_York",
+        kind=MessageKind.ACKNOWLEDGEMENT,
+        params=MessageParams(expect_progress_by=due),
+    )
+    rendered = MessageTemplates.load().render(message, "Asia/Shanghai")
+    assert rendered.locale == "en"
+    assert "Nov 30, 2026 04:33 (Eastern Time)" in rendered.text
+    in_policy_zone = MessageTemplates.load().render(
+        message.model_copy(update={"time_zone": None, "locale": "zh-HK"}), "Asia/Shanghai"
+    )
+    assert in_policy_zone.locale == "zh-Hant"
+    assert "2026年11月30日 17:33（中國時間）" in in_policy_zone.text
+
+
+def test_a_template_that_cannot_say_its_parameters_is_refused_at_start(tmp_path: Path) -> None:
+    overrides = tmp_path / "messages.toml"
+    overrides.write_text('[en]\nauto_reply = "Sorry: {{ within | when }}"\n', encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"en\.auto_reply: cannot render"):
+        MessageTemplates.load(overrides)
+
+
+def test_an_operators_wording_of_a_kind_wins_over_the_shipped_variants(tmp_path: Path) -> None:
+    overrides = tmp_path / "messages.toml"
+    overrides.write_text('[en]\nauto_reply = "One moment, please."\n', encoding="utf-8")
+    templates = MessageTemplates.load(overrides)
+    for live in (True, False):
+        message = CustomerMessage(
+            ticket_id="t",
+            dedupe_key="t:2:auto_reply:1",
+            channel=Channel.APP_CHAT if live else Channel.EMAIL,
+            live=live,
+            customer_id="c-1",
+            locale="en",
+            kind=MessageKind.AUTO_REPLY,
+            params=MessageParams(within=timedelta(hours=36)),
+        )
+        assert templates.render(message, ZONE).text == "One moment, please."
+
+
+def test_durations_are_said_exactly_and_missing_parameters_say_nothing() -> None:
+    templates = MessageTemplates.load()
+    late = CustomerMessage(
+        ticket_id="t",
+        dedupe_key="t:2:auto_reply:1",
+        channel=Channel.EMAIL,
+        customer_id="c-1",
+        locale="zh-Hant-CN",
+        kind=MessageKind.AUTO_REPLY,
+        params=MessageParams(within=timedelta(hours=36)),
+    )
+    assert "36 小時" in templates.render(late, ZONE).text
+    result = late.model_copy(
+        update={"kind": MessageKind.RESULT, "params": MessageParams(text="已退款")}
+    )
+    assert templates.render(result, ZONE).text == "已退款"

@@ -155,3 +155,16 @@ async def test_a_key_whose_ticket_temporal_forgot_is_not_opened_again(stack: Sta
     with pytest.raises(RPCError) as missing:
         await stack.env.client.get_workflow_handle(ticket_id).describe()
     assert missing.value.status is RPCStatusCode.NOT_FOUND
+
+
+async def test_the_customers_time_zone_is_checked_and_kept(stack: Stack) -> None:
+    bad = await stack.http.post(
+        "/v1/tickets",
+        json=intake(time_zone="Mars/Olympus"),
+        headers={**stack.auth("backend"), "Idempotency-Key": f"tz-{uuid.uuid4()}"},
+    )
+    assert bad.status_code == 422, bad.text
+    assert "Mars/Olympus" in bad.text
+    opened = await stack.open(time_zone="Asia/Taipei")
+    state = await stack.services.tickets.state(opened["ticket_id"])
+    assert state.intake.time_zone == "Asia/Taipei"

@@ -72,6 +72,10 @@ def test_tags_use_policy_labels() -> None:
         ("卡号 6222 0212 3456 7890 123 扣款", "卡号 [card] 扣款"),
         ("call +86 138 1234 5678 or 021-6123-4567", "call [phone] or [phone]"),
         ("App 7.3.0 在 Android 15 闪退, 订单 500 元", "App 7.3.0 在 Android 15 闪退, 订单 500 元"),
+        ("座机01012345678, 或拨打4008123123", "座机[phone], 或拨打[phone]"),
+        ("手机 138.1234.5678", "手机 [phone]"),
+        ("台湾身份证 A123456789, 香港 A123456(7)", "台湾身份证 [id], 香港 [id]"),
+        ("2026-11-30 下单, 退款 1234567 元", "2026-11-30 下单, 退款 1234567 元"),
     ],
 )
 def test_personal_data_is_masked_and_the_rest_kept(said: str, shown: str) -> None:
