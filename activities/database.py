@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeAlias
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pydantic_core
@@ -45,6 +46,15 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """The URL whose connections use `schema` (a schema of one's own in a shared
+    database): asyncpg passes unknown DSN query parameters on as server settings."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
+    query.append(("search_path", schema))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def encode_json(value: Any) -> str:

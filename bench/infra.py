@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.database import with_search_path
 from workers.cluster import register_search_attributes
 from workers.devspec import LOCAL_IP, SUBCOMMAND, DevServerSpec, load_dev_spec
 from workers.devstack import free_port, temporal_binary
@@ -171,14 +171,6 @@ class Database:
         if self.embedded:
             return "embedded PostgreSQL (temporary directory)"
         return f"DATABASE_URL, schema {self.schema} (dropped at the end)"
-
-
-def with_search_path(url: str, schema: str) -> str:
-    """asyncpg passes unknown DSN query parameters on as server settings."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
-    query.append(("search_path", schema))
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @contextlib.asynccontextmanager

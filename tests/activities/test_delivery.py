@@ -22,7 +22,6 @@ from email import policy as email_policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -35,7 +34,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.database import Pool, create_pool, migrate
+from activities.database import Pool, create_pool, migrate, with_search_path
 from activities.delivery import DeliveryConfig, OutboxRelay, SmtpConfig
 from activities.messages import MessageTemplates, TemplateError
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
@@ -145,19 +144,25 @@ class Desk:
 
 @pytest.fixture(scope="module")
 async def own_database(database_url: str) -> AsyncIterator[Pool]:
-    name = f"delivery_{uuid.uuid4().hex[:12]}"
+    """A schema of this module's own (DATABASE_URL may name a database we cannot add
+    databases to): the relay sees only these tests' rows."""
+    schema = f"delivery_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(database_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
     finally:
         await admin.close()
-    parts = urlsplit(database_url)
-    pool = await create_pool(urlunsplit(parts._replace(path=f"/{name}")))
+    pool = await create_pool(with_search_path(database_url, schema))
     try:
         await migrate(pool)
         yield pool
     finally:
         await pool.close()
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture(scope="module")
