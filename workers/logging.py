@@ -72,6 +72,9 @@ def configure_logging(level: str | int = "INFO") -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(numeric)
+    # httpx logs every request at INFO; the relay logs each delivery itself, with the
+    # ticket and the row, so httpx keeps to warnings.
+    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
 
     # The same details arrive as structured fields above; repeating them in the message
     # text would only make lines harder to search.

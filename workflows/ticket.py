@@ -487,7 +487,8 @@ class TicketWorkflow:
             HandoffKind.UPGRADE_REVIEW,
             seq,
             board,
-            f"no breakthrough within {self._policy.upgrade_review_after}: upgrade review",
+            f"no breakthrough within {self._policy.upgrade_review_after.total_seconds() / 3600:g} h: "
+            "upgrade review",
             number=state.reviews_convened,
         )
         state.deadlines.upgrade_review = now + rules.scaled(
