@@ -10,6 +10,7 @@ holds its SHA-256 and a role. Roles:
 | `operator`          | what an agent may, to watch and repair                          |
 | `department:<name>` | post progress on its own work orders; read tickets of its work  |
 | `partner:<name>`    | call back (signed) for its own engagements                      |
+| `manager`           | read the service-health indicators (SPEC §5)                    |
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class RoleKind(StrEnum):
     BACKEND = "backend"
     AGENT = "agent"
     OPERATOR = "operator"
+    MANAGER = "manager"
     DEPARTMENT = "department"
     PARTNER = "partner"
 
@@ -49,6 +51,7 @@ _ACTOR_ROLE = {
     RoleKind.BACKEND: ActorRole.SYSTEM,
     RoleKind.AGENT: ActorRole.AGENT,
     RoleKind.OPERATOR: ActorRole.SUPERVISOR,
+    RoleKind.MANAGER: ActorRole.SUPERVISOR,
     RoleKind.DEPARTMENT: ActorRole.DEPARTMENT,
     RoleKind.PARTNER: ActorRole.PARTNER,
 }
@@ -153,6 +156,7 @@ class Rule(StrEnum):
     READ_TICKET = "read_ticket"
     READ_EVENTS = "read_events"
     LIST = "list"
+    METRICS = "metrics"
 
 
 ALLOWED: dict[Rule, frozenset[RoleKind]] = {
@@ -166,6 +170,7 @@ ALLOWED: dict[Rule, frozenset[RoleKind]] = {
     ),
     Rule.READ_EVENTS: frozenset({RoleKind.AGENT, RoleKind.OPERATOR, RoleKind.DEPARTMENT}),
     Rule.LIST: frozenset({RoleKind.AGENT, RoleKind.OPERATOR, RoleKind.DEPARTMENT}),
+    Rule.METRICS: frozenset({RoleKind.MANAGER, RoleKind.OPERATOR}),
 }
 
 

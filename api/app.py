@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.database import Pool
 from activities.delivery import words_of
 from activities.event_store import EventStore
+from activities.indicators import GroupBy, ServiceHealth, service_health
 from activities.messages import MessageTemplates
 from activities.outbox import Delivery, deliveries
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -71,6 +72,7 @@ from workflows.contracts import (
     TicketView,
     action_name,
 )
+from workflows.policy import ServicePolicy
 from workflows.vocabulary import Category, Priority, TicketStatus, Tier
 
 T = TypeVar("T")
@@ -92,6 +94,7 @@ class Services:
     partner_secrets: dict[str, str]
     settings: ApiSettings
     templates: MessageTemplates
+    policy: ServicePolicy  # the tickets': which channels are live, the time zone
     time_zone: str  # the policy's, for messages whose customer gave none
 
     async def call(self, awaitable: Awaitable[T]) -> T:
@@ -118,6 +121,7 @@ _WHAT = {
     Rule.READ_TICKET: "read tickets",
     Rule.READ_EVENTS: "read ticket events",
     Rule.LIST: "list tickets",
+    Rule.METRICS: "read service-health indicators",
 }
 
 
@@ -578,6 +582,31 @@ async def search_tickets(
     return await svc.call(list_tickets(svc.pool, filters, limit, cursor, sort))
 
 
+# ---------------------------------------------------------------- service health
+
+metrics = APIRouter(tags=["service health"], responses=COMMON_RESPONSES)
+MAX_METRICS_PERIOD = timedelta(days=366)
+
+
+@metrics.get("/v1/metrics")
+async def service_health_indicators(
+    svc: Svc,
+    _caller: Annotated[Caller, Depends(require(Rule.METRICS))],
+    start: Annotated[datetime, Query(alias="from", description="inclusive")],
+    end: Annotated[datetime, Query(alias="to", description="exclusive")],
+    group_by: Annotated[GroupBy | None, Query()] = None,
+) -> ServiceHealth:
+    """SPEC §5's indicators for `[from, to)`, each with its n (../shared/METRICS.md):
+    volumes, first-response time (live and async), transfers, resolution and first-contact
+    resolution, reopens, SLA attainment per priority, backlog at `to`, CSAT, NPS, and the
+    response time of each department and partner."""
+    start_utc, end_utc = utc(start, "from"), utc(end, "to")
+    assert start_utc is not None and end_utc is not None
+    if not start_utc < end_utc <= start_utc + MAX_METRICS_PERIOD:
+        raise ApiError(422, "invalid_request", "from must be before to, at most 366 days apart")
+    return await svc.call(service_health(svc.pool, svc.policy, start_utc, end_utc, group_by))
+
+
 # ---------------------------------------------------------------- health
 
 health = APIRouter(tags=["health"])
@@ -627,7 +656,7 @@ DESCRIPTION = """
 Customer-service tickets as durable Temporal workflows.
 
 Authenticate with `Authorization: Bearer <key>` (or `X-API-Key: <key>`). Roles: `backend`,
-`agent`, `operator`, `department:<name>`, `partner:<name>`. Errors share one shape:
+`agent`, `operator`, `manager`, `department:<name>`, `partner:<name>`. Errors share one shape:
 `{"code", "detail", "request_id"}`; 503 answers carry `Retry-After`.
 """
 
@@ -646,7 +675,7 @@ def create_app(svc: Services) -> FastAPI:
     )
     app.state.services = svc
     install_error_handlers(app)
-    for router in (intake, actions, inbound, reads, pages, health):
+    for router in (intake, actions, inbound, reads, metrics, pages, health):
         app.include_router(router)
     app.add_middleware(RequestContext, keys=svc.keys)
     return app

@@ -23,6 +23,7 @@ DEV_ROLES = (
     "backend",
     "agent",
     "operator",
+    "manager",
     f"department:{DEV_DEPARTMENT}",
     f"partner:{DEV_PARTNER}",
 )

@@ -48,6 +48,7 @@ async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Servi
         },
         settings=api,
         templates=MessageTemplates.load(config.templates_file, config.policy.default_locale),
+        policy=config.policy,
         time_zone=config.policy.time_zone,
     )
 

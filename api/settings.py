@@ -23,7 +23,9 @@ class ConfigurationError(Exception):
 
 
 # `backend`, `agent`, `operator`, `department:<name>` or `partner:<name>`.
-API_ROLE = re.compile(r"^(backend|agent|operator|(department|partner):[a-z0-9][a-z0-9_.-]{0,63})$")
+API_ROLE = re.compile(
+    r"^(backend|agent|operator|manager|(department|partner):[a-z0-9][a-z0-9_.-]{0,63})$"
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -58,7 +60,7 @@ class ApiKeyEntry(BaseModel):
     def _known_role(cls, value: str) -> str:
         if not API_ROLE.match(value):
             raise ValueError(
-                f"unknown role {value!r}; use backend, agent, operator, "
+                f"unknown role {value!r}; use backend, agent, operator, manager, "
                 "department:<name> or partner:<name>"
             )
         return value

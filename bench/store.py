@@ -27,6 +27,7 @@ import asyncpg
 
 from activities.database import Pool, create_pool, encode_json
 from activities.event_store import STORE_BATCH, EventStore, batch_params
+from activities.indicators import GroupBy, service_health
 from activities.outbox import Outbox
 from api.read_model import Sort, TicketFilter, list_tickets
 from bench.throughput import percentile
@@ -427,6 +428,18 @@ async def query_times(url: str, loaded: Loaded, repeats: int) -> list[QueryTime]
                 return list(await pool.fetch(sql))
 
             times.append(await _time(name, count, repeats))
+        # SPEC §5's indicators, as GET /v1/metrics computes them, for the last 30 days.
+        end = datetime.now(UTC)
+        for group_by in (None, GroupBy.CATEGORY):
+
+            async def health(group_by: GroupBy | None = group_by) -> list[Any]:
+                found = await service_health(
+                    pool, ServicePolicy(), end - timedelta(days=30), end, group_by
+                )
+                return found.groups
+
+            label = "all" if group_by is None else f"by {group_by.value}"
+            times.append(await _time(f"indicators: last 30 days, {label}", health, repeats))
         for label, ticket_id in (
             (f"one ticket's events ({loaded.largest_events}, largest)", loaded.largest_ticket),
             ("one ticket's events (standard lifecycle)", loaded.typical_ticket),

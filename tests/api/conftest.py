@@ -38,6 +38,7 @@ ROLES = (
     "backend",
     "agent",
     "operator",
+    "manager",
     "department:tech",
     "department:finance",
     "partner:sf-express",

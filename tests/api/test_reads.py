@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.api.conftest import Stack, eventually, unknown_ticket
@@ -184,3 +184,26 @@ def _attention_cursor() -> str:
     """A well-formed cursor of the attention order, sent with another order."""
     raw = json.dumps(["attention", "2026-01-01T00:00:00+00:00", "ticket-x", None, 2])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+async def test_managers_read_the_indicators_and_agents_do_not(stack: Stack) -> None:
+    start = datetime.now(UTC)
+    tid = (await stack.open(channel="app_chat"))["ticket_id"]
+    replied = await stack.act(tid, "responses", {"message": "您好"})
+    assert replied.status_code == 200, replied.text
+    await stack.settled(tid)
+    period = {"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat()}
+    answer = await stack.http.get("/v1/metrics", params=period, headers=stack.auth("manager"))
+    assert answer.status_code == 200, answer.text
+    [everyone] = answer.json()["groups"]
+    assert everyone["opened"] >= 1
+    assert everyone["first_response"]["live"]["n"] >= 1
+    grouped = await stack.http.get(
+        "/v1/metrics", params={**period, "group_by": "channel"}, headers=stack.auth("operator")
+    )
+    assert "app_chat" in {g["key"] for g in grouped.json()["groups"]}
+    refused = await stack.http.get("/v1/metrics", params=period, headers=stack.auth("agent"))
+    assert refused.status_code == 403
+    backwards = {"from": period["to"], "to": period["from"]}
+    bad = await stack.http.get("/v1/metrics", params=backwards, headers=stack.auth("manager"))
+    assert bad.status_code == 422

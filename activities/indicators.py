@@ -1,0 +1,299 @@
+"""Service-health indicators (SPEC §5, ../shared/METRICS.md) from the event store.
+
+Each indicator is one indexed query over the `tickets` read model or `ticket_events`, for
+a period `[start, end)`, optionally grouped by one ticket dimension (channel, tier,
+category, topic, priority), and reported with its `n` so a manager can tell 100 % of 2
+from 100 % of 2,000. Times are calendar seconds.
+
+| indicator | read from |
+|---|---|
+| volumes | tickets opened in the period |
+| first response | `first_responded` (seconds, within target) and `first_response_breached` (unanswered past target counts as not within), tickets opened in the period, live and async apart |
+| transfers | tickets resolved in the period: share handed to a department at least once, mean transfers |
+| resolution | tickets opened in the period: resolved or closed; first contact: with no department and no reopen |
+| reopens | tickets resolved in the period that were reopened |
+| SLA attainment | per priority, tickets whose SLA fell due in the period (and before now): met, not breached |
+| backlog | tickets open at the period's end, by status and age band |
+| CSAT, NPS | ratings recorded in the period |
+| collaborators | per department, `progress_posted` response seconds; per partner, engagement to final answer |
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from activities.database import Pool
+from workflows.policy import ServicePolicy
+
+
+class GroupBy(StrEnum):
+    CHANNEL = "channel"
+    TIER = "tier"
+    CATEGORY = "category"
+    TOPIC = "topic"
+    PRIORITY = "priority"
+
+
+class Share(BaseModel):
+    """`part` of `n`, as a percentage (None when n is 0)."""
+
+    n: int
+    part: int
+    percent: float | None
+
+
+class Spread(BaseModel):
+    n: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+class FirstResponse(BaseModel):
+    live: Spread
+    live_within_target: Share
+    async_: Spread = Field(alias="async")
+    async_within_target: Share
+
+    model_config = {"populate_by_name": True}
+
+
+class Group(BaseModel):
+    """The ticket indicators of one group (or of all tickets: key None)."""
+
+    key: str | None
+    opened: int
+    first_response: FirstResponse
+    transferred: Share
+    mean_transfers: float | None
+    resolved: Share
+    first_contact_resolution: Share
+    reopened: Share
+    csat_satisfied: Share
+    nps: int = Field(description="ratings received")
+    nps_score: float | None = Field(description="% promoters - % detractors, -100..100")
+
+
+class SlaAttainment(BaseModel):
+    priority: str
+    met: Share
+
+
+class Backlog(BaseModel):
+    status: str
+    age_band: str
+    n: int
+
+
+class Collaborator(BaseModel):
+    kind: str  # department or partner
+    name: str
+    response: Spread
+
+
+class ServiceHealth(BaseModel):
+    start: datetime
+    end: datetime
+    group_by: GroupBy | None
+    groups: list[Group]
+    sla: list[SlaAttainment]
+    backlog: list[Backlog]
+    collaborators: list[Collaborator]
+
+
+def _share(n: int, part: int) -> Share:
+    return Share(n=n, part=part, percent=None if n == 0 else round(100.0 * part / n, 2))
+
+
+def _spread(row: Any, prefix: str) -> Spread:
+    return Spread(
+        n=row[f"{prefix}_n"], median_seconds=row[f"{prefix}_p50"], p90_seconds=row[f"{prefix}_p90"]
+    )
+
+
+# Tickets opened in the period, with their first response as the events tell it.
+_TICKETS = """
+    WITH opened AS (
+        SELECT t.ticket_id, t.resolved_at, t.closed_at, t.transfers, t.reopen_count,
+            {key} AS key, t.channel = ANY($3::text[]) AS live
+        FROM tickets t WHERE t.opened_at >= $1 AND t.opened_at < $2
+    ),
+    responded AS (
+        SELECT e.ticket_id, (e.data ->> 'seconds')::float AS seconds,
+            (e.data ->> 'within_target')::boolean AS within
+        FROM ticket_events e JOIN opened o USING (ticket_id)
+        WHERE e.type = 'first_responded'
+    ),
+    breached AS (
+        SELECT DISTINCT e.ticket_id FROM ticket_events e JOIN opened o USING (ticket_id)
+        WHERE e.type = 'first_response_breached'
+    )
+    SELECT o.key,
+        count(*) AS opened,
+        count(r.seconds) FILTER (WHERE o.live) AS live_n,
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds) FILTER (WHERE o.live) AS live_p50,
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY r.seconds) FILTER (WHERE o.live) AS live_p90,
+        count(*) FILTER (WHERE o.live AND (r.ticket_id IS NOT NULL OR b.ticket_id IS NOT NULL))
+            AS live_due,
+        count(*) FILTER (WHERE o.live AND r.within) AS live_within,
+        count(r.seconds) FILTER (WHERE NOT o.live) AS async_n,
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds) FILTER (WHERE NOT o.live)
+            AS async_p50,
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY r.seconds) FILTER (WHERE NOT o.live)
+            AS async_p90,
+        count(*) FILTER (WHERE NOT o.live AND (r.ticket_id IS NOT NULL OR b.ticket_id IS NOT NULL))
+            AS async_due,
+        count(*) FILTER (WHERE NOT o.live AND r.within) AS async_within,
+        count(*) FILTER (WHERE o.resolved_at IS NOT NULL OR o.closed_at IS NOT NULL) AS resolved,
+        count(*) FILTER (
+            WHERE (o.resolved_at IS NOT NULL OR o.closed_at IS NOT NULL)
+              AND o.transfers = 0 AND o.reopen_count = 0
+        ) AS first_contact
+    FROM opened o
+    LEFT JOIN responded r USING (ticket_id)
+    LEFT JOIN breached b USING (ticket_id)
+    GROUP BY o.key
+"""
+
+# Tickets resolved in the period: transfers and reopens.
+_RESOLVED = """
+    SELECT {key} AS key, count(*) AS n,
+        count(*) FILTER (WHERE transfers > 0) AS transferred,
+        avg(transfers)::float AS mean_transfers,
+        count(*) FILTER (WHERE reopen_count > 0) AS reopened
+    FROM tickets t WHERE t.resolved_at >= $1 AND t.resolved_at < $2
+    GROUP BY 1
+"""
+
+# Ratings recorded in the period, grouped by their ticket's dimension.
+_RATINGS = """
+    SELECT {key} AS key,
+        count(*) FILTER (WHERE e.type = 'csat_recorded') AS csat_n,
+        count(*) FILTER (WHERE e.type = 'csat_recorded' AND (e.data ->> 'score')::int >= 4)
+            AS csat_satisfied,
+        count(*) FILTER (WHERE e.type = 'nps_recorded') AS nps_n,
+        count(*) FILTER (WHERE e.type = 'nps_recorded' AND (e.data ->> 'score')::int >= 9)
+            AS promoters,
+        count(*) FILTER (WHERE e.type = 'nps_recorded' AND (e.data ->> 'score')::int <= 6)
+            AS detractors
+    FROM ticket_events e JOIN tickets t USING (ticket_id)
+    WHERE e.type IN ('csat_recorded', 'nps_recorded')
+      AND e.occurred_at >= $1 AND e.occurred_at < $2
+    GROUP BY 1
+"""
+
+# SLA milestones that fell due in the period (and are past): met unless breached.
+_SLA = """
+    SELECT priority, count(*) AS n, count(*) FILTER (WHERE NOT sla_breached) AS met
+    FROM tickets
+    WHERE sla_due_at >= $1 AND sla_due_at < LEAST($2, now()) AND priority IS NOT NULL
+    GROUP BY priority ORDER BY priority
+"""
+
+_BACKLOG = """
+    SELECT status,
+        CASE
+            WHEN $1 - opened_at < interval '1 hour' THEN '<1h'
+            WHEN $1 - opened_at < interval '1 day' THEN '1h-1d'
+            WHEN $1 - opened_at < interval '3 days' THEN '1d-3d'
+            WHEN $1 - opened_at < interval '7 days' THEN '3d-7d'
+            ELSE '>7d'
+        END AS age_band,
+        count(*) AS n
+    FROM tickets
+    WHERE opened_at < $1 AND (closed_at IS NULL OR closed_at >= $1)
+    GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+_COLLABORATORS = """
+    SELECT 'department' AS kind, e.data ->> 'department' AS name, count(*) AS r_n,
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY (e.data ->> 'response_seconds')::float)
+            AS r_p50,
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY (e.data ->> 'response_seconds')::float)
+            AS r_p90
+    FROM ticket_events e
+    WHERE e.type = 'progress_posted' AND e.occurred_at >= $1 AND e.occurred_at < $2
+    GROUP BY 2
+    UNION ALL
+    SELECT 'partner', a.data ->> 'partner', count(*),
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM a.occurred_at - g.at)),
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM a.occurred_at - g.at))
+    FROM ticket_events a
+    JOIN LATERAL (
+        SELECT max(g.occurred_at) AS at FROM ticket_events g
+        WHERE g.ticket_id = a.ticket_id AND g.type = 'partner_engaged'
+          AND g.data ->> 'partner' = a.data ->> 'partner' AND g.seq < a.seq
+    ) g ON g.at IS NOT NULL
+    WHERE a.type = 'partner_answered' AND (a.data ->> 'final')::boolean
+      AND a.occurred_at >= $1 AND a.occurred_at < $2
+    GROUP BY 2
+    ORDER BY 1, 2
+"""
+
+
+async def service_health(
+    pool: Pool,
+    policy: ServicePolicy,
+    start: datetime,
+    end: datetime,
+    group_by: GroupBy | None = None,
+) -> ServiceHealth:
+    key = f"t.{group_by.value}" if group_by is not None else "NULL::text"
+    live = [channel.value for channel in policy.live_channels]
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        # asyncpg prepares every statement; after five runs PostgreSQL may plan one for
+        # any period, and a plan that fits a day walks a year's events (seen: 200 ms
+        # became many seconds at 1,000,000 events). These queries are planned for theirs.
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        opened = {r["key"]: r for r in await conn.fetch(_TICKETS.format(key=key), start, end, live)}
+        resolved = {r["key"]: r for r in await conn.fetch(_RESOLVED.format(key=key), start, end)}
+        ratings = {r["key"]: r for r in await conn.fetch(_RATINGS.format(key=key), start, end)}
+        sla = await conn.fetch(_SLA, start, end)
+        backlog = await conn.fetch(_BACKLOG, end)
+        collaborators = await conn.fetch(_COLLABORATORS, start, end)
+    groups = []
+    for group in sorted(set(opened) | set(resolved) | set(ratings), key=lambda k: k or ""):
+        o, r, g = opened.get(group), resolved.get(group), ratings.get(group)
+        groups.append(_group(group, o, r, g))
+    return ServiceHealth(
+        start=start,
+        end=end,
+        group_by=group_by,
+        groups=groups,
+        sla=[
+            SlaAttainment(priority=row["priority"], met=_share(row["n"], row["met"])) for row in sla
+        ],
+        backlog=[Backlog(**dict(row)) for row in backlog],
+        collaborators=[
+            Collaborator(kind=row["kind"], name=row["name"], response=_spread(row, "r"))
+            for row in collaborators
+        ],
+    )
+
+
+def _group(key: str | None, o: Any, r: Any, g: Any) -> Group:
+    none_spread = Spread(n=0, median_seconds=None, p90_seconds=None)
+    nps_n = g["nps_n"] if g else 0
+    return Group(
+        key=key,
+        opened=o["opened"] if o else 0,
+        first_response=FirstResponse(
+            live=_spread(o, "live") if o else none_spread,
+            live_within_target=_share(o["live_due"], o["live_within"]) if o else _share(0, 0),
+            async_=_spread(o, "async") if o else none_spread,
+            async_within_target=_share(o["async_due"], o["async_within"]) if o else _share(0, 0),
+        ),
+        transferred=_share(r["n"], r["transferred"]) if r else _share(0, 0),
+        mean_transfers=r["mean_transfers"] if r else None,
+        resolved=_share(o["opened"], o["resolved"]) if o else _share(0, 0),
+        first_contact_resolution=_share(o["opened"], o["first_contact"]) if o else _share(0, 0),
+        reopened=_share(r["n"], r["reopened"]) if r else _share(0, 0),
+        csat_satisfied=_share(g["csat_n"], g["csat_satisfied"]) if g else _share(0, 0),
+        nps=nps_n,
+        nps_score=None
+        if not nps_n
+        else round(100.0 * (g["promoters"] - g["detractors"]) / nps_n, 2),
+    )
