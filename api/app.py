@@ -17,9 +17,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -42,6 +43,7 @@ from api.errors import (
     translate,
 )
 from api.middleware import API_KEY_HEADER, RequestContext
+from api.prometheus import exposition
 from api.read_model import Sort, TicketFilter, list_tickets
 from api.schemas import (
     ACTION_REQUESTS,
@@ -605,6 +607,23 @@ async def service_health_indicators(
     if not start_utc < end_utc <= start_utc + MAX_METRICS_PERIOD:
         raise ApiError(422, "invalid_request", "from must be before to, at most 366 days apart")
     return await svc.call(service_health(svc.pool, svc.policy, start_utc, end_utc, group_by))
+
+
+@metrics.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+async def prometheus_metrics(
+    svc: Svc, _caller: Annotated[Caller, Depends(require(Rule.METRICS))]
+) -> PlainTextResponse:
+    """The indicators of the last `metrics_window` (24 h) in Prometheus' text format: scrape
+    with a manager's key (`authorization` in the scrape config)."""
+    end = datetime.now(UTC)
+    health = await svc.call(
+        service_health(svc.pool, svc.policy, end - svc.settings.metrics_window, end)
+    )
+    return PlainTextResponse(exposition(health), media_type=CONTENT_TYPE_LATEST)
 
 
 # ---------------------------------------------------------------- health

@@ -79,6 +79,8 @@ class ApiSettings(BaseModel):
     partner_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     # A signed callback older (or further in the future) than this is refused.
     signature_tolerance: timedelta = timedelta(minutes=5)
+    # The rolling window of GET /metrics (Prometheus).
+    metrics_window: timedelta = timedelta(hours=24)
     # How long a request waits for Temporal before answering 503 with Retry-After.
     temporal_timeout: timedelta = timedelta(seconds=10)
     # Proxies whose X-Forwarded-For names the customer's IP (uvicorn's forwarded_allow_ips).
@@ -90,7 +92,7 @@ class ApiSettings(BaseModel):
     def url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 
-    @field_validator("signature_tolerance", "temporal_timeout", mode="before")
+    @field_validator("signature_tolerance", "temporal_timeout", "metrics_window", mode="before")
     @classmethod
     def _durations(cls, value: Any) -> Any:
         # Environment values are strings: "300", "90s" and "5m" mean what they say.

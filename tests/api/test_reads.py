@@ -8,6 +8,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.api.conftest import Stack, eventually, unknown_ticket
 
 
@@ -207,3 +209,24 @@ async def test_managers_read_the_indicators_and_agents_do_not(stack: Stack) -> N
     backwards = {"from": period["to"], "to": period["from"]}
     bad = await stack.http.get("/v1/metrics", params=backwards, headers=stack.auth("manager"))
     assert bad.status_code == 422
+
+
+async def test_prometheus_scrapes_the_indicators_with_a_managers_key(stack: Stack) -> None:
+    tid = (await stack.open(channel="app_chat"))["ticket_id"]
+    replied = await stack.act(tid, "responses", {"message": "您好"})
+    assert replied.status_code == 200, replied.text
+    await stack.settled(tid)
+    scraped = await stack.http.get("/metrics", headers=stack.auth("manager"))
+    assert scraped.status_code == 200, scraped.text
+    assert scraped.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+    [opened] = families["ticketflow_tickets_opened"].samples
+    assert opened.value >= 1
+    live = [
+        s
+        for s in families["ticketflow_first_response_seconds"].samples
+        if s.labels == {"channel_kind": "live", "quantile": "0.5"}
+    ]
+    assert live and live[0].value >= 0
+    assert (await stack.http.get("/metrics", headers=stack.auth("agent"))).status_code == 403
+    assert (await stack.http.get("/metrics")).status_code == 401
