@@ -507,6 +507,13 @@ async def deliveries_page(ticket_id: TicketIdPath) -> HTMLResponse:
     return HTMLResponse(_PAGES.joinpath("deliveries.html").read_text("utf-8"))
 
 
+@pages.get("/dashboard", include_in_schema=False)
+async def dashboard_page() -> HTMLResponse:
+    """Service health for managers: charts of `GET /v1/metrics`, drawn in the page (SVG),
+    nothing loaded from elsewhere. The page asks for a manager's key."""
+    return HTMLResponse(_PAGES.joinpath("dashboard.html").read_text("utf-8"))
+
+
 @reads.get("/v1/tickets/{ticket_id}/events")
 async def ticket_events(
     ticket_id: TicketIdPath,

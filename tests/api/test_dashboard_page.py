@@ -1,0 +1,83 @@
+"""The service-health dashboard in headless Chromium, served by uvicorn as `make dev` does."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from playwright.async_api import Browser, ConsoleMessage, Request
+
+from tests.api.conftest import Stack
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+async def test_the_dashboard_charts_the_periods_numbers(
+    stack: Stack, served: str, browser: Browser, tmp_path: Path
+) -> None:
+    # A period with words in it: replies, a dispatch answered by tech, a resolution.
+    for channel in ("app_chat", "email", "web_form"):
+        tid = (await stack.open(channel=channel, subject="提现失败", description="钱没到账"))[
+            "ticket_id"
+        ]
+        assert (await stack.act(tid, "responses", {"message": "您好"})).status_code == 200
+        dispatched = await stack.act(tid, "dispatches", {"departments": ["tech"], "note": "查"})
+        assert dispatched.status_code == 200
+        posted = await stack.act(
+            tid, "progress", {"department": "tech", "note": "好了", "work_order_done": True}
+        )
+        assert posted.status_code == 200
+        await stack.settled(tid)
+
+    page = await browser.new_page(locale="zh-CN", viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    outside: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(message.text)
+
+    def request(sent: Request) -> None:
+        if not sent.url.startswith(served):
+            outside.append(sent.url)
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("request", request)
+    await page.goto(f"{served}/dashboard")
+    await page.fill("#key", stack.keys["manager"])
+    await page.click("button")
+    await page.wait_for_selector("body[data-loaded]")
+    await page.wait_for_selector("#trend circle")
+
+    # The numbers of the same period, straight from the API.
+    end = datetime.now(UTC)
+    period = {"from": (end - timedelta(days=30)).isoformat(), "to": end.isoformat()}
+    health = (
+        await stack.http.get("/v1/metrics", params=period, headers=stack.auth("manager"))
+    ).json()
+    opened = health["groups"][0]["opened"]
+    assert opened >= 3
+    assert await page.inner_text("#kpi-opened b") == str(opened)
+    categories = await page.eval_on_selector_all(
+        "#categories rect", "rects => rects.map(r => Number(r.dataset.value))"
+    )
+    assert sum(categories) == opened
+    assert "故障" in await page.inner_text("#categories")  # Chinese labels render as text
+    tech = await page.inner_text("#departments")
+    assert "tech" in tech
+    trend = await page.eval_on_selector_all(
+        "#trend circle", "points => points.map(p => Number(p.dataset.value))"
+    )
+    assert len(trend) == 14 and trend[-1] >= 3
+    assert problems == []
+    assert outside == []  # no CDN, nothing from elsewhere
+
+    shot = tmp_path / "dashboard.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    if os.environ.get("TICKETFLOW_DOCS_SCREENSHOTS"):
+        shutil.copy(shot, DOCS / "dashboard.png")
+    await page.close()
