@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 def all_activities(pool: Pool, policy: ServicePolicy) -> list[Callable[..., Any]]:
     """Every activity bound to its dependencies, ready for `Worker(activities=...)`."""
     from activities.event_store import EventStore
+    from activities.indicators import SurgeCounter
     from activities.outbox import Outbox
 
     outbox = Outbox(pool, policy)
@@ -33,4 +34,5 @@ def all_activities(pool: Pool, policy: ServicePolicy) -> list[Callable[..., Any]
         outbox.convene_upgrade_review,
         outbox.contact_partner,
         outbox.alert_supervisor,
+        SurgeCounter(pool).count_openings,
     ]

@@ -20,14 +20,17 @@ from 100 % of 2,000. Times are calendar seconds.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
+from temporalio import activity
 
 from activities.database import Pool
+from workflows.activity_names import COUNT_OPENINGS
 from workflows.policy import ServicePolicy
+from workflows.surge import Openings, OpeningsRequest
 
 
 class GroupBy(StrEnum):
@@ -309,3 +312,53 @@ def _group(key: str | None, o: Any, r: Any, g: Any) -> Group:
         if not nps_n
         else round(100.0 * (g["promoters"] - g["detractors"]) / nps_n, 2),
     )
+
+
+# ---------------------------------------------------------------- the surge check
+
+# Tickets opened per category and per topic: the last 24 h, the 24 h before, and the same
+# 24 h a week earlier, with the newest of the last 24 h as examples.
+_OPENINGS = """
+    WITH recent AS (
+        SELECT ticket_id, category, topic, opened_at FROM tickets
+        WHERE opened_at >= $1::timestamptz - interval '8 days' AND opened_at < $1::timestamptz
+    )
+    SELECT dimension, value,
+        count(*) FILTER (WHERE opened_at >= $1::timestamptz - interval '24 hours') AS last_24h,
+        count(*) FILTER (
+            WHERE opened_at >= $1::timestamptz - interval '48 hours' AND opened_at < $1::timestamptz - interval '24 hours'
+        ) AS day_before,
+        count(*) FILTER (
+            WHERE opened_at >= $1::timestamptz - interval '8 days' AND opened_at < $1::timestamptz - interval '7 days'
+        ) AS week_before,
+        (array_agg(ticket_id ORDER BY opened_at DESC)
+            FILTER (WHERE opened_at >= $1::timestamptz - interval '24 hours'))[1:$2] AS sample
+    FROM (
+        SELECT ticket_id, opened_at, 'category' AS dimension, category AS value FROM recent
+        UNION ALL
+        SELECT ticket_id, opened_at, 'topic', topic FROM recent
+    ) by_dimension
+    WHERE value IS NOT NULL
+    GROUP BY dimension, value
+    ORDER BY dimension, value
+"""
+
+
+class SurgeCounter:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    @activity.defn(name=COUNT_OPENINGS)
+    async def count_openings(self, request: OpeningsRequest) -> list[Openings]:
+        rows = await self._pool.fetch(_OPENINGS, datetime.now(UTC), request.sample)
+        return [
+            Openings(
+                dimension=row["dimension"],
+                value=row["value"],
+                last_24h=row["last_24h"],
+                day_before=row["day_before"],
+                week_before=row["week_before"],
+                sample=list(row["sample"] or []),
+            )
+            for row in rows
+        ]

@@ -7,11 +7,21 @@ here. Migrations run first, so a new worker never writes to an older schema.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 
 import structlog
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Interceptor, Worker
 
@@ -23,6 +33,7 @@ from workers.settings import ConfigurationError, Settings
 from workflows.policy import ServicePolicy
 from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_workflow_id
 from workflows.sandbox import workflow_runner
+from workflows.surge import SurgeCheckInput, SurgeCheckWorkflow, SurgeInvestigationWorkflow
 from workflows.ticket import TicketWorkflow
 
 log = structlog.get_logger(__name__)
@@ -48,7 +59,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TicketWorkflow, OutboxRelayWorkflow],
+        workflows=[
+            TicketWorkflow,
+            OutboxRelayWorkflow,
+            SurgeCheckWorkflow,
+            SurgeInvestigationWorkflow,
+        ],
         activities=activities,
         workflow_runner=workflow_runner(),
         interceptors=interceptors,
@@ -62,6 +78,30 @@ def load_templates(settings: Settings) -> MessageTemplates:
         return MessageTemplates.load(settings.templates_file, settings.policy.default_locale)
     except TemplateError as error:
         raise ConfigurationError(str(error)) from None
+
+
+def surge_schedule_id(task_queue: str) -> str:
+    return f"surge-check-{task_queue}"
+
+
+async def ensure_surge_schedule(client: Client, task_queue: str, policy: ServicePolicy) -> None:
+    """The surge check's Schedule, created once: every worker start calls this, and a
+    schedule that exists already is left as it is."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            SurgeCheckWorkflow.run,
+            SurgeCheckInput(policy=policy),
+            id=f"surge-check-{task_queue}-run",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=policy.surge.check_every)],
+            time_zone_name=policy.time_zone,
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(surge_schedule_id(task_queue), schedule)
 
 
 async def start_relay(client: Client, task_queue: str) -> None:
@@ -100,6 +140,7 @@ async def run_worker(
             time_scale=settings.policy.time_scale,
         )
         async with worker:
+            await ensure_surge_schedule(client, settings.task_queue, settings.policy)
             if settings.delivery.configured:
                 await start_relay(client, settings.task_queue)
             else:

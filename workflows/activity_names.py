@@ -16,6 +16,8 @@ from workflows.contracts import HandoffKind
 CLAIM_INTAKE: Final = "claim_intake"
 APPEND_EVENTS: Final = "append_events"
 NOTIFY_CUSTOMER: Final = "notify_customer"
+# The surge check: tickets opened per category and topic, now and before.
+COUNT_OPENINGS: Final = "count_openings"
 # The outbox relay: delivers due outbox rows for a while, then returns a report.
 DELIVER_DUE: Final = "deliver_due"
 

@@ -10,6 +10,7 @@ does not work inside the sandbox, and these are pure functions of their argument
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -61,6 +62,24 @@ class DeliveryRetry(BaseModel):
     max_interval: timedelta = timedelta(minutes=10)
     # Past this since the message was queued, a failing delivery is given up on.
     give_up_after: timedelta = timedelta(hours=6)
+
+
+class SurgePolicy(BaseModel):
+    """SPEC §5's warning: a category or topic growing more than `growth` in 24 h opens an
+    investigation, if the rise is also real (../shared/METRICS.md, "surge")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    growth: float = Field(default=0.30, gt=0)
+    # At least this many tickets in the last 24 h: 2 -> 3 is +50 % and means nothing.
+    min_count: int = Field(default=10, ge=1)
+    # One-sided exact test of "more than before" (conditional binomial on the two counts).
+    significance: float = Field(default=0.05, gt=0, lt=1)
+    check_every: timedelta = timedelta(minutes=5)
+    # One investigation per category (or topic) and cooldown window.
+    cooldown: timedelta = timedelta(hours=24)
+    # Tickets linked to the investigation as examples.
+    sample: int = Field(default=10, ge=1, le=100)
 
 
 class FirstResponse(BaseModel):
@@ -147,6 +166,7 @@ class ServicePolicy(BaseModel):
     # zh-Hant, en-* -> en); any other locale gets this one.
     default_locale: str = "zh-Hans"
     delivery: DeliveryRetry = Field(default_factory=DeliveryRetry)
+    surge: SurgePolicy = Field(default_factory=SurgePolicy)
     # A run continues as new past this many history events (about five months on a
     # department), far below the server's limit: a ticket open for months stays cheap to
     # replay on every worker restart.
@@ -233,6 +253,34 @@ def delivery_retry_at(policy: ServicePolicy, attempts: int) -> timedelta:
     growth = retry.backoff ** min(max(0, attempts - 1), 64)
     seconds = min(retry.first_interval.total_seconds() * growth, retry.max_interval.total_seconds())
     return scaled(policy, timedelta(seconds=seconds))
+
+
+def rise_p_value(now: int, before: int) -> float:
+    """How likely `now` tickets or more out of `now + before` are in the later window if
+    the rate did not change: the exact one-sided conditional binomial test (p = 1/2) of
+    two Poisson counts over windows of the same length. 40 against 20 gives 0.007; 30
+    against 20, 0.10."""
+    total = now + before
+    if total == 0:
+        return 1.0
+    # In log space: exact enough, and quick for thousands of tickets a day.
+    log_half = total * math.log(0.5)
+    log_total = math.lgamma(total + 1)
+    tail = sum(
+        math.exp(log_total - math.lgamma(k + 1) - math.lgamma(total - k + 1) + log_half)
+        for k in range(now, total + 1)
+    )
+    return min(1.0, tail)
+
+
+def is_surge(policy: ServicePolicy, now: int, before: int) -> bool:
+    """A surge against one baseline: enough tickets, more than `growth` up, and real."""
+    surge = policy.surge
+    return (
+        now >= surge.min_count
+        and now > before * (1 + surge.growth)
+        and rise_p_value(now, before) < surge.significance
+    )
 
 
 def department_address(policy: ServicePolicy, department: str) -> str:

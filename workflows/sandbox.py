@@ -20,6 +20,7 @@ PURE_MODULES = (
     "workflows.classification",
     "workflows.ticket_rules",
     "workflows.search_attributes",
+    "workflows.privacy",
     "workflows.activity_names",
 )
 

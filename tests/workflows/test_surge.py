@@ -1,0 +1,135 @@
+"""The surge alert on the real dev server: counts from PostgreSQL, one investigation per
+episode, none for small numbers, and one Schedule however many workers start."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.database import Pool, create_pool, migrate, with_search_path
+from workers.main import build_worker, ensure_surge_schedule, surge_schedule_id
+from workflows import search_attributes as sa
+from workflows.policy import ServicePolicy, is_surge, rise_p_value
+from workflows.surge import (
+    Findings,
+    SurgeCheckInput,
+    SurgeCheckWorkflow,
+    SurgeInvestigationWorkflow,
+)
+
+POLICY = ServicePolicy()
+
+
+def test_the_rule_needs_growth_volume_and_a_real_rise() -> None:
+    assert is_surge(POLICY, 40, 20)  # +100 %, p = 0.007
+    assert not is_surge(POLICY, 30, 20)  # +50 %, yet p = 0.10: within chance
+    assert not is_surge(POLICY, 3, 2)  # too few to mean anything
+    assert not is_surge(POLICY, 25, 20)  # +25 %: under the threshold
+    assert rise_p_value(40, 20) == pytest.approx(0.00674, abs=1e-4)
+
+
+@pytest.fixture
+async def counted(database_url: str) -> AsyncIterator[Pool]:
+    schema = f"surge_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    pool = await create_pool(with_search_path(database_url, schema))
+    await migrate(pool)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def opened(pool: Pool, category: str, topic: str, count: int, hours_ago: float) -> None:
+    at = datetime.now(UTC) - timedelta(hours=hours_ago)
+    await pool.executemany(
+        "INSERT INTO tickets (ticket_id, status, category, topic, priority, opened_at,"
+        " last_seq, updated_at) VALUES ($1, 'new', $2, $3, 'B', $4, 1, $4)",
+        [(f"ticket-{uuid.uuid4().hex[:24]}", category, topic, at) for _ in range(count)],
+    )
+
+
+async def investigations(client: Client, task_queue: str) -> list[str]:
+    query = f"WorkflowType = 'SurgeInvestigationWorkflow' AND TaskQueue = '{task_queue}'"
+    for _ in range(100):  # visibility is eventually consistent: bounded wait
+        found = [w.id async for w in client.list_workflows(query)]
+        if found:
+            return sorted(found)
+        await asyncio.sleep(0.05)
+    return []
+
+
+async def test_forty_against_twenty_opens_one_investigation_and_three_against_two_none(
+    dev_env: WorkflowEnvironment, counted: Pool
+) -> None:
+    client = dev_env.client
+    task_queue = f"surge-{uuid.uuid4()}"
+    # Verification codes: 20 yesterday, 40 today. Login: 2 yesterday, 3 today.
+    await opened(counted, "technical_fault", "verification_code", 20, hours_ago=30)
+    await opened(counted, "technical_fault", "verification_code", 40, hours_ago=2)
+    await opened(counted, "business_inquiry", "login", 2, hours_ago=30)
+    await opened(counted, "business_inquiry", "login", 3, hours_ago=2)
+    worker: Worker = build_worker(client, task_queue, counted, POLICY)
+    async with worker:
+        first = await client.execute_workflow(
+            SurgeCheckWorkflow.run,
+            SurgeCheckInput(policy=POLICY),
+            id=f"check-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        again = await client.execute_workflow(
+            SurgeCheckWorkflow.run,
+            SurgeCheckInput(policy=POLICY),
+            id=f"check-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        # The topic grew 20 -> 40, and so did its category; login's 2 -> 3 (and its
+        # category's) opened nothing.
+        assert sorted(i.rsplit("-", 1)[0] for i in first) == [
+            "surge-category-technical_fault",
+            "surge-topic-verification_code",
+        ]
+        assert again == []  # the same episode: still one each
+        assert await investigations(client, task_queue) == sorted(first)
+        topic = next(i for i in first if i.startswith("surge-topic-"))
+        handle = client.get_workflow_handle_for(SurgeInvestigationWorkflow.run, topic)
+        description = await handle.describe()
+        assert description.status is WorkflowExecutionStatus.RUNNING
+        attributes = description.typed_search_attributes
+        assert attributes.get(sa.TICKET_PRIORITY) == "E"
+        assert attributes.get(sa.TICKET_TOPIC) == "verification_code"
+        rows = await counted.fetch(
+            "SELECT kind, channel_or_recipient FROM outbox WHERE ticket_id = $1", topic
+        )
+        assert {r["kind"] for r in rows} == {"emergency_group"}
+        assert len(rows) == len(POLICY.emergency_group)
+        await handle.execute_update(
+            SurgeInvestigationWorkflow.close, Findings(findings="SMS gateway quota exhausted")
+        )
+        assert await handle.result() == "SMS gateway quota exhausted"
+
+
+async def test_two_worker_starts_leave_one_schedule(dev_env: WorkflowEnvironment) -> None:
+    client = dev_env.client
+    task_queue = f"surge-{uuid.uuid4()}"
+    await ensure_surge_schedule(client, task_queue, POLICY)
+    await ensure_surge_schedule(client, task_queue, POLICY)
+    try:
+        described = await client.get_schedule_handle(surge_schedule_id(task_queue)).describe()
+        assert described.schedule.spec.time_zone_name == POLICY.time_zone
+        ids = [s.id async for s in await client.list_schedules()]
+        assert ids.count(surge_schedule_id(task_queue)) == 1
+    finally:
+        await client.get_schedule_handle(surge_schedule_id(task_queue)).delete()
