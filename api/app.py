@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Pool
@@ -614,6 +615,41 @@ async def service_health_indicators(
     if not start_utc < end_utc <= start_utc + MAX_METRICS_PERIOD:
         raise ApiError(422, "invalid_request", "from must be before to, at most 366 days apart")
     return await svc.call(service_health(svc.pool, svc.policy, start_utc, end_utc, group_by))
+
+
+class Surge(BaseModel):
+    investigation_id: str
+    dimension: str
+    value: str
+    open: bool
+    started_at: datetime
+
+
+@metrics.get("/v1/surges")
+async def surges(
+    svc: Svc, _caller: Annotated[Caller, Depends(require(Rule.METRICS))]
+) -> list[Surge]:
+    """Surge investigations of this task queue (SPEC §5's warning), open ones first."""
+    query = (
+        f"WorkflowType = 'SurgeInvestigationWorkflow' AND TaskQueue = '{svc.tickets.task_queue}'"
+    )
+
+    async def found() -> list[Surge]:
+        listed: list[Surge] = []
+        async for execution in svc.tickets.temporal.list_workflows(query, limit=200):
+            _, dimension, rest = execution.id.split("-", 2)
+            listed.append(
+                Surge(
+                    investigation_id=execution.id,
+                    dimension=dimension,
+                    value=rest.rsplit("-", 1)[0],
+                    open=execution.status is WorkflowExecutionStatus.RUNNING,
+                    started_at=execution.start_time,
+                )
+            )
+        return sorted(listed, key=lambda surge: (not surge.open, surge.investigation_id))
+
+    return await svc.call(found())
 
 
 @metrics.get(

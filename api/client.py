@@ -88,6 +88,10 @@ class TicketClient:
     def temporal(self) -> Client:
         return self._client
 
+    @property
+    def task_queue(self) -> str:
+        return self._task_queue
+
     async def open(self, intake: Intake) -> OpenedTicket:
         ticket_id = ticket_id_for(intake.idempotency_key)
         guess = classify_intake(intake)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playwright.async_api import Browser, ConsoleMessage, Request
 
-from tests.api.conftest import Stack
+from tests.api.conftest import Stack, eventually
+from workflows.surge import Findings, Investigation, Openings, SurgeInvestigationWorkflow
 
 DOCS = Path(__file__).parents[2] / "docs"
 
@@ -30,6 +32,28 @@ async def test_the_dashboard_charts_the_periods_numbers(
         )
         assert posted.status_code == 200
         await stack.settled(tid)
+
+    # A surge of technical faults under investigation, on the API's task queue.
+    surge = Openings(
+        dimension="category",
+        value="technical_fault",
+        last_24h=40,
+        day_before=20,
+        week_before=18,
+        sample=[],
+    )
+    investigation = await stack.env.client.start_workflow(
+        SurgeInvestigationWorkflow.run,
+        Investigation(surge=surge, policy=stack.settings.policy),
+        id=f"surge-category-technical_fault-{uuid.uuid4().hex[:8]}",
+        task_queue=stack.settings.task_queue,
+    )
+    listed = await eventually(
+        lambda: stack.http.get("/v1/surges", headers=stack.auth("manager")),
+        lambda r: any(s["open"] for s in r.json()),
+    )
+    assert [s["value"] for s in listed.json() if s["open"]] == ["technical_fault"]
+    assert (await stack.http.get("/v1/surges", headers=stack.auth("agent"))).status_code == 403
 
     page = await browser.new_page(locale="zh-CN", viewport={"width": 1400, "height": 1000})
     problems: list[str] = []
@@ -65,7 +89,9 @@ async def test_the_dashboard_charts_the_periods_numbers(
         "#categories rect", "rects => rects.map(r => Number(r.dataset.value))"
     )
     assert sum(categories) == opened
-    assert "故障" in await page.inner_text("#categories")  # Chinese labels render as text
+    categories_text = await page.inner_text("#categories")
+    assert "⚠ 故障" in categories_text  # Chinese labels render as text; the surge is marked
+    assert "surge" in categories_text
     tech = await page.inner_text("#departments")
     assert "tech" in tech
     trend = await page.eval_on_selector_all(
@@ -81,3 +107,6 @@ async def test_the_dashboard_charts_the_periods_numbers(
     if os.environ.get("TICKETFLOW_DOCS_SCREENSHOTS"):
         shutil.copy(shot, DOCS / "dashboard.png")
     await page.close()
+    await investigation.execute_update(
+        SurgeInvestigationWorkflow.close, Findings(findings="test surge, closed")
+    )
