@@ -39,6 +39,8 @@ class GroupBy(StrEnum):
     CATEGORY = "category"
     TOPIC = "topic"
     PRIORITY = "priority"
+    # A ticket counts once for every department it went to (none: the `null` group).
+    DEPARTMENT = "department"
 
 
 class Share(BaseModel):
@@ -134,7 +136,7 @@ _TICKETS = """
                 WHEN t.channel = ANY($3::text[]) AND t.tier = 'vip' THEN $4::float8
                 WHEN t.channel = ANY($3::text[]) THEN $5::float8
                 ELSE $6::float8 END AS target_seconds
-        FROM tickets t WHERE t.opened_at >= $1 AND t.opened_at < $2
+        FROM tickets t {join} WHERE t.opened_at >= $1 AND t.opened_at < $2
     )
     SELECT key,
         count(*) AS opened,
@@ -167,7 +169,7 @@ _RESOLVED = """
         count(*) FILTER (WHERE transfers > 0) AS transferred,
         avg(transfers)::float AS mean_transfers,
         count(*) FILTER (WHERE reopen_count > 0) AS reopened
-    FROM tickets t WHERE t.resolved_at >= $1 AND t.resolved_at < $2
+    FROM tickets t {join} WHERE t.resolved_at >= $1 AND t.resolved_at < $2
     GROUP BY 1
 """
 
@@ -182,7 +184,7 @@ _RATINGS = """
             AS promoters,
         count(*) FILTER (WHERE e.type = 'nps_recorded' AND (e.data ->> 'score')::int <= 6)
             AS detractors
-    FROM ticket_events e JOIN tickets t USING (ticket_id)
+    FROM ticket_events e JOIN tickets t USING (ticket_id) {join}
     WHERE e.type IN ('csat_recorded', 'nps_recorded')
       AND e.occurred_at >= $1 AND e.occurred_at < $2
     GROUP BY 1
@@ -244,7 +246,7 @@ async def service_health(
     end: datetime,
     group_by: GroupBy | None = None,
 ) -> ServiceHealth:
-    key = f"t.{group_by.value}" if group_by is not None else "NULL::text"
+    key, join = _grouping(group_by)
     live = [channel.value for channel in policy.live_channels]
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         # asyncpg prepares every statement; after five runs PostgreSQL may plan one for
@@ -255,7 +257,7 @@ async def service_health(
         opened = {
             r["key"]: r
             for r in await conn.fetch(
-                _TICKETS.format(key=key),
+                _TICKETS.format(key=key, join=join),
                 start,
                 end,
                 live,
@@ -264,8 +266,12 @@ async def service_health(
                 targets.async_any.total_seconds(),
             )
         }
-        resolved = {r["key"]: r for r in await conn.fetch(_RESOLVED.format(key=key), start, end)}
-        ratings = {r["key"]: r for r in await conn.fetch(_RATINGS.format(key=key), start, end)}
+        resolved = {
+            r["key"]: r for r in await conn.fetch(_RESOLVED.format(key=key, join=join), start, end)
+        }
+        ratings = {
+            r["key"]: r for r in await conn.fetch(_RATINGS.format(key=key, join=join), start, end)
+        }
         sla = await conn.fetch(_SLA, start, end)
         backlog = await conn.fetch(_BACKLOG, end)
         collaborators = await conn.fetch(_COLLABORATORS, start, end)
@@ -287,6 +293,18 @@ async def service_health(
             for row in collaborators
         ],
     )
+
+
+def _grouping(group_by: GroupBy | None) -> tuple[str, str]:
+    """The group's key expression, and the join that makes it (departments are a list)."""
+    if group_by is None:
+        return "NULL::text", ""
+    if group_by is GroupBy.DEPARTMENT:
+        return "d.department", (
+            "CROSS JOIN LATERAL unnest(CASE WHEN cardinality(t.departments) = 0 "
+            "THEN ARRAY[NULL::text] ELSE t.departments END) AS d(department)"
+        )
+    return f"t.{group_by.value}", ""
 
 
 def _group(key: str | None, o: Any, r: Any, g: Any) -> Group:

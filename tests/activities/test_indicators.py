@@ -143,3 +143,12 @@ async def test_an_empty_period_says_nothing_and_counts_zero(seeded: Pool) -> Non
     assert health.groups == []
     assert health.sla == []
     assert health.backlog == []
+
+
+async def test_grouped_by_department(seeded: Pool) -> None:
+    health = await service_health(seeded, ServicePolicy(), T0, T0 + 7 * DAY, GroupBy.DEPARTMENT)
+    by = {g.key: g for g in health.groups}
+    # Only C went to a department (tech); A, B and D went to none.
+    assert {k: g.opened for k, g in by.items()} == {None: 3, "tech": 1}
+    assert by["tech"].reopened.percent == 100.0
+    assert by["tech"].csat_satisfied.percent == 0.0
