@@ -10,19 +10,23 @@ The real Temporal dev server is here too; the time-skipping server is in tests/w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.database import Pool, create_pool, migrate
+from activities.database import Pool, create_pool, migrate, with_search_path
 from workers.devspec import DevServerSpec, load_dev_spec
 
 
@@ -121,3 +125,52 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+@contextlib.asynccontextmanager
+async def schema_of_its_own(database_url: str, prefix: str) -> AsyncIterator[Pool]:
+    """A migrated pool on a fresh schema of the database (DATABASE_URL may name one we
+    cannot add databases to), dropped afterwards: a module whose numbers or whose relay
+    must see only its own rows."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+    finally:
+        await admin.close()
+    pool = await create_pool(with_search_path(database_url, schema))
+    try:
+        await migrate(pool)
+        yield pool
+    finally:
+        await pool.close()
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        finally:
+            await admin.close()
+
+
+@dataclass
+class PageWatch:
+    """What a page did wrong: console errors, uncaught errors, requests leaving `origin`."""
+
+    problems: list[str]
+    outside: list[str]
+
+
+def watch(page: Page, origin: str) -> PageWatch:
+    seen = PageWatch(problems=[], outside=[])
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            seen.problems.append(message.text)
+
+    def request(sent: Request) -> None:
+        if not sent.url.startswith(origin):
+            seen.outside.append(sent.url)
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: seen.problems.append(str(error)))
+    page.on("request", request)
+    return seen

@@ -34,11 +34,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.database import Pool, create_pool, migrate, with_search_path
+from activities.database import Pool
 from activities.delivery import DeliveryConfig, OutboxRelay, SmtpConfig
 from activities.messages import MessageTemplates, TemplateError
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
 from api.client import TicketClient
+from tests.conftest import schema_of_its_own
 from workers.devstack import free_port
 from workers.main import build_worker, start_relay
 from workers.receiver import PATH, Inbox, serve_receiver
@@ -144,25 +145,9 @@ class Desk:
 
 @pytest.fixture(scope="module")
 async def own_database(database_url: str) -> AsyncIterator[Pool]:
-    """A schema of this module's own (DATABASE_URL may name a database we cannot add
-    databases to): the relay sees only these tests' rows."""
-    schema = f"delivery_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    pool = await create_pool(with_search_path(database_url, schema))
-    try:
-        await migrate(pool)
+    """The relay delivers every due row it sees: this module's rows only."""
+    async with schema_of_its_own(database_url, "delivery") as pool:
         yield pool
-    finally:
-        await pool.close()
-        admin = await asyncpg.connect(database_url)
-        try:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(scope="module")

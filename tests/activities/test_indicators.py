@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
-from activities.database import Pool, create_pool, migrate, with_search_path
+from activities.database import Pool
 from activities.event_store import EventStore
 from activities.indicators import GroupBy, service_health
 from tests.activities.factories import AGENT, CUSTOMER, T0, batch, event
+from tests.conftest import schema_of_its_own
 from workflows.events import EventType
 from workflows.policy import ServicePolicy
 from workflows.primitives import SYSTEM
@@ -23,15 +23,12 @@ DAY = timedelta(days=1)
 @pytest.fixture(scope="module")
 async def seeded(database_url: str) -> AsyncIterator[Pool]:
     """Four tickets in a schema of their own (their numbers are the only ones there)."""
-    schema = "indicators_hand_worked"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    pool = await create_pool(with_search_path(database_url, schema))
-    await migrate(pool)
-    store = EventStore(pool)
+    async with schema_of_its_own(database_url, "indicators") as pool:
+        await _seed(EventStore(pool))
+        yield pool
+
+
+async def _seed(store: EventStore) -> None:
 
     async def ticket(
         tid: str, channel: str, steps: list[tuple[EventType, dict[str, Any], Any]]
@@ -86,10 +83,6 @@ async def seeded(database_url: str) -> AsyncIterator[Pool]:
             (EventType.SLA_BREACHED, {}, SYSTEM),
         ],
     )
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def test_the_weeks_indicators_as_worked_out_by_hand(seeded: Pool) -> None:

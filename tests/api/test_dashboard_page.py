@@ -8,9 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from playwright.async_api import Browser, ConsoleMessage, Request
+from playwright.async_api import Browser
 
 from tests.api.conftest import Stack, eventually
+from tests.conftest import watch
 from workflows.surge import Findings, Investigation, Openings, SurgeInvestigationWorkflow
 
 DOCS = Path(__file__).parents[2] / "docs"
@@ -56,20 +57,7 @@ async def test_the_dashboard_charts_the_periods_numbers(
     assert (await stack.http.get("/v1/surges", headers=stack.auth("agent"))).status_code == 403
 
     page = await browser.new_page(locale="zh-CN", viewport={"width": 1400, "height": 1000})
-    problems: list[str] = []
-    outside: list[str] = []
-
-    def console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(message.text)
-
-    def request(sent: Request) -> None:
-        if not sent.url.startswith(served):
-            outside.append(sent.url)
-
-    page.on("console", console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("request", request)
+    seen = watch(page, served)
     await page.goto(f"{served}/dashboard")
     await page.fill("#key", stack.keys["manager"])
     await page.click("button")
@@ -98,8 +86,8 @@ async def test_the_dashboard_charts_the_periods_numbers(
         "#trend circle", "points => points.map(p => Number(p.dataset.value))"
     )
     assert len(trend) == 14 and trend[-1] >= 3
-    assert problems == []
-    assert outside == []  # no CDN, nothing from elsewhere
+    assert seen.problems == []
+    assert seen.outside == []  # no CDN, nothing from elsewhere
 
     shot = tmp_path / "dashboard.png"
     await page.screenshot(path=str(shot), full_page=True)

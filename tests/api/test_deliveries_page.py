@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import Browser, ConsoleMessage, Request
+from playwright.async_api import Browser
 
 from tests.api.conftest import Stack
+from tests.conftest import watch
 
 
 async def test_the_page_shows_what_each_recipient_gets(
@@ -25,20 +26,7 @@ async def test_the_page_shows_what_each_recipient_gets(
     await stack.settled(tid)
 
     page = await browser.new_page(locale="zh-TW")
-    problems: list[str] = []
-    outside: list[str] = []
-
-    def console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(message.text)
-
-    def request(sent: Request) -> None:
-        if not sent.url.startswith(served):
-            outside.append(sent.url)
-
-    page.on("console", console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("request", request)
+    seen = watch(page, served)
     await page.goto(f"{served}/tickets/{tid}/deliveries")
     await page.fill("#key", stack.keys["agent"])
     await page.click("button")
@@ -51,8 +39,8 @@ async def test_the_page_shows_what_each_recipient_gets(
     assert "on its way" in customer
     assert "queue://tech-oncall" in others
     assert "查提現通道" in others
-    assert problems == []
-    assert outside == []  # no CDN, nothing from elsewhere
+    assert seen.problems == []
+    assert seen.outside == []  # no CDN, nothing from elsewhere
 
     # The key is remembered: a reload shows the deliveries at once.
     await page.reload()

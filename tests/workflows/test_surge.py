@@ -8,13 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.database import Pool, create_pool, migrate, with_search_path
+from activities.database import Pool
+from tests.conftest import schema_of_its_own
 from workers.main import build_worker, ensure_surge_schedule, surge_schedule_id
 from workflows import search_attributes as sa
 from workflows.policy import ServicePolicy, is_surge, rise_p_value
@@ -38,18 +38,8 @@ def test_the_rule_needs_growth_volume_and_a_real_rise() -> None:
 
 @pytest.fixture
 async def counted(database_url: str) -> AsyncIterator[Pool]:
-    schema = f"surge_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    pool = await create_pool(with_search_path(database_url, schema))
-    await migrate(pool)
-    try:
+    async with schema_of_its_own(database_url, "surge") as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 async def opened(pool: Pool, category: str, topic: str, count: int, hours_ago: float) -> None:
