@@ -44,6 +44,7 @@ PARAMETERS: Mapping[MessageKind, frozenset[str]] = {
     MessageKind.PARTNER_PROGRESS: frozenset({"every", "number"}),
     MessageKind.LONG_TERM_PLAN: frozenset({"text"}),
     MessageKind.SATISFACTION_SURVEY: frozenset({"until"}),
+    MessageKind.PROMISE_CHANGED: frozenset({"within", "until"}),
 }
 
 _LIVE, _ASYNC = "@live", "@async"

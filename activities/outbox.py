@@ -154,6 +154,7 @@ class Outbox:
             handoff,
             HandoffKind.SUPERVISOR_STANDBY,
             HandoffKind.SLA_ESCALATION,
+            HandoffKind.SLA_WARNING,
             HandoffKind.DELIVERY_FAILED,
         )
 

@@ -59,6 +59,10 @@ class TicketRow(BaseModel):
     due_at: datetime | None = None
     csat: int | None = None
     nps: int | None = None
+    # Since the SLA clock (0004): paused since when (None: running), and paused in all
+    # (on the SLA's clock: working time on a business clock).
+    sla_paused_since: datetime | None = None
+    sla_paused_seconds: float = 0.0
     # The seq of the last event applied: the projection's checkpoint.
     last_seq: int = 0
     # When the ticket last changed (the last event's occurred_at), not when the row was
@@ -128,7 +132,16 @@ def _changes(row: TicketRow, event: DomainEvent) -> dict[str, Any]:
             added = [name for name in dispatched.departments if name not in row.departments]
             return {"departments": (*row.departments, *added), "transfers": dispatched.transfers}
         case ev.MilestoneRecorded(meets_sla=True):
-            return {"due_at": None}
+            return {"due_at": None, "sla_paused_since": None}
+        case ev.SlaPaused():
+            return {"sla_paused_since": event.occurred_at, "due_at": None}
+        case ev.SlaResumed() as resumed:
+            return {
+                "sla_paused_since": None,
+                "sla_paused_seconds": resumed.total_paused_seconds,
+                "due_at": resumed.sla_due_at,
+                "sla_due_at": resumed.sla_due_at,
+            }
         case ev.SlaBreached():
             return {"sla_breached": True, "escalated": True}
         case ev.UpgradeReviewConvened():

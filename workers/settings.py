@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import json
 import tomllib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -23,9 +30,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from activities.calendars import with_public_holidays
 from activities.delivery import DeliveryConfig
 from api.settings import ApiConfig, ApiSettings, ConfigurationError, parse_duration
-from workflows.policy import ServicePolicy
+from workflows.policy import ServicePolicy, unknown_departments
 from workflows.vocabulary import Priority
 
 ENV_PREFIX = "TICKETFLOW_"
@@ -80,6 +88,16 @@ class Settings(BaseSettings):
         if not isinstance(value, dict):
             return value
         return _normalise_policy_input(value)
+
+    @model_validator(mode="after")
+    def _holidays_resolved(self) -> Settings:
+        # The business calendar's public holidays become plain dates here, once, so the
+        # tickets this process starts carry them (and never call the library in a replay).
+        self.policy = with_public_holidays(self.policy, datetime.now(UTC).date())
+        unknown = unknown_departments(self.policy)
+        if unknown:
+            raise ValueError(f"policy names departments without an address: {unknown}")
+        return self
 
     @field_validator("log_level")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from workflows.events import Audience, DomainEvent
-from workflows.policy import ServicePolicy, check_time_zone
+from workflows.policy import ServicePolicy, SlaClock, check_time_zone
 from workflows.primitives import (
     NO_NUL,
     Actor,
@@ -97,6 +97,8 @@ class Respond(Action):
     command = "respond"
     type: Literal["respond"] = "respond"
     message: NonEmpty
+    # The reply asks the customer something: the SLA clock pauses until they answer.
+    awaiting_customer: bool = False
 
 
 class Classify(Action):
@@ -210,6 +212,9 @@ class RecordReviewDecision(Action):
     type: Literal["record_review_decision"] = "record_review_decision"
     decision: NonEmpty
     attendees: list[Identifier] = Field(default_factory=list, max_length=50)
+    # When the board looks again if no milestone comes first (default: the policy's
+    # upgrade_review_after). Reviews stop once the ticket is resolved.
+    next_checkpoint: timedelta | None = None
 
 
 TicketAction = Annotated[
@@ -301,6 +306,8 @@ class MessageKind(StrEnum):
     PARTNER_HANDOFF = "partner_handoff"
     PARTNER_PROGRESS = "partner_progress"
     LONG_TERM_PLAN = "long_term_plan"
+    # A raised priority's new promise: `within`, due `until`.
+    PROMISE_CHANGED = "promise_changed"
 
 
 class MessageParams(Contract):
@@ -358,6 +365,7 @@ class HandoffKind(StrEnum):
     PARTNER_CONTACT = "partner_contact"
     SUPERVISOR_STANDBY = "supervisor_standby"
     SLA_ESCALATION = "sla_escalation"
+    SLA_WARNING = "sla_warning"
     DELIVERY_FAILED = "delivery_failed"
 
 
@@ -432,6 +440,10 @@ class Deadlines(Contract):
     upgrade_review: datetime | None = None
     partner_update: datetime | None = None
     auto_close: datetime | None = None
+    # Before a breach: the next warning (policy.sla_warnings). After it: the next step of
+    # the escalation ladder.
+    sla_warning: datetime | None = None
+    escalation: datetime | None = None
 
 
 class LastMessage(Contract):
@@ -488,6 +500,14 @@ class TicketState(Contract):
     # Numbers every outbox row the ticket queues (its dedupe key), so no two share one.
     next_effect: int = 1
     last_message: LastMessage | None = None
+    # The SLA promise's clock (issue 13): from when it counts, on which clock, and its
+    # pauses. None in runs started before the "sla-calendar" patch.
+    sla_clock: SlaClock | None = None
+    sla_warnings_sent: int = 0
+    sla_breached_at: datetime | None = None
+    escalation_level: int = 0
+    # Set by a reply that asks the customer something; their answer clears it.
+    waiting_on_customer_since: datetime | None = None
 
 
 class TicketInput(Contract):
@@ -527,6 +547,12 @@ class TicketView(Contract):
     # Third parties engaged (dual track, SPEC §3), in the order they were engaged.
     partners: list[PartnerEngagement] = Field(default_factory=list)
     last_message: LastMessage | None = None
+    # The SLA clock: paused since when (None: running), and how long it has been paused.
+    sla_paused_since: datetime | None = None
+    sla_paused_seconds: float = 0.0
+    # The earliest pending deadline, named (first_response, sla, sla_warning, ...).
+    next_deadline: str | None = None
+    next_deadline_at: datetime | None = None
 
 
 class TicketOutcome(Contract):

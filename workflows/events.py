@@ -63,6 +63,10 @@ class EventType(StrEnum):
     PROGRESS_REMINDED = "progress_reminded"
     MILESTONE_RECORDED = "milestone_recorded"
     SLA_BREACHED = "sla_breached"
+    SLA_PAUSED = "sla_paused"
+    SLA_RESUMED = "sla_resumed"
+    SLA_WARNED = "sla_warned"
+    SLA_ESCALATED = "sla_escalated"
     UPGRADE_REVIEW_CONVENED = "upgrade_review_convened"
     REVIEW_DECISION_RECORDED = "review_decision_recorded"
     PARTNER_ENGAGED = "partner_engaged"
@@ -152,6 +156,8 @@ class Classified(EventData):
     reason: str
     automatic: bool = False
     sla_due_at: Instant | None = None
+    # A raised priority's promise counts from here (the reclassification, by default).
+    sla_counts_from: Instant | None = None
 
     def words(self) -> str | None:
         return None if self.automatic else self.reason
@@ -239,6 +245,38 @@ class SlaBreached(EventData):
     due_at: Instant
 
 
+class SlaPaused(EventData):
+    """The SLA clock stopped: the ticket waits on the customer (or a partner)."""
+
+    type: Literal[EventType.SLA_PAUSED] = EventType.SLA_PAUSED
+    reason: TicketStatus
+
+
+class SlaResumed(EventData):
+    type: Literal[EventType.SLA_RESUMED] = EventType.SLA_RESUMED
+    # On the SLA's clock (working time on a business clock), unscaled.
+    paused_seconds: float
+    total_paused_seconds: float
+    sla_due_at: Instant | None = None
+
+
+class SlaWarned(EventData):
+    """Part of the SLA's time is used: someone is told before it breaches."""
+
+    type: Literal[EventType.SLA_WARNED] = EventType.SLA_WARNED
+    share: float
+    sla_due_at: Instant
+    notified: list[str]
+
+
+class SlaEscalated(EventData):
+    """A later step of the escalation ladder after a breach (the first is `sla_breached`)."""
+
+    type: Literal[EventType.SLA_ESCALATED] = EventType.SLA_ESCALATED
+    level: int
+    to: str
+
+
 class UpgradeReviewConvened(EventData):
     type: Literal[EventType.UPGRADE_REVIEW_CONVENED] = EventType.UPGRADE_REVIEW_CONVENED
     number: int
@@ -250,6 +288,7 @@ class ReviewDecisionRecorded(EventData):
     said_in = "decision"
     decision: str
     attendees: list[str] = Field(default_factory=list)
+    next_review_at: Instant | None = None
 
 
 class PartnerEngaged(EventData):
@@ -390,6 +429,10 @@ EventPayload = Annotated[
     | ProgressReminded
     | MilestoneRecorded
     | SlaBreached
+    | SlaPaused
+    | SlaResumed
+    | SlaWarned
+    | SlaEscalated
     | UpgradeReviewConvened
     | ReviewDecisionRecorded
     | PartnerEngaged

@@ -11,12 +11,21 @@ does not work inside the sandbox, and these are pure functions of their argument
 from __future__ import annotations
 
 import math
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from itertools import pairwise
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from workflows import business_time
 from workflows.vocabulary import Category, Channel, Milestone, Priority, Tier, Topic
+
+# Most urgent first: a move to a smaller rank raises the priority.
+PRIORITY_RANK: dict[Priority, int] = {Priority.E: 0, Priority.A: 1, Priority.B: 2, Priority.C: 3}
+# A hand-off recipient that is one agent, not a department: `agent:<id>`.
+AGENT_PREFIX = "agent:"
 
 
 class SlaTarget(BaseModel):
@@ -82,6 +91,122 @@ class SurgePolicy(BaseModel):
     sample: int = Field(default=10, ge=1, le=100)
 
 
+class Clock(StrEnum):
+    """How a promise's time is counted: every second (calendar), or working time only."""
+
+    CALENDAR = "calendar"
+    BUSINESS = "business"
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+_OFFICE_HOURS = ["09:00-12:00", "13:30-18:00"]
+
+
+class Closure(BaseModel):
+    """The company closed (a move, an outing), in the calendar's local time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Closure:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("closure times are local wall times, without an offset")
+        if self.end <= self.start:
+            raise ValueError("a closure must end after it starts")
+        return self
+
+
+class BusinessCalendar(BaseModel):
+    """When the service desk works. `week` maps a weekday to its intervals; a day left out
+    is off. For 24/7, give every day ["00:00-24:00"] and no public holidays."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # None: the policy's time_zone.
+    time_zone: str | None = None
+    week: dict[Weekday, list[str]] = Field(
+        default_factory=lambda: {
+            day: list(_OFFICE_HOURS)
+            for day in (Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI)
+        }
+    )
+    # Hours of a weekend day that is worked (调休).
+    makeup_day: list[str] = Field(default_factory=lambda: list(_OFFICE_HOURS))
+    # Country (and optionally subdivision, "CN" or "US-NY") whose public holidays and
+    # make-up working days the `holidays` library adds to the two lists below when a
+    # process loads its settings (activities.calendars); None adds nothing.
+    public_holidays: str | None = "CN"
+    holidays: list[date] = Field(default_factory=list)
+    workdays: list[date] = Field(default_factory=list)
+    closures: list[Closure] = Field(default_factory=list)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
+
+    @field_validator("week")
+    @classmethod
+    def _some_work(cls, value: dict[Weekday, list[str]]) -> dict[Weekday, list[str]]:
+        for intervals in value.values():
+            business_time.check_day(intervals)
+        if not any(value.values()):
+            raise ValueError("a business calendar needs working hours on at least one weekday")
+        return value
+
+    @field_validator("makeup_day")
+    @classmethod
+    def _makeup(cls, value: list[str]) -> list[str]:
+        return business_time.check_day(value)
+
+    @classmethod
+    def always_open(cls) -> BusinessCalendar:
+        return cls(week={day: ["00:00-24:00"] for day in Weekday}, public_holidays=None)
+
+
+class PromiseClocks(BaseModel):
+    """Which clock each promise of one priority runs on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_response: Clock = Clock.CALENDAR
+    sla: Clock = Clock.CALENDAR
+    # BUSINESS: the daily check runs on working days only.
+    progress_check: Clock = Clock.CALENDAR
+
+
+class SlaWarning(BaseModel):
+    """A reminder when this share of the SLA's time is used, to the ticket's assignee (or
+    the supervisors when nobody has it yet) or to the supervisors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: float = Field(gt=0, lt=1)
+    notify: Literal["assignee", "supervisor"]
+
+
+class EscalationStep(BaseModel):
+    """After a breach: who is told, and how long after the breach (on the SLA's clock)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: timedelta = Field(ge=timedelta(0))
+    to: str
+
+
 class FirstResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -129,6 +254,9 @@ class ServicePolicy(BaseModel):
     time_zone: str = "Asia/Shanghai"
     progress_check_at: time = time(10, 0)
     upgrade_review_after: timedelta = timedelta(hours=24)
+    # A review decision names its next checkpoint (default upgrade_review_after); one
+    # further away than this is refused.
+    review_checkpoint_max: timedelta = timedelta(days=30)
     partner_update_every: timedelta = timedelta(hours=6)
     auto_close_after: timedelta = timedelta(hours=72)
     # After closing, the customer is asked for CSAT and NPS (SPEC §5's outcome indicators)
@@ -144,8 +272,11 @@ class ServicePolicy(BaseModel):
             "risk_control": "queue://risk-control",
             "finance": "queue://finance",
             "customer_service": "queue://cs-supervisors",
+            "service_lead": "queue://cs-lead",
         }
     )
+    # Where a message for one agent (an SLA warning to the assignee) goes.
+    agent_address: str = "queue://agents/{agent_id}"
     route_by_category: dict[Category, str] = Field(
         default_factory=lambda: {
             Category.TECHNICAL_FAULT: "tech",
@@ -162,6 +293,31 @@ class ServicePolicy(BaseModel):
         default_factory=lambda: ["customer_service", "tech", "product"]
     )
     labels: Labels = Field(default_factory=Labels)
+    # Business hours, holidays and closures; which promises count working time only is
+    # `clocks`. SPEC's numbers are calendar time: every clock defaults to it.
+    business_hours: BusinessCalendar = Field(default_factory=BusinessCalendar)
+    clocks: dict[Priority, PromiseClocks] = Field(
+        default_factory=lambda: {priority: PromiseClocks() for priority in Priority}
+    )
+    # The SLA clock stops while the ticket waits on the customer (an agent asked them
+    # something) and, if this is set, while it waits on a partner.
+    pause_sla_on_partner: bool = False
+    sla_warnings: list[SlaWarning] = Field(
+        default_factory=lambda: [
+            SlaWarning(at=0.75, notify="assignee"),
+            SlaWarning(at=0.9, notify="supervisor"),
+        ]
+    )
+    # After a breach: the first step at once (after 0), each next one on its own timer.
+    escalation_ladder: list[EscalationStep] = Field(
+        default_factory=lambda: [
+            EscalationStep(after=timedelta(0), to="customer_service"),
+            EscalationStep(after=timedelta(hours=2), to="service_lead"),
+        ]
+    )
+    # A priority raised after intake: its promise counts from the reclassification (the
+    # moment, for E, the emergency group convenes) or from intake.
+    raised_priority_counts_from: Literal["reclassification", "intake"] = "reclassification"
     # Customer messages are written in the customer's locale (zh-CN -> zh-Hans, zh-TW ->
     # zh-Hant, en-* -> en); any other locale gets this one.
     default_locale: str = "zh-Hans"
@@ -178,6 +334,29 @@ class ServicePolicy(BaseModel):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return check_time_zone(value)
+
+    @field_validator("clocks")
+    @classmethod
+    def _clock_per_priority(
+        cls, value: dict[Priority, PromiseClocks]
+    ) -> dict[Priority, PromiseClocks]:
+        return {priority: value.get(priority, PromiseClocks()) for priority in Priority}
+
+    @field_validator("sla_warnings")
+    @classmethod
+    def _warnings_in_order(cls, value: list[SlaWarning]) -> list[SlaWarning]:
+        return sorted(value, key=lambda warning: warning.at)
+
+    # Never refuse what older tickets carry: this model is decoded again on every replay.
+    # Cross-field checks (the ladder's departments) run when a process loads its
+    # settings (unknown_departments), and an address still unknown at delivery is
+    # reported, not lost.
+    @field_validator("escalation_ladder")
+    @classmethod
+    def _ladder_in_order(cls, value: list[EscalationStep]) -> list[EscalationStep]:
+        if any(b.after < a.after for a, b in pairwise(value)):
+            raise ValueError("escalation_ladder steps must come in order of `after`")
+        return value
 
     @field_validator("sla")
     @classmethod
@@ -246,6 +425,161 @@ def next_progress_check(policy: ServicePolicy, now: datetime) -> datetime:
     return now + scaled(policy, wait)
 
 
+# ---------------------------------------------------------------- clocks (issue 13)
+#
+# Promises are computed in policy time: with a time scale, policy time runs `time_scale`
+# times faster than real time from the ticket's opening (the anchor), so a scaled policy
+# keeps its daily rhythm (one 10:00 check per scaled day) and its business hours. With
+# the default scale of 1 policy time is real time.
+
+
+def policy_instant(policy: ServicePolicy, anchor: datetime, real: datetime) -> datetime:
+    if policy.time_scale == 1:
+        return real
+    return anchor + (real - anchor) * policy.time_scale
+
+
+def real_instant(policy: ServicePolicy, anchor: datetime, instant: datetime) -> datetime:
+    if policy.time_scale == 1:
+        return instant
+    return anchor + (instant - anchor) / policy.time_scale
+
+
+def _slack(policy: ServicePolicy) -> timedelta:
+    # Converting back to real time rounds to a microsecond, up to `time_scale` µs of
+    # policy time: "strictly after" must not find the instant that just fired.
+    return (
+        timedelta(0)
+        if policy.time_scale == 1
+        else timedelta(microseconds=math.ceil(policy.time_scale))
+    )
+
+
+def working_calendar(policy: ServicePolicy) -> business_time.WorkingCalendar:
+    calendar = policy.business_hours
+    zone = ZoneInfo(calendar.time_zone or policy.time_zone)
+    week = tuple(
+        tuple(business_time.parse_hours(text) for text in calendar.week.get(day, []))
+        for day in Weekday
+    )
+    closures = tuple(
+        (
+            closure.start.replace(tzinfo=zone).astimezone(UTC),
+            closure.end.replace(tzinfo=zone).astimezone(UTC),
+        )
+        for closure in calendar.closures
+    )
+    return business_time.WorkingCalendar(
+        zone=zone,
+        week=week,
+        makeup=tuple(business_time.parse_hours(text) for text in calendar.makeup_day),
+        holidays=frozenset(calendar.holidays),
+        workdays=frozenset(calendar.workdays),
+        closures=closures,
+    )
+
+
+def clocks_for(policy: ServicePolicy, priority: Priority) -> PromiseClocks:
+    return policy.clocks.get(priority, PromiseClocks())
+
+
+def clock_add(
+    policy: ServicePolicy, clock: Clock, anchor: datetime, start: datetime, amount: timedelta
+) -> datetime:
+    """The real instant `amount` of the clock's time (unscaled) after `start`."""
+    begin = policy_instant(policy, anchor, start)
+    if clock is Clock.BUSINESS:
+        due = business_time.add(working_calendar(policy), begin, amount)
+    else:
+        due = begin + amount
+    return real_instant(policy, anchor, due)
+
+
+def clock_between(
+    policy: ServicePolicy, clock: Clock, anchor: datetime, start: datetime, end: datetime
+) -> timedelta:
+    """How much of the clock's time (unscaled) passes between two real instants."""
+    begin, until = policy_instant(policy, anchor, start), policy_instant(policy, anchor, end)
+    if clock is Clock.BUSINESS:
+        return business_time.between(working_calendar(policy), begin, until)
+    return max(until - begin, timedelta(0))
+
+
+class Pause(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime
+    end: datetime | None = None
+    # The status that paused the clock (waiting_on_customer, waiting_on_partner).
+    reason: str
+
+
+class SlaClock(BaseModel):
+    """One SLA promise: counted from an instant, on a clock, minus the time it was paused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counts_from: datetime
+    within: timedelta
+    clock: Clock
+    pauses: list[Pause] = Field(default_factory=list)
+
+    @property
+    def paused_since(self) -> datetime | None:
+        if self.pauses and self.pauses[-1].end is None:
+            return self.pauses[-1].start
+        return None
+
+
+def paused_time(policy: ServicePolicy, anchor: datetime, sla: SlaClock, now: datetime) -> timedelta:
+    """The clock's time spent paused since the promise began counting (so a re-based
+    promise keeps the pauses after its new start)."""
+    return sum(
+        (
+            clock_between(policy, sla.clock, anchor, max(p.start, sla.counts_from), p.end or now)
+            for p in sla.pauses
+        ),
+        timedelta(0),
+    )
+
+
+def sla_clock_due(
+    policy: ServicePolicy, anchor: datetime, sla: SlaClock, now: datetime, share: float = 1.0
+) -> datetime | None:
+    """When `share` of the promise is used up (1.0: the breach); None while paused."""
+    if sla.paused_since is not None:
+        return None
+    used = sla.within * share + paused_time(policy, anchor, sla, now)
+    return clock_add(policy, sla.clock, anchor, sla.counts_from, used)
+
+
+def first_response_due(
+    policy: ServicePolicy, opened_at: datetime, channel: Channel, tier: Tier, priority: Priority
+) -> datetime:
+    clock = clocks_for(policy, priority).first_response
+    promise = first_response_promise(policy, channel, tier)
+    return clock_add(policy, clock, opened_at, opened_at, promise)
+
+
+def next_daily_check(
+    policy: ServicePolicy, anchor: datetime, now: datetime, priority: Priority
+) -> datetime:
+    """The next `progress_check_at` in policy time strictly after now: every day, or
+    every working day on the business clock. A DST day still fires at 10:00 local."""
+    after = policy_instant(policy, anchor, now) + _slack(policy)
+    if clocks_for(policy, priority).progress_check is Clock.BUSINESS:
+        at = business_time.next_working_day_at(
+            working_calendar(policy), after, policy.progress_check_at
+        )
+    else:
+        at = business_time.next_day_at(ZoneInfo(policy.time_zone), after, policy.progress_check_at)
+    return real_instant(policy, anchor, at)
+
+
+def is_raise(before: Priority, after: Priority) -> bool:
+    return PRIORITY_RANK[after] < PRIORITY_RANK[before]
+
+
 def delivery_retry_at(policy: ServicePolicy, attempts: int) -> timedelta:
     """How long after its `attempts`-th failure a delivery is tried again."""
     retry = policy.delivery
@@ -283,7 +617,17 @@ def is_surge(policy: ServicePolicy, now: int, before: int) -> bool:
     )
 
 
+def unknown_departments(policy: ServicePolicy) -> list[str]:
+    """Departments the policy names without an address."""
+    named = {step.to for step in policy.escalation_ladder} | {policy.supervisor_queue}
+    named |= set(policy.emergency_group) | set(policy.upgrade_review_board)
+    named |= set(policy.route_by_category.values())
+    return sorted(named - set(policy.departments))
+
+
 def department_address(policy: ServicePolicy, department: str) -> str:
+    if department.startswith(AGENT_PREFIX):
+        return policy.agent_address.replace("{agent_id}", department.removeprefix(AGENT_PREFIX))
     try:
         return policy.departments[department]
     except KeyError:

@@ -15,6 +15,7 @@ PURE_MODULES = (
     "workflows.vocabulary",
     "workflows.primitives",
     "workflows.events",
+    "workflows.business_time",
     "workflows.policy",
     "workflows.contracts",
     "workflows.classification",

@@ -22,6 +22,10 @@ TICKET_SLA_DEADLINE = SearchAttributeKey.for_datetime("TicketSlaDeadline")
 TICKET_SLA_BREACHED = SearchAttributeKey.for_bool("TicketSlaBreached")
 TICKET_ESCALATED = SearchAttributeKey.for_bool("TicketEscalated")
 TICKET_ROOT_CAUSE = SearchAttributeKey.for_keyword("TicketRootCause")
+# Issue 13: the SLA clock stopped while the ticket waits on the customer, and the
+# earliest instant the ticket will act on its own (breach, warning, check, closing).
+TICKET_SLA_PAUSED = SearchAttributeKey.for_bool("TicketSlaPaused")
+TICKET_NEXT_DEADLINE = SearchAttributeKey.for_datetime("TicketNextDeadline")
 
 ALL = (
     TICKET_STATUS,
@@ -36,6 +40,8 @@ ALL = (
     TICKET_SLA_BREACHED,
     TICKET_ESCALATED,
     TICKET_ROOT_CAUSE,
+    TICKET_SLA_PAUSED,
+    TICKET_NEXT_DEADLINE,
 )
 
 # The names the `temporal` CLI and temporal-dev.yml use for each value type.

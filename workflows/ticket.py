@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         WorkOrderState,
         action_name,
     )
+    from workflows.policy import Pause, SlaClock
     from workflows.primitives import SYSTEM, Actor
     from workflows.vocabulary import (
         Category,
@@ -101,6 +102,13 @@ _FEEDBACK_WINDOW = "feedback-window"
 #   different action is refused; before, updates were applied whatever their id;
 # - what a partner or customer sends a closed ticket is recorded, not dropped.
 _TYPED_RECORD = "every-reply-recorded"
+# Patch: calendars and the SLA clock (issue 13). Runs started before it keep their
+# timers and events: promises on business or calendar clocks in policy time (a scaled
+# daily check keeps its rhythm), the SLA paused while the ticket waits on the customer,
+# warnings before a breach and an escalation ladder after it, a raised priority's
+# promise counted from the reclassification, and reviews that follow a decision's
+# checkpoint and stop once the ticket is resolved.
+_CALENDAR = "sla-calendar"
 # Action ids remembered for dropping resends, the most recent kept.
 _ACTION_IDS_KEPT = 2000
 # How many customer/partner message ids to remember for dropping redelivered signals.
@@ -116,6 +124,7 @@ class TicketWorkflow:
         self._woken = False
         self._indexed: dict[str, Any] = {}
         self._typed_record = workflow.patched(_TYPED_RECORD)
+        self._calendar = workflow.patched(_CALENDAR)
         for action in ACTIONS:
             workflow.set_update_handler(
                 action_name(action), self._update_for(action), validator=self._validate
@@ -123,6 +132,9 @@ class TicketWorkflow:
         if start.carried_state is not None:
             self._state = start.carried_state
             self._state.runs += 1
+            if self._calendar and self._state.sla_clock is None:
+                # Carried from a run before the patch: its SLA counts on as it did.
+                self._state.sla_clock = self._sla_clock_from(self._state.opened_at)
         else:
             self._state = self._open(start, workflow.now())
 
@@ -331,10 +343,17 @@ class TicketWorkflow:
         )
         self._state = state
         deadlines = state.deadlines
-        deadlines.first_response = now + rules.first_response_window(
-            self._policy, intake.channel, intake.tier
-        )
-        deadlines.sla = rules.sla_due(self._policy, classification.priority, now)
+        if self._calendar:
+            deadlines.first_response = rules.first_response_due(
+                self._policy, now, intake.channel, intake.tier, classification.priority
+            )
+            state.sla_clock = self._sla_clock_from(now)
+            self._arm_sla(now)
+        else:
+            deadlines.first_response = now + rules.first_response_window(
+                self._policy, intake.channel, intake.tier
+            )
+            deadlines.sla = rules.sla_due(self._policy, classification.priority, now)
         deadlines.upgrade_review = now + rules.scaled(
             self._policy, self._policy.upgrade_review_after
         )
@@ -409,6 +428,12 @@ class TicketWorkflow:
         if deadlines.partner_update and deadlines.partner_update <= now:
             deadlines.partner_update = None
             self._send_partner_updates(now)
+        if deadlines.sla_warning and deadlines.sla_warning <= now:
+            deadlines.sla_warning = None
+            self._warn_before_breach(now)
+        if deadlines.escalation and deadlines.escalation <= now:
+            deadlines.escalation = None
+            self._climb_escalation_ladder(now)
         if deadlines.auto_close and deadlines.auto_close <= now:
             deadlines.auto_close = None
             self._close(CloseReason.NO_REPLY, SYSTEM)
@@ -443,12 +468,132 @@ class TicketWorkflow:
             ),
             SYSTEM,
         )
+        if self._calendar:
+            state.sla_breached_at = workflow.now()
+            state.deadlines.sla_warning = None
+            self._climb_escalation_ladder(workflow.now())
+            return
         self._hand_off(
             HandoffKind.SLA_ESCALATION,
             seq,
             [self._policy.supervisor_queue],
             f"SLA breached: {target.promise}",
         )
+
+    # ------------------------------------------------------------ the SLA clock (issue 13)
+
+    def _sla_clock_from(self, counts_from: datetime, pauses: list[Pause] | None = None) -> SlaClock:
+        priority = self._state.classification.priority
+        return SlaClock(
+            counts_from=counts_from,
+            within=rules.sla_target(self._policy, priority).within,
+            clock=rules.clocks_for(self._policy, priority).sla,
+            pauses=pauses or [],
+        )
+
+    def _arm_sla(self, now: datetime) -> None:
+        """The breach and the next warning, from the clock (none while it is paused)."""
+        state = self._state
+        deadlines = state.deadlines
+        sla = state.sla_clock
+        if sla is None or state.sla_met_at is not None or state.sla_breached:
+            deadlines.sla = deadlines.sla_warning = None
+            return
+        anchor = state.opened_at
+        deadlines.sla = rules.sla_clock_due(self._policy, anchor, sla, now)
+        warnings = self._policy.sla_warnings
+        deadlines.sla_warning = (
+            rules.sla_clock_due(
+                self._policy, anchor, sla, now, share=warnings[state.sla_warnings_sent].at
+            )
+            if state.sla_warnings_sent < len(warnings)
+            else None
+        )
+
+    def _follow_pause(self) -> None:
+        """Waiting on the customer (or, if the policy says so, a partner) stops the SLA
+        clock; anything else starts it again. Paused time is recorded on resuming."""
+        state = self._state
+        sla = state.sla_clock
+        if sla is None or state.sla_met_at is not None or state.sla_breached or self._closed():
+            return
+        pausing = state.status is TicketStatus.WAITING_ON_CUSTOMER or (
+            self._policy.pause_sla_on_partner and state.status is TicketStatus.WAITING_ON_PARTNER
+        )
+        now = workflow.now()
+        if pausing and sla.paused_since is None:
+            sla.pauses.append(Pause(start=now, reason=state.status.value))
+            self._arm_sla(now)
+            self._record(ev.SlaPaused(reason=state.status), SYSTEM)
+        elif not pausing and sla.paused_since is not None:
+            pause = sla.pauses[-1]
+            pause.end = now
+            this = rules.clock_between(
+                self._policy, sla.clock, state.opened_at, max(pause.start, sla.counts_from), now
+            )
+            self._arm_sla(now)
+            total = rules.paused_time(self._policy, state.opened_at, sla, now)
+            self._record(
+                ev.SlaResumed(
+                    paused_seconds=this.total_seconds(),
+                    total_paused_seconds=total.total_seconds(),
+                    sla_due_at=state.deadlines.sla,
+                ),
+                SYSTEM,
+            )
+
+    def _warn_before_breach(self, now: datetime) -> None:
+        """Part of the SLA is used: the assignee first, the supervisors later (policy)."""
+        state = self._state
+        warnings = self._policy.sla_warnings
+        due = state.deadlines.sla
+        if state.sla_warnings_sent >= len(warnings) or due is None:
+            return
+        warning = warnings[state.sla_warnings_sent]
+        state.sla_warnings_sent += 1
+        recipients = (
+            [f"{rules.AGENT_PREFIX}{state.assignee}"]
+            if warning.notify == "assignee" and state.assignee is not None
+            else [self._policy.supervisor_queue]
+        )
+        target = rules.sla_target(self._policy, state.classification.priority)
+        seq = self._record(
+            ev.SlaWarned(share=warning.at, sla_due_at=due, notified=recipients), SYSTEM
+        )
+        self._hand_off(
+            HandoffKind.SLA_WARNING,
+            seq,
+            recipients,
+            f"{warning.at:.0%} of the SLA used ({target.promise}): due {due:%Y-%m-%d %H:%M:%S}Z",
+            due_at=due.isoformat(),
+        )
+        self._arm_sla(now)
+
+    def _climb_escalation_ladder(self, now: datetime) -> None:
+        """After a breach, each step of the ladder on its own timer, on the SLA's clock
+        (a business-hours SLA escalates in business hours, not at midnight)."""
+        state = self._state
+        breached_at = state.sla_breached_at
+        ladder = self._policy.escalation_ladder
+        if breached_at is None or state.sla_met_at is not None:
+            return
+        clock = state.sla_clock.clock if state.sla_clock is not None else rules.Clock.CALENDAR
+        target = rules.sla_target(self._policy, state.classification.priority)
+        while state.escalation_level < len(ladder):
+            step = ladder[state.escalation_level]
+            due = rules.clock_add(self._policy, clock, state.opened_at, breached_at, step.after)
+            if due > now:
+                state.deadlines.escalation = due
+                return
+            state.escalation_level += 1
+            seq = self._record(ev.SlaEscalated(level=state.escalation_level, to=step.to), SYSTEM)
+            self._hand_off(
+                HandoffKind.SLA_ESCALATION,
+                seq,
+                [step.to],
+                f"SLA breached: {target.promise} (escalation step {state.escalation_level})",
+            )
+        state.deadlines.escalation = None
 
     def _daily_progress_check(self, now: datetime) -> None:
         """Remind only the departments that have not posted since the previous check."""
@@ -517,9 +662,15 @@ class TicketWorkflow:
 
     def _arm_progress_check(self, now: datetime) -> None:
         open_orders = any(not order.done for order in self._state.work_orders.values())
-        self._state.deadlines.progress_check = (
-            rules.next_progress_check(self._policy, now) if open_orders else None
-        )
+        if not open_orders:
+            self._state.deadlines.progress_check = None
+        elif self._calendar:
+            # In policy time from the ticket's opening: a scaled day keeps one check.
+            self._state.deadlines.progress_check = rules.next_daily_check(
+                self._policy, self._state.opened_at, now, self._state.classification.priority
+            )
+        else:
+            self._state.deadlines.progress_check = rules.next_progress_check(self._policy, now)
 
     # ------------------------------------------------------------ agent and department actions
 
@@ -615,6 +766,10 @@ class TicketWorkflow:
         else:
             seq = None  # runs from before: the reply has no event of its own
         self._message(MessageKind.AGENT_REPLY, seq, MessageParams(text=action.message))
+        if self._calendar:
+            # A question to the customer pauses the SLA (_follow_pause); any other reply
+            # means the next step is ours again.
+            state.waiting_on_customer_since = now if action.awaiting_customer else None
         if state.first_response_at is None:
             state.first_response_at = now
             state.deadlines.first_response = None
@@ -640,9 +795,20 @@ class TicketWorkflow:
         self._close(CloseReason.LONG_TERM_PLAN, action.actor, long_term_plan=action.long_term_plan)
 
     def _on_record_review_decision(self, action: RecordReviewDecision) -> None:
-        self._state.review_decisions.append(action.decision)
+        state = self._state
+        state.review_decisions.append(action.decision)
+        next_review_at = None
+        if self._calendar and state.resolved_at is None:
+            # The board looks again at the checkpoint it named, not 24 h after it met.
+            checkpoint = action.next_checkpoint or self._policy.upgrade_review_after
+            next_review_at = workflow.now() + rules.scaled(self._policy, checkpoint)
+            state.deadlines.upgrade_review = next_review_at
         self._record(
-            ev.ReviewDecisionRecorded(decision=action.decision, attendees=action.attendees),
+            ev.ReviewDecisionRecorded(
+                decision=action.decision,
+                attendees=action.attendees,
+                next_review_at=next_review_at,
+            ),
             action.actor,
         )
 
@@ -657,13 +823,16 @@ class TicketWorkflow:
             reason=action.reason,
         )
         state.tag = self._tag(state.classification)
+        counts_from: datetime | None = None
         if action.priority is not previous.priority and state.sla_met_at is None:
-            # The promise follows the new priority, counted from intake as the customer sees it.
             target = rules.sla_target(self._policy, action.priority)
             state.sla_milestone = target.met_by
-            if not state.sla_breached:
+            if self._calendar:
+                counts_from = self._rebase_sla(previous.priority, action.priority)
+            elif not state.sla_breached:
+                # The promise follows the new priority, counted from intake.
                 state.deadlines.sla = rules.sla_due(self._policy, action.priority, state.opened_at)
-        self._record(
+        seq = self._record(
             ev.Classified(
                 category=action.category,
                 topic=action.topic,
@@ -673,10 +842,36 @@ class TicketWorkflow:
                 reason=action.reason,
                 automatic=False,
                 sla_due_at=state.deadlines.sla,
+                sla_counts_from=counts_from,
             ),
             action.actor,
         )
+        if counts_from is not None and rules.is_raise(previous.priority, action.priority):
+            # The customer is told the new, shorter promise.
+            target = rules.sla_target(self._policy, action.priority)
+            self._message(
+                MessageKind.PROMISE_CHANGED,
+                seq,
+                MessageParams(within=target.within, until=state.deadlines.sla),
+            )
         self._start_urgent_flows(state.classification, previous=previous)
+
+    def _rebase_sla(self, before: Priority, after: Priority) -> datetime | None:
+        """The SLA of a new priority: a raised one counts from now (or from intake, as the
+        policy says), a lowered one from where it counted; pauses since then are kept."""
+        state = self._state
+        if state.sla_breached or state.sla_clock is None:
+            return None
+        now = workflow.now()
+        from_now = (
+            rules.is_raise(before, after)
+            and self._policy.raised_priority_counts_from == "reclassification"
+        )
+        counts_from = now if from_now else state.sla_clock.counts_from
+        state.sla_clock = self._sla_clock_from(counts_from, state.sla_clock.pauses)
+        state.sla_warnings_sent = 0
+        self._arm_sla(now)
+        return counts_from
 
     def _on_dispatch(self, action: Dispatch) -> None:
         state = self._state
@@ -720,7 +915,9 @@ class TicketWorkflow:
         state = self._state
         now = workflow.now()
         state.last_milestone_at = now
-        if state.resolved_at is None:
+        if self._calendar and milestone is Milestone.RESOLVED:
+            state.deadlines.upgrade_review = None  # reviews stop once it is resolved
+        elif state.resolved_at is None:
             state.deadlines.upgrade_review = now + rules.scaled(
                 self._policy, self._policy.upgrade_review_after
             )
@@ -731,6 +928,8 @@ class TicketWorkflow:
         if meets_sla:
             state.sla_met_at = now
             state.deadlines.sla = None
+            state.deadlines.sla_warning = None
+            state.deadlines.escalation = None
         self._record(
             ev.MilestoneRecorded(milestone=milestone, meets_sla=meets_sla, note=note), actor
         )
@@ -839,6 +1038,8 @@ class TicketWorkflow:
             case _:
                 # A new request restarts the 72 h quiet period before auto-close.
                 self._record(ev.CustomerReplied(kind=reply.kind, text=reply.text), customer)
+                # The answer the ticket waited for: the SLA clock runs again.
+                state.waiting_on_customer_since = None
                 if state.deadlines.auto_close is not None:
                     state.deadlines.auto_close = workflow.now() + rules.scaled(
                         self._policy, self._policy.auto_close_after
@@ -978,6 +1179,8 @@ class TicketWorkflow:
             old = state.status
             state.status = new
             self._record(ev.StatusChanged(previous=old, to=new), actor)
+        if self._calendar:
+            self._follow_pause()
 
     def _record(self, data: ev.EventPayload, actor: Actor) -> int:
         """Queue one event for the next append; returns its seq."""
@@ -1079,7 +1282,7 @@ class TicketWorkflow:
     def _publish_for_operators(self) -> None:
         """Search attributes (only what changed) and the UI's current details."""
         state = self._state
-        wanted: dict[str, Any] = {
+        wanted: dict[str, Any] = self._calendar_attributes() | {
             sa.TICKET_STATUS.name: state.status.value,
             sa.TICKET_PRIORITY.name: state.classification.priority.value,
             sa.TICKET_CATEGORY.name: state.classification.category.value,
@@ -1096,12 +1299,24 @@ class TicketWorkflow:
         changed = [
             key.value_set(wanted[key.name]) if wanted[key.name] is not None else key.value_unset()
             for key in sa.ALL
-            if self._indexed.get(key.name, _UNSET) != wanted[key.name]
+            if key.name in wanted and self._indexed.get(key.name, _UNSET) != wanted[key.name]
         ]
         if changed:
             workflow.upsert_search_attributes(changed)
             self._indexed = wanted
         workflow.set_current_details(self._details())
+
+    def _calendar_attributes(self) -> dict[str, Any]:
+        # Runs from before the calendar patch never set these: upserting them would add
+        # commands their histories do not have.
+        if not self._calendar:
+            return {}
+        sla = self._state.sla_clock
+        _, next_at = self._next_deadline()
+        return {
+            sa.TICKET_SLA_PAUSED.name: sla is not None and sla.paused_since is not None,
+            sa.TICKET_NEXT_DEADLINE.name: next_at,
+        }
 
     def _details(self) -> str:
         state = self._state
@@ -1114,11 +1329,28 @@ class TicketWorkflow:
                 lines.append(f"- {name.replace('_', ' ')} due {due:%Y-%m-%d %H:%M:%S} UTC")
         if state.sla_breached:
             lines.append("- ⚠ SLA breached")
+        paused_since, paused = self._paused()
+        if paused_since is not None:
+            lines.append(f"- ⏸ SLA paused since {paused_since:%Y-%m-%d %H:%M:%S} UTC")
+        if paused:
+            lines.append(f"- SLA paused {paused.total_seconds() / 3600:.2f} h in all")
         return "\n".join(lines)
+
+    def _paused(self) -> tuple[datetime | None, timedelta]:
+        """Since when the SLA clock is paused (None: running), and its paused time."""
+        state = self._state
+        sla = state.sla_clock
+        if sla is None:
+            return None, timedelta(0)
+        total = rules.paused_time(self._policy, state.opened_at, sla, workflow.now())
+        running = state.sla_met_at is not None or state.sla_breached
+        return (None if running else sla.paused_since), total
 
     def _view(self) -> TicketView:
         state = self._state
         intake = state.intake
+        paused_since, paused = self._paused()
+        next_name, next_at = self._next_deadline()
         return TicketView(
             ticket_id=state.ticket_id,
             status=state.status,
@@ -1142,6 +1374,10 @@ class TicketWorkflow:
             waiting_for=ticket_rules.waiting_for(state),
             partners=sorted(state.partners.values(), key=lambda p: p.engaged_at),
             last_message=state.last_message,
+            sla_paused_since=paused_since,
+            sla_paused_seconds=paused.total_seconds(),
+            next_deadline=next_name if next_at is not None else None,
+            next_deadline_at=next_at,
         )
 
     def _outcome(self) -> TicketOutcome:

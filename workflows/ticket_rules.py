@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from workflows.contracts import (
@@ -20,6 +20,7 @@ from workflows.contracts import (
     RecordMilestone,
     RecordReviewDecision,
     Resolve,
+    Respond,
     TicketState,
     WorkOrderState,
 )
@@ -39,10 +40,21 @@ def rejection(
     return check(state, policy, action, now) if check else None
 
 
+# Fields added to actions after fingerprints were first kept, with their defaults: left
+# out while at the default, so an action remembered by an older run (carried across
+# continue-as-new) still matches its resend.
+_ADDED_LATER: dict[str, object] = {"awaiting_customer": False, "next_checkpoint": None}
+
+
 def fingerprint(action: Action) -> str:
     """What an action asks, whoever sends it: the same id with the same fingerprint is a
     resend, with another it is a different action."""
-    asked = action.model_dump_json(exclude={"actor", "action_id"})
+    defaulted = {
+        name
+        for name, default in _ADDED_LATER.items()
+        if name in type(action).model_fields and getattr(action, name) == default
+    }
+    asked = action.model_dump_json(exclude={"actor", "action_id", *defaulted})
     return f"{action.type}:{hashlib.sha256(asked.encode()).hexdigest()[:16]}"
 
 
@@ -58,6 +70,8 @@ def derive_status(state: TicketState) -> TicketStatus:
         return TicketStatus.RESOLVED_AWAITING_CONFIRMATION
     if any(not order.done for order in state.work_orders.values()):
         return TicketStatus.WAITING_ON_DEPARTMENT
+    if state.waiting_on_customer_since is not None:
+        return TicketStatus.WAITING_ON_CUSTOMER
     if any(p.answered_at is None for p in state.partners.values()):
         return TicketStatus.WAITING_ON_PARTNER
     someone_acted = (
@@ -84,6 +98,8 @@ def waiting_for(state: TicketState) -> str:
             return "partners: " + ", ".join(
                 sorted(p for p, e in state.partners.items() if e.answered_at is None)
             )
+        case TicketStatus.WAITING_ON_CUSTOMER:
+            return "the customer's answer (SLA clock paused)"
         case TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
             return "the customer's confirmation (auto-close when silent)"
         case TicketStatus.CLOSED if state.feedback_until is not None:
@@ -187,12 +203,27 @@ def _reject_review_decision(
 ) -> str | None:
     if state.reviews_convened <= len(state.review_decisions):
         return "no upgrade review is waiting for a decision"
+    checkpoint = action.next_checkpoint
+    if checkpoint is not None and not timedelta(0) < checkpoint <= policy.review_checkpoint_max:
+        return (
+            f"next_checkpoint must be after the decision and at most "
+            f"{policy.review_checkpoint_max.total_seconds() / 3600:g} h away"
+        )
+    return None
+
+
+def _reject_respond(
+    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+) -> str | None:
+    if action.awaiting_customer and state.resolved_at is not None:
+        return "the ticket is resolved: it already waits for the customer's confirmation"
     return None
 
 
 _ACTION_RULES: dict[
     type[Action], Callable[[TicketState, ServicePolicy, Any, datetime], str | None]
 ] = {
+    Respond: _reject_respond,
     Classify: _reject_classify,
     Assign: _reject_assign,
     Dispatch: _reject_dispatch,

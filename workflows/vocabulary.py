@@ -60,6 +60,8 @@ class TicketStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     WAITING_ON_DEPARTMENT = "waiting_on_department"
     WAITING_ON_PARTNER = "waiting_on_partner"
+    # An agent asked the customer something: the SLA clock is paused until they answer.
+    WAITING_ON_CUSTOMER = "waiting_on_customer"
     RESOLVED_AWAITING_CONFIRMATION = "resolved_awaiting_confirmation"
     CLOSED = "closed"
 

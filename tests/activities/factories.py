@@ -80,6 +80,14 @@ MINIMAL: dict[EventType, dict[str, Any]] = {
     EventType.WORK_ORDER_DONE: {"department": "tech"},
     EventType.PROGRESS_REMINDED: {"departments": ["tech"]},
     EventType.MILESTONE_RECORDED: {"milestone": "cause_located", "meets_sla": True, "note": "db"},
+    EventType.SLA_PAUSED: {"reason": "waiting_on_customer"},
+    EventType.SLA_RESUMED: {"paused_seconds": 3600.0, "total_paused_seconds": 3600.0},
+    EventType.SLA_WARNED: {
+        "share": 0.75,
+        "sla_due_at": T0.isoformat(),
+        "notified": ["agent:agent-7"],
+    },
+    EventType.SLA_ESCALATED: {"level": 2, "to": "service_lead"},
     EventType.SLA_BREACHED: {
         "priority": "A",
         "milestone": "cause_located",

@@ -180,9 +180,13 @@ async def test_no_breakthrough_in_24h_convenes_upgrade_review(desk: Desk) -> Non
     )
     assert view.escalated
     await desk.settled(tid)
-    assert data_of(await desk.events(tid), "review_decision_recorded") == [
-        {"decision": "escalate to bank partner", "attendees": ["lead-1"]}
-    ]
+    [recorded] = data_of(await desk.events(tid), "review_decision_recorded")
+    assert recorded["decision"] == "escalate to bank partner"
+    assert recorded["attendees"] == ["lead-1"]
+    # The decision names the next checkpoint (the policy's 24 h by default).
+    assert recorded["next_review_at"] == view.deadlines.upgrade_review.isoformat().replace(
+        "+00:00", "Z"
+    )
 
 
 async def test_partner_updates_every_6h_until_the_partner_answers(desk: Desk) -> None:
