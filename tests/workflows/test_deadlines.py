@@ -184,6 +184,7 @@ async def test_no_breakthrough_in_24h_convenes_upgrade_review(desk: Desk) -> Non
     assert recorded["decision"] == "escalate to bank partner"
     assert recorded["attendees"] == ["lead-1"]
     # The decision names the next checkpoint (the policy's 24 h by default).
+    assert view.deadlines.upgrade_review is not None
     assert recorded["next_review_at"] == view.deadlines.upgrade_review.isoformat().replace(
         "+00:00", "Z"
     )
