@@ -8,6 +8,7 @@ the two agree only if both get zones, DST days and midnight right.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -42,7 +43,7 @@ MINUTE = timedelta(minutes=1)
 # inside a DST gap or repeated hour has no single reading (the module takes fold=0), so
 # the reference is asked only where the answer is unambiguous. Intervals still span DST
 # jumps (00:00-24:00, 00:00-06:00), which is where calendars go wrong.
-_ENDS = [0] + list(range(16, 97))  # quarter hours: 0 and 04:00 .. 24:00
+_ENDS = [0, *range(16, 97)]  # quarter hours: 0 and 04:00 .. 24:00
 
 
 def _text(quarter: int) -> str:
@@ -86,8 +87,9 @@ instants = st.one_of(
         lambda quarters: datetime(2026, 3, 2, tzinfo=UTC) + timedelta(minutes=15 * quarters)
     ),
     st.tuples(st.sampled_from(_DST_CHANGES), st.integers(min_value=-48 * 4, max_value=24 * 4)).map(
-        lambda pair: datetime.combine(pair[0], time(0), tzinfo=UTC)
-        + timedelta(minutes=15 * pair[1])
+        lambda pair: (
+            datetime.combine(pair[0], time(0), tzinfo=UTC) + timedelta(minutes=15 * pair[1])
+        )
     ),
 )
 
@@ -219,7 +221,9 @@ def test_lunch_breaks_closures_and_unknown_countries() -> None:
         ({}, "at least one weekday"),
     ],
 )
-def test_a_calendar_that_cannot_be_meant_is_refused(week: dict[str, list[str]], message: str) -> None:
+def test_a_calendar_that_cannot_be_meant_is_refused(
+    week: dict[str, list[str]], message: str
+) -> None:
     with pytest.raises(ValidationError, match=message):
         BusinessCalendar.model_validate({"week": week})
 
@@ -231,7 +235,7 @@ def test_a_scaled_daily_check_keeps_one_check_per_scaled_day() -> None:
     for _ in range(5):
         now = next_daily_check(policy, opened, now, Priority.B)
         checks.append(now)
-    gaps = {b - a for a, b in zip(checks, checks[1:], strict=False)}
+    gaps = {b - a for a, b in pairwise(checks)}
     assert gaps == {timedelta(seconds=24)}
     # 03:00 UTC is 11:00 in Shanghai: the first 10:00 is 23 policy hours away.
     assert checks[0] - opened == timedelta(seconds=23)
@@ -253,7 +257,9 @@ def test_paused_time_counts_on_the_clock_and_only_after_a_rebase() -> None:
     start = _shanghai(2026, 12, 4, 17, 0)  # Friday
     # Paused over the weekend: 1 working hour of it on Friday, 1 on Monday morning.
     pause = Pause(start=start, end=_shanghai(2026, 12, 7, 10, 0), reason="waiting_on_customer")
-    sla = SlaClock(counts_from=start, within=timedelta(hours=4), clock=Clock.BUSINESS, pauses=[pause])
+    sla = SlaClock(
+        counts_from=start, within=timedelta(hours=4), clock=Clock.BUSINESS, pauses=[pause]
+    )
     assert paused_time(policy, start, sla, start) == timedelta(hours=2)
     # Due after 4 working hours plus the 2 paused: Monday 09:00 + 5 h (with lunch) = 15:30.
     assert sla_clock_due(policy, start, sla, start) == _shanghai(2026, 12, 7, 15, 30)
