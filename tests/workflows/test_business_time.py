@@ -118,7 +118,7 @@ def reference_between(calendar: BusinessCalendar, start: datetime, end: datetime
 
 
 def _policy(calendar: BusinessCalendar, **fields: object) -> ServicePolicy:
-    return ServicePolicy(business_hours=calendar, **fields)  # type: ignore[arg-type]
+    return ServicePolicy(business_hours=calendar, **fields)
 
 
 @settings(max_examples=200, deadline=None)
@@ -173,8 +173,8 @@ def test_a_dst_day_is_as_long_as_it_really_is() -> None:
     )
 
 
-def _shanghai(*args: int) -> datetime:
-    return datetime(*args, tzinfo=SHANGHAI)  # type: ignore[misc]
+def _shanghai(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
 def test_mainland_china_holidays_and_make_up_days_come_from_the_holidays_library() -> None:
