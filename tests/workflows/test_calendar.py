@@ -242,7 +242,7 @@ async def test_a_scaled_daily_check_fires_once_per_scaled_day(desk_factory: Desk
 async def test_a_late_raise_to_e_counts_from_the_reclassification_and_tells_the_customer(
     desk_factory: DeskFactory, counts_from: str, breached_at_once: bool
 ) -> None:
-    desk = await desk_factory(ServicePolicy(raised_priority_counts_from=counts_from))  # type: ignore[arg-type]
+    desk = await desk_factory(ServicePolicy(raised_priority_counts_from=counts_from))
     tid = (await desk.open("退款没到账", channel="email")).ticket_id  # B
     await desk.settled(tid)
     await desk.skip(timedelta(hours=2), tid)

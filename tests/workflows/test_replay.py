@@ -30,17 +30,20 @@ from temporalio.workflow import ActivityHandle
 from tests.workflows.conftest import AGENT, TECH, Desk, resolve
 from workflows.activity_names import APPEND_EVENTS
 from workflows.contracts import (
+    Assign,
+    Classify,
     CustomerReply,
     Dispatch,
     EngagePartner,
     EventBatch,
     PartnerCallback,
     PostProgress,
+    RecordReviewDecision,
     Respond,
 )
 from workflows.sandbox import workflow_runner
 from workflows.ticket import TicketWorkflow
-from workflows.vocabulary import CustomerReplyKind
+from workflows.vocabulary import Category, CustomerReplyKind, Priority, Topic
 
 HISTORIES = Path(__file__).parent / "histories"
 RESOLVE = resolve()
@@ -91,9 +94,39 @@ async def scenario_histories(desk: Desk) -> dict[str, WorkflowHistory]:
     await tickets.act(busy, RESOLVE)
     await desk.skip(timedelta(hours=73))
     await desk.outcome(busy)
+
+    # The SLA clock: paused on a question, resumed by the answer, raised to E, warned,
+    # breached and escalated, reviewed with a checkpoint, resolved.
+    clock = (await desk.open("支付失败 无法付款", "付款一直失败")).ticket_id
+    await tickets.act(clock, Assign(actor=AGENT, agent_id="agent-9"))
+    await tickets.act(clock, Respond(actor=AGENT, message="哪张卡？", awaiting_customer=True))
+    await desk.skip(timedelta(hours=1), clock)
+    await tickets.customer_reply(
+        clock, CustomerReply(reply_id="m", kind=CustomerReplyKind.MESSAGE, text="招行")
+    )
+    await tickets.act(
+        clock,
+        Classify(
+            actor=AGENT,
+            category=Category.TECHNICAL_FAULT,
+            topic=Topic.PAYMENT,
+            priority=Priority.E,
+            reason="整体故障",
+        ),
+    )
+    await desk.skip(timedelta(hours=3), clock)
+    await desk.skip(timedelta(hours=22), clock)
+    await tickets.act(
+        clock,
+        RecordReviewDecision(actor=AGENT, decision="wait", next_checkpoint=timedelta(hours=48)),
+    )
+    await tickets.act(clock, RESOLVE)
+    await tickets.customer_reply(clock, CustomerReply(reply_id="s", kind=CustomerReplyKind.SOLVED))
+    await desk.outcome(clock)
     return {
         "standard_lifecycle": await tickets.handle(standard).fetch_history(),
         "departments_partner_reopen_autoclose": await tickets.handle(busy).fetch_history(),
+        "sla_clock": await tickets.handle(clock).fetch_history(),
     }
 
 
@@ -112,12 +145,14 @@ SAVED = {path.stem: path.read_text() for path in sorted(HISTORIES.glob("*.json")
 
 def test_histories_are_saved() -> None:
     scenarios = {"standard_lifecycle", "departments_partner_reopen_autoclose"}
-    assert scenarios <= set(SAVED)
+    assert scenarios | {"sla_clock"} <= set(SAVED)
     # Recorded before the "effects-stored-with-events" patch (one activity per message
     # and hand-off), before the "feedback-window" patch (the run ends at closing) and
-    # before the "every-reply-recorded" patch (only the first agent reply was an event).
+    # before the "every-reply-recorded" patch (only the first agent reply was an event)
+    # and before the "sla-calendar" patch (no SLA clock: no pauses, warnings or ladder).
     # Runs like these may still be open when a worker upgrades.
-    for before in ("effects_one_by_one", "before_feedback_window", "before_every_reply_recorded"):
+    befores = ("effects_one_by_one", "before_feedback_window", "before_every_reply_recorded")
+    for before in (*befores, "before_sla_calendar"):
         assert {f"{name}.{before}" for name in scenarios} <= set(SAVED)
 
 
