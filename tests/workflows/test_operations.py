@@ -85,6 +85,42 @@ async def test_operators_find_tickets_by_search_attributes(live_desk: Desk) -> N
     assert await description.static_summary() == "[E] 故障-訂單: 全量用户无法下单"
 
 
+async def test_operators_see_paused_slas_and_the_next_deadline(live_desk: Desk) -> None:
+    from workflows import search_attributes as sa
+
+    desk = live_desk
+    tid = (await desk.open("支付失败 无法付款", "付款一直失败")).ticket_id
+    await desk.tickets.act(
+        tid, Respond(actor=AGENT, message="请问是哪张卡？", awaiting_customer=True)
+    )
+    await desk.settled(tid)
+
+    async def found(query: str) -> list[str]:
+        ids: list[str] = []
+        for _ in range(100):  # visibility is eventually consistent: bounded wait
+            ids = [wf.id async for wf in desk.client.list_workflows(query)]
+            if ids:
+                break
+            await asyncio.sleep(0.05)
+        return ids
+
+    assert await found(f"TicketSlaPaused = true AND WorkflowId = '{tid}'") == [tid]
+    view = await desk.tickets.view(tid)
+    attrs = (await desk.tickets.handle(tid).describe()).typed_search_attributes
+    # Paused: no SLA instant; the next deadline is the upgrade review, 24 h out.
+    assert attrs.get(sa.TICKET_SLA_DEADLINE) is None
+    assert view.next_deadline == "upgrade_review"
+    assert attrs.get(sa.TICKET_NEXT_DEADLINE) == view.next_deadline_at
+
+    await desk.tickets.customer_reply(
+        tid, CustomerReply(reply_id="r-1", kind=CustomerReplyKind.MESSAGE, text="招行")
+    )
+    await desk.settled(tid)
+    assert await found(f"TicketSlaPaused = false AND WorkflowId = '{tid}'") == [tid]
+    attrs = (await desk.tickets.handle(tid).describe()).typed_search_attributes
+    assert attrs.get(sa.TICKET_SLA_DEADLINE) is not None
+
+
 async def test_what_temporal_shows_holds_no_personal_data(live_desk: Desk) -> None:
     desk = live_desk
     tid = (
