@@ -561,6 +561,9 @@ async def search_tickets(
     assignee: Annotated[str | None, Query(max_length=128)] = None,
     unassigned: Annotated[bool | None, Query(description="true: nobody assigned yet")] = None,
     breached: Annotated[bool | None, Query(description="SLA breached")] = None,
+    paused: Annotated[
+        bool | None, Query(description="SLA clock paused (waiting on the customer)")
+    ] = None,
     opened_after: Annotated[datetime | None, Query(description="inclusive")] = None,
     opened_before: Annotated[datetime | None, Query(description="exclusive")] = None,
     sort: Annotated[
@@ -586,6 +589,7 @@ async def search_tickets(
         assignee=assignee,
         unassigned=unassigned,
         breached=breached,
+        paused=paused,
         opened_after=utc(opened_after, "opened_after"),
         opened_before=utc(opened_before, "opened_before"),
     )

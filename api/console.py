@@ -118,6 +118,7 @@ def add_ticket_commands(commands: Any, handler: Callable[[argparse.Namespace], N
     list_.add_argument("--unassigned", action=argparse.BooleanOptionalAction, default=None)
     list_.add_argument("--sort", choices=["attention", "newest"], default=None)
     list_.add_argument("--breached", action=argparse.BooleanOptionalAction, default=None)
+    list_.add_argument("--paused", action=argparse.BooleanOptionalAction, default=None)
     list_.add_argument("--opened-after", help="ISO 8601, inclusive")
     list_.add_argument("--opened-before", help="ISO 8601, exclusive")
     list_.add_argument("--limit", type=int, default=50)
@@ -331,7 +332,7 @@ def _list_params(args: argparse.Namespace) -> list[tuple[str, str]]:
     for name in ("department", "assignee", "sort", "opened_after", "opened_before", "cursor"):
         if getattr(args, name):
             params.append((name, getattr(args, name)))
-    for name in ("breached", "unassigned"):
+    for name in ("breached", "unassigned", "paused"):
         if getattr(args, name) is not None:
             params.append((name, "true" if getattr(args, name) else "false"))
     params.append(("limit", str(args.limit)))
@@ -427,6 +428,13 @@ def _view_table(view: dict[str, Any]) -> str:
         ("open work orders", view["open_work_orders"]),
         ("waiting for", view["waiting_for"]),
         ("sla breached", view["sla_breached"]),
+        (
+            "sla paused",
+            f"since {view['sla_paused_since']}"
+            if view.get("sla_paused_since")
+            else f"no ({view.get('sla_paused_seconds', 0) / 3600:.2f} h paused in all)",
+        ),
+        ("next deadline", f"{view.get('next_deadline')} {view.get('next_deadline_at') or ''}"),
         ("escalated", view["escalated"]),
         ("root cause", view["root_cause"]),
         ("reopened", view["reopen_count"]),

@@ -44,6 +44,7 @@ class TicketFilter:
     assignee: str | None = None
     unassigned: bool | None = None
     breached: bool | None = None
+    paused: bool | None = None
     opened_after: datetime | None = None
     opened_before: datetime | None = None
 
@@ -114,6 +115,10 @@ def _where(filters: TicketFilter, sort: Sort, cursor: str | None) -> tuple[str, 
         clauses.append("assignee IS NULL" if filters.unassigned else "assignee IS NOT NULL")
     if filters.breached is not None:
         clauses.append(f"sla_breached = {arg(filters.breached)}")
+    if filters.paused is not None:
+        clauses.append(
+            "sla_paused_since IS NOT NULL" if filters.paused else "sla_paused_since IS NULL"
+        )
     if filters.opened_after is not None:
         clauses.append(f"opened_at >= {arg(filters.opened_after)}")
     if filters.opened_before is not None:

@@ -269,6 +269,10 @@ class TicketSummary(BaseModel):
     due_at: datetime | None = Field(description="The SLA instant still to keep, if any.")
     csat: int | None
     nps: int | None
+    sla_paused_since: datetime | None = Field(
+        description="The SLA clock is paused (waiting on the customer) since then."
+    )
+    sla_paused_seconds: float = Field(description="Paused in all, on the SLA's clock.")
     updated_at: datetime
 
 

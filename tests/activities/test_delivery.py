@@ -217,7 +217,10 @@ async def test_a_zh_hant_vip_gets_the_auto_reply_in_traditional_chinese(desk: De
     await eventually(
         held(lambda: [r for r in desk.inbox.of(tid) if r.kind == "supervisor_standby"]), bool
     )
-    rows = await desk.rows(tid)
+    # The row is marked delivered just after the receiver answered: poll for the mark.
+    rows = await eventually(
+        lambda: desk.rows(tid), lambda rows: all(row["dispatched_at"] is not None for row in rows)
+    )
     assert all(row["dispatched_at"] is not None for row in rows), rows
 
 
