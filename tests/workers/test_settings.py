@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from activities.calendars import with_public_holidays
 from api.settings import ApiSettings
 from workers.settings import ConfigurationError, Settings, load_settings
 from workflows.policy import ServicePolicy
@@ -47,7 +48,8 @@ def test_defaults() -> None:
     assert settings.task_queue == "tickets"
     assert settings.database_url is None
     assert settings.data_dir == Path(".data")
-    assert settings.policy == ServicePolicy()
+    # SPEC's defaults, with this year's public holidays resolved into the calendar.
+    assert settings.policy == with_public_holidays(ServicePolicy(), datetime.now(UTC).date())
     assert settings.api.url == "http://127.0.0.1:8000"
     assert settings.temporal_profile is None
     assert settings.prometheus_bind is None
@@ -154,6 +156,54 @@ def test_the_api_is_handed_its_settings_and_the_tickets_it_serves() -> None:
     policy = ServicePolicy(time_scale=60)
     settings = Settings(task_queue="q", policy=policy, api={"port": 9000})
     config = settings.api_config()
-    assert (config.task_queue, config.policy, config.api) == ("q", policy, settings.api)
+    assert (config.task_queue, config.policy, config.api) == ("q", settings.policy, settings.api)
+    assert config.policy.time_scale == 60
     other = ApiSettings(port=9001)
     assert settings.api_config(other).api is other
+
+
+CALENDAR_TOML = """
+[clocks.B]
+sla = "business"
+progress_check = "business"
+
+[business_hours]
+holidays = ["2026-12-31"]
+
+[business_hours.week]
+mon = ["09:00-12:00", "13:30-18:00"]
+sat = ["10:00-16:00"]
+"""
+
+
+def test_a_business_calendar_from_a_file_gets_the_countrys_holidays(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(CALENDAR_TOML, encoding="utf-8")
+    policy = load_settings(policy_file=path).policy
+    assert policy.clocks[Priority.B].sla == "business"
+    assert policy.clocks[Priority.E].sla == "calendar"  # unchanged priorities keep SPEC's
+    calendar = policy.business_hours
+    assert calendar.week["sat"] == ["10:00-16:00"]
+    # The file's own day off, and mainland China's holidays and 调休 days for this year.
+    assert date(2026, 12, 31) in calendar.holidays
+    this_year = datetime.now(UTC).year
+    assert any(day.year == this_year for day in calendar.holidays if day.month == 10)
+    assert calendar.workdays and all(day.weekday() >= 5 for day in calendar.workdays)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('escalation_ladder = [{after = "PT0S", to = "night_desk"}]', "without an address"),
+        ('[business_hours.week]\nmon = ["18:00-09:00"]', "must end after it starts"),
+        ('[business_hours]\npublic_holidays = "XX"', "no such country"),
+        ('sla_warnings = [{at = 1.5, notify = "assignee"}]', "less than 1"),
+    ],
+)
+def test_a_calendar_or_ladder_that_cannot_work_stops_the_start(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(text + "\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(policy_file=path)
