@@ -24,8 +24,9 @@ async def test_a_new_key_opens_a_ticket_and_the_same_key_finds_it(stack: Stack) 
     assert answer["classification"]["category"] == "business_inquiry"
     assert answer["classification"]["topic"] == "membership"
     assert answer["tags"] == ["咨詢-會員-B級"]
-    # An e-mail ticket: a human reply within 24 h, the B-level SLA, the review clock.
-    assert set(answer["deadlines"]) == {"first_response", "sla", "upgrade_review"}
+    # An e-mail ticket: a human reply within 24 h, the B-level SLA and its first warning
+    # (75 %), the review clock.
+    assert set(answer["deadlines"]) == {"first_response", "sla", "sla_warning", "upgrade_review"}
 
     again = await stack.http.post("/v1/tickets", json=intake(), headers=headers)
     assert again.status_code == 200
