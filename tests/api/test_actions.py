@@ -223,3 +223,40 @@ async def test_unreachable_dependencies_are_503_with_retry_after(
     assert ready.status_code == 503
     assert ready.json()["checks"]["temporal"].startswith("unavailable")
     assert ready.json()["checks"]["postgres"].startswith("unavailable")
+
+
+async def test_a_question_to_the_customer_pauses_the_sla_until_they_answer(stack: Stack) -> None:
+    tid = (await stack.open(subject="无法提现", description="提现一直失败"))["ticket_id"]
+    asked = await stack.act(
+        tid, "responses", {"message": "请问提现到哪张卡？", "awaiting_customer": True}
+    )
+    assert asked.status_code == 200, asked.text
+    view = asked.json()
+    assert view["status"] == "waiting_on_customer"
+    assert view["sla_paused_since"] is not None and view["deadlines"]["sla"] is None
+    await stack.settled(tid)
+
+    listed = await stack.http.get(
+        "/v1/tickets", params={"paused": "true"}, headers=stack.auth("agent")
+    )
+    assert tid in [item["ticket_id"] for item in listed.json()["items"]]
+    answered = await stack.http.post(
+        f"/v1/tickets/{tid}/customer-replies",
+        json={"reply_id": "r-1", "kind": "message", "text": "招行的卡"},
+        headers=stack.auth("backend"),
+    )
+    assert answered.status_code == 202, answered.text
+    await stack.settled(tid)
+    listed = await stack.http.get(
+        "/v1/tickets", params={"paused": "false"}, headers=stack.auth("agent")
+    )
+    [row] = [item for item in listed.json()["items"] if item["ticket_id"] == tid]
+    assert row["sla_paused_since"] is None and row["sla_paused_seconds"] > 0
+    assert row["status"] == "in_progress" and row["due_at"] is not None
+
+    # A checkpoint further than the policy allows is refused with the ticket's reason.
+    refused = await stack.act(
+        tid, "review-decisions", {"decision": "wait", "next_checkpoint": "P90D"}
+    )
+    assert refused.status_code == 409
+    assert "no upgrade review is waiting" in refused.json()["detail"]
