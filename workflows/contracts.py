@@ -550,7 +550,8 @@ class TicketView(Contract):
     # The SLA clock: paused since when (None: running), and how long it has been paused.
     sla_paused_since: datetime | None = None
     sla_paused_seconds: float = 0.0
-    # The earliest pending deadline, named (first_response, sla, sla_warning, ...).
+    # The earliest promise still to keep: first_response, sla_warning, sla or escalation
+    # (the routine timers are in `deadlines`). None while the SLA is paused or met.
     next_deadline: str | None = None
     next_deadline_at: datetime | None = None
 

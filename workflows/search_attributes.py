@@ -23,7 +23,8 @@ TICKET_SLA_BREACHED = SearchAttributeKey.for_bool("TicketSlaBreached")
 TICKET_ESCALATED = SearchAttributeKey.for_bool("TicketEscalated")
 TICKET_ROOT_CAUSE = SearchAttributeKey.for_keyword("TicketRootCause")
 # Issue 13: the SLA clock stopped while the ticket waits on the customer, and the
-# earliest instant the ticket will act on its own (breach, warning, check, closing).
+# earliest promise still to keep (first response, SLA warning, SLA, escalation step):
+# `TicketNextDeadline < "<in an hour>"` finds what is about to warn or breach.
 TICKET_SLA_PAUSED = SearchAttributeKey.for_bool("TicketSlaPaused")
 TICKET_NEXT_DEADLINE = SearchAttributeKey.for_datetime("TicketNextDeadline")
 

@@ -109,6 +109,11 @@ _TYPED_RECORD = "every-reply-recorded"
 # promise counted from the reclassification, and reviews that follow a decision's
 # checkpoint and stop once the ticket is resolved.
 _CALENDAR = "sla-calendar"
+# The deadlines that are promises to the customer (and their warnings): the ticket's
+# "next deadline" for operators. The routine ones (daily check, reviews, partner updates,
+# auto-close) stay out, so the search attribute changes only when a promise does, not at
+# every daily timer (which would cost a history event each).
+_PROMISES = ("first_response", "sla_warning", "sla", "escalation")
 # Action ids remembered for dropping resends, the most recent kept.
 _ACTION_IDS_KEPT = 2000
 # How many customer/partner message ids to remember for dropping redelivered signals.
@@ -241,11 +246,11 @@ class TicketWorkflow:
                 timeout_summary=f"{name} due {due:%Y-%m-%d %H:%M:%S}Z",
             )
 
-    def _next_deadline(self) -> tuple[str, datetime | None]:
+    def _next_deadline(self, among: tuple[str, ...] | None = None) -> tuple[str, datetime | None]:
         pending = [
             (due, name)
             for name, due in self._state.deadlines.model_dump().items()
-            if due is not None
+            if due is not None and (among is None or name in among)
         ]
         if not pending:
             return "nothing", None
@@ -1312,7 +1317,7 @@ class TicketWorkflow:
         if not self._calendar:
             return {}
         sla = self._state.sla_clock
-        _, next_at = self._next_deadline()
+        _, next_at = self._next_deadline(_PROMISES)
         return {
             sa.TICKET_SLA_PAUSED.name: sla is not None and sla.paused_since is not None,
             sa.TICKET_NEXT_DEADLINE.name: next_at,
@@ -1350,7 +1355,7 @@ class TicketWorkflow:
         state = self._state
         intake = state.intake
         paused_since, paused = self._paused()
-        next_name, next_at = self._next_deadline()
+        next_name, next_at = self._next_deadline(_PROMISES)
         return TicketView(
             ticket_id=state.ticket_id,
             status=state.status,

@@ -107,10 +107,9 @@ async def test_operators_see_paused_slas_and_the_next_deadline(live_desk: Desk) 
     assert await found(f"TicketSlaPaused = true AND WorkflowId = '{tid}'") == [tid]
     view = await desk.tickets.view(tid)
     attrs = (await desk.tickets.handle(tid).describe()).typed_search_attributes
-    # Paused: no SLA instant; the next deadline is the upgrade review, 24 h out.
+    # Paused: no SLA instant and no promise due (the first response was given).
     assert attrs.get(sa.TICKET_SLA_DEADLINE) is None
-    assert view.next_deadline == "upgrade_review"
-    assert attrs.get(sa.TICKET_NEXT_DEADLINE) == view.next_deadline_at
+    assert view.next_deadline is None and attrs.get(sa.TICKET_NEXT_DEADLINE) is None
 
     await desk.tickets.customer_reply(
         tid, CustomerReply(reply_id="r-1", kind=CustomerReplyKind.MESSAGE, text="招行")
@@ -119,6 +118,10 @@ async def test_operators_see_paused_slas_and_the_next_deadline(live_desk: Desk) 
     assert await found(f"TicketSlaPaused = false AND WorkflowId = '{tid}'") == [tid]
     attrs = (await desk.tickets.handle(tid).describe()).typed_search_attributes
     assert attrs.get(sa.TICKET_SLA_DEADLINE) is not None
+    # Running again: the next promise is the first SLA warning (75 % of A's 4 h).
+    view = await desk.tickets.view(tid)
+    assert view.next_deadline == "sla_warning"
+    assert attrs.get(sa.TICKET_NEXT_DEADLINE) == view.next_deadline_at
 
 
 async def test_what_temporal_shows_holds_no_personal_data(live_desk: Desk) -> None:
