@@ -12,7 +12,7 @@ import pytest
 from activities.calendars import with_public_holidays
 from api.settings import ApiSettings
 from workers.settings import ConfigurationError, Settings, load_settings
-from workflows.policy import ServicePolicy
+from workflows.policy import ServicePolicy, Weekday
 from workflows.vocabulary import Milestone, Priority
 
 POLICY_TOML = """
@@ -183,7 +183,7 @@ def test_a_business_calendar_from_a_file_gets_the_countrys_holidays(tmp_path: Pa
     assert policy.clocks[Priority.B].sla == "business"
     assert policy.clocks[Priority.E].sla == "calendar"  # unchanged priorities keep SPEC's
     calendar = policy.business_hours
-    assert calendar.week["sat"] == ["10:00-16:00"]
+    assert calendar.week[Weekday.SAT] == ["10:00-16:00"]
     # The file's own day off, and mainland China's holidays and 调休 days for this year.
     assert date(2026, 12, 31) in calendar.holidays
     this_year = datetime.now(UTC).year
