@@ -273,3 +273,32 @@ async def test_a_late_raise_to_e_counts_from_the_reclassification_and_tells_the_
     await skip_to(desk, raised + timedelta(minutes=31), tid)
     [(breached_at, _)] = await happened(desk, tid, "sla_breached")
     assert abs(breached_at - (raised + timedelta(minutes=30))) < SECOND
+
+
+async def test_a_lowered_priority_keeps_its_intake_start_and_the_paused_time(desk: Desk) -> None:
+    tid = (await desk.open("支付失败 无法付款", "付款一直失败")).ticket_id  # A: 4 h
+    await desk.settled(tid)
+    start = await opened_at(desk, tid)
+    await desk.tickets.act(tid, Respond(actor=AGENT, message="哪张卡？", awaiting_customer=True))
+    await desk.skip(timedelta(hours=1), tid)
+    await desk.tickets.customer_reply(
+        tid, CustomerReply(reply_id="r-1", kind=CustomerReplyKind.MESSAGE, text="招行")
+    )
+    await desk.settled(tid)
+    [(paused_at, _)] = await happened(desk, tid, "sla_paused")
+    [(resumed_at, _)] = await happened(desk, tid, "sla_resumed")
+    view = await desk.tickets.act(
+        tid,
+        Classify(
+            actor=AGENT,
+            category=Category.BUSINESS_INQUIRY,
+            topic=Topic.PAYMENT,
+            priority=Priority.B,
+            reason="个别卡的问题",
+        ),
+    )
+    # B's 24 h from intake, plus the hour the customer took to answer.
+    assert view.deadlines.sla == start + timedelta(hours=24) + (resumed_at - paused_at)
+    [(_, classified)] = await happened(desk, tid, "classified")
+    assert classified["sla_counts_from"] is not None
+    assert not [r for r in await desk.outbox(tid) if "promise_changed" in r["kind"]]
