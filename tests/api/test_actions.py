@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.database import create_pool
 from api.app import create_app
 from api.client import TicketClient
-from tests.api.conftest import BASE_URL, Stack, intake, unknown_ticket
+from tests.api.conftest import BASE_URL, Stack, eventually, intake, unknown_ticket
 
 RESOLVE = {
     "result_kind": "technical",
@@ -246,11 +247,15 @@ async def test_a_question_to_the_customer_pauses_the_sla_until_they_answer(stack
         headers=stack.auth("backend"),
     )
     assert answered.status_code == 202, answered.text
-    await stack.settled(tid)
-    listed = await stack.http.get(
-        "/v1/tickets", params={"paused": "false"}, headers=stack.auth("agent")
-    )
-    [row] = [item for item in listed.json()["items"] if item["ticket_id"] == tid]
+
+    async def resumed() -> list[dict[str, Any]]:
+        listed = await stack.http.get(
+            "/v1/tickets", params={"paused": "false"}, headers=stack.auth("agent")
+        )
+        return [item for item in listed.json()["items"] if item["ticket_id"] == tid]
+
+    # The reply is a signal: the ticket records it a moment after the 202.
+    [row] = await eventually(resumed, bool)
     assert row["sla_paused_since"] is None and row["sla_paused_seconds"] > 0
     assert row["status"] == "in_progress" and row["due_at"] is not None
 

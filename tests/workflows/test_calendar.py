@@ -6,6 +6,7 @@ instant its timer fired (the event's occurred_at), never a sleep.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -51,6 +52,22 @@ async def happened(desk: Desk, ticket_id: str, kind: str) -> list[tuple[datetime
         kind,
     )
     return [(row["occurred_at"], row["data"]) for row in rows]
+
+
+async def answered(desk: Desk, ticket_id: str, text: str) -> None:
+    """The customer answers (a signal), and the ticket has recorded it: a query may be
+    answered before a signal sent just before it is applied, so wait for the event."""
+    before = len(await happened(desk, ticket_id, "customer_replied"))
+    await desk.tickets.customer_reply(
+        ticket_id,
+        CustomerReply(reply_id=f"r-{before}", kind=CustomerReplyKind.MESSAGE, text=text),
+    )
+    for _ in range(200):
+        await desk.settled(ticket_id)
+        if len(await happened(desk, ticket_id, "customer_replied")) > before:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{ticket_id}: the customer's answer was never recorded")
 
 
 async def opened_at(desk: Desk, ticket_id: str) -> datetime:
@@ -122,10 +139,7 @@ async def test_five_hours_waiting_on_the_customer_breach_five_hours_later(desk: 
     await desk.skip(timedelta(hours=5), tid)
     assert await happened(desk, tid, "sla_breached") == []  # 5 h > 4 h, but paused
 
-    await desk.tickets.customer_reply(
-        tid, CustomerReply(reply_id="r-1", kind=CustomerReplyKind.MESSAGE, text="招商银行")
-    )
-    await desk.settled(tid)
+    await answered(desk, tid, "招商银行")
     view = await desk.tickets.view(tid)
     [(paused_at, _)] = await happened(desk, tid, "sla_paused")
     [(resumed_at, resumed)] = await happened(desk, tid, "sla_resumed")
@@ -281,10 +295,7 @@ async def test_a_lowered_priority_keeps_its_intake_start_and_the_paused_time(des
     start = await opened_at(desk, tid)
     await desk.tickets.act(tid, Respond(actor=AGENT, message="哪张卡？", awaiting_customer=True))
     await desk.skip(timedelta(hours=1), tid)
-    await desk.tickets.customer_reply(
-        tid, CustomerReply(reply_id="r-1", kind=CustomerReplyKind.MESSAGE, text="招行")
-    )
-    await desk.settled(tid)
+    await answered(desk, tid, "招行")
     [(paused_at, _)] = await happened(desk, tid, "sla_paused")
     [(resumed_at, _)] = await happened(desk, tid, "sla_resumed")
     view = await desk.tickets.act(
@@ -299,6 +310,7 @@ async def test_a_lowered_priority_keeps_its_intake_start_and_the_paused_time(des
     )
     # B's 24 h from intake, plus the hour the customer took to answer.
     assert view.deadlines.sla == start + timedelta(hours=24) + (resumed_at - paused_at)
+    await desk.settled(tid)
     [(_, classified)] = await happened(desk, tid, "classified")
     assert classified["sla_counts_from"] is not None
     assert not [r for r in await desk.outbox(tid) if "promise_changed" in r["kind"]]
