@@ -164,6 +164,7 @@ def _changes(row: TicketRow, event: DomainEvent) -> dict[str, Any]:
                 "closed_at": event.occurred_at,
                 "close_reason": closed.reason.value,
                 "due_at": None,
+                "sla_paused_since": None,
             }
             if closed.root_cause is not None:
                 changes["root_cause"] = closed.root_cause

@@ -228,10 +228,18 @@ def _coerce_durations(model: type[BaseModel], data: dict[str, Any]) -> dict[str,
     return result
 
 
-def _deep_merge(target: dict[str, Any], overlay: dict[str, Any]) -> None:
+# Tables a file gives whole: a week that lists tue and sat works those days only, not
+# those on top of the default Monday to Friday.
+_REPLACED = frozenset({("business_hours", "week")})
+
+
+def _deep_merge(
+    target: dict[str, Any], overlay: dict[str, Any], path: tuple[str, ...] = ()
+) -> None:
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _deep_merge(target[key], value)
+        where = (*path, key)
+        if isinstance(value, dict) and isinstance(target.get(key), dict) and where not in _REPLACED:
+            _deep_merge(target[key], value, where)
         else:
             target[key] = value
 

@@ -109,6 +109,9 @@ class Weekday(StrEnum):
 
 
 _OFFICE_HOURS = ["09:00-12:00", "13:30-18:00"]
+# Policy instants stay well inside what datetime can hold (year 9999), whatever the zone.
+_LAST_YEAR = 9000
+_LONGEST = timedelta(days=3650)
 
 
 class Closure(BaseModel):
@@ -126,6 +129,8 @@ class Closure(BaseModel):
             raise ValueError("closure times are local wall times, without an offset")
         if self.end <= self.start:
             raise ValueError("a closure must end after it starts")
+        if self.end.year >= _LAST_YEAR:
+            raise ValueError(f"a closure must end before {_LAST_YEAR}")
         return self
 
 
@@ -157,6 +162,12 @@ class BusinessCalendar(BaseModel):
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
         return None if value is None else check_time_zone(value)
+
+    @field_validator("public_holidays", mode="before")
+    @classmethod
+    def _none_in_a_file(cls, value: object) -> object:
+        # TOML has no null: "" says "no public holidays".
+        return None if value == "" else value
 
     @field_validator("week")
     @classmethod
@@ -203,7 +214,7 @@ class EscalationStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    after: timedelta = Field(ge=timedelta(0))
+    after: timedelta = Field(ge=timedelta(0), le=_LONGEST)
     to: str
 
 
@@ -256,7 +267,7 @@ class ServicePolicy(BaseModel):
     upgrade_review_after: timedelta = timedelta(hours=24)
     # A review decision names its next checkpoint (default upgrade_review_after); one
     # further away than this is refused.
-    review_checkpoint_max: timedelta = timedelta(days=30)
+    review_checkpoint_max: timedelta = Field(default=timedelta(days=30), le=_LONGEST)
     partner_update_every: timedelta = timedelta(hours=6)
     auto_close_after: timedelta = timedelta(hours=72)
     # After closing, the customer is asked for CSAT and NPS (SPEC §5's outcome indicators)
@@ -310,10 +321,11 @@ class ServicePolicy(BaseModel):
     )
     # After a breach: the first step at once (after 0), each next one on its own timer.
     escalation_ladder: list[EscalationStep] = Field(
+        min_length=1,
         default_factory=lambda: [
             EscalationStep(after=timedelta(0), to="customer_service"),
             EscalationStep(after=timedelta(hours=2), to="service_lead"),
-        ]
+        ],
     )
     # A priority raised after intake: its promise counts from the reclassification (the
     # moment, for E, the emergency group convenes) or from intake.
@@ -328,7 +340,7 @@ class ServicePolicy(BaseModel):
     # replay on every worker restart.
     history_events_per_run: int = Field(default=1500, ge=200)
     # Demos and live end-to-end checks: 3600 makes an hour of policy pass in a second.
-    time_scale: float = Field(default=1.0, gt=0)
+    time_scale: float = Field(default=1.0, gt=0, le=1_000_000)
 
     @field_validator("time_zone")
     @classmethod
@@ -436,7 +448,10 @@ def next_progress_check(policy: ServicePolicy, now: datetime) -> datetime:
 def policy_instant(policy: ServicePolicy, anchor: datetime, real: datetime) -> datetime:
     if policy.time_scale == 1:
         return real
-    return anchor + (real - anchor) * policy.time_scale
+    # A scaled ticket left open for years would run past year 9999 in policy time: held
+    # at a far limit instead, so its timers go on firing rather than failing the task.
+    limit = datetime(_LAST_YEAR, 1, 1, tzinfo=UTC) - anchor
+    return anchor + min((real - anchor) * policy.time_scale, limit)
 
 
 def real_instant(policy: ServicePolicy, anchor: datetime, instant: datetime) -> datetime:
@@ -573,7 +588,9 @@ def next_daily_check(
         )
     else:
         at = business_time.next_day_at(ZoneInfo(policy.time_zone), after, policy.progress_check_at)
-    return real_instant(policy, anchor, at)
+    real = real_instant(policy, anchor, at)
+    # Past the policy-time limit the answer would not move on: a scaled day from now.
+    return real if real > now else now + scaled(policy, timedelta(days=1))
 
 
 def is_raise(before: Priority, after: Priority) -> bool:
@@ -619,7 +636,9 @@ def is_surge(policy: ServicePolicy, now: int, before: int) -> bool:
 
 def unknown_departments(policy: ServicePolicy) -> list[str]:
     """Departments the policy names without an address."""
-    named = {step.to for step in policy.escalation_ladder} | {policy.supervisor_queue}
+    named = {
+        step.to for step in policy.escalation_ladder if not step.to.startswith(AGENT_PREFIX)
+    } | {policy.supervisor_queue}
     named |= set(policy.emergency_group) | set(policy.upgrade_review_board)
     named |= set(policy.route_by_category.values())
     return sorted(named - set(policy.departments))

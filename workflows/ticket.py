@@ -526,26 +526,40 @@ class TicketWorkflow:
             self._policy.pause_sla_on_partner and state.status is TicketStatus.WAITING_ON_PARTNER
         )
         now = workflow.now()
-        if pausing and sla.paused_since is None:
+        due = state.deadlines.sla
+        if pausing and sla.paused_since is None and (due is None or due > now):
+            # (A ticket already past its SLA breaches first: its timer has not been
+            # handled yet, and a pause must not hide it.)
             sla.pauses.append(Pause(start=now, reason=state.status.value))
             self._arm_sla(now)
             self._record(ev.SlaPaused(reason=state.status), SYSTEM)
         elif not pausing and sla.paused_since is not None:
-            pause = sla.pauses[-1]
-            pause.end = now
-            this = rules.clock_between(
-                self._policy, sla.clock, state.opened_at, max(pause.start, sla.counts_from), now
-            )
+            self._end_pause(now)
             self._arm_sla(now)
-            total = rules.paused_time(self._policy, state.opened_at, sla, now)
-            self._record(
-                ev.SlaResumed(
-                    paused_seconds=this.total_seconds(),
-                    total_paused_seconds=total.total_seconds(),
-                    sla_due_at=state.deadlines.sla,
-                ),
-                SYSTEM,
-            )
+
+    def _end_pause(self, now: datetime) -> None:
+        """Close the open pause, and record how long it was (on the SLA's clock)."""
+        state = self._state
+        sla = state.sla_clock
+        if sla is None or sla.paused_since is None:
+            return
+        pause = sla.pauses[-1]
+        pause.end = now
+        this = rules.clock_between(
+            self._policy, sla.clock, state.opened_at, max(pause.start, sla.counts_from), now
+        )
+        total = rules.paused_time(self._policy, state.opened_at, sla, now)
+        met_or_closed = state.sla_met_at is not None or state.closed_at is not None
+        self._record(
+            ev.SlaResumed(
+                paused_seconds=this.total_seconds(),
+                total_paused_seconds=total.total_seconds(),
+                sla_due_at=None
+                if met_or_closed
+                else rules.sla_clock_due(self._policy, state.opened_at, sla, now),
+            ),
+            SYSTEM,
+        )
 
     def _warn_before_breach(self, now: datetime) -> None:
         """Part of the SLA is used: the assignee first, the supervisors later (policy)."""
@@ -782,8 +796,19 @@ class TicketWorkflow:
                 self._policy, state.intake.channel, state.intake.tier
             )
             seconds = (now - state.opened_at).total_seconds()
+            within = seconds <= target.total_seconds()
+            if self._calendar:
+                # On a business clock, in time if before the instant the clock set.
+                intake = state.intake
+                within = now <= rules.first_response_due(
+                    self._policy,
+                    state.opened_at,
+                    intake.channel,
+                    intake.tier,
+                    state.classification.priority,
+                )
             self._record(
-                ev.FirstResponded(seconds=seconds, within_target=seconds <= target.total_seconds()),
+                ev.FirstResponded(seconds=seconds, within_target=within),
                 action.actor,
             )
 
@@ -851,8 +876,13 @@ class TicketWorkflow:
             ),
             action.actor,
         )
-        if counts_from is not None and rules.is_raise(previous.priority, action.priority):
-            # The customer is told the new, shorter promise.
+        due = state.deadlines.sla
+        if (
+            counts_from is not None
+            and rules.is_raise(previous.priority, action.priority)
+            and (due is None or due > workflow.now())
+        ):
+            # The customer is told the new, shorter promise (one still to keep).
             target = rules.sla_target(self._policy, action.priority)
             self._message(
                 MessageKind.PROMISE_CHANGED,
@@ -872,7 +902,8 @@ class TicketWorkflow:
             rules.is_raise(before, after)
             and self._policy.raised_priority_counts_from == "reclassification"
         )
-        counts_from = now if from_now else state.sla_clock.counts_from
+        # Otherwise from intake: a raise then a lowering never stretches the promise.
+        counts_from = now if from_now else state.opened_at
         state.sla_clock = self._sla_clock_from(counts_from, state.sla_clock.pauses)
         state.sla_warnings_sent = 0
         self._arm_sla(now)
@@ -932,6 +963,8 @@ class TicketWorkflow:
         )
         if meets_sla:
             state.sla_met_at = now
+            if self._calendar:
+                self._end_pause(now)  # the promise is kept: its clock stops for good
             state.deadlines.sla = None
             state.deadlines.sla_warning = None
             state.deadlines.escalation = None
@@ -973,6 +1006,7 @@ class TicketWorkflow:
         # The words go in `resolved`; the milestone only marks the breakthrough.
         self._on_milestone(Milestone.RESOLVED, action.actor, None)
         state.resolved_at = now
+        state.waiting_on_customer_since = None  # the question is answered by the result
         state.result_kind = action.result_kind
         state.root_cause = action.root_cause
         deadlines = state.deadlines
@@ -1075,6 +1109,7 @@ class TicketWorkflow:
         now = workflow.now()
         state.reopen_count += 1
         state.resolved_at = None
+        state.waiting_on_customer_since = None
         state.deadlines.auto_close = None
         state.deadlines.upgrade_review = now + rules.scaled(
             self._policy, self._policy.upgrade_review_after
@@ -1142,6 +1177,8 @@ class TicketWorkflow:
     def _close(self, reason: CloseReason, actor: Actor, long_term_plan: str | None = None) -> None:
         state = self._state
         state.closed_at = workflow.now()
+        if self._calendar:
+            self._end_pause(state.closed_at)
         state.close_reason = reason
         state.deadlines = Deadlines()
         seq = self._record(

@@ -207,3 +207,17 @@ def test_a_calendar_or_ladder_that_cannot_work_stops_the_start(
     path.write_text(text + "\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match=message):
         load_settings(policy_file=path)
+
+
+def test_a_files_week_replaces_the_default_one_and_empty_means_no_holidays(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        '[business_hours]\npublic_holidays = ""\n[business_hours.week]\n'
+        'tue = ["09:00-17:00"]\nsat = ["10:00-14:00"]\n',
+        encoding="utf-8",
+    )
+    calendar = load_settings(policy_file=path).policy.business_hours
+    assert set(calendar.week) == {Weekday.TUE, Weekday.SAT}
+    assert calendar.public_holidays is None and calendar.holidays == []

@@ -271,3 +271,11 @@ def test_paused_time_counts_on_the_clock_and_only_after_a_rebase() -> None:
     )
     still_paused = sla.model_copy(update={"pauses": [Pause(start=start, reason="x")]})
     assert sla_clock_due(policy, start, still_paused, start) is None
+
+
+def test_a_scaled_ticket_open_for_years_keeps_finding_its_next_check() -> None:
+    policy = ServicePolicy(time_scale=86_400)  # a day a second
+    opened = datetime(2026, 12, 1, tzinfo=UTC)
+    # 40 days at a day a second is 9,400 policy years: held at a limit, never an error.
+    later = opened + timedelta(days=40)
+    assert next_daily_check(policy, opened, later, Priority.B) > later

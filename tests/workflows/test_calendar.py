@@ -314,3 +314,49 @@ async def test_a_lowered_priority_keeps_its_intake_start_and_the_paused_time(des
     [(_, classified)] = await happened(desk, tid, "classified")
     assert classified["sla_counts_from"] is not None
     assert not [r for r in await desk.outbox(tid) if "promise_changed" in r["kind"]]
+
+
+async def test_resolving_while_waiting_on_the_customer_ends_the_pause(desk: Desk) -> None:
+    tid = (await desk.open("支付失败 无法付款", "付款一直失败")).ticket_id
+    await desk.tickets.act(tid, Respond(actor=AGENT, message="哪张卡？", awaiting_customer=True))
+    await desk.skip(timedelta(hours=1), tid)
+    view = await desk.tickets.act(tid, resolve())
+    assert view.sla_paused_since is None
+    assert view.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION
+    await desk.settled(tid)
+    [(_, resumed)] = await happened(desk, tid, "sla_resumed")
+    assert resumed["sla_due_at"] is None  # kept: nothing more is due
+    assert abs(resumed["paused_seconds"] - 3600) < 1
+    # Not solved: the ticket is ours again, not still waiting on the customer.
+    await desk.tickets.customer_reply(
+        tid, CustomerReply(reply_id="n", kind=CustomerReplyKind.NOT_SOLVED)
+    )
+    for _ in range(200):
+        if (await desk.tickets.view(tid)).reopen_count:
+            break
+        await asyncio.sleep(0.05)
+    view = await desk.tickets.view(tid)
+    assert view.status is TicketStatus.IN_PROGRESS and view.sla_paused_since is None
+    row = await desk.pool.fetchrow("SELECT sla_paused_since FROM tickets WHERE ticket_id = $1", tid)
+    assert row is not None and row["sla_paused_since"] is None
+
+
+async def test_raising_then_lowering_never_stretches_the_promise(desk: Desk) -> None:
+    tid = (await desk.open("支付失败 无法付款", "付款一直失败")).ticket_id  # A: 4 h
+    await desk.settled(tid)
+    start = await opened_at(desk, tid)
+    await desk.skip(timedelta(hours=3), tid)
+
+    def to(priority: Priority) -> Classify:
+        return Classify(
+            actor=AGENT,
+            category=Category.TECHNICAL_FAULT,
+            topic=Topic.PAYMENT,
+            priority=priority,
+            reason="复核",
+        )
+
+    raised = await desk.tickets.act(tid, to(Priority.E))
+    assert raised.deadlines.sla is not None and raised.deadlines.sla > start + timedelta(hours=3)
+    lowered = await desk.tickets.act(tid, to(Priority.A))
+    assert lowered.deadlines.sla == start + timedelta(hours=4)
