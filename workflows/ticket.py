@@ -893,7 +893,7 @@ class TicketWorkflow:
 
     def _rebase_sla(self, before: Priority, after: Priority) -> datetime | None:
         """The SLA of a new priority: a raised one counts from now (or from intake, as the
-        policy says), a lowered one from where it counted; pauses since then are kept."""
+        policy says), a lowered one from intake; pauses since then are kept."""
         state = self._state
         if state.sla_breached or state.sla_clock is None:
             return None
