@@ -10,31 +10,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
-from fastapi.dependencies.models import Dependant
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.routing import APIRoute
-from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.database import Pool
 from activities.delivery import words_of
-from activities.event_store import EventStore
 from activities.indicators import GroupBy, ServiceHealth, service_health
-from activities.messages import MessageTemplates
 from activities.outbox import Delivery, deliveries
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from activities.thread import Thread, conversation
-from api.access import STAFF, Caller, KeyRing, RoleKind, Rule, allows
-from api.client import TicketClient, new_action_id
+from api.access import STAFF, Caller, RoleKind, Rule
+from api.client import new_action_id
+from api.deps import (
+    Services,
+    Svc,
+    TicketIdPath,
+    known,
+    known_query,
+    require,
+    utc,
+)
 from api.errors import (
     COMMON_RESPONSES,
     ApiError,
@@ -43,12 +46,11 @@ from api.errors import (
     not_found,
     translate,
 )
-from api.middleware import API_KEY_HEADER, RequestContext
+from api.middleware import RequestContext
 from api.prometheus import exposition
 from api.read_model import Sort, TicketFilter, list_tickets
 from api.schemas import (
     ACTION_REQUESTS,
-    TICKET_ID,
     Accepted,
     ActionRequest,
     CustomerReplyRequest,
@@ -63,8 +65,7 @@ from api.schemas import (
     opened_from_read_model,
     to_action,
 )
-from api.settings import ApiSettings
-from api.signatures import SeenSignatures, verify
+from api.signatures import verify
 from workflows.contracts import (
     ACTIONS,
     Action,
@@ -75,121 +76,11 @@ from workflows.contracts import (
     TicketView,
     action_name,
 )
-from workflows.policy import ServicePolicy
 from workflows.vocabulary import Category, Priority, TicketStatus, Tier
-
-T = TypeVar("T")
 
 READY_CHECK_TIMEOUT_S = 2.0
 MAX_EVENTS_PAGE = 500
 MAX_CALLBACK_BYTES = 64 * 1024
-
-
-@dataclass
-class Services:
-    """Everything a request may touch, connected before the first request."""
-
-    tickets: TicketClient
-    pool: Pool
-    events: EventStore
-    keys: KeyRing
-    signatures: SeenSignatures
-    partner_secrets: dict[str, str]
-    settings: ApiSettings
-    templates: MessageTemplates
-    policy: ServicePolicy  # the tickets': which channels are live, the time zone
-    time_zone: str  # the policy's, for messages whose customer gave none
-
-    async def call(self, awaitable: Awaitable[T]) -> T:
-        """Temporal (or PostgreSQL) within the configured time, else a 503 for the caller."""
-        async with asyncio.timeout(self.settings.temporal_timeout.total_seconds()):
-            return await awaitable
-
-
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
-
-
-# Declared for the OpenAPI document (the "Authorize" button); RequestContext checks keys.
-_api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="ApiKey")
-_bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
-
-_WHAT = {
-    Rule.INTAKE: "open tickets",
-    Rule.ACT: "act on tickets",
-    Rule.PROGRESS: "post progress",
-    Rule.CUSTOMER_REPLY: "post customer replies",
-    Rule.PARTNER_CALLBACK: "call back as a partner",
-    Rule.READ_TICKET: "read tickets",
-    Rule.READ_EVENTS: "read ticket events",
-    Rule.LIST: "list tickets",
-    Rule.METRICS: "read service-health indicators",
-}
-
-
-def require(rule: Rule) -> Callable[..., Caller]:
-    def dependency(
-        request: Request,
-        _key: Annotated[str | None, Depends(_api_key)],
-        _token: Annotated[Any, Depends(_bearer)],
-    ) -> Caller:
-        caller: Caller | None = request.state.caller
-        if caller is None:  # pragma: no cover - RequestContext answered 401 already
-            raise ApiError(401, "unauthorized", "an API key is required")
-        if not allows(rule, caller):
-            raise ApiError(403, "forbidden", f"role {caller.role} may not {_WHAT[rule]}")
-        return caller
-
-    return dependency
-
-
-def known_query(request: Request) -> None:
-    """A query parameter the route does not take is refused, not ignored: a typo such as
-    `?stauts=new` would otherwise answer every ticket."""
-    route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
-        return
-    if any("\x00" in f"{key}{value}" for key, value in request.query_params.multi_items()):
-        raise ApiError(422, "invalid_request", "query parameters cannot hold a NUL character")
-    names = _query_names(route.dependant)
-    unknown = sorted(set(request.query_params) - names)
-    if unknown:
-        takes = ", ".join(sorted(names)) or "none"
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"unknown query parameter(s) {', '.join(unknown)}; this route takes: {takes}",
-        )
-
-
-def _query_names(dependant: Dependant) -> set[str]:
-    names = {param.alias for param in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
-
-
-def known(ticket_id: str) -> str:
-    """Ids this API never hands out are unknown without asking Temporal."""
-    if not TICKET_ID.match(ticket_id):
-        raise not_found(ticket_id)
-    return ticket_id
-
-
-def utc(value: datetime | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    except (OverflowError, ValueError):
-        raise ApiError(422, "invalid_request", f"{name} is out of range") from None
-
-
-TicketIdPath = Annotated[
-    str, Path(description="As returned by POST /v1/tickets, e.g. ticket-3f2a…", max_length=64)
-]
-Svc = Annotated[Services, Depends(services)]
 
 _ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     **COMMON_RESPONSES,

@@ -21,8 +21,9 @@ from activities.database import Pool, create_pool
 from activities.event_store import EventStore
 from activities.messages import MessageTemplates
 from api.access import KeyRing, configured_keys
-from api.app import Services, create_app
+from api.app import create_app
 from api.client import TicketClient
+from api.deps import Services
 from api.settings import ApiConfig
 from api.signatures import SeenSignatures
 

@@ -26,7 +26,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.database import Pool
 from api.access import hash_key, new_key
-from api.app import Services, create_app
+from api.app import create_app
+from api.deps import Services
 from api.server import build_services, serve
 from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
 from workers.devstack import free_port
