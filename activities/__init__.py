@@ -20,9 +20,11 @@ def all_activities(pool: Pool, policy: ServicePolicy) -> list[Callable[..., Any]
     from activities.event_store import EventStore
     from activities.indicators import SurgeCounter
     from activities.outbox import Outbox
+    from activities.review_store import ReviewStore
 
     outbox = Outbox(pool, policy)
     store = EventStore(pool, outbox)
+    reviews = ReviewStore(pool, policy)
     return [
         store.claim_intake,
         store.append_events,
@@ -35,4 +37,6 @@ def all_activities(pool: Pool, policy: ServicePolicy) -> list[Callable[..., Any]
         outbox.contact_partner,
         outbox.alert_supervisor,
         SurgeCounter(pool).count_openings,
+        reviews.sample_week,
+        reviews.record_review,
     ]

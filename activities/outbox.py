@@ -96,7 +96,7 @@ class Outbox:
             )
         return rows
 
-    async def _enqueue(self, ticket_id: str, rows: list[OutboxRow]) -> None:
+    async def enqueue(self, ticket_id: str, rows: list[OutboxRow]) -> None:
         """Insert the rows (all or none); a row already there is left as it is."""
         if not rows:
             return
@@ -122,7 +122,7 @@ class Outbox:
 
     @activity.defn(name=names.NOTIFY_CUSTOMER)
     async def notify_customer(self, message: CustomerMessage) -> None:
-        await self._enqueue(message.ticket_id, self.rows([message], []))
+        await self.enqueue(message.ticket_id, self.rows([message], []))
 
     @activity.defn(name=names.OPEN_WORK_ORDER)
     async def open_work_order(self, handoff: Handoff) -> None:
@@ -155,6 +155,8 @@ class Outbox:
             HandoffKind.SUPERVISOR_STANDBY,
             HandoffKind.SLA_ESCALATION,
             HandoffKind.SLA_WARNING,
+            HandoffKind.REVIEW_REMINDER,
+            HandoffKind.REVIEW_ESCALATION,
             HandoffKind.DELIVERY_FAILED,
         )
 
@@ -176,7 +178,7 @@ class Outbox:
                 f"unknown department(s) {', '.join(d.removeprefix(UNROUTABLE_PREFIX) for d in unknown)}; "
                 f"known: {', '.join(sorted(self._policy.departments))}"
             )
-        await self._enqueue(handoff.ticket_id, rows)
+        await self.enqueue(handoff.ticket_id, rows)
 
 
 def _message_row(message: CustomerMessage) -> OutboxRow:

@@ -17,9 +17,11 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
 )
 from temporalio.common import WorkflowIDConflictPolicy
@@ -30,8 +32,10 @@ from activities.database import Pool, create_pool, migrate
 from activities.delivery import OutboxRelay
 from activities.messages import MessageTemplates, TemplateError
 from workers.settings import ConfigurationError, Settings
-from workflows.policy import ServicePolicy
+from workflows.policy import ServicePolicy, Weekday
 from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_workflow_id
+from workflows.review import WeeklyReviewKickoffWorkflow, WeeklyReviewWorkflow
+from workflows.review_contracts import ReviewKickoff
 from workflows.sandbox import workflow_runner
 from workflows.surge import SurgeCheckInput, SurgeCheckWorkflow, SurgeInvestigationWorkflow
 from workflows.ticket import TicketWorkflow
@@ -64,6 +68,8 @@ def build_worker(
             OutboxRelayWorkflow,
             SurgeCheckWorkflow,
             SurgeInvestigationWorkflow,
+            WeeklyReviewKickoffWorkflow,
+            WeeklyReviewWorkflow,
         ],
         activities=activities,
         workflow_runner=workflow_runner(),
@@ -104,6 +110,37 @@ async def ensure_surge_schedule(client: Client, task_queue: str, policy: Service
         await client.create_schedule(surge_schedule_id(task_queue), schedule)
 
 
+def review_schedule_id(task_queue: str) -> str:
+    return f"weekly-review-{task_queue}"
+
+
+async def ensure_review_schedule(client: Client, task_queue: str, policy: ServicePolicy) -> None:
+    """The weekly review's Schedule (SPEC §5), created once: the policy's weekday and time
+    in its zone. Each firing starts the review of the week before, once per week."""
+    review = policy.review
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            WeeklyReviewKickoffWorkflow.run,
+            ReviewKickoff(policy=policy),
+            id=f"weekly-review-kickoff-{task_queue}",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    day_of_week=[ScheduleRange(list(Weekday).index(review.weekday) + 1)],
+                    hour=[ScheduleRange(review.at.hour)],
+                    minute=[ScheduleRange(review.at.minute)],
+                )
+            ],
+            time_zone_name=review.time_zone or policy.time_zone,
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    with contextlib.suppress(ScheduleAlreadyRunningError):
+        await client.create_schedule(review_schedule_id(task_queue), schedule)
+
+
 async def start_relay(client: Client, task_queue: str) -> None:
     """Start the outbox relay unless it runs already: any number of worker starts leave
     one relay per task queue."""
@@ -141,6 +178,7 @@ async def run_worker(
         )
         async with worker:
             await ensure_surge_schedule(client, settings.task_queue, settings.policy)
+            await ensure_review_schedule(client, settings.task_queue, settings.policy)
             if settings.delivery.configured:
                 await start_relay(client, settings.task_queue)
             else:

@@ -20,6 +20,10 @@ NOTIFY_CUSTOMER: Final = "notify_customer"
 COUNT_OPENINGS: Final = "count_openings"
 # The outbox relay: delivers due outbox rows for a while, then returns a report.
 DELIVER_DUE: Final = "deliver_due"
+# The weekly review: the week's typical tickets, and its record (entries, snapshot,
+# reminders) written in one go.
+SAMPLE_WEEK: Final = "sample_week"
+RECORD_REVIEW: Final = "record_review"
 
 OPEN_WORK_ORDER: Final = "open_work_order"
 REMIND_DEPARTMENT: Final = "remind_department"
@@ -41,5 +45,7 @@ HANDOFF_ACTIVITY: Final[dict[HandoffKind, str]] = {
     HandoffKind.SUPERVISOR_STANDBY: ALERT_SUPERVISOR,
     HandoffKind.SLA_ESCALATION: ALERT_SUPERVISOR,
     HandoffKind.SLA_WARNING: ALERT_SUPERVISOR,
+    HandoffKind.REVIEW_REMINDER: ALERT_SUPERVISOR,
+    HandoffKind.REVIEW_ESCALATION: ALERT_SUPERVISOR,
     HandoffKind.DELIVERY_FAILED: ALERT_SUPERVISOR,
 }

@@ -366,6 +366,9 @@ class HandoffKind(StrEnum):
     SUPERVISOR_STANDBY = "supervisor_standby"
     SLA_ESCALATION = "sla_escalation"
     SLA_WARNING = "sla_warning"
+    # The weekly review's follow-up actions: the owner reminded, the lead told when late.
+    REVIEW_REMINDER = "review_reminder"
+    REVIEW_ESCALATION = "review_escalation"
     DELIVERY_FAILED = "delivery_failed"
 
 

@@ -218,6 +218,41 @@ class EscalationStep(BaseModel):
     to: str
 
 
+class ReviewPolicy(BaseModel):
+    """SPEC §5's weekly review: when it starts, what it samples, how deep a 5-Why goes,
+    and how its follow-up actions are chased."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A Schedule starts the review of the week before at this weekday and local time.
+    weekday: Weekday = Weekday.MON
+    at: time = time(10, 0)
+    # None: the policy's time_zone. Weeks run Monday 00:00 to Monday 00:00 here.
+    time_zone: str | None = None
+    sample_size: int = Field(default=12, ge=1, le=200)
+    # A 5-Why needs at least this many whys before its root cause.
+    min_whys: int = Field(default=3, ge=1, le=10)
+    # "Low satisfaction": CSAT at or below, or NPS at or below (a detractor).
+    low_csat: int = Field(default=2, ge=1, le=5)
+    detractor_nps: int = Field(default=6, ge=0, le=10)
+    # Tickets whose root cause is among the week's most frequent ones are sampled too.
+    top_root_causes: int = Field(default=3, ge=0, le=20)
+    follow_ups_per_analysis: int = Field(default=10, ge=1, le=50)
+    # The owner of a follow-up is reminded this long before its due date and at it; past
+    # the due date by `grace`, it goes to `escalate_to`.
+    remind_before: timedelta = Field(default=timedelta(days=1), ge=timedelta(0), le=_LONGEST)
+    grace: timedelta = Field(default=timedelta(days=1), ge=timedelta(0), le=_LONGEST)
+    escalate_to: str = "service_lead"
+    # Furthest due date a follow-up may have.
+    longest_follow_up: timedelta = Field(default=timedelta(days=180), le=_LONGEST)
+    history_events_per_run: int = Field(default=2000, ge=200)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
+
+
 class FirstResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -335,6 +370,7 @@ class ServicePolicy(BaseModel):
     default_locale: str = "zh-Hans"
     delivery: DeliveryRetry = Field(default_factory=DeliveryRetry)
     surge: SurgePolicy = Field(default_factory=SurgePolicy)
+    review: ReviewPolicy = Field(default_factory=ReviewPolicy)
     # A run continues as new past this many history events (about five months on a
     # department), far below the server's limit: a ticket open for months stays cheap to
     # replay on every worker restart.
@@ -640,7 +676,7 @@ def unknown_departments(policy: ServicePolicy) -> list[str]:
         step.to for step in policy.escalation_ladder if not step.to.startswith(AGENT_PREFIX)
     } | {policy.supervisor_queue}
     named |= set(policy.emergency_group) | set(policy.upgrade_review_board)
-    named |= set(policy.route_by_category.values())
+    named |= set(policy.route_by_category.values()) | {policy.review.escalate_to}
     return sorted(named - set(policy.departments))
 
 

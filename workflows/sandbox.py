@@ -23,6 +23,8 @@ PURE_MODULES = (
     "workflows.search_attributes",
     "workflows.privacy",
     "workflows.activity_names",
+    "workflows.review_contracts",
+    "workflows.review_rules",
 )
 
 

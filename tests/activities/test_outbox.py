@@ -293,9 +293,16 @@ def activity_name(fn: Any) -> str:
 
 def test_all_activities_have_distinct_names(pg_pool: Pool) -> None:
     names = [activity_name(fn) for fn in all_activities(pg_pool, POLICY)]
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 13
     assert set(HANDOFF_ACTIVITY.values()) <= set(names)
-    assert {"claim_intake", "append_events", "notify_customer", "count_openings"} <= set(names)
+    assert {
+        "claim_intake",
+        "append_events",
+        "notify_customer",
+        "count_openings",
+        "sample_week",
+        "record_review",
+    } <= set(names)
 
 
 def test_handoff_mapping_covers_every_kind() -> None:
