@@ -37,6 +37,15 @@ from workflows.contracts import (
 )
 from workflows.policy import ServicePolicy, tag_for
 from workflows.privacy import excerpt, mask
+from workflows.review import WeeklyReviewWorkflow
+from workflows.review_contracts import (
+    ReviewAction,
+    ReviewInput,
+    ReviewView,
+    review_action_name,
+    review_id,
+)
+from workflows.review_rules import review_zone, week_period
 from workflows.ticket import TicketWorkflow
 
 
@@ -165,3 +174,53 @@ class TicketClient:
 
     async def state(self, ticket_id: str) -> TicketState:
         return await self.handle(ticket_id).query(TicketWorkflow.state)
+
+
+class ReviewClient:
+    """The weekly reviews (SPEC §5), as review leads and the Schedule reach them."""
+
+    def __init__(self, client: Client, *, task_queue: str, policy: ServicePolicy) -> None:
+        self._client = client
+        self._task_queue = task_queue
+        self._policy = policy
+
+    def handle(self, week: str) -> WorkflowHandle[WeeklyReviewWorkflow, ReviewView]:
+        return self._client.get_workflow_handle_for(WeeklyReviewWorkflow.run, review_id(week))
+
+    async def start(self, week: str) -> bool:
+        """Start the review of `week` unless it exists: True if this call started it."""
+        start, end = week_period(week, review_zone(self._policy))
+        try:
+            await self._client.start_workflow(
+                WeeklyReviewWorkflow.run,
+                ReviewInput(week=week, period_start=start, period_end=end, policy=self._policy),
+                id=review_id(week),
+                task_queue=self._task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"weekly review of {week}",
+            )
+        except WorkflowAlreadyStartedError:
+            return False  # running, or done: one review per week either way
+        return True
+
+    async def act(self, week: str, action: ReviewAction) -> ReviewView:
+        """A lead's action as its update, applied once (see `TicketClient.act`)."""
+        sent = action
+        if sent.action_id is None:
+            sent = action.model_copy(update={"action_id": new_action_id()})
+        name = review_action_name(type(sent))
+        try:
+            view: ReviewView = await self.handle(week).execute_update(
+                name, sent, id=f"{name}:{sent.action_id}", result_type=ReviewView
+            )
+        except WorkflowUpdateFailedError as err:
+            if isinstance(err.cause, ApplicationError):
+                raise ActionRejected(err.cause.message) from err
+            raise
+        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+            raise ActionUnconfirmed(str(sent.action_id)) from err
+        return view
+
+    async def view(self, week: str) -> ReviewView:
+        return await self.handle(week).query(WeeklyReviewWorkflow.state)

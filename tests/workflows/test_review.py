@@ -1,0 +1,280 @@
+"""The weekly review (issue 11): the sample on real PostgreSQL, the workflow on the
+time-skipping server, in a schema of its own so other tests' tickets stay out of its week.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.event_store import EventStore
+from activities.outbox import Outbox
+from activities.review_store import ReviewStore
+from api.client import ActionRejected, ReviewClient
+from tests.activities.factories import batch, event
+from tests.conftest import schema_of_its_own
+from tests.workflows.conftest import Desk, _desks
+from workflows.events import EventType
+from workflows.policy import ReviewPolicy, ServicePolicy
+from workflows.primitives import Actor
+from workflows.review import WeeklyReviewKickoffWorkflow
+from workflows.review_contracts import (
+    AddWhy,
+    CloseFollowUp,
+    Conclude,
+    NewFollowUp,
+    RecordProblem,
+    ReviewKickoff,
+    SampleReason,
+    SampleRequest,
+    review_id,
+)
+from workflows.review_rules import review_zone, week_before, week_period
+from workflows.vocabulary import Role
+
+LEAD = Actor(id="lead-1", role=Role.SUPERVISOR)
+POLICY = ServicePolicy(review=ReviewPolicy(sample_size=8))
+
+
+@pytest.fixture
+async def own_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with schema_of_its_own(database_url, "review") as pool:
+        yield pool
+
+
+@dataclass
+class Week:
+    name: str
+    start: datetime
+    end: datetime
+    tickets: dict[str, list[str]]
+
+
+async def seed_week(pool: asyncpg.Pool, name: str) -> Week:
+    """Tickets of one week, each with what makes it typical (or not)."""
+    start, end = week_period(name, review_zone(POLICY))
+    store = EventStore(pool, Outbox(pool, POLICY))
+    at = start + timedelta(days=1)
+    shapes: dict[str, list[tuple[EventType, dict[str, Any]]]] = {
+        "breached": [(EventType.SLA_BREACHED, {})],
+        "reopened": [(EventType.REOPENED, {"count": 1})],
+        "breached_and_reopened": [(EventType.SLA_BREACHED, {}), (EventType.REOPENED, {"count": 1})],
+        "unhappy": [(EventType.CSAT_RECORDED, {"score": 1})],
+        "detractor": [(EventType.NPS_RECORDED, {"score": 3})],
+        "happy": [(EventType.CSAT_RECORDED, {"score": 5})],
+        "escalated": [(EventType.UPGRADE_REVIEW_CONVENED, {"number": 1})],
+        "payment_bug": [(EventType.RESOLVED, {"root_cause": "產品缺陷-支付流程"})],
+        "payment_bug_2": [(EventType.RESOLVED, {"root_cause": "產品缺陷-支付流程"})],
+        "quiet": [],
+    }
+    tickets: dict[str, list[str]] = {}
+    for shape, steps in shapes.items():
+        for n in range(2):
+            ticket_id = f"T-{shape}-{n}-{uuid.uuid4().hex[:6]}"
+            tickets.setdefault(shape, []).append(ticket_id)
+            events = [event(ticket_id, 1, EventType.TICKET_OPENED, at=at)]
+            events += [
+                event(ticket_id, seq, kind, data, at=at + timedelta(hours=seq))
+                for seq, (kind, data) in enumerate(steps, start=2)
+            ]
+            await store.append_events(batch(events))
+    # Outside the week: breached the week after, never a candidate of this one.
+    late = f"T-late-{uuid.uuid4().hex[:6]}"
+    await store.append_events(
+        batch(
+            [
+                event(late, 1, EventType.TICKET_OPENED, at=end + timedelta(hours=1)),
+                event(late, 2, EventType.SLA_BREACHED, at=end + timedelta(hours=2)),
+            ]
+        )
+    )
+    tickets["late"] = [late]
+    # As many openings the week before: no category surged (that stratum is tested in
+    # tests/workflows/test_review_rules.py).
+    for n in range(30):
+        earlier = f"T-earlier-{n}-{uuid.uuid4().hex[:6]}"
+        await store.append_events(
+            batch([event(earlier, 1, EventType.TICKET_OPENED, at=at - timedelta(days=7))])
+        )
+    return Week(name=name, start=start, end=end, tickets=tickets)
+
+
+async def sample(pool: asyncpg.Pool, week: Week, size: int) -> dict[str, list[SampleReason]]:
+    policy = POLICY.model_copy(update={"review": ReviewPolicy(sample_size=size)})
+    taken = await ReviewStore(pool, policy).sample_week(
+        SampleRequest(week=week.name, period_start=week.start, period_end=week.end, policy=policy)
+    )
+    return {t.ticket_id: t.reasons for t in taken.tickets}
+
+
+async def test_the_sample_holds_every_breached_and_reopened_ticket_with_its_reasons(
+    own_pool: asyncpg.Pool,
+) -> None:
+    week = await seed_week(own_pool, "2026-W47")
+    taken = await sample(own_pool, week, size=10)
+    must = (
+        week.tickets["breached"] + week.tickets["reopened"] + week.tickets["breached_and_reopened"]
+    )
+    assert set(must) <= set(taken)
+    for ticket_id in week.tickets["breached_and_reopened"]:
+        assert taken[ticket_id] == [SampleReason.SLA_BREACHED, SampleReason.REOPENED]
+    for ticket_id in week.tickets["breached"]:
+        assert taken[ticket_id] == [SampleReason.SLA_BREACHED]
+    # The other four slots go to the other reasons in turn: one of each, then again.
+    others = sorted(taken[t][0] for t in taken if t not in must)
+    assert others == sorted(
+        [
+            SampleReason.LOW_SATISFACTION,
+            SampleReason.LOW_SATISFACTION,
+            SampleReason.ESCALATED,
+            SampleReason.FREQUENT_ROOT_CAUSE,
+        ]
+    )
+    assert not set(taken) & set(
+        week.tickets["happy"] + week.tickets["quiet"] + week.tickets["late"]
+    )
+    # Reproducible: the same week draws the same sample.
+    assert await sample(own_pool, week, size=10) == taken
+
+
+async def test_a_small_sample_is_all_breached_and_reopened(own_pool: asyncpg.Pool) -> None:
+    week = await seed_week(own_pool, "2026-W46")
+    taken = await sample(own_pool, week, size=4)
+    must = (
+        week.tickets["breached"] + week.tickets["reopened"] + week.tickets["breached_and_reopened"]
+    )
+    assert len(taken) == 4 and set(taken) <= set(must)
+
+
+# ---------------------------------------------------------------- the workflow
+
+
+@pytest.fixture
+async def review_desk(
+    time_env: WorkflowEnvironment, own_pool: asyncpg.Pool
+) -> AsyncIterator[tuple[Desk, ReviewClient]]:
+    async with _desks(time_env, own_pool) as make:
+        desk = await make(POLICY)
+        yield desk, ReviewClient(time_env.client, task_queue=desk.task_queue, policy=POLICY)
+
+
+async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
+    review_desk: tuple[Desk, ReviewClient],
+) -> None:
+    desk, reviews = review_desk
+    now = await desk.env.get_current_time()
+    name = week_before(now, review_zone(POLICY))
+    week = await seed_week(desk.pool, name)
+    assert await reviews.start(name) is True
+    assert await reviews.start(name) is False  # the same week: the same review
+
+    view = await reviews.view(name)
+    for _ in range(100):
+        if view.state.sample:
+            break
+        await desk.env.sleep(timedelta(milliseconds=50))
+        view = await reviews.view(name)
+    ticket = week.tickets["breached"][0]
+    assert ticket in [t.ticket_id for t in view.state.sample]
+
+    await reviews.act(name, RecordProblem(actor=LEAD, ticket_id=ticket, text="客户等了两天"))
+    for why in ("没人跟进", "工单没分派"):
+        await reviews.act(name, AddWhy(actor=LEAD, ticket_id=ticket, text=why))
+    due = now + timedelta(days=3)
+    conclusion = Conclude(
+        actor=LEAD,
+        ticket_id=ticket,
+        root_cause="流程缺陷-工单分派",
+        follow_ups=[
+            NewFollowUp(kind="process_change", description="夜班自动分派", owner="ops-9", due=due)
+        ],
+    )
+    with pytest.raises(
+        ActionRejected, match="at least 3 whys before its root cause; this one has 2"
+    ):
+        await reviews.act(name, conclusion)
+    await reviews.act(name, AddWhy(actor=LEAD, ticket_id=ticket, text="排班表没有夜班"))
+    view = await reviews.act(name, conclusion)
+    [follow_up] = view.state.follow_ups
+    assert follow_up.owner == "ops-9" and follow_up.due == due
+
+    async def entries() -> list[tuple[str, datetime, int | None]]:
+        rows = await desk.pool.fetch(
+            "SELECT kind, occurred_at, follow_up FROM review_entries WHERE review_id = $1"
+            " ORDER BY seq",
+            review_id(name),
+        )
+        return [(r["kind"], r["occurred_at"], r["follow_up"]) for r in rows]
+
+    async def chased() -> list[tuple[str, datetime]]:
+        return [(kind, at) for kind, at, number in await entries() if number == 1]
+
+    # A day before the due date, at it, and after the grace period, the lead.
+    await desk.env.sleep(timedelta(days=2, hours=1))
+    assert [kind for kind, _ in await chased()] == ["reminded"]
+    await desk.env.sleep(timedelta(days=1))
+    reminders = await chased()
+    assert [kind for kind, _ in reminders] == ["reminded", "reminded"]
+    assert abs(reminders[1][1] - due) < timedelta(seconds=1)
+    await desk.env.sleep(timedelta(days=1))
+    escalations = [at for kind, at in await chased() if kind == "escalated"]
+    assert len(escalations) == 1
+    assert abs(escalations[0] - (due + POLICY.review.grace)) < timedelta(seconds=1)
+    sent = await desk.pool.fetch(
+        "SELECT kind, channel_or_recipient FROM outbox WHERE ticket_id = $1 ORDER BY id",
+        review_id(name),
+    )
+    assert [(r["kind"], r["channel_or_recipient"]) for r in sent] == [
+        ("review_reminder", "queue://agents/ops-9"),
+        ("review_reminder", "queue://agents/ops-9"),
+        ("review_escalation", "queue://cs-lead"),
+    ]
+    # The words are in PostgreSQL, with their authors.
+    problem = await desk.pool.fetchrow(
+        "SELECT actor_id, text FROM review_entries WHERE review_id = $1 AND kind = 'problem'",
+        review_id(name),
+    )
+    assert problem is not None and (problem["actor_id"], problem["text"]) == (
+        "lead-1",
+        "客户等了两天",
+    )
+    view = await reviews.act(
+        name, CloseFollowUp(actor=LEAD, number=1, outcome="done", note="已上线夜班分派")
+    )
+    assert view.state.follow_ups[0].status == "done"
+
+
+async def test_the_schedule_kickoff_started_twice_is_one_review(
+    review_desk: tuple[Desk, ReviewClient],
+) -> None:
+    desk, reviews = review_desk
+    ids = [
+        await desk.client.execute_workflow(
+            WeeklyReviewKickoffWorkflow.run,
+            ReviewKickoff(policy=POLICY),
+            id=f"kickoff-{n}",
+            task_queue=desk.task_queue,
+        )
+        for n in range(2)
+    ]
+    name = week_before(await desk.env.get_current_time(), review_zone(POLICY))
+    assert ids == [review_id(name)] * 2
+    assert await reviews.start(name) is False
+    # The review ran once: one sample taken, one "started" line in its record.
+    view = await reviews.view(name)
+    for _ in range(100):
+        started = await desk.pool.fetchval(
+            "SELECT count(*) FROM review_entries WHERE review_id = $1 AND kind = 'started'",
+            review_id(name),
+        )
+        if started:
+            break
+        await desk.env.sleep(timedelta(milliseconds=50))
+    assert started == 1 and view.state.runs == 1
