@@ -157,6 +157,7 @@ class Rule(StrEnum):
     READ_EVENTS = "read_events"
     LIST = "list"
     METRICS = "metrics"
+    REVIEW = "review"
 
 
 ALLOWED: dict[Rule, frozenset[RoleKind]] = {
@@ -171,6 +172,8 @@ ALLOWED: dict[Rule, frozenset[RoleKind]] = {
     Rule.READ_EVENTS: frozenset({RoleKind.AGENT, RoleKind.OPERATOR, RoleKind.DEPARTMENT}),
     Rule.LIST: frozenset({RoleKind.AGENT, RoleKind.OPERATOR, RoleKind.DEPARTMENT}),
     Rule.METRICS: frozenset({RoleKind.MANAGER, RoleKind.OPERATOR}),
+    # The weekly review's leads.
+    Rule.REVIEW: frozenset({RoleKind.MANAGER, RoleKind.OPERATOR}),
 }
 
 

@@ -49,6 +49,7 @@ from api.errors import (
 from api.middleware import RequestContext
 from api.prometheus import exposition
 from api.read_model import Sort, TicketFilter, list_tickets
+from api.reviews import review_pages, reviews
 from api.schemas import (
     ACTION_REQUESTS,
     Accepted,
@@ -632,7 +633,7 @@ def create_app(svc: Services) -> FastAPI:
     )
     app.state.services = svc
     install_error_handlers(app)
-    for router in (intake, actions, inbound, reads, metrics, pages, health):
+    for router in (intake, actions, inbound, reads, metrics, reviews, pages, review_pages, health):
         app.include_router(router)
     app.add_middleware(RequestContext, keys=svc.keys)
     return app

@@ -17,8 +17,9 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from activities.database import Pool
 from activities.event_store import EventStore
 from activities.messages import MessageTemplates
+from activities.review_store import ReviewStore
 from api.access import Caller, KeyRing, Rule, allows
-from api.client import TicketClient
+from api.client import ReviewClient, TicketClient
 from api.errors import ApiError, not_found
 from api.middleware import API_KEY_HEADER
 from api.schemas import TICKET_ID
@@ -43,6 +44,8 @@ class Services:
     templates: MessageTemplates
     policy: ServicePolicy  # the tickets': which channels are live, the time zone
     time_zone: str  # the policy's, for messages whose customer gave none
+    reviews: ReviewClient
+    review_store: ReviewStore
 
     async def call(self, awaitable: Awaitable[T]) -> T:
         """Temporal (or PostgreSQL) within the configured time, else a 503 for the caller."""
@@ -69,6 +72,7 @@ _WHAT = {
     Rule.READ_EVENTS: "read ticket events",
     Rule.LIST: "list tickets",
     Rule.METRICS: "read service-health indicators",
+    Rule.REVIEW: "lead weekly reviews",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -31,7 +31,8 @@ from workflows.contracts import (
 )
 from workflows.events import EventPayload
 from workflows.policy import check_time_zone
-from workflows.primitives import Actor, ContextSnapshot, Identifier, NonEmpty
+from workflows.primitives import Actor, ContextSnapshot, Contract, Identifier, NonEmpty
+from workflows.review_contracts import REVIEW_ACTIONS, ReviewAction
 from workflows.vocabulary import Channel, CustomerReplyKind, TicketStatus, Tier
 
 # The workflow id `ticket_id_for` derives from an idempotency key.
@@ -154,9 +155,10 @@ class ActionRequest(Body):
 
 
 _NOT_IN_BODY = {"actor", "type", "action_id"}
+C = TypeVar("C", bound=Contract)
 
 
-def action_request(action: type[Action]) -> type[ActionRequest]:
+def action_request(action: type[Contract]) -> type[ActionRequest]:
     """The body of an action's route: the contract's fields, less what the API fills in
     (the key says who acts, the route which action). The contract's own validators run
     when the body becomes the action (`to_action`)."""
@@ -171,13 +173,17 @@ def action_request(action: type[Action]) -> type[ActionRequest]:
     return model
 
 
-def to_action(action: type[Action], body: ActionRequest, actor: Actor, action_id: str) -> Action:
+def to_action(action: type[C], body: ActionRequest, actor: Actor, action_id: str) -> C:
     fields = body.model_dump(exclude={"actor_id", "action_id"})
     return action.model_validate({**fields, "actor": actor, "action_id": action_id})
 
 
 ACTION_REQUESTS: dict[type[Action], type[ActionRequest]] = {
     action: action_request(action) for action in ACTIONS
+}
+# The review leads' actions (workflows.review_contracts.REVIEW_ACTIONS), the same way.
+REVIEW_REQUESTS: dict[type[ReviewAction], type[ActionRequest]] = {
+    action: action_request(action) for action in REVIEW_ACTIONS
 }
 
 

@@ -20,9 +20,10 @@ from temporalio.client import Client
 from activities.database import Pool, create_pool
 from activities.event_store import EventStore
 from activities.messages import MessageTemplates
+from activities.review_store import ReviewStore
 from api.access import KeyRing, configured_keys
 from api.app import create_app
-from api.client import TicketClient
+from api.client import ReviewClient, TicketClient
 from api.deps import Services
 from api.settings import ApiConfig
 from api.signatures import SeenSignatures
@@ -51,6 +52,8 @@ async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Servi
         templates=MessageTemplates.load(config.templates_file, config.policy.default_locale),
         policy=config.policy,
         time_zone=config.policy.time_zone,
+        reviews=ReviewClient(client, task_queue=config.task_queue, policy=config.policy),
+        review_store=ReviewStore(pool, config.policy),
     )
 
 

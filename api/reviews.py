@@ -1,0 +1,144 @@
+"""The weekly review over HTTP, for review leads (the `manager` role, and operators):
+start a week's review, read its report (JSON, Markdown, a page), and one route per lead
+action of `workflows.review_contracts.REVIEW_ACTIONS`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from api.access import Caller, Rule
+from api.client import new_action_id
+from api.deps import Svc, require
+from api.errors import COMMON_RESPONSES, ApiError
+from api.review_report import ReviewReport, build_report, markdown
+from api.schemas import REVIEW_REQUESTS, ActionRequest, to_action
+from workflows.review_contracts import (
+    REVIEW_ACTIONS,
+    ReviewAction,
+    ReviewView,
+    check_week,
+    review_action_name,
+    review_id,
+)
+from workflows.review_rules import review_zone, week_before
+
+reviews = APIRouter(tags=["weekly review"], responses=COMMON_RESPONSES)
+review_pages = APIRouter()
+ACTION_ID_HEADER = "Action-Id"
+
+WeekPath = Annotated[
+    str, Path(pattern=r"^\d{4}-W\d{2}$", examples=["2026-W48"], description="ISO week")
+]
+Lead = Annotated[Caller, Depends(require(Rule.REVIEW))]
+
+
+def _week(value: str) -> str:
+    try:
+        return check_week(value)
+    except ValueError as error:
+        raise ApiError(422, "invalid_week", str(error)) from None
+
+
+class StartReview(BaseModel):
+    week: str | None = Field(
+        default=None,
+        pattern=r"^\d{4}-W\d{2}$",
+        description="ISO week to review; default the week before this one (policy's zone).",
+    )
+
+
+class ReviewStarted(BaseModel):
+    review_id: str
+    week: str
+    created: bool
+
+
+class ReviewListed(BaseModel):
+    week: str
+    complete: bool
+
+
+@reviews.post("/v1/reviews", status_code=201)
+async def start_review(
+    body: StartReview, svc: Svc, _lead: Lead, response: Response
+) -> ReviewStarted:
+    """Start a week's review (the Schedule does it every Monday). Started again, it is the
+    same review: 200 with `created: false`."""
+    week = _week(body.week or week_before(datetime.now(UTC), review_zone(svc.policy)))
+    created = await svc.call(svc.reviews.start(week))
+    if not created:
+        response.status_code = 200
+    return ReviewStarted(review_id=review_id(week), week=week, created=created)
+
+
+@reviews.get("/v1/reviews")
+async def list_reviews(svc: Svc, _lead: Lead) -> list[ReviewListed]:
+    """The reviews recorded, newest week first."""
+    weeks = await svc.call(svc.review_store.weeks())
+    return [ReviewListed(week=week, complete=complete) for week, complete in weeks]
+
+
+async def _report(svc: Svc, week: str) -> ReviewReport:
+    state = await svc.call(svc.review_store.review(_week(week)))
+    if state is None:
+        raise ApiError(404, "not_found", f"no review of {week} yet; POST /v1/reviews starts it")
+    return await svc.call(build_report(svc.pool, svc.policy, state))
+
+
+@reviews.get("/v1/reviews/{week}")
+async def show_review(week: WeekPath, svc: Svc, _lead: Lead) -> ReviewReport:
+    """The week's report: indicators against the week before, the sample and why, the
+    5-Why chains, the follow-ups and where each stands, root-cause tag counts."""
+    return await _report(svc, week)
+
+
+@reviews.get(
+    "/v1/reviews/{week}/report.md",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}}}},
+)
+async def review_markdown(week: WeekPath, svc: Svc, _lead: Lead) -> PlainTextResponse:
+    """The same report as Markdown, for a wiki or a mail."""
+    return PlainTextResponse(
+        markdown(await _report(svc, week)), media_type="text/markdown; charset=utf-8"
+    )
+
+
+def _review_route(action: type[ReviewAction]) -> Callable[..., Awaitable[ReviewView]]:
+    async def act(
+        week: WeekPath, body: ActionRequest, response: Response, svc: Svc, caller: Lead
+    ) -> ReviewView:
+        action_id = body.action_id or new_action_id()
+        sent = to_action(action, body, caller.actor(body.actor_id), action_id)
+        response.headers[ACTION_ID_HEADER] = action_id
+        return await svc.call(svc.reviews.act(_week(week), sent))
+
+    act.__annotations__["body"] = REVIEW_REQUESTS[action]
+    return act
+
+
+for _action in REVIEW_ACTIONS:
+    reviews.add_api_route(
+        f"/v1/reviews/{{week}}/{_action.route}",
+        _review_route(_action),
+        methods=["POST"],
+        name=f"review_{review_action_name(_action)}",
+        summary=_action.__doc__.split("\n\n")[0].replace("\n", " ") if _action.__doc__ else None,
+        description=f"The `{review_action_name(_action)}` update of the week's review.",
+    )
+
+_PAGES = resources.files("api").joinpath("pages")
+
+
+@review_pages.get("/reviews/{week}", include_in_schema=False)
+async def review_page(week: WeekPath) -> HTMLResponse:
+    """The report for people: the page asks for a manager's key and reads
+    `GET /v1/reviews/{week}` with it."""
+    return HTMLResponse(_PAGES.joinpath("review.html").read_text("utf-8"))
