@@ -6,6 +6,7 @@ Jinja2 template, `api/templates/review.md.j2`) and as a page (`api/pages/review.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel
 
 from activities.database import Pool
-from activities.indicators import ServiceHealth, Share, service_health
+from activities.indicators import Group, ServiceHealth, Share, service_health
 from workflows.policy import ServicePolicy
 from workflows.review_contracts import Analysis, FollowUp, ReviewState, SampledTicket
 from workflows.review_rules import review_zone, waiting_for
@@ -51,52 +52,51 @@ def _seconds(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f} s"
 
 
+def _nps(group: Group | None) -> str:
+    if group is None or group.nps_score is None:
+        return "–"
+    return f"{group.nps_score:+.0f} ({group.nps} ratings)"
+
+
+# Each row: a name, and how to read it off a period's group of all tickets.
+_ROWS: list[tuple[str, Callable[[Group], str]]] = [
+    ("tickets opened", lambda g: str(g.opened)),
+    ("first response, live (median)", lambda g: _seconds(g.first_response.live.median_seconds)),
+    ("first response within target, live", lambda g: _percent(g.first_response.live_within_target)),
+    (
+        "first response within target, async",
+        lambda g: _percent(g.first_response.async_within_target),
+    ),
+    ("resolved", lambda g: _percent(g.resolved)),
+    ("first-contact resolution", lambda g: _percent(g.first_contact_resolution)),
+    ("reopened", lambda g: _percent(g.reopened)),
+    ("transferred", lambda g: _percent(g.transferred)),
+    ("CSAT satisfied", lambda g: _percent(g.csat_satisfied)),
+    ("NPS", _nps),
+]
+
+
 def indicator_rows(now: ServiceHealth, before: ServiceHealth) -> list[IndicatorRow]:
-    """The indicators SPEC §5 names, this week and the week before, side by side."""
-    rows: list[IndicatorRow] = []
-    if now.groups and before.groups:
-        a, b = now.groups[0], before.groups[0]
-        pairs = [
-            ("tickets opened", str(a.opened), str(b.opened)),
-            (
-                "first response, live (median)",
-                _seconds(a.first_response.live.median_seconds),
-                _seconds(b.first_response.live.median_seconds),
-            ),
-            (
-                "first response within target, live",
-                _percent(a.first_response.live_within_target),
-                _percent(b.first_response.live_within_target),
-            ),
-            (
-                "first response within target, async",
-                _percent(a.first_response.async_within_target),
-                _percent(b.first_response.async_within_target),
-            ),
-            ("resolved", _percent(a.resolved), _percent(b.resolved)),
-            (
-                "first-contact resolution",
-                _percent(a.first_contact_resolution),
-                _percent(b.first_contact_resolution),
-            ),
-            ("reopened", _percent(a.reopened), _percent(b.reopened)),
-            ("transferred", _percent(a.transferred), _percent(b.transferred)),
-            ("CSAT satisfied", _percent(a.csat_satisfied), _percent(b.csat_satisfied)),
-            (
-                "NPS",
-                "–" if a.nps_score is None else f"{a.nps_score:+.0f} ({a.nps} ratings)",
-                "–" if b.nps_score is None else f"{b.nps_score:+.0f} ({b.nps} ratings)",
-            ),
-        ]
-        rows += [IndicatorRow(name=n, this_week=x, previous_week=y) for n, x, y in pairs]
+    """The indicators SPEC §5 names, this week and the week before, side by side (a week
+    without tickets shows "–")."""
+    a = now.groups[0] if now.groups else None
+    b = before.groups[0] if before.groups else None
+    rows = [
+        IndicatorRow(
+            name=name,
+            this_week="–" if a is None else read(a),
+            previous_week="–" if b is None else read(b),
+        )
+        for name, read in _ROWS
+    ]
     earlier = {s.priority: s.met for s in before.sla}
-    for attained in now.sla:
-        previous = earlier.get(attained.priority)
+    later = {s.priority: s.met for s in now.sla}
+    for priority in sorted(set(earlier) | set(later)):
         rows.append(
             IndicatorRow(
-                name=f"SLA met, {attained.priority}",
-                this_week=_percent(attained.met),
-                previous_week="–" if previous is None else _percent(previous),
+                name=f"SLA met, {priority}",
+                this_week=_percent(later[priority]) if priority in later else "–",
+                previous_week=_percent(earlier[priority]) if priority in earlier else "–",
             )
         )
     return rows

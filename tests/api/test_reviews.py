@@ -1,0 +1,148 @@
+"""The weekly review through the API, the Markdown report, and the page in headless
+Chromium, on the dev server and PostgreSQL (a week of its own in the past)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from playwright.async_api import Browser
+
+from activities.event_store import EventStore
+from activities.outbox import Outbox
+from tests.activities.factories import batch, event
+from tests.api.conftest import Stack, eventually
+from tests.conftest import watch
+from workflows.events import EventType
+from workflows.review_rules import review_zone, week_period
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+async def seeded_week(stack: Stack) -> tuple[str, list[str]]:
+    """A week long past that no other test writes in: two breached tickets, one reopened."""
+    week = f"{random.randint(2001, 2019)}-W{random.randint(10, 50):02d}"
+    start, _ = week_period(week, review_zone(stack.settings.policy))
+    store = EventStore(stack.pool, Outbox(stack.pool, stack.settings.policy))
+    tickets = []
+    for n, kind in enumerate((EventType.SLA_BREACHED, EventType.SLA_BREACHED, EventType.REOPENED)):
+        ticket_id = f"T-review-{n}-{uuid.uuid4().hex[:8]}"
+        at = start + timedelta(days=2, hours=n)
+        data = {"count": 1} if kind is EventType.REOPENED else {}
+        await store.append_events(
+            batch(
+                [
+                    event(ticket_id, 1, EventType.TICKET_OPENED, at=at),
+                    event(ticket_id, 2, kind, data, at=at + timedelta(hours=1)),
+                ]
+            )
+        )
+        tickets.append(ticket_id)
+    return week, tickets
+
+
+async def test_a_lead_runs_a_review_over_http_and_reads_its_report(
+    stack: Stack, served: str, browser: Browser, tmp_path: Path
+) -> None:
+    week, tickets = await seeded_week(stack)
+    lead = stack.auth("manager")
+    started = await stack.http.post("/v1/reviews", json={"week": week}, headers=lead)
+    assert started.status_code == 201, started.text
+    assert started.json() == {"review_id": f"review-{week}", "week": week, "created": True}
+    again = await stack.http.post("/v1/reviews", json={"week": week}, headers=lead)
+    assert (again.status_code, again.json()["created"]) == (200, False)
+    assert (
+        await stack.http.post("/v1/reviews", json={}, headers=stack.auth("agent"))
+    ).status_code == 403
+    bad = await stack.http.post("/v1/reviews", json={"week": "2026-48"}, headers=lead)
+    assert bad.status_code == 422
+
+    report = await eventually(
+        lambda: stack.http.get(f"/v1/reviews/{week}", headers=lead),
+        lambda r: r.status_code == 200 and len(r.json()["sample"]) == 3,
+    )
+    assert report.status_code == 200, report.text
+    sample = {t["ticket_id"]: t["reasons"] for t in report.json()["sample"]}
+    assert sample == {
+        tickets[0]: ["sla_breached"],
+        tickets[1]: ["sla_breached"],
+        tickets[2]: ["reopened"],
+    }
+
+    ticket = tickets[0]
+
+    async def act(route: str, body: Mapping[str, object]) -> httpx.Response:
+        return await stack.http.post(f"/v1/reviews/{week}/{route}", json=body, headers=lead)
+
+    assert (
+        await act("problems", {"ticket_id": ticket, "text": "客户等了两天 | 没人回"})
+    ).status_code == 200
+    conclusion = {
+        "ticket_id": ticket,
+        "root_cause": "流程缺陷-工单分派",
+        "follow_ups": [
+            {
+                "kind": "training",
+                "description": "夜班分派培训",
+                "owner": "ops-9",
+                "due": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+            }
+        ],
+    }
+    early = await act("conclusions", conclusion)
+    assert early.status_code == 409
+    assert "at least 3 whys" in early.json()["detail"]
+    for why in ("没人跟进", "工单没分派", "排班表没有夜班"):
+        assert (await act("whys", {"ticket_id": ticket, "text": why})).status_code == 200
+    concluded = await act("conclusions", conclusion)
+    assert concluded.status_code == 200, concluded.text
+    outsider = await act("problems", {"ticket_id": "T-not-sampled", "text": "x"})
+    assert outsider.status_code == 409 and "not in the review's sample" in outsider.json()["detail"]
+
+    text = await eventually(
+        lambda: stack.http.get(f"/v1/reviews/{week}/report.md", headers=lead),
+        lambda r: "流程缺陷-工单分派" in r.text,
+    )
+    assert text.headers["content-type"].startswith("text/markdown")
+    markdown = text.text
+    assert f"# Weekly review {week}" in markdown
+    assert "- **Why 3:** 排班表没有夜班" in markdown
+    assert "| 1 | training | 夜班分派培训 | ops-9 |" in markdown
+    assert "客户等了两天 \\| 没人回" not in markdown  # a problem is a list line, not a cell
+    assert "## Indicators against the week before" in markdown
+    assert "| tickets opened | 3 | – |" in markdown
+
+    page = await browser.new_page(locale="zh-CN", viewport={"width": 1200, "height": 1000})
+    seen = watch(page, served)
+    await page.goto(f"{served}/reviews/{week}")
+    await page.fill("#key", stack.keys["manager"])
+    await page.click("button")
+    await page.wait_for_selector("body[data-loaded='3']")
+    assert "SLA 超时 breached" in await page.inner_text("#sample")
+    analyses = await page.inner_text("#analyses")
+    assert "排班表没有夜班" in analyses and "流程缺陷-工单分派" in analyses
+    assert "夜班分派培训" in await page.inner_text("#follow-ups")
+    indicators = await page.inner_text("#indicators")
+    assert "tickets opened\t3\t–" in indicators
+    shot = tmp_path / "review.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    if os.environ.get("TICKETFLOW_DOCS_SCREENSHOTS"):
+        shutil.copy(shot, DOCS / "review-page.png")
+    await page.click("#markdown")
+    await page.wait_for_selector("#markdown-text")
+    assert "# Weekly review" in await page.inner_text("#markdown-text")
+    assert seen.problems == [] and seen.outside == []
+    await page.close()
+
+    closed = await act("follow-up-closures", {"number": 1, "outcome": "done", "note": "培训完成"})
+    assert closed.status_code == 200
+    assert closed.json()["state"]["follow_ups"][0]["status"] == "done"
+    listed = (await stack.http.get("/v1/reviews", headers=lead)).json()
+    assert {"week": week, "complete": False} in listed  # two tickets still to analyse
