@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from api.schemas import ACTION_REQUESTS, CustomerReplyRequest
-from workflows.contracts import ACTIONS, Action, action_name
+from api.schemas import ACTION_REQUESTS, REVIEW_REQUESTS, CustomerReplyRequest
+from workflows.contracts import ACTIONS, Action
+from workflows.review_contracts import REVIEW_ACTIONS, ReviewAction
 from workflows.vocabulary import Category, Channel, Priority, TicketStatus, Tier
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ TIMEOUT_S = 30.0
 
 # `ticketflow ticket act ID <command>`: one per action, from the table of actions.
 COMMANDS: dict[str, type[Action]] = {action.command: action for action in ACTIONS}
+# `ticketflow review <command> WEEK`: one per review lead action, from the review table.
+REVIEW_COMMANDS: dict[str, type[ReviewAction]] = {a.command: a for a in REVIEW_ACTIONS}
 # A 503 means Temporal did not answer in time; the action carries its id, so sending it
 # again applies it once. A few tries cover a worker restart.
 RETRIES_ON_503 = 3
@@ -142,8 +145,75 @@ def add_keys_commands(commands: Any, handler: Callable[[argparse.Namespace], Non
     create.set_defaults(handler=handler)
 
 
-def _summary(action: type[Action]) -> str:
-    first = (action.__doc__ or action_name(action)).split("\n\n")[0]
+def add_review_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
+    """`ticketflow review start|list|show|<lead action>` (the manager role)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument("--url", default=None, help=f"API base URL (default ${API_URL_ENV})")
+    common.add_argument("--api-key", default=None, help=f"API key (default ${API_KEY_ENV})")
+    review = commands.add_parser("review", help="weekly reviews: sample, 5-Why, follow-ups")
+    verbs = review.add_subparsers(dest="verb", required=True, metavar="VERB")
+    start = verbs.add_parser("start", parents=[common], help="start a week's review (once)")
+    start.add_argument("--week", default=None, help="ISO week, e.g. 2026-W48 (default: last)")
+    verbs.add_parser("list", parents=[common], help="the reviews recorded")
+    show = verbs.add_parser("show", parents=[common], help="a week's report")
+    show.add_argument("week")
+    show.add_argument("--markdown", action="store_true", help="the report as Markdown")
+    for command, action in REVIEW_COMMANDS.items():
+        parser = verbs.add_parser(command, parents=[common], help=_summary(action))
+        parser.add_argument("week")
+        _add_model_options(parser, REVIEW_REQUESTS[action])
+    review.set_defaults(handler=handler)
+
+
+def run_review(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
+    """Run one review command; returns what to print."""
+    api = Api.from_args(args, default_url)
+    match args.verb:
+        case "start":
+            body = {"week": args.week} if args.week else {}
+            result = api.call("POST", "/v1/reviews", body=body, retries=RETRIES_ON_503)
+            return _dump(result) if args.json else _table(list(result.items()))
+        case "list":
+            listed = api.call("GET", "/v1/reviews")
+            if args.json:
+                return _dump(listed)
+            return _table([(r["week"], "complete" if r["complete"] else "open") for r in listed])
+        case "show" if args.markdown:
+            text: str = api.call("GET", f"/v1/reviews/{args.week}/report.md", as_text=True)
+            return text
+        case "show":
+            result = api.call("GET", f"/v1/reviews/{args.week}")
+            return _dump(result) if args.json else _review_table(result)
+    action = REVIEW_COMMANDS[args.verb]
+    payload = _body(args, REVIEW_REQUESTS[action])
+    payload.setdefault("action_id", f"cli-{uuid.uuid4().hex}")
+    path = f"/v1/reviews/{args.week}/{action.route}"
+    result = api.call("POST", path, body=payload, retries=RETRIES_ON_503)
+    return (
+        _dump(result)
+        if args.json
+        else _table([("review", result["review_id"]), ("waiting for", result["waiting_for"])])
+    )
+
+
+def _review_table(report: dict[str, Any]) -> str:
+    rows: list[tuple[str, Any]] = [
+        ("week", report["week"]),
+        ("complete", report["complete"]),
+        ("waiting for", report["waiting_for"]),
+        ("sampled", f"{len(report['sample'])} of {report['candidates']}"),
+    ]
+    rows += [(t["ticket_id"], ", ".join(t["reasons"])) for t in report["sample"]]
+    rows += [
+        (f"follow-up #{f['number']}", f"{f['status']} · {f['owner']} · due {f['due']}")
+        for f in report["follow_ups"]
+    ]
+    return _table(rows)
+
+
+def _summary(action: type[Action] | type[ReviewAction]) -> str:
+    first = (action.__doc__ or action.__name__).split("\n\n")[0]
     return " ".join(first.split())
 
 
@@ -202,6 +272,7 @@ class Api:
         params: Sequence[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
         retries: int = 0,
+        as_text: bool = False,
     ) -> Any:
         """One call; a 503 is tried again `retries` times after its Retry-After (only for
         requests that are safe to resend: they carry their action id or reply id)."""
@@ -230,7 +301,7 @@ class Api:
             break
         if response.status_code >= 400:
             raise ConsoleError(_describe_failure(response))
-        return response.json()
+        return response.text if as_text else response.json()
 
 
 def _describe_failure(response: httpx.Response) -> str:
@@ -322,7 +393,14 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
 
 def _body(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
     fields = {name: getattr(args, name, None) for name in model.model_fields}
-    return {name: value for name, value in fields.items() if value is not None}
+    return {name: _objects(value) for name, value in fields.items() if value is not None}
+
+
+def _objects(value: Any) -> Any:
+    """List items written as JSON objects (`--follow-ups '{"kind": ...}'`) are objects."""
+    if isinstance(value, list):
+        return [json.loads(v) if isinstance(v, str) and v.startswith("{") else v for v in value]
+    return value
 
 
 def _list_params(args: argparse.Namespace) -> list[tuple[str, str]]:

@@ -126,6 +126,12 @@ def _cmd_ticket(args: argparse.Namespace) -> None:
     print(run_ticket(args, _api_url))
 
 
+def _cmd_review(args: argparse.Namespace) -> None:
+    from api.console import run_review
+
+    print(run_review(args, _api_url))
+
+
 def _cmd_keys(args: argparse.Namespace) -> None:
     from api.console import create_key
 
@@ -157,9 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--namespace", default=None, help="default: from the Temporal config")
     register.set_defaults(handler=_cmd_register)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=_cmd_api)
-    from api.console import add_keys_commands, add_ticket_commands
+    from api.console import add_keys_commands, add_review_commands, add_ticket_commands
 
     add_ticket_commands(commands, _cmd_ticket)
+    add_review_commands(commands, _cmd_review)
     add_keys_commands(commands, _cmd_keys)
     return parser
 

@@ -3,6 +3,8 @@ Chromium, on the dev server and PostgreSQL (a week of its own in the past)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import random
 import shutil
@@ -12,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.async_api import Browser
 
 from activities.event_store import EventStore
@@ -19,6 +22,7 @@ from activities.outbox import Outbox
 from tests.activities.factories import batch, event
 from tests.api.conftest import Stack, eventually
 from tests.conftest import watch
+from workers.cli import main
 from workflows.events import EventType
 from workflows.review_rules import review_zone, week_period
 
@@ -146,3 +150,44 @@ async def test_a_lead_runs_a_review_over_http_and_reads_its_report(
     assert closed.json()["state"]["follow_ups"][0]["status"] == "done"
     listed = (await stack.http.get("/v1/reviews", headers=lead)).json()
     assert {"week": week, "complete": False} in listed  # two tickets still to analyse
+
+
+async def test_a_lead_runs_a_review_from_the_command_line(
+    stack: Stack, served: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    week, tickets = await seeded_week(stack)
+    monkeypatch.setenv("TICKETFLOW_API_URL", served)
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["manager"])
+
+    async def cli(*argv: str) -> str:
+        assert await asyncio.to_thread(main, list(argv)) == 0
+        return capsys.readouterr().out
+
+    assert "created    yes" in await cli("review", "start", "--week", week)
+    for _ in range(100):  # the review takes its sample a moment after it starts
+        if await asyncio.to_thread(main, ["review", "show", week]) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert tickets[2] in capsys.readouterr().out
+    ticket = tickets[1]
+    await cli("review", "problem", week, "--ticket-id", ticket, "--text", "SLA 超时")
+    for why in ("没人值班", "排班缺口", "招聘滞后"):
+        await cli("review", "why", week, "--ticket-id", ticket, "--text", why)
+    due = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+    follow_up = json.dumps(
+        {"kind": "process_change", "description": "补充排班", "owner": "ops-1", "due": due}
+    )
+    out = await cli(
+        "review", "conclude", week, "--ticket-id", ticket, "--root-cause", "流程缺陷-排班",
+        "--follow-ups", follow_up,
+    )  # fmt: skip
+    assert "follow-up" in out
+    markdown = await cli("review", "show", week, "--markdown")
+    assert "- **Why 3:** 招聘滞后" in markdown and "补充排班" in markdown
+    await cli("review", "close-follow-up", week, "--number", "1", "--outcome", "deferred",
+              "--note", "等预算")  # fmt: skip
+    assert week in await cli("review", "list")
+    # An agent's key is not a lead's: one line, and a failure.
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["agent"])
+    assert await asyncio.to_thread(main, ["review", "list"]) != 0
+    assert "403" in capsys.readouterr().err
