@@ -8,16 +8,19 @@ commands it describes.
 
 from __future__ import annotations
 
-from api.schemas import ACTION_REQUESTS
+from pydantic import BaseModel
+
+from api.schemas import ACTION_REQUESTS, REVIEW_REQUESTS, ActionRequest
 from workflows.contracts import ACTIONS, Action, action_name
+from workflows.review_contracts import REVIEW_ACTIONS, review_action_name
 
 
 def _who(action: type[Action]) -> str:
     return "agent, operator, department (its own)" if action.for_departments else "agent, operator"
 
 
-def _fields(action: type[Action]) -> str:
-    body = ACTION_REQUESTS[action].model_fields
+def _fields(request: type[ActionRequest]) -> str:
+    body = request.model_fields
     return ", ".join(
         f"`{name}`" if field.is_required() else f"`{name}`?"
         for name, field in body.items()
@@ -25,7 +28,7 @@ def _fields(action: type[Action]) -> str:
     )
 
 
-def _summary(action: type[Action]) -> str:
+def _summary(action: type[BaseModel]) -> str:
     return " ".join((action.__doc__ or "").split())
 
 
@@ -49,7 +52,24 @@ def actions_markdown() -> str:
         lines.append(
             f"| `{action_name(action)}` | `POST /v1/tickets/{{id}}/{action.route}` "
             f"| `ticketflow ticket act ID {action.command}` | {_who(action)} "
-            f"| {_fields(action)} | {_summary(action)} |"
+            f"| {_fields(ACTION_REQUESTS[action])} | {_summary(action)} |"
+        )
+    lines += [
+        "",
+        "## The weekly review's actions",
+        "",
+        "Updates of the week's `WeeklyReviewWorkflow` (`workflows/review_contracts.py`), for "
+        "review leads (manager and operator keys). `WEEK` is an ISO week such as `2026-W48`.",
+        "",
+        "| update | HTTP | CLI | body | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for review_action in REVIEW_ACTIONS:
+        lines.append(
+            f"| `{review_action_name(review_action)}` "
+            f"| `POST /v1/reviews/{{week}}/{review_action.route}` "
+            f"| `ticketflow review {review_action.command} WEEK` "
+            f"| {_fields(REVIEW_REQUESTS[review_action])} | {_summary(review_action)} |"
         )
     return "\n".join(lines) + "\n"
 
