@@ -29,6 +29,7 @@ from activities.database import Pool, create_pool, encode_json
 from activities.event_store import STORE_BATCH, EventStore, batch_params
 from activities.indicators import GroupBy, service_health
 from activities.outbox import Outbox
+from activities.review_store import ReviewStore
 from api.read_model import Sort, TicketFilter, list_tickets
 from bench.throughput import percentile
 from workflows.contracts import EventBatch
@@ -440,6 +441,17 @@ async def query_times(url: str, loaded: Loaded, repeats: int) -> list[QueryTime]
 
             label = "all" if group_by is None else f"by {group_by.value}"
             times.append(await _time(f"indicators: last 30 days, {label}", health, repeats))
+
+        # The weekly review's candidates (issue 11): the last 7 days, every stratum.
+        async def review_candidates() -> list[Any]:
+            found = await ReviewStore(pool, ServicePolicy()).candidates(
+                end - timedelta(days=7), end, ServicePolicy()
+            )
+            return list(found.by_reason.values())
+
+        times.append(
+            await _time("weekly review: candidates of the last 7 days", review_candidates, repeats)
+        )
         for label, ticket_id in (
             (f"one ticket's events ({loaded.largest_events}, largest)", loaded.largest_ticket),
             ("one ticket's events (standard lifecycle)", loaded.typical_ticket),
