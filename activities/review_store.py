@@ -40,11 +40,13 @@ _LOW_SATISFACTION = """
       AND ((type = 'csat_recorded' AND (data->>'score')::int <= $3)
         OR (type = 'nps_recorded' AND (data->>'score')::int <= $4))
 """
-# The root cause each ticket was last resolved with, in the period.
+# The root cause each ticket was last resolved or closed with (a long-term plan closes
+# with one too), in the period.
 _ROOT_CAUSES = """
     SELECT DISTINCT ON (ticket_id) ticket_id, data->>'root_cause' AS root_cause
     FROM ticket_events
-    WHERE type = 'resolved' AND occurred_at >= $1 AND occurred_at < $2
+    WHERE type IN ('resolved', 'closed') AND occurred_at >= $1 AND occurred_at < $2
+      AND data->>'root_cause' IS NOT NULL
     ORDER BY ticket_id, seq DESC
 """
 # Tickets opened per category, this week and the week before.

@@ -197,7 +197,8 @@ class ReviewClient:
                 id=review_id(week),
                 task_queue=self._task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # A failed or terminated review may run again; a completed one may not.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 static_summary=f"weekly review of {week}",
             )
         except WorkflowAlreadyStartedError:
@@ -215,6 +216,8 @@ class ReviewClient:
                 name, sent, id=f"{name}:{sent.action_id}", result_type=ReviewView
             )
         except WorkflowUpdateFailedError as err:
+            if isinstance(err.cause, ApplicationError) and err.cause.type == "ReviewNotReady":
+                raise ActionUnconfirmed(str(sent.action_id)) from err
             if isinstance(err.cause, ApplicationError):
                 raise ActionRejected(err.cause.message) from err
             raise

@@ -6,6 +6,7 @@ Jinja2 template, `api/templates/review.md.j2`) and as a page (`api/pages/review.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -40,6 +41,7 @@ class ReviewReport(BaseModel):
     follow_ups: list[FollowUp]
     root_cause_counts: dict[str, int]
     surged_categories: list[str]
+    delivery_failures: list[str]
     this_week: ServiceHealth
     previous_week: ServiceHealth
 
@@ -121,6 +123,7 @@ async def build_report(pool: Pool, policy: ServicePolicy, state: ReviewState) ->
         follow_ups=state.follow_ups,
         root_cause_counts=state.root_cause_counts,
         surged_categories=state.surged_categories,
+        delivery_failures=state.delivery_failures,
         this_week=now,
         previous_week=before,
     )
@@ -134,12 +137,23 @@ _ENV = Environment(
 )
 
 
+_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
+
+
+def _markdown_text(text: object) -> str:
+    """People's words as plain Markdown text: one line, Markdown's punctuation escaped,
+    and no raw HTML (a wiki that renders HTML gets entities, not markup)."""
+    line = " ".join(str(text).split())
+    line = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", line)
+
+
 def markdown(report: ReviewReport) -> str:
     zone = ZoneInfo(report.time_zone)
     env = _ENV.overlay()
     env.filters["when"] = lambda at: at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
     env.filters["day"] = lambda at: at.astimezone(zone).strftime("%a %Y-%m-%d")
-    env.filters["cell"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    env.filters["md"] = _markdown_text
     template = env.get_template("review.md.j2")
     # period_end is the next Monday 00:00: the last day reviewed is the Sunday before it.
     shown = report.model_copy(update={"period_end": report.period_end - timedelta(seconds=1)})

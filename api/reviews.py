@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.access import Caller, Rule
-from api.client import new_action_id
+from api.client import ActionUnconfirmed, new_action_id
 from api.deps import Svc, require
-from api.errors import COMMON_RESPONSES, ApiError
+from api.errors import COMMON_RESPONSES, ApiError, translate
 from api.review_report import ReviewReport, build_report, markdown
 from api.schemas import REVIEW_REQUESTS, ActionRequest, to_action
 from workflows.review_contracts import (
@@ -27,7 +27,7 @@ from workflows.review_contracts import (
     review_action_name,
     review_id,
 )
-from workflows.review_rules import review_zone, week_before
+from workflows.review_rules import review_zone, week_before, week_period
 
 reviews = APIRouter(tags=["weekly review"], responses=COMMON_RESPONSES)
 review_pages = APIRouter()
@@ -71,7 +71,12 @@ async def start_review(
 ) -> ReviewStarted:
     """Start a week's review (the Schedule does it every Monday). Started again, it is the
     same review: 200 with `created: false`."""
-    week = _week(body.week or week_before(datetime.now(UTC), review_zone(svc.policy)))
+    now = datetime.now(UTC)
+    zone = review_zone(svc.policy)
+    week = _week(body.week or week_before(now, zone))
+    if week_period(week, zone)[1] > now:
+        # A week not over yet would be sampled half, and its Monday review refused.
+        raise ApiError(422, "week_not_over", f"{week} is not over yet; review it once it is")
     created = await svc.call(svc.reviews.start(week))
     if not created:
         response.status_code = 200
@@ -88,7 +93,12 @@ async def list_reviews(svc: Svc, _lead: Lead) -> list[ReviewListed]:
 async def _report(svc: Svc, week: str) -> ReviewReport:
     state = await svc.call(svc.review_store.review(_week(week)))
     if state is None:
-        raise ApiError(404, "not_found", f"no review of {week} yet; POST /v1/reviews starts it")
+        raise ApiError(
+            404,
+            "review_not_found",
+            f"no report of {week} yet: POST /v1/reviews starts the review, which then "
+            "takes its sample (a moment)",
+        )
     return await svc.call(build_report(svc.pool, svc.policy, state))
 
 
@@ -111,6 +121,24 @@ async def review_markdown(week: WeekPath, svc: Svc, _lead: Lead) -> PlainTextRes
     )
 
 
+def _review_error(error: Exception, week: str, action_id: str) -> Exception:
+    """Temporal's answers in a review's words (the generic ones speak of tickets)."""
+    if isinstance(error, ActionUnconfirmed):
+        return ApiError(
+            503,
+            "review_busy",
+            f"the review of {week} did not take the action yet (it may be taking its "
+            f"sample); send it again with action_id {action_id}",
+            {"Retry-After": "2", ACTION_ID_HEADER: action_id},
+        )
+    mapped = translate(error)
+    if mapped is not None and mapped.code == "ticket_not_found":
+        return ApiError(404, "review_not_found", f"no review of {week}; POST /v1/reviews starts it")
+    if mapped is not None and mapped.code == "ticket_closed":
+        return ApiError(409, "review_complete", f"the review of {week} is complete")
+    return error
+
+
 def _review_route(action: type[ReviewAction]) -> Callable[..., Awaitable[ReviewView]]:
     async def act(
         week: WeekPath, body: ActionRequest, response: Response, svc: Svc, caller: Lead
@@ -118,7 +146,10 @@ def _review_route(action: type[ReviewAction]) -> Callable[..., Awaitable[ReviewV
         action_id = body.action_id or new_action_id()
         sent = to_action(action, body, caller.actor(body.actor_id), action_id)
         response.headers[ACTION_ID_HEADER] = action_id
-        return await svc.call(svc.reviews.act(_week(week), sent))
+        try:
+            return await svc.call(svc.reviews.act(_week(week), sent))
+        except Exception as error:
+            raise _review_error(error, week, action_id) from error
 
     act.__annotations__["body"] = REVIEW_REQUESTS[action]
     return act

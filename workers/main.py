@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -23,6 +24,8 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Interceptor, Worker
@@ -137,8 +140,22 @@ async def ensure_review_schedule(client: Client, task_queue: str, policy: Servic
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    with contextlib.suppress(ScheduleAlreadyRunningError):
-        await client.create_schedule(review_schedule_id(task_queue), schedule)
+    await _create_or_update(client, review_schedule_id(task_queue), schedule)
+
+
+async def _create_or_update(client: Client, schedule_id: str, schedule: Schedule) -> None:
+    """A Schedule as this worker's policy says: created, or brought up to date (its day,
+    time, zone and the policy its runs start with), keeping its state (paused or not)."""
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def latest(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(
+                schedule=dataclasses.replace(schedule, state=current.description.schedule.state)
+            )
+
+        await client.get_schedule_handle(schedule_id).update(latest)
 
 
 async def start_relay(client: Client, task_queue: str) -> None:

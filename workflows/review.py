@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -70,6 +70,8 @@ _STORE = RetryPolicy(
 )
 _STORE_TIMEOUT = timedelta(seconds=30)
 _ACTION_IDS_KEPT = 500
+_FAILURES_KEPT = 50
+_SCHEDULED_AT = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
 
 @workflow.defn
@@ -79,7 +81,10 @@ class WeeklyReviewKickoffWorkflow:
     @workflow.run
     async def run(self, start: ReviewKickoff) -> str:
         zone = rules.review_zone(start.policy)
-        week = rules.week_before(workflow.now(), zone)
+        # The time the Schedule meant, not when a worker got to it: a kickoff delayed past
+        # the next Monday still reviews its own week.
+        scheduled = workflow.info().typed_search_attributes.get(_SCHEDULED_AT)
+        week = rules.week_before(scheduled or workflow.now(), zone)
         period_start, period_end = rules.week_period(week, zone)
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
@@ -91,7 +96,9 @@ class WeeklyReviewKickoffWorkflow:
                     policy=start.policy,
                 ),
                 id=review_id(week),
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # A review that failed or was terminated can be run again; one that
+                # completed, or is running, cannot.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 static_summary=f"weekly review of {week}",
             )
@@ -210,6 +217,8 @@ class WeeklyReviewWorkflow:
             if chase is None or chase[0] > now:
                 continue
             _, how = chase
+            if how == "reminder" and now >= follow_up.due:
+                how = "due"  # late (a worker was down): the early reminder is moot
             if how == "escalation":
                 follow_up.stage = 3
                 follow_up.escalated_at = now
@@ -332,7 +341,13 @@ class WeeklyReviewWorkflow:
 
     @workflow.signal
     def delivery_failed(self, failure: DeliveryFailure) -> None:
-        """A reminder the relay gave up on: kept in the record for the leads to see."""
+        """A reminder the relay gave up on: kept in the record and shown in the report."""
+        failures = self._state.delivery_failures
+        said = f"{failure.kind} to {failure.destination}: {failure.error}"
+        if failure.dedupe_key in {f.split(" ", 1)[0] for f in failures}:
+            return  # delivered again by the relay: already recorded
+        failures.append(f"{failure.dedupe_key} {said}")
+        del failures[:-_FAILURES_KEPT]
         self._entry(
             ReviewEntryKind.DELIVERY_FAILED,
             SYSTEM,

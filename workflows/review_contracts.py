@@ -9,7 +9,7 @@ from it, as the ticket's actions do from `workflows.contracts.ACTIONS`.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
@@ -25,6 +25,11 @@ _WEEK = re.compile(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")
 def check_week(value: str) -> str:
     if not _WEEK.match(value):
         raise ValueError(f"week {value!r}: expected an ISO week such as 2026-W48")
+    year, number = value.split("-W")
+    try:
+        date.fromisocalendar(int(year), int(number), 1)
+    except ValueError:
+        raise ValueError(f"week {value!r}: {year} has no week {number}") from None
     return value
 
 
@@ -170,6 +175,8 @@ class ReviewState(Contract):
     runs: int = 1
     next_seq: int = 1
     seen_actions: list[str] = Field(default_factory=list)
+    # Reminders or escalations the relay gave up on: shown in the report.
+    delivery_failures: list[str] = Field(default_factory=list)
 
 
 class ReviewInput(Contract):
@@ -237,6 +244,14 @@ class NewFollowUp(Contract):
     description: NonEmpty
     owner: Identifier
     due: datetime
+
+    @field_validator("due")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # Kept and shown in UTC (the report renders it in the review's zone).
+        if value.tzinfo is None:
+            raise ValueError("a due date needs its UTC offset, e.g. 2026-12-04T18:00:00+08:00")
+        return value.astimezone(UTC)
 
 
 class Conclude(ReviewAction):

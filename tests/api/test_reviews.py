@@ -64,8 +64,13 @@ async def test_a_lead_runs_a_review_over_http_and_reads_its_report(
     assert (
         await stack.http.post("/v1/reviews", json={}, headers=stack.auth("agent"))
     ).status_code == 403
-    bad = await stack.http.post("/v1/reviews", json={"week": "2026-48"}, headers=lead)
-    assert bad.status_code == 422
+    for week_given in ("2026-48", "2025-W53", "2999-W10"):  # malformed, no such week, not over
+        bad = await stack.http.post("/v1/reviews", json={"week": week_given}, headers=lead)
+        assert bad.status_code == 422, (week_given, bad.text)
+    unknown = await stack.http.post(
+        "/v1/reviews/2003-W03/whys", json={"ticket_id": "T-1", "text": "x"}, headers=lead
+    )
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "review_not_found")
 
     report = await eventually(
         lambda: stack.http.get(f"/v1/reviews/{week}", headers=lead),
@@ -87,6 +92,8 @@ async def test_a_lead_runs_a_review_over_http_and_reads_its_report(
     assert (
         await act("problems", {"ticket_id": ticket, "text": "客户等了两天 | 没人回"})
     ).status_code == 200
+    injected = {"ticket_id": tickets[2], "text": "<b>看这里</b>\n\n# 标题"}
+    assert (await act("problems", injected)).status_code == 200
     conclusion = {
         "ticket_id": ticket,
         "root_cause": "流程缺陷-工单分派",
@@ -118,7 +125,9 @@ async def test_a_lead_runs_a_review_over_http_and_reads_its_report(
     assert f"# Weekly review {week}" in markdown
     assert "- **Why 3:** 排班表没有夜班" in markdown
     assert "| 1 | training | 夜班分派培训 | ops-9 |" in markdown
-    assert "客户等了两天 \\| 没人回" not in markdown  # a problem is a list line, not a cell
+    # People's words stay text: one line each, Markdown and HTML escaped.
+    assert "客户等了两天 \\| 没人回" in markdown
+    assert "&lt;b&gt;看这里&lt;/b&gt; \\# 标题" in markdown and "\n# 标题" not in markdown
     assert "## Indicators against the week before" in markdown
     assert "| tickets opened | 3 | – |" in markdown
 

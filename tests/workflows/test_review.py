@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from api.client import ActionRejected, ReviewClient
 from tests.activities.factories import batch, event
 from tests.conftest import schema_of_its_own
 from tests.workflows.conftest import Desk, _desks
+from workers.main import ensure_review_schedule, review_schedule_id
 from workflows.events import EventType
 from workflows.policy import ReviewPolicy, ServicePolicy
 from workflows.primitives import Actor
@@ -297,3 +298,27 @@ async def test_the_schedule_kickoff_started_twice_is_one_review(
             break
         await desk.env.sleep(timedelta(milliseconds=50))
     assert started == 1 and view.state.runs == 1
+
+
+async def test_the_review_schedule_follows_the_policy_of_the_latest_worker_start(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    client = dev_env.client
+    task_queue = f"review-{uuid.uuid4()}"
+    await ensure_review_schedule(client, task_queue, POLICY)
+    later = POLICY.model_copy(
+        update={"review": ReviewPolicy(weekday="fri", at=time(16, 30), time_zone="Europe/Berlin")}
+    )
+    await ensure_review_schedule(client, task_queue, later)
+    handle = client.get_schedule_handle(review_schedule_id(task_queue))
+    try:
+        described = await handle.describe()
+        [calendar] = described.schedule.spec.calendars
+        assert described.schedule.spec.time_zone_name == "Europe/Berlin"
+        assert [r.start for r in calendar.day_of_week] == [5]
+        assert ([r.start for r in calendar.hour], [r.start for r in calendar.minute]) == (
+            [16],
+            [30],
+        )
+    finally:
+        await handle.delete()
