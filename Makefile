@@ -1,6 +1,7 @@
 # One entry point for newcomers and CI. Every target installs what it needs first.
 #   make dev     the whole stack: Temporal (UI http://localhost:8233), PostgreSQL, worker
 #   make test    ruff, mypy and pytest, as CI runs them (.ci/run)
+#   make eval    the classifier's accuracy on held-out English and Chinese text
 #   make worker  a worker against an existing cluster (TEMPORAL_ADDRESS, DATABASE_URL, ...)
 
 VENV    := .venv
@@ -9,7 +10,7 @@ PYTHON  := $(BIN)/python
 # Reinstall only when the dependency list changed, not on every run.
 STAMP   := $(VENV)/.installed
 
-.PHONY: install browser bytecode dev test lint format worker demo bench clean
+.PHONY: install browser bytecode dev test lint format worker demo bench eval clean
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -53,6 +54,11 @@ worker: bytecode
 
 demo: bytecode
 	$(PYTHON) -m workers.demo
+
+# The learned classifier on held-out data: per-field accuracy against today's rules, and
+# the category confusion matrix (activities/classifier.py).
+eval: $(STAMP)
+	$(PYTHON) -m activities.classifier eval
 
 bench: $(STAMP)
 	$(PYTHON) -m bench
