@@ -41,6 +41,8 @@ class RoleKind(StrEnum):
     MANAGER = "manager"
     DEPARTMENT = "department"
     PARTNER = "partner"
+    # Edits the knowledge base (FAQ entries and reply scripts).
+    KNOWLEDGE = "knowledge"
 
 
 # Keys held by the service desk's own staff consoles: they may name the person acting.
@@ -54,6 +56,7 @@ _ACTOR_ROLE = {
     RoleKind.MANAGER: ActorRole.SUPERVISOR,
     RoleKind.DEPARTMENT: ActorRole.DEPARTMENT,
     RoleKind.PARTNER: ActorRole.PARTNER,
+    RoleKind.KNOWLEDGE: ActorRole.SUPERVISOR,
 }
 
 
@@ -158,6 +161,8 @@ class Rule(StrEnum):
     LIST = "list"
     METRICS = "metrics"
     REVIEW = "review"
+    KNOWLEDGE_READ = "knowledge_read"
+    KNOWLEDGE_EDIT = "knowledge_edit"
 
 
 ALLOWED: dict[Rule, frozenset[RoleKind]] = {
@@ -174,6 +179,10 @@ ALLOWED: dict[Rule, frozenset[RoleKind]] = {
     Rule.METRICS: frozenset({RoleKind.MANAGER, RoleKind.OPERATOR}),
     # The weekly review's leads.
     Rule.REVIEW: frozenset({RoleKind.MANAGER, RoleKind.OPERATOR}),
+    Rule.KNOWLEDGE_READ: frozenset(
+        {RoleKind.AGENT, RoleKind.OPERATOR, RoleKind.MANAGER, RoleKind.KNOWLEDGE}
+    ),
+    Rule.KNOWLEDGE_EDIT: frozenset({RoleKind.KNOWLEDGE}),
 }
 
 

@@ -46,6 +46,7 @@ from api.errors import (
     not_found,
     translate,
 )
+from api.knowledge import knowledge, with_script
 from api.middleware import RequestContext
 from api.prometheus import exposition
 from api.read_model import Sort, TicketFilter, list_tickets
@@ -74,6 +75,7 @@ from workflows.contracts import (
     CustomerReply,
     Intake,
     PartnerCallback,
+    Respond,
     TicketView,
     action_name,
 )
@@ -200,6 +202,8 @@ def _action_route(action: type[Action]) -> Callable[..., Awaitable[TicketView]]:
             raise ApiError(403, "forbidden", f"role {caller.role} may act only for {caller.scope}")
         action_id = body.action_id or new_action_id()
         sent = to_action(action, body, caller.actor(body.actor_id), action_id)
+        if isinstance(sent, Respond):
+            sent = await with_script(svc, known(ticket_id), sent)
         response.headers[ACTION_ID_HEADER] = action_id
         try:
             return await svc.call(svc.tickets.act(known(ticket_id), sent))
@@ -633,7 +637,8 @@ def create_app(svc: Services) -> FastAPI:
     )
     app.state.services = svc
     install_error_handlers(app)
-    for router in (intake, actions, inbound, reads, metrics, reviews, pages, review_pages, health):
+    routers = (intake, actions, inbound, reads, knowledge, metrics, reviews, pages, review_pages)
+    for router in (*routers, health):
         app.include_router(router)
     app.add_middleware(RequestContext, keys=svc.keys)
     return app

@@ -16,8 +16,10 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from activities.database import Pool
 from activities.event_store import EventStore
+from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates
 from activities.review_store import ReviewStore
+from activities.suggestions import Suggester
 from api.access import Caller, KeyRing, Rule, allows
 from api.client import ReviewClient, TicketClient
 from api.errors import ApiError, not_found
@@ -46,6 +48,8 @@ class Services:
     time_zone: str  # the policy's, for messages whose customer gave none
     reviews: ReviewClient
     review_store: ReviewStore
+    knowledge: KnowledgeStore
+    suggester: Suggester
 
     async def call(self, awaitable: Awaitable[T]) -> T:
         """Temporal (or PostgreSQL) within the configured time, else a 503 for the caller."""
@@ -73,6 +77,8 @@ _WHAT = {
     Rule.LIST: "list tickets",
     Rule.METRICS: "read service-health indicators",
     Rule.REVIEW: "lead weekly reviews",
+    Rule.KNOWLEDGE_READ: "read the knowledge base",
+    Rule.KNOWLEDGE_EDIT: "edit the knowledge base",
 }
 
 

@@ -24,6 +24,7 @@ DEV_ROLES = (
     "agent",
     "operator",
     "manager",
+    "knowledge",
     f"department:{DEV_DEPARTMENT}",
     f"partner:{DEV_PARTNER}",
 )

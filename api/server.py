@@ -19,8 +19,10 @@ from temporalio.client import Client
 
 from activities.database import Pool, create_pool
 from activities.event_store import EventStore
+from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates
 from activities.review_store import ReviewStore
+from activities.suggestions import Suggester
 from api.access import KeyRing, configured_keys
 from api.app import create_app
 from api.client import ReviewClient, TicketClient
@@ -38,6 +40,7 @@ async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Servi
     if not keys:
         log.warning("no API keys configured: every /v1 request will be refused (401)")
     signatures = SeenSignatures(pool, api.signature_tolerance)
+    knowledge = KnowledgeStore(pool)
     await signatures.create_schema()
     return Services(
         tickets=TicketClient(client, task_queue=config.task_queue, policy=config.policy),
@@ -54,6 +57,8 @@ async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Servi
         time_zone=config.policy.time_zone,
         reviews=ReviewClient(client, task_queue=config.task_queue, policy=config.policy),
         review_store=ReviewStore(pool, config.policy),
+        knowledge=knowledge,
+        suggester=Suggester(knowledge),
     )
 
 

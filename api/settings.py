@@ -24,7 +24,7 @@ class ConfigurationError(Exception):
 
 # `backend`, `agent`, `operator`, `department:<name>` or `partner:<name>`.
 API_ROLE = re.compile(
-    r"^(backend|agent|operator|manager|(department|partner):[a-z0-9][a-z0-9_.-]{0,63})$"
+    r"^(backend|agent|operator|manager|knowledge|(department|partner):[a-z0-9][a-z0-9_.-]{0,63})$"
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -60,7 +60,7 @@ class ApiKeyEntry(BaseModel):
     def _known_role(cls, value: str) -> str:
         if not API_ROLE.match(value):
             raise ValueError(
-                f"unknown role {value!r}; use backend, agent, operator, manager, "
+                f"unknown role {value!r}; use backend, agent, operator, manager, knowledge, "
                 "department:<name> or partner:<name>"
             )
         return value

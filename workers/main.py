@@ -33,6 +33,7 @@ from temporalio.worker import Interceptor, Worker
 from activities import all_activities
 from activities.database import Pool, create_pool, migrate
 from activities.delivery import OutboxRelay
+from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates, TemplateError
 from workers.settings import ConfigurationError, Settings
 from workflows.policy import ServicePolicy, Weekday
@@ -184,6 +185,7 @@ async def run_worker(
     relay: OutboxRelay | None = None
     try:
         applied = await migrate(pool)
+        await KnowledgeStore(pool).seed_if_empty()
         relay = OutboxRelay(pool, settings.policy, templates, settings.delivery, client)
         worker = build_worker(client, settings.task_queue, pool, settings.policy, relay=relay)
         log.info(

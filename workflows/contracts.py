@@ -96,9 +96,19 @@ class Respond(Action):
     route = "responses"
     command = "respond"
     type: Literal["respond"] = "respond"
-    message: NonEmpty
+    # The words sent. With `script_id` and no message, the API renders the script in the
+    # customer's locale with the ticket's data.
+    message: NonEmpty | None = None
     # The reply asks the customer something: the SLA clock pauses until they answer.
     awaiting_customer: bool = False
+    # The knowledge base's reply script it came from, recorded on the event.
+    script_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _words(self) -> Respond:
+        if self.message is None and self.script_id is None:
+            raise ValueError("a reply needs a message, or a script_id to render one from")
+        return self
 
 
 class Classify(Action):

@@ -194,6 +194,8 @@ class AgentReplied(EventData):
     audience = Audience.CUSTOMER
     said_in = "message"
     message: str
+    # The knowledge base's reply script the words were rendered from, if any.
+    script_id: str | None = None
 
 
 class Assigned(EventData):

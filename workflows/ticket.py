@@ -781,7 +781,10 @@ class TicketWorkflow:
         state = self._state
         now = workflow.now()
         if self._typed_record:
-            seq = self._record(ev.AgentReplied(message=action.message), action.actor)
+            seq = self._record(
+                ev.AgentReplied(message=action.message or "", script_id=action.script_id),
+                action.actor,
+            )
         else:
             seq = None  # runs from before: the reply has no event of its own
         self._message(MessageKind.AGENT_REPLY, seq, MessageParams(text=action.message))

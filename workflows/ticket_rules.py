@@ -43,7 +43,11 @@ def rejection(
 # Fields added to actions after fingerprints were first kept, with their defaults: left
 # out while at the default, so an action remembered by an older run (carried across
 # continue-as-new) still matches its resend.
-_ADDED_LATER: dict[str, object] = {"awaiting_customer": False, "next_checkpoint": None}
+_ADDED_LATER: dict[str, object] = {
+    "awaiting_customer": False,
+    "next_checkpoint": None,
+    "script_id": None,
+}
 
 
 def fingerprint(action: Action) -> str:
@@ -215,6 +219,8 @@ def _reject_review_decision(
 def _reject_respond(
     state: TicketState, policy: ServicePolicy, action: Any, now: datetime
 ) -> str | None:
+    if action.message is None:
+        return "a script reply is rendered by the API (POST …/responses with script_id)"
     if action.awaiting_customer and state.resolved_at is not None:
         return "the ticket is resolved: it already waits for the customer's confirmation"
     return None

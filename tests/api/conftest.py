@@ -40,6 +40,7 @@ ROLES = (
     "agent",
     "operator",
     "manager",
+    "knowledge",
     "department:tech",
     "department:finance",
     "partner:sf-express",
