@@ -8,15 +8,22 @@ activity classes load only when a worker calls `all_activities()`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# Where a worker keeps its learned classifier (activities.classifier) unless told.
+DEFAULT_MODELS = Path(".data/models")
 
 if TYPE_CHECKING:
     from activities.database import Pool
     from workflows.policy import ServicePolicy
 
 
-def all_activities(pool: Pool, policy: ServicePolicy) -> list[Callable[..., Any]]:
+def all_activities(
+    pool: Pool, policy: ServicePolicy, models: Path | None = None
+) -> list[Callable[..., Any]]:
     """Every activity bound to its dependencies, ready for `Worker(activities=...)`."""
+    from activities.classifier import LearnedClassifier
     from activities.event_store import EventStore
     from activities.indicators import SurgeCounter
     from activities.outbox import Outbox
@@ -39,4 +46,5 @@ def all_activities(pool: Pool, policy: ServicePolicy) -> list[Callable[..., Any]
         SurgeCounter(pool).count_openings,
         reviews.sample_week,
         reviews.record_review,
+        LearnedClassifier(models or DEFAULT_MODELS).classify_text,
     ]

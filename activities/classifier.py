@@ -22,10 +22,12 @@ fallback when the model is not confident, and as the explanation.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import hashlib
 import json
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,11 +43,16 @@ from scipy.sparse import csr_matrix, hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
+from temporalio import activity
 
 from activities.database import Pool
+from workflows import activity_names as names
+from workflows.contracts import ModelClassification, TextToClassify
 from workflows.vocabulary import Category, Priority, Topic
 
 FIELDS = ("category", "topic", "priority")
+# Bumped when the Classifier's shape changes: a saved model of another format is not loaded.
+FORMAT = 1
 _DATA = resources.files("activities").joinpath("data")
 
 
@@ -209,7 +216,7 @@ class Classifier:
             model.fit(matrix[rows], labels, sample_weight=weights)
             models[field] = model
         digest = hashlib.sha256("\n".join(sorted(texts)).encode()).hexdigest()[:8]
-        version = f"clf-{datetime.now(UTC):%Y%m%d}-{digest}"
+        version = f"clf-v{FORMAT}-{datetime.now(UTC):%Y%m%d%H%M}-{digest}"
         return cls(version, features, models, dict(Counter(e.source for e in examples)))
 
     def predict(self, texts: list[str]) -> list[Prediction]:
@@ -252,8 +259,38 @@ def _matrix(features: FeatureUnion, texts: list[str]) -> csr_matrix:
 
 
 def latest(directory: Path) -> Path | None:
-    found = sorted(directory.glob("clf-*.joblib"))
+    found = sorted(directory.glob(f"clf-v{FORMAT}-*.joblib"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+_LOADED: dict[Path, Classifier] = {}
+_LOADING = threading.Lock()
+
+
+def model_in(directory: Path) -> Classifier:
+    """The newest model written to `directory`, or one trained on the shipped examples
+    (and written there) when there is none: once per process."""
+    with _LOADING:
+        if directory not in _LOADED:
+            path = latest(directory)
+            if path is None:
+                path = Classifier.fit(builtin_examples()).save(directory)
+            _LOADED[directory] = Classifier.load(path)
+        return _LOADED[directory]
+
+
+class LearnedClassifier:
+    """The activity: the model of the worker's data directory, asked at intake."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+
+    @activity.defn(name=names.CLASSIFY_TEXT)
+    async def classify_text(self, text: TextToClassify) -> ModelClassification:
+        model = await asyncio.to_thread(model_in, self._directory)
+        words = f"{text.subject} {text.description}"
+        [found] = await asyncio.to_thread(model.predict, [words])
+        return ModelClassification.model_validate(found.model_dump())
 
 
 # ---------------------------------------------------------------- evaluation

@@ -26,8 +26,18 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_p
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities import DEFAULT_MODELS
+from activities.classifier import embed, model_in
 from activities.database import Pool, create_pool, migrate, with_search_path
 from workers.devspec import DevServerSpec, load_dev_spec
+
+
+@pytest.fixture(scope="session", autouse=True)
+def learned_classifier() -> None:
+    """The learned classifier every worker asks at intake, trained (or loaded) before the
+    first test: training inside a test would hold its first ticket for seconds."""
+    model_in(DEFAULT_MODELS)
+    embed(["warm up"])  # the sentence encoder's weights, and its first slow call
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import structlog
 from temporalio.client import (
@@ -58,10 +59,11 @@ def build_worker(
     policy: ServicePolicy,
     interceptors: Sequence[Interceptor] = (),
     relay: OutboxRelay | None = None,
+    models: Path | None = None,
 ) -> Worker:
     """The one definition of a ticket worker, shared by the process, the tests and bench.
     With a `relay`, it also runs the outbox relay's deliveries."""
-    activities = all_activities(pool, policy)
+    activities = all_activities(pool, policy, models)
     if relay is not None:
         activities.append(relay.deliver_due)
     return Worker(
@@ -187,7 +189,14 @@ async def run_worker(
         applied = await migrate(pool)
         await KnowledgeStore(pool).seed_if_empty()
         relay = OutboxRelay(pool, settings.policy, templates, settings.delivery, client)
-        worker = build_worker(client, settings.task_queue, pool, settings.policy, relay=relay)
+        worker = build_worker(
+            client,
+            settings.task_queue,
+            pool,
+            settings.policy,
+            relay=relay,
+            models=settings.data_dir / "models",
+        )
         log.info(
             "worker started",
             task_queue=settings.task_queue,

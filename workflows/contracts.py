@@ -67,6 +67,25 @@ class Classification(Contract):
     reason: str
 
 
+class TextToClassify(Contract):
+    """What the learned classifier reads at intake (activities.classifier)."""
+
+    subject: str
+    description: str
+    locale: str | None = None
+
+
+class ModelClassification(Contract):
+    """The learned classifier's answer: a value per field, how sure it is of each, and
+    the model that said so (recorded on the `classified` event it leads to)."""
+
+    category: Category
+    topic: Topic
+    priority: Priority
+    confidence: dict[str, float]
+    model_version: str
+
+
 # ---------------------------------------------------------------- actions
 # One class per action, and nothing else to write: its update on the ticket, its HTTP
 # route, its CLI command and its line in docs/actions.md all come from this class (its

@@ -158,6 +158,8 @@ class Classified(EventData):
     sla_due_at: Instant | None = None
     # A raised priority's promise counts from here (the reclassification, by default).
     sla_counts_from: Instant | None = None
+    # The learned classifier that made an automatic classification, if one did.
+    model_version: str | None = None
 
     def words(self) -> str | None:
         return None if self.automatic else self.reason

@@ -365,6 +365,9 @@ class ServicePolicy(BaseModel):
     # A priority raised after intake: its promise counts from the reclassification (the
     # moment, for E, the emergency group convenes) or from intake.
     raised_priority_counts_from: Literal["reclassification", "intake"] = "reclassification"
+    # The learned classifier (issue 12) overrides the keyword rules at intake, field by
+    # field, where it is at least this sure; 1.0 turns it off.
+    model_min_confidence: float = Field(default=0.8, ge=0, le=1)
     # Customer messages are written in the customer's locale (zh-CN -> zh-Hans, zh-TW ->
     # zh-Hant, en-* -> en); any other locale gets this one.
     default_locale: str = "zh-Hans"

@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         LastMessage,
         MessageKind,
         MessageParams,
+        ModelClassification,
         PartnerCallback,
         PartnerEngagement,
         PostProgress,
@@ -61,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         RecordReviewDecision,
         Resolve,
         Respond,
+        TextToClassify,
         TicketInput,
         TicketOutcome,
         TicketState,
@@ -109,6 +111,10 @@ _TYPED_RECORD = "every-reply-recorded"
 # promise counted from the reclassification, and reviews that follow a decision's
 # checkpoint and stop once the ticket is resolved.
 _CALENDAR = "sla-calendar"
+# Patch: the learned classifier runs as an activity after intake (issue 12) and may
+# reclassify the ticket where it is surer than the policy's threshold.
+_MODEL_CLASSIFICATION = "model-classification"
+_CLASSIFY_TIMEOUT = timedelta(seconds=30)
 # The deadlines that are promises to the customer (and their warnings): the ticket's
 # "next deadline" for operators. The routine ones (daily check, reviews, partner updates,
 # auto-close) stay out, so the search attribute changes only when a promise does, not at
@@ -151,6 +157,9 @@ class TicketWorkflow:
         if start.carried_state is None and await self._is_duplicate_intake(start):
             state.duplicate_of_earlier_run = True
             return self._outcome()
+        if start.carried_state is None and workflow.patched(_MODEL_CLASSIFICATION):
+            await self._carry_out_effects()  # intake first: its clock and its messages
+            await self._classify_with_model()
 
         while True:
             self._woken = False
@@ -390,6 +399,47 @@ class TicketWorkflow:
             )
         self._start_urgent_flows(classification, previous=None)
         return state
+
+    async def _classify_with_model(self) -> None:
+        """The learned classifier's reading of the intake, field by field where it is sure
+        enough; the rules' answer stays where it is not (and as the explanation)."""
+        state = self._state
+        intake = state.intake
+        rules_said = state.classification
+        try:
+            found: ModelClassification = await workflow.execute_activity(
+                activity.CLASSIFY_TEXT,
+                TextToClassify(
+                    subject=intake.subject, description=intake.description, locale=intake.locale
+                ),
+                result_type=ModelClassification,
+                start_to_close_timeout=_CLASSIFY_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="classify with the learned model",
+            )
+        except ActivityError as err:
+            # No model is no reason to hold a ticket: the rules' classification stands.
+            workflow.logger.warning("learned classifier unavailable: %s", err.cause)
+            return
+        if state.classification is not rules_said or state.resolved_at or state.closed_at:
+            return  # an agent classified or settled it meanwhile: people win
+        threshold = self._policy.model_min_confidence
+        sure = {f for f, value in found.confidence.items() if value >= threshold}
+        chosen = Classification(
+            category=found.category if "category" in sure else rules_said.category,
+            topic=found.topic if "topic" in sure else rules_said.topic,
+            priority=found.priority if "priority" in sure else rules_said.priority,
+            reason=", ".join(f"{field} {found.confidence[field]:.2f}" for field in sorted(sure)),
+        )
+        if (chosen.category, chosen.topic, chosen.priority) == (
+            rules_said.category,
+            rules_said.topic,
+            rules_said.priority,
+        ):
+            return
+        chosen.reason = f"model {found.model_version} ({chosen.reason}); rules: {rules_said.reason}"
+        self._reclassify(chosen, SYSTEM, automatic=True, model_version=found.model_version)
+        self._refresh_status(SYSTEM)
 
     def _start_urgent_flows(self, now_is: Classification, previous: Classification | None) -> None:
         """E convenes the emergency group at once; account security starts risk control."""
@@ -846,47 +896,66 @@ class TicketWorkflow:
         )
 
     def _on_classify(self, action: Classify) -> None:
-        state = self._state
-        previous = state.classification
-        previous_tag = state.tag
-        state.classification = Classification(
-            category=action.category,
-            topic=action.topic,
-            priority=action.priority,
-            reason=action.reason,
-        )
-        state.tag = self._tag(state.classification)
-        counts_from: datetime | None = None
-        if action.priority is not previous.priority and state.sla_met_at is None:
-            target = rules.sla_target(self._policy, action.priority)
-            state.sla_milestone = target.met_by
-            if self._calendar:
-                counts_from = self._rebase_sla(previous.priority, action.priority)
-            elif not state.sla_breached:
-                # The promise follows the new priority, counted from intake.
-                state.deadlines.sla = rules.sla_due(self._policy, action.priority, state.opened_at)
-        seq = self._record(
-            ev.Classified(
+        self._reclassify(
+            Classification(
                 category=action.category,
                 topic=action.topic,
                 priority=action.priority,
-                tag=state.tag,
-                previous_tag=previous_tag,
                 reason=action.reason,
-                automatic=False,
-                sla_due_at=state.deadlines.sla,
-                sla_counts_from=counts_from,
             ),
             action.actor,
         )
+
+    def _reclassify(
+        self,
+        now_is: Classification,
+        actor: Actor,
+        *,
+        automatic: bool = False,
+        model_version: str | None = None,
+    ) -> None:
+        """A new classification, by an agent or the learned model: the tag, the SLA of the
+        new priority, and the urgent flows a raise to E or account security starts."""
+        state = self._state
+        previous = state.classification
+        previous_tag = state.tag
+        state.classification = now_is
+        state.tag = self._tag(state.classification)
+        counts_from: datetime | None = None
+        if now_is.priority is not previous.priority and state.sla_met_at is None:
+            target = rules.sla_target(self._policy, now_is.priority)
+            state.sla_milestone = target.met_by
+            if self._calendar:
+                counts_from = self._rebase_sla(previous.priority, now_is.priority)
+            elif not state.sla_breached:
+                # The promise follows the new priority, counted from intake.
+                state.deadlines.sla = rules.sla_due(self._policy, now_is.priority, state.opened_at)
+        seq = self._record(
+            ev.Classified(
+                category=now_is.category,
+                topic=now_is.topic,
+                priority=now_is.priority,
+                tag=state.tag,
+                previous_tag=previous_tag,
+                reason=now_is.reason,
+                automatic=automatic,
+                sla_due_at=state.deadlines.sla,
+                sla_counts_from=counts_from,
+                model_version=model_version,
+            ),
+            actor,
+        )
         due = state.deadlines.sla
+        told = not automatic or not rules.is_live(self._policy, state.intake.channel)
         if (
-            counts_from is not None
-            and rules.is_raise(previous.priority, action.priority)
+            told
+            and counts_from is not None
+            and rules.is_raise(previous.priority, now_is.priority)
             and (due is None or due > workflow.now())
         ):
-            # The customer is told the new, shorter promise (one still to keep).
-            target = rules.sla_target(self._policy, action.priority)
+            # The customer is told the new, shorter promise (one still to keep) if they were
+            # told one (an async channel's acknowledgement, or an agent's reclassification).
+            target = rules.sla_target(self._policy, now_is.priority)
             self._message(
                 MessageKind.PROMISE_CHANGED,
                 seq,

@@ -189,7 +189,7 @@ async def test_history_stays_small(desk: Desk) -> None:
         for event in history.events
         if event.HasField("activity_task_scheduled_event_attributes")
     }
-    assert scheduled == {names.CLAIM_INTAKE, names.APPEND_EVENTS}
+    assert scheduled == {names.CLAIM_INTAKE, names.APPEND_EVENTS, names.CLASSIFY_TEXT}
 
     waiting = (await desk.open("App 闪退", "打开订单页就闪退", channel="email")).ticket_id
     await desk.tickets.act(waiting, Dispatch(actor=AGENT, departments=["tech"], note="crash"))
@@ -197,7 +197,9 @@ async def test_history_stays_small(desk: Desk) -> None:
     ten_days = await history_length(desk, waiting)
     reminded = [r for r in await desk.events(waiting) if r["type"] == "progress_reminded"]
     assert len(reminded) == 10
-    assert ten_days < 300  # a daily check and review cost about 20 events, not 37
+    # A daily check and review cost about 20 events, not 37; the rest is once per ticket
+    # (intake, the learned classifier, SLA warnings, breach and escalation ladder).
+    assert ten_days < 340
     print(f"\nhistory events: standard lifecycle {standard}, 10 days on a department {ten_days}")
 
 

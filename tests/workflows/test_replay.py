@@ -154,6 +154,9 @@ def test_histories_are_saved() -> None:
     befores = ("effects_one_by_one", "before_feedback_window", "before_every_reply_recorded")
     for before in (*befores, "before_sla_calendar"):
         assert {f"{name}.{before}" for name in scenarios} <= set(SAVED)
+    # And before the "model-classification" patch (no learned classifier at intake).
+    for name in (*scenarios, "sla_clock"):
+        assert f"{name}.before_model_classification" in SAVED
 
 
 @pytest.mark.parametrize("name", sorted(SAVED))

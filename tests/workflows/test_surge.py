@@ -94,7 +94,7 @@ async def test_forty_against_twenty_opens_one_investigation_and_three_against_tw
         assert again == []  # the same episode: still one each
         assert await investigations(client, task_queue) == sorted(first)
         topic = next(i for i in first if i.startswith("surge-topic-"))
-        handle = client.get_workflow_handle_for(SurgeInvestigationWorkflow.run, topic)
+        handle = client.get_workflow_handle(topic)
         description = await handle.describe()
         assert description.status is WorkflowExecutionStatus.RUNNING
         attributes = description.typed_search_attributes
