@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -138,11 +139,84 @@ def add_keys_commands(commands: Any, handler: Callable[[argparse.Namespace], Non
     create.add_argument(
         "--role",
         required=True,
-        help="backend, agent, operator, department:<name> or partner:<name>",
+        help="backend, agent, operator, manager, knowledge, department:<name> or partner:<name>",
     )
     create.add_argument("--name", default=None, help="who holds it (default: from the role)")
     create.add_argument("--json", action="store_true", help="print JSON instead of a table")
     create.set_defaults(handler=handler)
+
+
+def add_knowledge_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
+    """`ticketflow knowledge list|show|put|delete|import` and `... suggest TICKET`."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument("--url", default=None, help=f"API base URL (default ${API_URL_ENV})")
+    common.add_argument("--api-key", default=None, help=f"API key (default ${API_KEY_ENV})")
+    knowledge = commands.add_parser("knowledge", help="FAQ entries and reply scripts (HTTP API)")
+    verbs = knowledge.add_subparsers(dest="verb", required=True, metavar="VERB")
+    listing = verbs.add_parser("list", parents=[common], help="entries, optionally filtered")
+    listing.add_argument("--kind", choices=["faq", "script"])
+    listing.add_argument("--category", choices=[c.value for c in Category])
+    show = verbs.add_parser("show", parents=[common], help="one entry, every locale")
+    show.add_argument("entry_id")
+    put = verbs.add_parser("put", parents=[common], help="create or replace an entry")
+    put.add_argument("entry_id")
+    put.add_argument("--file", required=True, help="the entry as JSON (the shape `show` prints)")
+    delete = verbs.add_parser("delete", parents=[common], help="remove an entry")
+    delete.add_argument("entry_id")
+    load = verbs.add_parser("import", parents=[common], help="entries from a .json or .csv file")
+    load.add_argument("file")
+    suggest = verbs.add_parser("suggest", parents=[common], help="what fits a ticket, best first")
+    suggest.add_argument("ticket_id")
+    suggest.add_argument("-k", type=int, default=5)
+    knowledge.set_defaults(handler=handler)
+
+
+def run_knowledge(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
+    api = Api.from_args(args, default_url)
+    match args.verb:
+        case "list":
+            params = [(n, getattr(args, n)) for n in ("kind", "category") if getattr(args, n)]
+            found = api.call("GET", "/v1/knowledge", params=params)
+            return _dump(found) if args.json else _table(
+                [(e["entry_id"], f"{e['kind']} · {e['category']}/{e['topic']} · "
+                  f"{e['variants']['zh-Hans']['question']}") for e in found]
+            )  # fmt: skip
+        case "show":
+            return _dump(api.call("GET", f"/v1/knowledge/{args.entry_id}"))
+        case "put":
+            body = json.loads(Path(args.file).read_text("utf-8"))
+            body.pop("entry_id", None)
+            for field in ("version", "updated_at", "updated_by"):
+                body.pop(field, None)
+            saved = api.call("PUT", f"/v1/knowledge/{args.entry_id}", body=body)
+            return (
+                _dump(saved)
+                if args.json
+                else _table([("saved", f"{saved['entry_id']} v{saved['version']}")])
+            )
+        case "delete":
+            api.call("DELETE", f"/v1/knowledge/{args.entry_id}", as_text=True)
+            return _table([("deleted", args.entry_id)])
+        case "import":
+            path = Path(args.file)
+            kind = "text/csv" if path.suffix.lower() == ".csv" else "application/json"
+            done = api.call(
+                "POST",
+                "/v1/knowledge/import",
+                content=path.read_bytes(),
+                headers={"Content-Type": kind},
+            )
+            return _table([("imported", done["imported"])])
+        case "suggest":
+            found = api.call(
+                "GET", f"/v1/tickets/{args.ticket_id}/suggestions", params=[("k", str(args.k))]
+            )
+            return _dump(found) if args.json else _table(
+                [(s["entry_id"], f"{s['score']:.4f} · {s['title']} · {s['reason']}")
+                 for s in found["suggestions"]]
+            )  # fmt: skip
+    raise ConsoleError(f"unknown command {args.verb!r}")  # pragma: no cover - argparse
 
 
 def add_review_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
@@ -273,6 +347,7 @@ class Api:
         headers: dict[str, str] | None = None,
         retries: int = 0,
         as_text: bool = False,
+        content: bytes | None = None,
     ) -> Any:
         """One call; a 503 is tried again `retries` times after its Retry-After (only for
         requests that are safe to resend: they carry their action id or reply id)."""
@@ -286,6 +361,7 @@ class Api:
                     method,
                     self.url + path,
                     json=body,
+                    content=content,
                     params=list(params or []),
                     headers={"Authorization": f"Bearer {self.key}", **(headers or {})},
                     timeout=TIMEOUT_S,

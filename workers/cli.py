@@ -126,6 +126,35 @@ def _cmd_ticket(args: argparse.Namespace) -> None:
     print(run_ticket(args, _api_url))
 
 
+def _cmd_knowledge(args: argparse.Namespace) -> None:
+    from api.console import run_knowledge
+
+    print(run_knowledge(args, _api_url))
+
+
+def _cmd_classifier(args: argparse.Namespace) -> None:
+    """Train on the shipped examples and every agent's reclassification, and write the
+    model where the worker finds it (it loads the newest at its next start)."""
+    from activities.classifier import Classifier, agent_labels, builtin_examples
+    from activities.database import create_pool
+    from workers.settings import load_settings
+
+    settings = load_settings()
+
+    async def train() -> Path:
+        examples = builtin_examples()
+        if settings.database_url:
+            pool = await create_pool(settings.database_url)
+            try:
+                examples += await agent_labels(pool)
+            finally:
+                await pool.close()
+        model = await asyncio.to_thread(Classifier.fit, examples)
+        return model.save(settings.data_dir / "models")
+
+    print(asyncio.run(train()))
+
+
 def _cmd_review(args: argparse.Namespace) -> None:
     from api.console import run_review
 
@@ -163,10 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--namespace", default=None, help="default: from the Temporal config")
     register.set_defaults(handler=_cmd_register)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=_cmd_api)
-    from api.console import add_keys_commands, add_review_commands, add_ticket_commands
+    from api.console import (
+        add_keys_commands,
+        add_knowledge_commands,
+        add_review_commands,
+        add_ticket_commands,
+    )
 
     add_ticket_commands(commands, _cmd_ticket)
     add_review_commands(commands, _cmd_review)
+    add_knowledge_commands(commands, _cmd_knowledge)
+    classifier = commands.add_parser("classifier", help="the learned classifier")
+    classifier_verbs = classifier.add_subparsers(dest="verb", required=True, metavar="VERB")
+    classifier_verbs.add_parser(
+        "train", help="retrain on the shipped examples and the agents' corrections"
+    )
+    classifier.set_defaults(handler=_cmd_classifier)
     add_keys_commands(commands, _cmd_keys)
     return parser
 

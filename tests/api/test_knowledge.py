@@ -3,12 +3,18 @@ cross scripts and languages, and a script reply in the customer's language."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from activities.classifier import agent_labels
 from activities.knowledge import starter_entries
 from tests.api.conftest import Stack, eventually
+from workers.cli import main
 
 
 def entry(entry_id: str, **variants: dict[str, str]) -> dict[str, Any]:
@@ -152,3 +158,46 @@ async def test_an_agents_reclassification_becomes_a_training_label(stack: Stack)
         "A",
         "agent",
     )
+
+
+async def test_the_knowledge_commands_through_the_served_api(
+    stack: Stack,
+    served: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("TICKETFLOW_API_URL", served)
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["knowledge"])
+
+    async def cli(*argv: str) -> str:
+        assert await asyncio.to_thread(main, list(argv)) == 0
+        return capsys.readouterr().out
+
+    entry_id = f"faq-cli-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "entry.json"
+    path.write_text(
+        json.dumps(
+            entry(
+                entry_id, **{"zh-Hans": {"question": "发票怎么开", "answer": "在订单页申请发票。"}}
+            )
+        ),
+        encoding="utf-8",
+    )
+    assert f"{entry_id} v1" in await cli("knowledge", "put", entry_id, "--file", str(path))
+    assert "发票怎么开" in await cli("knowledge", "list", "--category", "account_security")
+    shown = json.loads(await cli("knowledge", "show", entry_id))
+    assert shown["variants"]["en"]["question"] == "发票怎么开"
+    starter = tmp_path / "starter.json"
+    starter.write_text(
+        json.dumps([e.model_dump(mode="json") for e in starter_entries()]), encoding="utf-8"
+    )
+    assert "15" in await cli("knowledge", "import", str(starter))
+    assert "deleted" in await cli("knowledge", "delete", entry_id)
+
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["agent"])
+    tid = (
+        await stack.open(channel="email", subject="收不到验证码", description="等了十分钟还是没有")
+    )["ticket_id"]
+    suggested = await cli("knowledge", "suggest", tid, "-k", "3")
+    assert "faq-verification-code" in suggested and "words:" in suggested
