@@ -157,7 +157,8 @@ class TicketWorkflow:
         if start.carried_state is None and await self._is_duplicate_intake(start):
             state.duplicate_of_earlier_run = True
             return self._outcome()
-        if start.carried_state is None and workflow.patched(_MODEL_CLASSIFICATION):
+        learned = self._policy.model_min_confidence < 1.0
+        if start.carried_state is None and learned and workflow.patched(_MODEL_CLASSIFICATION):
             await self._carry_out_effects()  # intake first: its clock and its messages
             await self._classify_with_model()
 
