@@ -14,6 +14,7 @@ Built in the API process (never in workflow code), and rebuilt when the base cha
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from activities.classifier import embed
 from activities.knowledge import LOCALES, Entry, KnowledgeStore, locale_of
 
 jieba.setLogLevel(60)  # its start-up chatter would land in the JSON log
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # one debug line per index build
 _WORD = re.compile(r"\w", re.UNICODE)
 # Reciprocal-rank fusion's constant (the usual 60): ranks, not raw scores, are fused.
 _RRF = 60
