@@ -26,6 +26,7 @@ import asyncio
 import csv
 import hashlib
 import json
+import os
 import sys
 import threading
 from collections import Counter
@@ -38,6 +39,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import sklearn
 from pydantic import BaseModel
 from scipy.sparse import csr_matrix, hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -53,6 +55,8 @@ from workflows.vocabulary import Category, Priority, Topic
 FIELDS = ("category", "topic", "priority")
 # Bumped when the Classifier's shape changes: a saved model of another format is not loaded.
 FORMAT = 1
+# A model pickled by one scikit-learn is loaded by the same one only.
+_SKLEARN = sklearn.__version__.replace(".", "_")
 _DATA = resources.files("activities").joinpath("data")
 
 
@@ -216,7 +220,7 @@ class Classifier:
             model.fit(matrix[rows], labels, sample_weight=weights)
             models[field] = model
         digest = hashlib.sha256("\n".join(sorted(texts)).encode()).hexdigest()[:8]
-        version = f"clf-v{FORMAT}-{datetime.now(UTC):%Y%m%d%H%M}-{digest}"
+        version = f"clf-v{FORMAT}-sk{_SKLEARN}-{datetime.now(UTC):%Y%m%d%H%M%S}-{digest}"
         return cls(version, features, models, dict(Counter(e.source for e in examples)))
 
     def predict(self, texts: list[str]) -> list[Prediction]:
@@ -245,7 +249,10 @@ class Classifier:
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{self.version}.joblib"
-        joblib.dump(self, path)
+        # Written aside and renamed: a worker never loads a half-written model.
+        partial = directory / f".{self.version}.{os.getpid()}.partial"
+        joblib.dump(self, partial)
+        partial.replace(path)
         return path
 
     @staticmethod
@@ -259,7 +266,9 @@ def _matrix(features: FeatureUnion, texts: list[str]) -> csr_matrix:
 
 
 def latest(directory: Path) -> Path | None:
-    found = sorted(directory.glob(f"clf-v{FORMAT}-*.joblib"), key=lambda p: p.stat().st_mtime)
+    found = sorted(
+        directory.glob(f"clf-v{FORMAT}-sk{_SKLEARN}-*.joblib"), key=lambda p: p.stat().st_mtime
+    )
     return found[-1] if found else None
 
 

@@ -18,7 +18,6 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
 
 import bm25s
 import jieba
@@ -190,7 +189,7 @@ class Suggester:
     def __init__(self, store: KnowledgeStore) -> None:
         self._store = store
         self._index: KnowledgeIndex | None = None
-        self._generation: tuple[int, datetime | None] | None = None
+        self._generation: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
 
     async def index(self) -> KnowledgeIndex:

@@ -108,9 +108,11 @@ async def import_entries(request: Request, svc: Svc, editor: Editor) -> Imported
     """Entries from a JSON list (the shape of GET /v1/knowledge) or CSV (columns entry_id,
     kind, category, topic, tags as `a|b`, question_<locale>, answer_<locale>), each
     created or replaced, all or none."""
-    raw = await request.body()
-    if len(raw) > MAX_IMPORT_BYTES:
-        raise ApiError(413, "too_large", "imports are limited to 2 MiB")
+    raw = b""
+    async for chunk in request.stream():  # refused as it streams in, not after
+        raw += chunk
+        if len(raw) > MAX_IMPORT_BYTES:
+            raise ApiError(413, "too_large", "imports are limited to 2 MiB")
     try:
         entries = parse_import(raw.decode("utf-8"), request.headers.get("content-type", ""))
     except (ValueError, ValidationError, UnicodeDecodeError) as error:
@@ -161,4 +163,8 @@ async def with_script(svc: Services, ticket_id: str, action: Respond) -> Respond
         sla_due=view.deadlines.sla,
         time_zone=svc.time_zone,
     )
-    return action.model_copy(update={"message": render(entry, view.locale, facts)})
+    words = render(entry, view.locale, facts)
+    try:
+        return Respond.model_validate(action.model_dump() | {"message": words})
+    except ValidationError as error:
+        raise ApiError(409, "script_unusable", f"{entry.entry_id}: {error}") from None

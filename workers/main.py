@@ -32,6 +32,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Interceptor, Worker
 
 from activities import all_activities
+from activities.classifier import model_in
 from activities.database import Pool, create_pool, migrate
 from activities.delivery import OutboxRelay
 from activities.knowledge import KnowledgeStore
@@ -188,6 +189,9 @@ async def run_worker(
     try:
         applied = await migrate(pool)
         await KnowledgeStore(pool).seed_if_empty()
+        # The learned classifier before the first ticket: trained here if none is saved
+        # (about 15 s, once), not inside a ticket's intake.
+        await asyncio.to_thread(model_in, settings.data_dir / "models")
         relay = OutboxRelay(pool, settings.policy, templates, settings.delivery, client)
         worker = build_worker(
             client,

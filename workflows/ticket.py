@@ -415,7 +415,9 @@ class TicketWorkflow:
                 ),
                 result_type=ModelClassification,
                 start_to_close_timeout=_CLASSIFY_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=3),
+                # However busy the workers, the ticket waits this long at most.
+                schedule_to_close_timeout=2 * _CLASSIFY_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=2),
                 summary="classify with the learned model",
             )
         except ActivityError as err:
@@ -426,6 +428,8 @@ class TicketWorkflow:
             return  # an agent classified or settled it meanwhile: people win
         threshold = self._policy.model_min_confidence
         sure = {f for f, value in found.confidence.items() if value >= threshold}
+        if rules_said.priority is Priority.E:
+            sure.discard("priority")  # an emergency the rules saw is never downgraded
         chosen = Classification(
             category=found.category if "category" in sure else rules_said.category,
             topic=found.topic if "topic" in sure else rules_said.topic,

@@ -58,6 +58,10 @@ def fingerprint(action: Action) -> str:
         for name, default in _ADDED_LATER.items()
         if name in type(action).model_fields and getattr(action, name) == default
     }
+    if isinstance(action, Respond) and action.script_id is not None:
+        # The API renders a script again on a retry, and its words may differ by then (a
+        # paused SLA has no due date to show): a script reply is the script it names.
+        defaulted.add("message")
     asked = action.model_dump_json(exclude={"actor", "action_id", *defaulted})
     return f"{action.type}:{hashlib.sha256(asked.encode()).hexdigest()[:16]}"
 

@@ -54,6 +54,14 @@ async def test_editors_manage_entries_and_agents_read_them(stack: Stack) -> None
     unknown = entry(entry_id, **{"zh-Hans": {"question": "q", "answer": "您好 {{ customer_id }}"}})
     refused = await stack.http.put(f"/v1/knowledge/{entry_id}", json=unknown, headers=editor)
     assert refused.status_code == 422 and "unknown placeholders" in refused.text
+    for answer in ("{{ 9**9**9 }}", "{{ ticket_id.upper() }}", "{% for x in y %}{% endfor %}"):
+        code = entry(entry_id, **{"zh-Hans": {"question": "q", "answer": answer}})
+        refused = await stack.http.put(f"/v1/knowledge/{entry_id}", json=code, headers=editor)
+        assert refused.status_code == 422 and "nothing more" in refused.text, answer
+    for phone in ("138 0013 8000", "0912-345-678", "+852 9123 4567", "１３８００１３８０００"):
+        code = entry(entry_id, **{"zh-Hans": {"question": "q", "answer": f"请致电 {phone}"}})
+        refused = await stack.http.put(f"/v1/knowledge/{entry_id}", json=code, headers=editor)
+        assert refused.status_code == 422 and "personal data" in refused.text, phone
 
     assert (await stack.http.delete(f"/v1/knowledge/{entry_id}", headers=editor)).status_code == 204
     assert (await stack.http.get(f"/v1/knowledge/{entry_id}", headers=agent)).status_code == 404
@@ -120,6 +128,22 @@ async def test_a_traditional_question_finds_the_simplified_entry_and_a_script_re
     assert row is not None and row["data"]["script_id"] == "script-security-steps"
     assert row["data"]["message"].startswith("您好，我們已為您的帳戶開啟保護")
     assert tid in row["data"]["message"]
+    # Sent again with its id (after a timeout, say) once the SLA is paused and the words
+    # would render differently: the same script reply, applied once.
+    sent_id = replied.headers["Action-Id"]
+    paused = await stack.act(tid, "responses", {"message": "哪张卡？", "awaiting_customer": True})
+    assert paused.status_code == 200
+    again = await stack.act(
+        tid, "responses", {"script_id": "script-security-steps", "action_id": sent_id}
+    )
+    assert again.status_code == 200, again.text
+    await stack.settled(tid)
+    replies = await stack.pool.fetchval(
+        "SELECT count(*) FROM ticket_events WHERE ticket_id = $1 AND type = 'agent_replied'"
+        " AND data->>'script_id' = 'script-security-steps'",
+        tid,
+    )
+    assert replies == 1
     faq = await stack.act(tid, "responses", {"script_id": "faq-account-frozen"})
     assert faq.status_code == 409 and "not a reply script" in faq.json()["detail"]
     empty = await stack.act(tid, "responses", {})
