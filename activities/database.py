@@ -128,6 +128,16 @@ def load_migrations() -> list[Migration]:
     return found
 
 
+async def pending_migrations(pool: Pool) -> list[str]:
+    """The shipped migrations this database lacks (all of them on a fresh one)."""
+    shipped = load_migrations()
+    exists = await pool.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return [m.name for m in shipped]
+    applied = {row["version"] for row in await pool.fetch("SELECT version FROM schema_migrations")}
+    return [m.name for m in shipped if m.version not in applied]
+
+
 async def migrate(pool: Pool) -> list[str]:
     """Apply every migration not yet applied; returns the names applied by this call."""
     migrations = load_migrations()

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.database import pending_migrations
 from activities.delivery import words_of
 from activities.indicators import GroupBy, ServiceHealth, service_health
 from activities.outbox import Delivery, deliveries
@@ -582,11 +583,16 @@ async def healthz() -> Health:
 
 @health.get("/readyz", responses={503: {"model": Health, "description": "a dependency is down"}})
 async def readyz(svc: Svc, response: Response) -> Health:
-    """Temporal and PostgreSQL both answer."""
+    """Temporal and PostgreSQL both answer, and the database has every migration (the
+    API never migrates: a worker or `ticketflow migrate` does, before the API serves)."""
     checks = dict(
         zip(
-            ("temporal", "postgres"),
-            await asyncio.gather(_check(_temporal_ok(svc)), _check(svc.pool.fetchval("SELECT 1"))),
+            ("temporal", "postgres", "schema"),
+            await asyncio.gather(
+                _check(_temporal_ok(svc)),
+                _check(svc.pool.fetchval("SELECT 1")),
+                _schema(svc),
+            ),
             strict=True,
         )
     )
@@ -595,6 +601,19 @@ async def readyz(svc: Svc, response: Response) -> Health:
         response.status_code = 503
         response.headers["Retry-After"] = "5"
     return Health(status="ok" if ready else "unavailable", checks=checks)
+
+
+async def _schema(svc: Services) -> str:
+    try:
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+            missing = await pending_migrations(svc.pool)
+    except Exception as error:
+        return f"unavailable: {type(error).__name__}"
+    if missing:
+        return (
+            f"migrations missing: {', '.join(missing)} (start a worker or run `ticketflow migrate`)"
+        )
+    return "ok"
 
 
 async def _temporal_ok(svc: Services) -> None:

@@ -121,6 +121,13 @@ def translate(error: BaseException) -> ApiError | None:
             return unavailable(f"the ticket could not answer: {error}")
         case TimeoutError() | asyncio.TimeoutError():
             return unavailable("Temporal or PostgreSQL did not answer in time")
+        case asyncpg.UndefinedTableError() | asyncpg.UndefinedColumnError():
+            # The API never migrates (the worker, or `ticketflow migrate`, does): until
+            # then the database cannot serve it, which /readyz says too.
+            return unavailable(
+                "the ticket database is not migrated yet: start a worker or run "
+                "`ticketflow migrate`"
+            )
         case asyncpg.DataError():
             # Only a caller's value (a filter, a cursor) reaches a query from the API.
             return ApiError(422, "invalid_request", "a value is out of range or malformed")
@@ -205,6 +212,8 @@ def install_error_handlers(app: FastAPI) -> None:
         RPCError,
         TimeoutError,
         asyncpg.DataError,
+        asyncpg.UndefinedTableError,
+        asyncpg.UndefinedColumnError,
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
         asyncpg.TooManyConnectionsError,

@@ -42,7 +42,7 @@ async def test_openapi_document_and_docs_need_no_key(stack: Stack) -> None:
     assert (await stack.http.get("/healthz")).json() == {"status": "ok", "checks": {}}
     ready = await stack.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"temporal": "ok", "postgres": "ok"}
+    assert ready.json()["checks"] == {"temporal": "ok", "postgres": "ok", "schema": "ok"}
 
 
 async def test_no_request_the_schema_allows_or_forbids_gets_a_5xx(stack: Stack) -> None:
