@@ -189,7 +189,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        codes = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "unauthorized",
+            413: "too_large",
+        }
         return problem(
             request,
             error.status_code,

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from fastapi.encoders import jsonable_encoder
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +34,25 @@ _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 PROTECTED_PREFIX = "/v1/"
 # Far above any valid body (a ticket's longest is a few KiB); refused before it is read.
 MAX_BODY_BYTES = 256 * 1024
+
+
+def _limited(receive: Receive) -> Receive:
+    """The body as it streams in, refused once it passes the limit: a chunked body has no
+    Content-Length to refuse it by, and must not be read whole first."""
+    received = 0
+
+    async def limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise StarletteHTTPException(
+                    413, f"request bodies are limited to {MAX_BODY_BYTES // 1024} KiB"
+                )
+        return message
+
+    return limited
 
 
 def _declared_length(headers: Headers) -> int:
@@ -96,7 +116,7 @@ class RequestContext:
                         {},
                     )
                 else:
-                    await self.app(scope, receive, send_with_id)
+                    await self.app(scope, _limited(receive), send_with_id)
             finally:
                 self._log(scope, status, started, caller, request_id)
 

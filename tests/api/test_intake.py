@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
@@ -169,3 +170,24 @@ async def test_the_customers_time_zone_is_checked_and_kept(stack: Stack) -> None
     opened = await stack.open(time_zone="Asia/Taipei")
     state = await stack.services.tickets.state(opened["ticket_id"])
     assert state.intake.time_zone == "Asia/Taipei"
+
+
+async def test_a_chunked_body_is_refused_as_it_streams_in(stack: Stack) -> None:
+    """No Content-Length to refuse it by: the limit holds while the body arrives."""
+    sent = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(64):  # 4 MiB offered, 64 KiB at a time
+            sent += 65536
+            yield b" " * 65536
+
+    response = await stack.http.post(
+        "/v1/tickets",
+        content=chunks(),
+        headers={**stack.auth("backend"), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "too_large"
+    assert "256 KiB" in response.json()["detail"]
+    assert sent <= 512 * 1024  # it stopped reading soon after the limit, not at 4 MiB
