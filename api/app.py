@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from temporalio.client import WorkflowExecutionStatus
@@ -647,7 +648,9 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(svc: Services) -> FastAPI:
-    app = FastAPI(
+    # /docs from assets shipped in the package: no CDN (unreachable offline, and unreliable
+    # from mainland China).
+    app = FastAPIOffline(
         title="ticketflow",
         version="1",
         description=DESCRIPTION,
