@@ -53,8 +53,8 @@ async def _worker(settings: Settings) -> None:
     load_templates(settings)  # a bad template stops the start before anything connects
     stop = asyncio.Event()
     stop_on_signals(stop)
-    client = await connect_temporal(settings)
     async with worker_database(settings) as database_url:
+        client = await connect_temporal(settings)
         await run_worker(settings, client, database_url, stop)
 
 

@@ -248,7 +248,7 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
         client = await server.wait_ready(settings, spec.namespace, stop)
         if client is None:  # Ctrl-C while starting
             return
-        database_url = await stack.enter_async_context(worker_database(settings))
+        database_url = await stack.enter_async_context(worker_database(settings, dev=True))
         if stop.is_set():
             return
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from workers.settings import Settings
+from workers.settings import ConfigurationError, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -34,12 +34,17 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 @asynccontextmanager
-async def worker_database(settings: Settings) -> AsyncIterator[str]:
+async def worker_database(settings: Settings, *, dev: bool = False) -> AsyncIterator[str]:
     """The PostgreSQL URL to use: `DATABASE_URL` if set, else an embedded server that is
-    stopped again on exit."""
+    stopped again on exit (in the dev stack, or when TICKETFLOW_EMBEDDED_DATABASE says so)."""
     if settings.database_url:
         yield settings.database_url
         return
+    if not (dev or settings.embedded_database):
+        raise ConfigurationError(
+            "no DATABASE_URL: outside `make dev` a worker uses the PostgreSQL the API reads; "
+            "set DATABASE_URL, or TICKETFLOW_EMBEDDED_DATABASE=true for a local throwaway one"
+        )
     from workers.embedded_db import start_embedded_postgres
 
     server = await start_embedded_postgres(settings.data_dir)

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         description="PostgreSQL URL; None starts an embedded server under data_dir.",
     )
     data_dir: Path = Path(".data")
+    # Without DATABASE_URL, only `ticketflow dev` starts an embedded PostgreSQL by itself: a
+    # worker or migration elsewhere would quietly write where the API does not read.
+    embedded_database: bool = False
     policy_file: Path | None = None
     policy: ServicePolicy = Field(default_factory=ServicePolicy)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -81,3 +81,21 @@ def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("command", ["worker", "migrate"])
+def test_outside_the_dev_stack_no_database_url_is_refused_not_embedded(
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    for name in ("DATABASE_URL", "TICKETFLOW_DATABASE_URL", "TICKETFLOW_EMBEDDED_DATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TICKETFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # never reached
+    assert main([command]) == 1
+    error = capsys.readouterr().err
+    assert "no DATABASE_URL" in error and "TICKETFLOW_EMBEDDED_DATABASE=true" in error
+    assert error.count("\n") == 1
+    assert not (tmp_path / "data").exists()  # no embedded PostgreSQL was started
