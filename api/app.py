@@ -27,6 +27,7 @@ from activities.database import pending_migrations
 from activities.delivery import words_of
 from activities.indicators import GroupBy, ServiceHealth, service_health
 from activities.outbox import Delivery, deliveries
+from activities.policy_store import compare as compare_policy
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from activities.thread import Thread, conversation
 from api.access import STAFF, Caller, RoleKind, Rule
@@ -598,6 +599,9 @@ async def readyz(svc: Svc, response: Response) -> Health:
         )
     )
     ready = all(result == "ok" for result in checks.values())
+    if checks["schema"] == "ok":
+        # Reported, not a reason to stop serving: a policy rollout passes through it.
+        checks["policy"] = await _policy(svc)
     if not ready:
         response.status_code = 503
         response.headers["Retry-After"] = "5"
@@ -615,6 +619,14 @@ async def _schema(svc: Services) -> str:
             f"migrations missing: {', '.join(missing)} (start a worker or run `ticketflow migrate`)"
         )
     return "ok"
+
+
+async def _policy(svc: Services) -> str:
+    try:
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+            return await compare_policy(svc.pool, svc.tickets.task_queue, svc.policy)
+    except Exception as error:
+        return f"unavailable: {type(error).__name__}"
 
 
 async def _temporal_ok(svc: Services) -> None:

@@ -21,6 +21,7 @@ from activities.database import Pool, create_pool
 from activities.event_store import EventStore
 from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates
+from activities.policy_store import compare as compare_policy
 from activities.review_store import ReviewStore
 from activities.suggestions import Suggester
 from api.access import KeyRing, configured_keys
@@ -75,6 +76,10 @@ async def serve(config: ApiConfig, client: Client, stop: asyncio.Event, database
     pool = await create_pool(database_url)
     try:
         app = create_app(await build_services(config, client, pool))
+        with contextlib.suppress(Exception):  # an unmigrated database says so in /readyz
+            policy = await compare_policy(pool, config.task_queue, config.policy)
+            if not policy.startswith("ok"):
+                log.warning("this API's ticket policy " + policy, task_queue=config.task_queue)
         uvicorn_config = uvicorn.Config(
             app,
             host=api.host,

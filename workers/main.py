@@ -37,6 +37,7 @@ from activities.database import Pool, create_pool, migrate
 from activities.delivery import OutboxRelay
 from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates, TemplateError
+from activities.policy_store import publish as publish_policy
 from workers.settings import ConfigurationError, Settings
 from workflows.policy import ServicePolicy, Weekday
 from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_workflow_id
@@ -189,6 +190,7 @@ async def run_worker(
     try:
         applied = await migrate(pool)
         await KnowledgeStore(pool).seed_if_empty()
+        await publish_policy(pool, settings.task_queue, settings.policy)
         # The learned classifier before the first ticket: trained here if none is saved
         # (about 15 s, once), not inside a ticket's intake.
         await asyncio.to_thread(model_in, settings.data_dir / "models")

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from activities.policy_store import publish as publish_policy
 from activities.signing import signed_headers
 from tests.api.conftest import PARTNER_SECRETS, ROLES, Stack
 
@@ -42,7 +43,21 @@ async def test_openapi_document_and_docs_need_no_key(stack: Stack) -> None:
     assert (await stack.http.get("/healthz")).json() == {"status": "ok", "checks": {}}
     ready = await stack.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"temporal": "ok", "postgres": "ok", "schema": "ok"}
+    checks = ready.json()["checks"]
+    assert (checks["temporal"], checks["postgres"], checks["schema"]) == ("ok", "ok", "ok")
+    assert checks["policy"].startswith("ok")
+    # A worker that runs another policy than the API's: shown, and named, but still ready
+    # (a policy rollout passes through this state).
+    other = stack.settings.policy.model_copy(update={"time_scale": 60.0})
+    await publish_policy(stack.pool, stack.settings.task_queue, other)
+    try:
+        ready = await stack.http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["policy"].startswith(
+            "differs from the workers' in time_scale"
+        )
+    finally:
+        await publish_policy(stack.pool, stack.settings.task_queue, stack.settings.policy)
 
 
 async def test_no_request_the_schema_allows_or_forbids_gets_a_5xx(stack: Stack) -> None:
