@@ -56,12 +56,18 @@ class ConsoleError(Exception):
 # ---------------------------------------------------------------- parsers
 
 
-def add_ticket_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
-    """`ticketflow ticket open|show|act|events|list` on the CLI's subparsers."""
+def _common_options() -> argparse.ArgumentParser:
+    """--json, --url and --api-key: every command that calls the HTTP API takes them."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     common.add_argument("--url", default=None, help=f"API base URL (default ${API_URL_ENV})")
     common.add_argument("--api-key", default=None, help=f"API key (default ${API_KEY_ENV})")
+    return common
+
+
+def add_ticket_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
+    """`ticketflow ticket open|show|act|events|list` on the CLI's subparsers."""
+    common = _common_options()
 
     ticket = commands.add_parser("ticket", help="open, show, act on, list tickets (HTTP API)")
     verbs = ticket.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -148,10 +154,7 @@ def add_keys_commands(commands: Any, handler: Callable[[argparse.Namespace], Non
 
 def add_knowledge_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
     """`ticketflow knowledge list|show|put|delete|import` and `... suggest TICKET`."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    common.add_argument("--url", default=None, help=f"API base URL (default ${API_URL_ENV})")
-    common.add_argument("--api-key", default=None, help=f"API key (default ${API_KEY_ENV})")
+    common = _common_options()
     knowledge = commands.add_parser("knowledge", help="FAQ entries and reply scripts (HTTP API)")
     verbs = knowledge.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", parents=[common], help="entries, optionally filtered")
@@ -221,10 +224,7 @@ def run_knowledge(args: argparse.Namespace, default_url: Callable[[], str]) -> s
 
 def add_review_commands(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
     """`ticketflow review start|list|show|<lead action>` (the manager role)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    common.add_argument("--url", default=None, help=f"API base URL (default ${API_URL_ENV})")
-    common.add_argument("--api-key", default=None, help=f"API key (default ${API_KEY_ENV})")
+    common = _common_options()
     review = commands.add_parser("review", help="weekly reviews: sample, 5-Why, follow-ups")
     verbs = review.add_subparsers(dest="verb", required=True, metavar="VERB")
     start = verbs.add_parser("start", parents=[common], help="start a week's review (once)")

@@ -7,8 +7,9 @@ without importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -51,3 +52,20 @@ class ContextSnapshot(Contract):
     user_agent: str | None = None
     region: str | None = None
     affected_users: int | None = Field(default=None, ge=0)
+
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def typed_update(
+    accept: Callable[[A], R], argument: type[Any], result: type[R]
+) -> Callable[[A], R]:
+    """One update handler per action of a table, all calling `accept`: the SDK decodes an
+    update's argument into the type its handler declares, so each declares its own."""
+
+    def update(sent: A) -> R:
+        return accept(sent)
+
+    update.__annotations__ = {"sent": argument, "return": result}
+    return update

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import review_rules as rules
     from workflows.contracts import DeliveryFailure, Handoff, HandoffKind
     from workflows.policy import AGENT_PREFIX
-    from workflows.primitives import SYSTEM, Actor
+    from workflows.primitives import SYSTEM, Actor, typed_update
     from workflows.review_contracts import (
         REVIEW_ACTIONS,
         AddWhy,
@@ -117,7 +117,9 @@ class WeeklyReviewWorkflow:
         self._stored_once = False
         for action in REVIEW_ACTIONS:
             workflow.set_update_handler(
-                review_action_name(action), self._update_for(action), validator=self._validate
+                review_action_name(action),
+                typed_update(self._accept, action, ReviewView),
+                validator=self._validate,
             )
         if start.carried_state is not None:
             self._state = start.carried_state
@@ -244,13 +246,6 @@ class WeeklyReviewWorkflow:
             )
 
     # ------------------------------------------------------------ the leads' actions
-
-    def _update_for(self, action: type[ReviewAction]) -> Callable[[ReviewAction], ReviewView]:
-        def update(sent: ReviewAction) -> ReviewView:
-            return self._accept(sent)
-
-        update.__annotations__ = {"sent": action, "return": ReviewView}
-        return update
 
     def _validate(self, action: ReviewAction) -> None:
         if action.action_id is not None and action.action_id in self._state.seen_actions:

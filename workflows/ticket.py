@@ -71,7 +71,7 @@ with workflow.unsafe.imports_passed_through():
         action_name,
     )
     from workflows.policy import Pause, SlaClock
-    from workflows.primitives import SYSTEM, Actor
+    from workflows.primitives import SYSTEM, Actor, typed_update
     from workflows.vocabulary import (
         Category,
         CloseReason,
@@ -138,7 +138,9 @@ class TicketWorkflow:
         self._calendar = workflow.patched(_CALENDAR)
         for action in ACTIONS:
             workflow.set_update_handler(
-                action_name(action), self._update_for(action), validator=self._validate
+                action_name(action),
+                typed_update(self._accept, action, TicketView),
+                validator=self._validate,
             )
         if start.carried_state is not None:
             self._state = start.carried_state
@@ -751,15 +753,6 @@ class TicketWorkflow:
     # Every action is an update of its own name (`respond`, `post_progress`, ...),
     # registered in __init__ from the table of actions (workflows.contracts.ACTIONS): the
     # update runs `_on_<name>` below, after `_validate` and ticket_rules accept it.
-
-    def _update_for(self, action: type[Action]) -> Callable[[Action], TicketView]:
-        def update(sent: Action) -> TicketView:
-            return self._accept(sent)
-
-        # The SDK decodes an update's argument into the type its handler declares; this
-        # one handler serves every action, so it declares the one it is registered for.
-        update.__annotations__ = {"sent": action, "return": TicketView}
-        return update
 
     @workflow.signal
     def act(self, envelope: ActionSignal) -> None:
