@@ -163,6 +163,7 @@ class Rule(StrEnum):
     REVIEW = "review"
     KNOWLEDGE_READ = "knowledge_read"
     KNOWLEDGE_EDIT = "knowledge_edit"
+    ERASE = "erase"
 
 
 ALLOWED: dict[Rule, frozenset[RoleKind]] = {
@@ -183,6 +184,8 @@ ALLOWED: dict[Rule, frozenset[RoleKind]] = {
         {RoleKind.AGENT, RoleKind.OPERATOR, RoleKind.MANAGER, RoleKind.KNOWLEDGE}
     ),
     Rule.KNOWLEDGE_EDIT: frozenset({RoleKind.KNOWLEDGE}),
+    # A customer's right to erasure is carried out by the desk's operators.
+    Rule.ERASE: frozenset({RoleKind.OPERATOR}),
 }
 
 

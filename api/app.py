@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import pending_migrations
 from activities.delivery import words_of
+from activities.erasure import is_erased
 from activities.indicators import GroupBy, ServiceHealth, service_health
 from activities.outbox import Delivery, deliveries
 from activities.policy_store import compare as compare_policy
@@ -41,6 +42,7 @@ from api.deps import (
     require,
     utc,
 )
+from api.erasure import erasures
 from api.errors import (
     COMMON_RESPONSES,
     ApiError,
@@ -336,6 +338,9 @@ class DeliveryPage(BaseModel):
 
 async def _visible_view(svc: Services, ticket_id: str, caller: Caller) -> TicketView:
     view = await svc.call(svc.tickets.view(known(ticket_id)))
+    # Only a closed ticket can be erased; its history is deleted in the background.
+    if view.status is TicketStatus.CLOSED and await svc.call(is_erased(svc.pool, ticket_id)):
+        raise ApiError(404, "ticket_erased", "this ticket's customer data was erased")
     if caller.kind is RoleKind.DEPARTMENT and caller.scope not in view.departments:
         raise ApiError(403, "forbidden", f"{caller.scope} holds no work order on this ticket")
     return view
@@ -671,7 +676,18 @@ def create_app(svc: Services) -> FastAPI:
     )
     app.state.services = svc
     install_error_handlers(app)
-    routers = (intake, actions, inbound, reads, knowledge, metrics, reviews, pages, review_pages)
+    routers = (
+        intake,
+        actions,
+        inbound,
+        reads,
+        knowledge,
+        metrics,
+        reviews,
+        erasures,
+        pages,
+        review_pages,
+    )
     for router in (*routers, health):
         app.include_router(router)
     app.add_middleware(RequestContext, keys=svc.keys)

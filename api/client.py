@@ -12,6 +12,8 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -168,6 +170,33 @@ class TicketClient:
 
     async def partner_callback(self, ticket_id: str, callback: PartnerCallback) -> None:
         await self.handle(ticket_id).signal(TicketWorkflow.partner_callback, callback)
+
+    async def stop(self, ticket_id: str, reason: str) -> bool:
+        """Terminate the ticket's workflow if it still runs; True if it did."""
+        try:
+            await self.handle(ticket_id).terminate(reason=reason)
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return False  # completed, terminated before, or gone after retention
+            raise
+        return True
+
+    async def forget(self, ticket_id: str) -> bool:
+        """Delete the ticket's workflow history from Temporal; True if there was one."""
+        try:
+            await self._client.workflow_service.delete_workflow_execution(
+                DeleteWorkflowExecutionRequest(
+                    namespace=self._client.namespace,
+                    workflow_execution=WorkflowExecution(workflow_id=ticket_id),
+                )
+            )
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        # The server deletes in the background (about 30 s on the dev server); until then
+        # the history still answers a query, so the API checks erasures itself.
+        return True
 
     async def view(self, ticket_id: str) -> TicketView:
         return await self.handle(ticket_id).query(TicketWorkflow.view)

@@ -240,6 +240,38 @@ def add_review_commands(commands: Any, handler: Callable[[argparse.Namespace], N
     review.set_defaults(handler=handler)
 
 
+def add_erase_command(commands: Any, handler: Callable[[argparse.Namespace], None]) -> None:
+    """`ticketflow erase-customer CUSTOMER_ID` (the operator role)."""
+    erase = commands.add_parser(
+        "erase-customer",
+        parents=[_common_options()],
+        help="erase a customer's personal data (their tickets must be closed)",
+    )
+    erase.add_argument("customer_id")
+    erase.set_defaults(handler=handler)
+
+
+def run_erase(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
+    api = Api.from_args(args, default_url)
+    result = api.call("POST", "/v1/erasures", body={"customer_id": args.customer_id})
+    if args.json:
+        return _dump(result)
+    counts = result["counts"]
+    return _table(
+        [
+            ("tickets", str(len(result["tickets"]))),
+            ("pseudonym", result["pseudonym"]),
+            ("erased at", result["erased_at"]),
+            ("events redacted", str(counts["events"])),
+            ("outbox rows redacted", str(counts["outbox_rows"])),
+            ("undelivered, cancelled", str(counts["undelivered_cancelled"])),
+            ("intake keys", str(counts["intake_keys"])),
+            ("workflows deleted", str(result["workflows_deleted"])),
+            ("again", "yes" if result["repeated"] else "no"),
+        ]
+    )
+
+
 def run_review(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
     """Run one review command; returns what to print."""
     api = Api.from_args(args, default_url)

@@ -79,6 +79,7 @@ _WHAT = {
     Rule.REVIEW: "lead weekly reviews",
     Rule.KNOWLEDGE_READ: "read the knowledge base",
     Rule.KNOWLEDGE_EDIT: "edit the knowledge base",
+    Rule.ERASE: "erase customers' data",
 }
 
 

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import structlog
 import uvicorn
+from fastapi import FastAPI
 from temporalio.client import Client
 
 from activities.database import Pool, create_pool
@@ -80,34 +82,47 @@ async def serve(config: ApiConfig, client: Client, stop: asyncio.Event, database
             policy = await compare_policy(pool, config.task_queue, config.policy)
             if not policy.startswith("ok"):
                 log.warning("this API's ticket policy " + policy, task_queue=config.task_queue)
-        uvicorn_config = uvicorn.Config(
+        await serve_app(
             app,
-            host=api.host,
-            port=api.port,
-            # Our middleware writes the access log (without IPs); uvicorn's would not.
-            access_log=False,
-            log_config=None,
+            api.host,
+            api.port,
+            stop,
             proxy_headers=True,
             forwarded_allow_ips=api.forwarded_allow_ips,
-            server_header=False,
             timeout_graceful_shutdown=10,
         )
-        server = _Server(uvicorn_config)
-        # Bound here: uvicorn's own bind calls sys.exit() on failure, which would end the
-        # whole dev stack without a word.
-        listener = listen(api.host, api.port)
-        serving = asyncio.create_task(server.serve(sockets=[listener]), name="uvicorn")
-        stopping = asyncio.create_task(stop.wait(), name="api-stop")
-        try:
-            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            server.should_exit = True
-            stopping.cancel()
-            await serving
-            listener.close()
         log.info("api stopped")
     finally:
         await pool.close()
+
+
+async def serve_app(
+    app: FastAPI, host: str, port: int, stop: asyncio.Event, **options: Any
+) -> None:
+    """Serve `app` with uvicorn until `stop` is set, then finish in-flight requests."""
+    uvicorn_config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        # Our middleware writes the access log (without IPs); uvicorn's would not.
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        **options,
+    )
+    server = _Server(uvicorn_config)
+    # Bound here: uvicorn's own bind calls sys.exit() on failure, which would end the
+    # whole dev stack without a word.
+    listener = listen(host, port)
+    serving = asyncio.create_task(server.serve(sockets=[listener]), name="uvicorn")
+    stopping = asyncio.create_task(stop.wait(), name="server-stop")
+    try:
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopping.cancel()
+        await serving
+        listener.close()
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -116,6 +131,6 @@ def listen(host: str, port: int) -> socket.socket:
         return socket.create_server(address[:2], family=family)
     except OSError as error:
         raise OSError(
-            f"the API cannot listen on {host}:{port} ({error.strerror or error}); "
-            "set TICKETFLOW_API__PORT or stop what uses it"
+            f"cannot listen on {host}:{port} ({error.strerror or error}); "
+            "change the port in the settings or stop what uses it"
         ) from None

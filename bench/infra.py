@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -25,10 +26,10 @@ from typing import IO
 import asyncpg
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.database import with_search_path
 from workers.cluster import register_search_attributes
+from workers.codec import StaticKeys, data_converter
 from workers.devspec import LOCAL_IP, SUBCOMMAND, DevServerSpec, load_dev_spec
 from workers.devstack import free_port, temporal_binary
 
@@ -112,8 +113,15 @@ async def start_dev_server(
     return DevServer(process, client, target, spec.namespace, log_path, db_path, extra)
 
 
+# Payloads are sealed as in production (workers/codec.py), so the figures include the
+# encryption. A fixed key: the bench's histories are throwaway.
+BENCH_KEYS = StaticKeys({"bench": hashlib.sha256(b"ticketflow bench").digest()}, "bench")
+
+
 async def connect(target: str, namespace: str) -> Client:
-    return await Client.connect(target, namespace=namespace, data_converter=pydantic_data_converter)
+    return await Client.connect(
+        target, namespace=namespace, data_converter=data_converter(BENCH_KEYS)
+    )
 
 
 async def _wait_ready(

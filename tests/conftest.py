@@ -23,12 +23,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities import DEFAULT_MODELS
 from activities.classifier import embed, model_in
 from activities.database import Pool, create_pool, migrate, with_search_path
+from tests.codec_keys import CONVERTER
 from workers.devspec import DevServerSpec, load_dev_spec
 
 
@@ -100,7 +100,7 @@ async def dev_env(dev_spec: DevServerSpec, dev_db_path: Path) -> AsyncIterator[W
         dev_server_database_filename=str(dev_db_path),
         dev_server_extra_args=dev_spec.behaviour_args(),
         ui=False,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
     )
     try:
         yield env

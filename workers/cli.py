@@ -5,8 +5,11 @@
     ticketflow migrate                      apply the event-store schema
     ticketflow register-search-attributes   prepare a namespace for tickets
     ticketflow api                          the HTTP API
+    ticketflow codec-server                 decrypted payloads for the Temporal UI and CLI
+    ticketflow codec new-key                a new payload encryption key
     ticketflow ticket open|show|act|events|list   tickets through the HTTP API
     ticketflow keys create                  a new API key and its configuration entry
+    ticketflow erase-customer ID            erase a customer's personal data (operator key)
 
 The Temporal connection follows the `temporal` CLI's environment (TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE, config file);
@@ -114,6 +117,36 @@ def _cmd_api(_: argparse.Namespace) -> None:
     asyncio.run(_api(_settings()))
 
 
+async def _codec_server(settings: Settings) -> None:
+    from api.access import KeyRing, configured_keys
+    from workers.codec import EncryptionCodec
+    from workers.codec_server import serve_codec
+    from workers.lifecycle import stop_on_signals
+    from workers.settings import ConfigurationError
+    from workers.temporal_client import codec_keys
+
+    keys = codec_keys(settings)
+    if keys is None:
+        raise ConfigurationError("the codec server needs the payload keys (TICKETFLOW_CODEC__KEYS)")
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    server = settings.codec.server
+    print(
+        f"codec server on http://{server.host}:{server.port} for {', '.join(server.cors_origins)}"
+    )
+    await serve_codec(EncryptionCodec(keys), KeyRing(configured_keys(settings.api)), server, stop)
+
+
+def _cmd_codec_server(_: argparse.Namespace) -> None:
+    asyncio.run(_codec_server(_settings()))
+
+
+def _cmd_codec_new_key(_: argparse.Namespace) -> None:
+    from workers.codec import new_key
+
+    print(new_key())
+
+
 def _api_url() -> str:
     from workers.settings import load_settings
 
@@ -161,6 +194,12 @@ def _cmd_review(args: argparse.Namespace) -> None:
     print(run_review(args, _api_url))
 
 
+def _cmd_erase(args: argparse.Namespace) -> None:
+    from api.console import run_erase
+
+    print(run_erase(args, _api_url))
+
+
 def _cmd_keys(args: argparse.Namespace) -> None:
     from api.console import create_key
 
@@ -192,7 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--namespace", default=None, help="default: from the Temporal config")
     register.set_defaults(handler=_cmd_register)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=_cmd_api)
+    commands.add_parser(
+        "codec-server", help="decrypt payloads for the Temporal UI and CLI (operator keys)"
+    ).set_defaults(handler=_cmd_codec_server)
+    codec = commands.add_parser("codec", help="payload encryption keys")
+    codec_verbs = codec.add_subparsers(dest="verb", required=True, metavar="VERB")
+    codec_verbs.add_parser("new-key", help="print a new AES-256 key (base64)").set_defaults(
+        handler=_cmd_codec_new_key
+    )
     from api.console import (
+        add_erase_command,
         add_keys_commands,
         add_knowledge_commands,
         add_review_commands,
@@ -208,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="retrain on the shipped examples and the agents' corrections"
     )
     classifier.set_defaults(handler=_cmd_classifier)
+    add_erase_command(commands, _cmd_erase)
     add_keys_commands(commands, _cmd_keys)
     return parser
 

@@ -18,7 +18,7 @@ import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import structlog
 from temporalio.client import Client
@@ -28,6 +28,10 @@ from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
 from workers.lifecycle import redact_url, stop_on_signals, worker_database
 from workers.settings import Settings
 from workers.temporal_client import connect_temporal
+
+if TYPE_CHECKING:
+    from api.access import KeyRing
+    from api.settings import ApiSettings
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +77,9 @@ class TemporalDevServer:
         self.target = target
 
     @classmethod
-    async def start(cls, spec: DevServerSpec, data_dir: Path) -> TemporalDevServer:
+    async def start(
+        cls, spec: DevServerSpec, data_dir: Path, extra_args: list[str] | None = None
+    ) -> TemporalDevServer:
         ensure_port_free(spec.port, "Temporal gRPC")
         ensure_port_free(spec.ui_port, "Temporal UI")
         log_path = data_dir / "temporal.log"
@@ -85,6 +91,7 @@ class TemporalDevServer:
             process = await asyncio.create_subprocess_exec(
                 str(temporal_binary()),
                 *spec.local_args(data_dir),
+                *(extra_args or []),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
@@ -150,11 +157,13 @@ class TemporalDevServer:
 
 
 def banner(settings: Settings, spec: DevServerSpec, database_url: str) -> str:
+    codec = settings.codec.server
     return "\n".join(
         [
             "",
             "ticketflow dev stack is up",
             f"  Temporal UI     http://localhost:{spec.ui_port}/namespaces/{spec.namespace}/workflows",
+            f"  Codec server    http://{codec.host}:{codec.port}  (the UI shows payloads decrypted)",
             f"  Temporal gRPC   {LOCAL_IP}:{spec.port}  (namespace {spec.namespace})",
             f"  PostgreSQL      {redact_url(database_url)}",
             f"  HTTP API        {settings.api.url}",
@@ -212,16 +221,26 @@ def start_receiver(
 @dataclass
 class RunningApi:
     task: asyncio.Task[None]
-    banner: str  # the keys to use, for the dev banner
+
+
+def dev_operator_key(settings: Settings) -> str | None:
+    """The dev operator key, unless keys are configured (then the UI cannot be handed one)."""
+    from api.dev_keys import load_or_create
+
+    if settings.api.keys or settings.api.keys_file:
+        return None
+    return load_or_create(settings.data_dir.resolve()).keys["operator"]
 
 
 def start_api(
-    settings: Settings, client: Client, stop: asyncio.Event, database_url: str
+    settings: Settings,
+    api_settings: ApiSettings,
+    client: Client,
+    stop: asyncio.Event,
+    database_url: str,
 ) -> RunningApi:
-    from api.dev_keys import prepare_dev_api
     from api.server import serve
 
-    api_settings, keys_banner = prepare_dev_api(settings.api, settings.data_dir)
     config = settings.api_config(api_settings)
 
     async def run() -> None:
@@ -231,19 +250,70 @@ def start_api(
             stop.set()  # an API that cannot serve (port taken) stops the stack, loudly
             raise
 
-    return RunningApi(asyncio.create_task(run(), name="api"), keys_banner)
+    return RunningApi(asyncio.create_task(run(), name="api"))
+
+
+# ---------------------------------------------------------------- the codec server
+# Payloads are encrypted in the dev stack too, with a key kept in the data directory
+# unless keys are configured. The codec server runs in-process, and the dev server's UI
+# is pointed at it with the dev operator key in the path (a page cannot send a header).
+
+
+def with_dev_codec(settings: Settings) -> Settings:
+    from workers.codec import dev_keys
+
+    codec = settings.codec
+    if codec.plaintext or codec.provider() is not None:
+        return settings
+    dev_keys(settings.data_dir)
+    keys_file = settings.data_dir / "codec-keys.json"
+    return settings.model_copy(update={"codec": codec.model_copy(update={"keys_file": keys_file})})
+
+
+def ui_codec_endpoint(settings: Settings, operator_key: str | None) -> list[str]:
+    codec = settings.codec.server
+    base = f"http://{LOCAL_IP}:{codec.port}"
+    return ["--ui-codec-endpoint", f"{base}/{operator_key}" if operator_key else base]
+
+
+def start_codec_server(
+    settings: Settings, keys: KeyRing, stop: asyncio.Event
+) -> asyncio.Task[None]:
+    from workers.codec import EncryptionCodec
+    from workers.codec_server import serve_codec
+    from workers.temporal_client import codec_keys
+
+    provider = codec_keys(settings)
+    assert provider is not None  # with_dev_codec made sure of it
+
+    async def run() -> None:
+        try:
+            await serve_codec(EncryptionCodec(provider), keys, settings.codec.server, stop)
+        except BaseException:
+            stop.set()
+            raise
+
+    return asyncio.create_task(run(), name="codec-server")
 
 
 async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
+    from api.access import KeyRing, configured_keys
+    from api.dev_keys import prepare_dev_api
     from workers.main import run_worker
 
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     stop_on_signals(stop)
+    settings = with_dev_codec(settings)
+    api_settings, keys_banner = prepare_dev_api(settings.api, settings.data_dir)
+    operator_key = dev_operator_key(settings)
+    ensure_port_free(settings.codec.server.port, "the codec server")
 
     async with AsyncExitStack() as stack:
-        server = await TemporalDevServer.start(spec, data_dir)
+        server = await TemporalDevServer.start(
+            spec, data_dir, ui_codec_endpoint(settings, operator_key)
+        )
         stack.push_async_callback(server.stop)
         client = await server.wait_ready(settings, spec.namespace, stop)
         if client is None:  # Ctrl-C while starting
@@ -263,9 +333,10 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
         stack.callback(watcher.cancel)
 
         settings, receiver = start_receiver(settings, stop)
-        api = start_api(settings, client, stop, database_url)
+        api = start_api(settings, api_settings, client, stop, database_url)
+        codec_server = start_codec_server(settings, KeyRing(configured_keys(api_settings)), stop)
         print(banner(settings, spec, database_url), flush=True)
-        print(api.banner + "\n", flush=True)
+        print(keys_banner + "\n", flush=True)
         if receiver is not None:
             print(
                 f"Deliveries go to {receiver.url} and print below as they arrive; a ticket's "
@@ -278,6 +349,7 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await api.task
+                await codec_server
                 if receiver is not None:
                     await receiver.task
         if watcher.done() and not watcher.cancelled():

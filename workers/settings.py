@@ -33,6 +33,7 @@ from pydantic_settings import (
 from activities.calendars import with_public_holidays
 from activities.delivery import DeliveryConfig
 from api.settings import ApiConfig, ApiSettings, ConfigurationError, parse_duration
+from workers.codec import CodecSettings
 from workflows.policy import ServicePolicy, unknown_departments
 from workflows.vocabulary import Priority
 
@@ -68,6 +69,8 @@ class Settings(BaseSettings):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     log_level: str = "INFO"
     temporal_profile: str | None = None
+    # Payload encryption keys and the codec server (workers/codec.py).
+    codec: CodecSettings = Field(default_factory=CodecSettings)
     prometheus_bind: str | None = Field(
         default=None, description="host:port for the SDK's Prometheus endpoint, e.g. 0.0.0.0:9464"
     )

@@ -12,10 +12,10 @@ from functools import cache
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from workers.codec import StaticKeys, data_converter
 from workers.settings import ConfigurationError, Settings
 
 DEFAULT_ADDRESS = "localhost:7233"  # the CLI's default too
@@ -58,4 +58,16 @@ async def connect_temporal(
             options["namespace"] = namespace
     if settings.prometheus_bind:
         options["runtime"] = _prometheus_runtime(settings.prometheus_bind)
-    return await Client.connect(**options, data_converter=pydantic_data_converter)
+    return await Client.connect(**options, data_converter=data_converter(codec_keys(settings)))
+
+
+def codec_keys(settings: Settings) -> StaticKeys | None:
+    """The keys payloads are sealed with; None only where plaintext was asked for."""
+    keys = settings.codec.provider()
+    if keys is None and not settings.codec.plaintext:
+        raise ConfigurationError(
+            "no payload encryption keys: set TICKETFLOW_CODEC__KEYS (or __KEYS_FILE; "
+            "`ticketflow codec new-key` makes one), or TICKETFLOW_CODEC__PLAINTEXT=true to "
+            "store customers' words in Temporal unencrypted"
+        )
+    return keys

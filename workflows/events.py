@@ -98,6 +98,13 @@ class EventData(Contract):
     audience: ClassVar[Audience | None] = None
     # The field that holds what a person said, if one does.
     said_in: ClassVar[str | None] = None
+    # The fields an erasure clears (activities/erasure.py); by default, the words.
+    personal: ClassVar[tuple[str, ...] | None] = None
+
+    def personal_fields(self) -> tuple[str, ...]:
+        if self.personal is not None:
+            return self.personal
+        return (self.said_in,) if self.said_in else ()
 
     def words(self) -> str | None:
         """What a person said in this event, if anything."""
@@ -112,6 +119,7 @@ class EventData(Contract):
 
 class TicketOpened(EventData):
     type: Literal[EventType.TICKET_OPENED] = EventType.TICKET_OPENED
+    personal = ("subject", "description", "attachments", "context", "reason")
     audience = Audience.CUSTOMER
     channel: Channel
     tier: Tier
@@ -147,6 +155,7 @@ class Acknowledged(EventData):
 
 class Classified(EventData):
     type: Literal[EventType.CLASSIFIED] = EventType.CLASSIFIED
+    personal = ("reason",)  # the rules quote the words they matched
     audience = Audience.INTERNAL
     category: Category
     topic: Topic
@@ -325,6 +334,7 @@ class PartnerAnswered(EventData):
 
 class Resolved(EventData):
     type: Literal[EventType.RESOLVED] = EventType.RESOLVED
+    personal = ("message", "compensation")
     audience = Audience.CUSTOMER
     result_kind: ResultKind
     root_cause: str
@@ -340,6 +350,7 @@ class Resolved(EventData):
 
 class CustomerReplied(EventData):
     type: Literal[EventType.CUSTOMER_REPLIED] = EventType.CUSTOMER_REPLIED
+    personal = ("text",)
     audience = Audience.CUSTOMER
     kind: CustomerReplyKind
     after_close: bool = False
@@ -362,6 +373,7 @@ class FeedbackRequested(EventData):
 
 class CsatRecorded(EventData):
     type: Literal[EventType.CSAT_RECORDED] = EventType.CSAT_RECORDED
+    personal = ("text",)
     audience = Audience.CUSTOMER
     score: int = Field(ge=1, le=5)
     text: str | None = None
@@ -372,6 +384,7 @@ class CsatRecorded(EventData):
 
 class NpsRecorded(EventData):
     type: Literal[EventType.NPS_RECORDED] = EventType.NPS_RECORDED
+    personal = ("text",)
     audience = Audience.CUSTOMER
     score: int = Field(ge=0, le=10)
     text: str | None = None
@@ -400,6 +413,7 @@ class DeliveryFailed(EventData):
     """A message or hand-off that never reached its destination (the relay gave up)."""
 
     type: Literal[EventType.DELIVERY_FAILED] = EventType.DELIVERY_FAILED
+    personal = ("error",)  # an SMTP answer may quote the address
     dedupe_key: str
     kind: str
     destination: str

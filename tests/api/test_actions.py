@@ -13,12 +13,12 @@ import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.database import create_pool, migrate, with_search_path
 from api.app import create_app
 from api.client import TicketClient
 from tests.api.conftest import BASE_URL, Stack, eventually, intake, unknown_ticket
+from tests.codec_keys import CONVERTER
 
 RESOLVE = {
     "result_kind": "technical",
@@ -191,9 +191,7 @@ async def test_an_action_id_makes_a_resent_action_count_once(stack: Stack) -> No
 @pytest.fixture
 async def unreachable(stack: Stack, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The same application, but Temporal and PostgreSQL are gone."""
-    dead_temporal = await Client.connect(
-        "127.0.0.1:1", lazy=True, data_converter=pydantic_data_converter
-    )
+    dead_temporal = await Client.connect("127.0.0.1:1", lazy=True, data_converter=CONVERTER)
     closed_pool = await create_pool(database_url, min_size=0)
     await closed_pool.close()
     services = dataclasses.replace(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.common import SearchAttributeIndexedValueType as IndexedType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.codec_keys import CONVERTER
 from tests.conftest import TEMPORAL_TEST_SERVER
 from workers.cluster import register_search_attributes, registered_search_attributes
 from workflows.search_attributes import ALL, CLI_TYPE_NAMES, cli_declarations
@@ -48,7 +48,7 @@ def test_dev_server_runs_sqlite_in_wal_mode(
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=TEMPORAL_TEST_SERVER,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
     )
     try:
         yield env

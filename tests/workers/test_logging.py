@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import structlog
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from tests.codec_keys import CONVERTER
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.workers.chatty_workflow import LOGGER, ChattyWorkflow
 from workers.logging import configure_logging
@@ -48,7 +48,7 @@ async def test_workflow_lines_are_written_once_never_on_replay(
     async with (
         await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=TEMPORAL_TEST_SERVER,
-            data_converter=pydantic_data_converter,
+            data_converter=CONVERTER,
         ) as env,
         Worker(env.client, task_queue="chatty", workflows=[ChattyWorkflow]),
     ):
@@ -63,9 +63,7 @@ async def test_workflow_lines_are_written_once_never_on_replay(
     ]
     assert live == [1, 2]
 
-    await Replayer(
-        workflows=[ChattyWorkflow], data_converter=pydantic_data_converter
-    ).replay_workflow(history)
+    await Replayer(workflows=[ChattyWorkflow], data_converter=CONVERTER).replay_workflow(history)
     replayed = [
         line for line in json_lines(capsys.readouterr().out) if line.get("logger") == LOGGER
     ]

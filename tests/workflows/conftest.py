@@ -20,12 +20,12 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Interceptor, Worker
 
 from api.client import ActionRejected, OpenedTicket, TicketClient
+from tests.codec_keys import CONVERTER
 from workers.cluster import register_search_attributes
 from workers.main import build_worker
 from workflows.contracts import Intake, Resolve, TicketAction, TicketOutcome
@@ -65,7 +65,7 @@ def resolve(root_cause: str = "產品缺陷-支付流程") -> Resolve:
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=f"{sys.prefix}/bin/temporal-test-server",
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
     )
     # The test server knows no custom search attributes until told; without them every
     # upsert fails the workflow task.

@@ -12,7 +12,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio import activity
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -20,6 +19,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from tests.codec_keys import CONVERTER
 from tests.workflows.conftest import (
     AGENT,
     STANDARD_LIFECYCLE_EVENTS,
@@ -234,7 +234,7 @@ async def eager_can_env(
             "limit.historyCount.suggestContinueAsNew=60",
         ],
         ui=False,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
     )
     yield env
     await env.shutdown()

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import (
     Interceptor,
     Replayer,
@@ -27,6 +26,7 @@ from temporalio.worker import (
 )
 from temporalio.workflow import ActivityHandle
 
+from tests.codec_keys import CONVERTER
 from tests.workflows.conftest import AGENT, TECH, Desk, resolve
 from workflows.activity_names import APPEND_EVENTS
 from workflows.contracts import (
@@ -52,7 +52,7 @@ RESOLVE = resolve()
 def replayer() -> Replayer:
     return Replayer(
         workflows=[TicketWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         workflow_runner=workflow_runner(),
     )
 
@@ -191,10 +191,9 @@ class _RecordAppends(Interceptor):
         return Inbound
 
 
-def _stored_by_history(history: WorkflowHistory) -> list[tuple[int, str]]:
+async def _stored_by_history(history: WorkflowHistory) -> list[tuple[int, str]]:
     """The events each append of the recorded run carried, decoded with today's models
     (older payload shapes are upcast)."""
-    converter = pydantic_data_converter.payload_converter
     stored: list[tuple[int, str]] = []
     for event in history.events:
         if not event.HasField("activity_task_scheduled_event_attributes"):
@@ -202,7 +201,7 @@ def _stored_by_history(history: WorkflowHistory) -> list[tuple[int, str]]:
         attributes = event.activity_task_scheduled_event_attributes
         if attributes.activity_type.name != APPEND_EVENTS:
             continue
-        [batch] = converter.from_payloads(attributes.input.payloads, [EventBatch])
+        [batch] = await CONVERTER.decode(list(attributes.input.payloads), [EventBatch])
         stored.extend((e.seq, e.type.value) for e in batch.events)
     return stored
 
@@ -215,11 +214,11 @@ async def test_replay_numbers_events_as_the_recorded_run_did(name: str) -> None:
     recorder = _RecordAppends()
     replaying = Replayer(
         workflows=[TicketWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         workflow_runner=workflow_runner(),
         interceptors=[recorder],
     )
     await replaying.replay_workflow(history)
-    stored = _stored_by_history(history)
+    stored = await _stored_by_history(history)
     assert stored, "the recorded run appended events"
     assert recorder.appended == stored

@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -24,6 +23,7 @@ from activities.outbox import Outbox
 from activities.review_store import ReviewStore
 from api.client import ActionRejected, ReviewClient
 from tests.activities.factories import batch, event
+from tests.codec_keys import CONVERTER
 from tests.conftest import schema_of_its_own
 from tests.workflows.conftest import Desk, _desks
 from workers.main import ensure_review_schedule, review_schedule_id
@@ -266,7 +266,7 @@ async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
     for replayed in (history, WorkflowHistory.from_json("saved", SAVED.read_text())):
         await Replayer(
             workflows=[WeeklyReviewWorkflow, WeeklyReviewKickoffWorkflow],
-            data_converter=pydantic_data_converter,
+            data_converter=CONVERTER,
             workflow_runner=workflow_runner(),
         ).replay_workflow(replayed)
 
