@@ -26,6 +26,7 @@ from temporalio.client import Client
 from workers.cluster import SearchAttributeConflict, register_search_attributes
 from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
 from workers.lifecycle import redact_url, stop_on_signals, worker_database
+from workers.reaper import Reaper, clean_leftovers
 from workers.settings import Settings
 from workers.temporal_client import connect_temporal
 
@@ -59,14 +60,16 @@ def free_port() -> int:
         return port
 
 
-def ensure_port_free(port: int, what: str) -> None:
+def ensure_port_free(
+    port: int, what: str, remedy: str = "or change the port in temporal-dev.yml"
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind((LOCAL_IP, port))
         except OSError:
             raise DevStackError(
                 f"port {port} ({what}) is in use: is another `make dev` or Temporal server "
-                "running? Stop it, or change the port in temporal-dev.yml"
+                f"running? Stop it, {remedy}"
             ) from None
 
 
@@ -200,7 +203,9 @@ def start_receiver(
     delivery = settings.delivery
     if delivery.webhook_url is not None or delivery.routes:
         return settings, None
-    ensure_port_free(DEV_RECEIVER_PORT, "the dev delivery receiver")
+    ensure_port_free(
+        DEV_RECEIVER_PORT, "the dev delivery receiver", "or set TICKETFLOW_DELIVERY__WEBHOOK_URL"
+    )
     secret = delivery.secret.get_secret_value() or secrets.token_urlsafe(32)
     url = f"http://{LOCAL_IP}:{DEV_RECEIVER_PORT}{PATH}"
     inbox = Inbox(secret=secret, echo=True)
@@ -296,6 +301,14 @@ def start_codec_server(
     return asyncio.create_task(run(), name="codec-server")
 
 
+def embedded_postmaster(data_dir: Path) -> int | None:
+    """The embedded PostgreSQL's server process (pg_ctl started it in the background)."""
+    try:
+        return int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
     from api.access import KeyRing, configured_keys
     from api.dev_keys import prepare_dev_api
@@ -308,55 +321,69 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
     settings = with_dev_codec(settings)
     api_settings, keys_banner = prepare_dev_api(settings.api, settings.data_dir)
     operator_key = dev_operator_key(settings)
-    ensure_port_free(settings.codec.server.port, "the codec server")
-
-    async with AsyncExitStack() as stack:
-        server = await TemporalDevServer.start(
-            spec, data_dir, ui_codec_endpoint(settings, operator_key)
-        )
-        stack.push_async_callback(server.stop)
-        client = await server.wait_ready(settings, spec.namespace, stop)
-        if client is None:  # Ctrl-C while starting
-            return
-        database_url = await stack.enter_async_context(worker_database(settings, dev=True))
-        if stop.is_set():
-            return
-
-        # If the server dies under us, stop the worker rather than let it retry forever,
-        # and leave with an error instead of a clean exit.
-        async def watch_server() -> int:
-            status = await server.process.wait()
-            stop.set()
-            return status
-
-        watcher = asyncio.create_task(watch_server(), name="temporal-watch")
-        stack.callback(watcher.cancel)
-
-        settings, receiver = start_receiver(settings, stop)
-        api = start_api(settings, api_settings, client, stop, database_url)
-        codec_server = start_codec_server(settings, KeyRing(configured_keys(api_settings)), stop)
-        print(banner(settings, spec, database_url), flush=True)
-        print(keys_banner + "\n", flush=True)
-        if receiver is not None:
-            print(
-                f"Deliveries go to {receiver.url} and print below as they arrive; a ticket's "
-                f"page: {settings.api.url}/tickets/<ticket id>/deliveries\n",
-                flush=True,
+    stopped = clean_leftovers(data_dir)
+    if stopped:
+        log.warning("stopped servers a previous dev stack left running", servers=stopped)
+    ensure_port_free(
+        settings.codec.server.port, "the codec server", "or set TICKETFLOW_CODEC__SERVER__PORT"
+    )
+    reaper = Reaper(data_dir)
+    try:
+        async with AsyncExitStack() as stack:
+            server = await TemporalDevServer.start(
+                spec, data_dir, ui_codec_endpoint(settings, operator_key)
             )
-        try:
-            await run_worker(settings, client, database_url, stop)
-        finally:
-            stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await api.task
-                await codec_server
-                if receiver is not None:
-                    await receiver.task
-        if watcher.done() and not watcher.cancelled():
-            raise DevStackError(
-                f"the Temporal dev server exited unexpectedly (status {watcher.result()}); "
-                f"end of {server.log_path}:\n{server.log_tail()}"
+            stack.push_async_callback(server.stop)
+            reaper.watch(server.process.pid, signal.SIGTERM, "temporal")
+            client = await server.wait_ready(settings, spec.namespace, stop)
+            if client is None:  # Ctrl-C while starting
+                return
+            database_url = await stack.enter_async_context(worker_database(settings, dev=True))
+            postmaster = embedded_postmaster(data_dir) if not settings.database_url else None
+            if postmaster is not None:
+                reaper.watch(postmaster, signal.SIGINT, "postgres")  # fast shutdown
+            if stop.is_set():
+                return
+
+            # If the server dies under us, stop the worker rather than let it retry forever,
+            # and leave with an error instead of a clean exit.
+            async def watch_server() -> int:
+                status = await server.process.wait()
+                stop.set()
+                return status
+
+            watcher = asyncio.create_task(watch_server(), name="temporal-watch")
+            stack.callback(watcher.cancel)
+
+            settings, receiver = start_receiver(settings, stop)
+            api = start_api(settings, api_settings, client, stop, database_url)
+            codec_server = start_codec_server(
+                settings, KeyRing(configured_keys(api_settings)), stop
             )
+            print(banner(settings, spec, database_url), flush=True)
+            print(keys_banner + "\n", flush=True)
+            if receiver is not None:
+                print(
+                    f"Deliveries go to {receiver.url} and print below as they arrive; a ticket's "
+                    f"page: {settings.api.url}/tickets/<ticket id>/deliveries\n",
+                    flush=True,
+                )
+            try:
+                await run_worker(settings, client, database_url, stop)
+            finally:
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await api.task
+                    await codec_server
+                    if receiver is not None:
+                        await receiver.task
+            if watcher.done() and not watcher.cancelled():
+                raise DevStackError(
+                    f"the Temporal dev server exited unexpectedly (status {watcher.result()}); "
+                    f"end of {server.log_path}:\n{server.log_tail()}"
+                )
+    finally:
+        reaper.done()
 
 
 def dev(dev_file: Path | None = None) -> None:

@@ -18,7 +18,18 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from workers.codec import StaticKeys, data_converter
 from workers.settings import ConfigurationError, Settings
 
-DEFAULT_ADDRESS = "localhost:7233"  # the CLI's default too
+FALLBACK_ADDRESS = "localhost:7233"  # the CLI's default too
+
+
+def default_address() -> str:
+    """Where `make dev`'s server listens: the port in temporal-dev.yml, the one setting
+    that moves the dev stack, `make demo`, the CLI and every client together."""
+    from workers.devspec import LOCAL_IP, DevFileError, load_dev_spec
+
+    try:
+        return f"{LOCAL_IP}:{load_dev_spec().port}"
+    except (DevFileError, OSError):  # an installed package without the file
+        return FALLBACK_ADDRESS
 
 
 @cache
@@ -35,7 +46,8 @@ def connect_options(settings: Settings) -> dict[str, Any]:
         )
     except Exception as error:  # the bridge raises plain RuntimeErrors for bad files
         raise ConfigurationError(f"Temporal client configuration: {error}") from None
-    options.setdefault("target_host", DEFAULT_ADDRESS)
+    if not options.get("target_host"):
+        options["target_host"] = default_address()
     return options
 
 

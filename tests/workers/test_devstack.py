@@ -1,0 +1,225 @@
+"""`make dev` as a newcomer runs it: the whole stack from one command, its UI pointed at
+the codec server, and nothing left behind when it is killed hard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+
+from api.dev_keys import load_or_create
+from tests.codec_keys import CODEC_ENV, TEST_KEYS
+from workers.codec import EncryptionCodec
+from workers.devspec import DEV_FILE, LOCAL_IP, parse_command
+from workers.devstack import free_port
+from workers.reaper import PID_FILE, Child, child, clean_leftovers, record
+from workers.temporal_client import connect_options, default_address
+
+ROOT = Path(__file__).resolve().parents[2]
+UP = "ticketflow dev stack is up"
+
+
+@dataclass
+class RunningStack:
+    process: asyncio.subprocess.Process
+    data_dir: Path
+    port: int
+    ui_port: int
+    codec_port: int
+    output: list[str]
+
+
+def processes_mentioning(text: str) -> dict[int, str]:
+    """Live processes whose command line names `text` (our data directory)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in command and state != "Z":
+            found[int(entry.name)] = command
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def all_gone(
+    marker: str, pids: list[int], within: float = 30.0
+) -> tuple[dict[int, str], list[int]]:
+    """Waits for the processes to exit; what is still there after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        servers = processes_mentioning(marker)
+        others = [pid for pid in pids if Path(f"/proc/{pid}/cmdline").exists()]
+        if not (servers or others) or time.monotonic() > deadline:
+            return servers, others
+        time.sleep(0.2)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOCAL_IP, port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture
+async def dev_stack(tmp_path: Path) -> AsyncIterator[RunningStack]:
+    port, ui_port, codec_port, api_port = (free_port() for _ in range(4))
+    yml = DEV_FILE.read_text().replace("--port=7233", f"--port={port}")
+    dev_file = tmp_path / "temporal-dev.yml"
+    dev_file.write_text(yml.replace("--ui-port=8233", f"--ui-port={ui_port}"))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    # The classifier the session trained: a fresh stack would spend seconds training one.
+    (data_dir / "models").symlink_to((ROOT / ".data" / "models").resolve())
+    env = {
+        **os.environ,
+        **CODEC_ENV,
+        "TICKETFLOW_DATA_DIR": str(data_dir),
+        "TICKETFLOW_API__PORT": str(api_port),
+        "TICKETFLOW_CODEC__SERVER__PORT": str(codec_port),
+        "TICKETFLOW_DELIVERY__WEBHOOK_URL": "http://127.0.0.1:9/never",
+        "TICKETFLOW_DELIVERY__SECRET": "s" * 32,
+    }
+    env.pop("DATABASE_URL", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "workers.cli",
+        "dev",
+        "--file",
+        str(dev_file),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as `make dev` in a terminal
+    )
+    output: list[str] = []
+
+    async def until_up() -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            output.append(raw.decode(errors="replace"))
+            if UP in output[-1]:
+                return
+        raise AssertionError("make dev exited:\n" + "".join(output[-30:]))
+
+    try:
+        await asyncio.wait_for(until_up(), 120)
+        yield RunningStack(process, data_dir, port, ui_port, codec_port, output)
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+        for pid in processes_mentioning(str(data_dir)):  # a failed test leaves no orphan
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_sigkill_of_make_dev_leaves_no_process_behind(dev_stack: RunningStack) -> None:
+    marker = str(dev_stack.data_dir)
+    servers = processes_mentioning(marker)
+    assert any("start-dev" in command for command in servers.values()), servers
+    assert any("postgres" in command for command in servers.values()), servers
+    reapers = [
+        pid
+        for pid in children_of(dev_stack.process.pid)
+        if pid in processes_mentioning("workers.reaper")
+    ]
+    assert len(reapers) == 1
+    assert json.loads((dev_stack.data_dir / "dev-servers.json").read_text())
+
+    # The UI was pointed at the codec server, with the dev operator key in the path.
+    async with httpx.AsyncClient() as http:
+        settings = (await http.get(f"http://127.0.0.1:{dev_stack.ui_port}/api/v1/settings")).json()
+        endpoint = settings["Codec"]["Endpoint"]
+        operator = load_or_create(dev_stack.data_dir).keys["operator"]
+        assert endpoint == f"http://{LOCAL_IP}:{dev_stack.codec_port}/{operator}"
+        # And the endpoint opens what the stack's workers seal.
+        [sealed] = await EncryptionCodec(TEST_KEYS).encode(
+            [Payload(metadata={"encoding": b"json/plain"}, data=b'"hi"')]
+        )
+        body = json_format.MessageToJson(Payloads(payloads=[sealed]))
+        opened = await http.post(f"{endpoint}/decode", content=body)
+        assert json_format.Parse(opened.text, Payloads()).payloads[0].data == b'"hi"'
+
+    os.killpg(dev_stack.process.pid, signal.SIGKILL)
+    await dev_stack.process.wait()
+    assert await asyncio.to_thread(all_gone, marker, reapers) == ({}, [])
+    assert port_free(dev_stack.port) and port_free(dev_stack.ui_port)
+
+
+async def test_ctrl_c_stops_everything_cleanly(dev_stack: RunningStack) -> None:
+    os.killpg(dev_stack.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    assert await asyncio.wait_for(dev_stack.process.wait(), 60) == 0
+    assert await asyncio.to_thread(all_gone, str(dev_stack.data_dir), []) == ({}, [])
+    assert not (dev_stack.data_dir / PID_FILE).exists()
+    assert port_free(dev_stack.port) and port_free(dev_stack.codec_port)
+
+
+def test_one_port_setting_moves_every_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port in temporal-dev.yml is where `make demo`, the CLI and clients connect by
+    default; TEMPORAL_ADDRESS (or a profile) still wins."""
+    from workers.settings import Settings
+
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    monkeypatch.setattr(
+        "workers.devspec.load_dev_spec",
+        lambda: parse_command(["server", "start-dev", "--port=7399", "--ui-port=8399"]),
+    )
+    assert default_address() == f"{LOCAL_IP}:7399"
+    assert connect_options(Settings())["target_host"] == f"{LOCAL_IP}:7399"
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "temporal.example:7233")
+    assert connect_options(Settings())["target_host"] == "temporal.example:7233"
+
+
+def test_the_next_start_stops_what_the_last_one_left(tmp_path: Path) -> None:
+    """If the reaper itself was killed too, the pid file names the servers; a recycled pid
+    (same number, other start time) is never signalled."""
+    left = subprocess.Popen(["sleep", "60"])
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        found = child(left.pid, signal.SIGTERM, "temporal")
+        assert found is not None
+        recycled = Child(bystander.pid, "1", int(signal.SIGTERM), "postgres")
+        record(tmp_path, [found, recycled])
+        assert clean_leftovers(tmp_path) == ["temporal"]
+        assert left.wait(timeout=5) == -signal.SIGTERM
+        assert bystander.poll() is None
+        assert not (tmp_path / PID_FILE).exists()
+        assert clean_leftovers(tmp_path) == []
+    finally:
+        for process in (left, bystander):
+            process.kill()
+            process.wait()
