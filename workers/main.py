@@ -29,7 +29,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 
 from activities import all_activities
 from activities.classifier import model_in
@@ -62,6 +62,7 @@ def build_worker(
     interceptors: Sequence[Interceptor] = (),
     relay: OutboxRelay | None = None,
     models: Path | None = None,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     """The one definition of a ticket worker, shared by the process, the tests and bench.
     With a `relay`, it also runs the outbox relay's deliveries."""
@@ -83,6 +84,7 @@ def build_worker(
         workflow_runner=workflow_runner(),
         interceptors=interceptors,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        deployment_config=deployment,
     )
 
 
@@ -202,6 +204,7 @@ async def run_worker(
             settings.policy,
             relay=relay,
             models=settings.data_dir / "models",
+            deployment=settings.deployment.worker_config(),
         )
         log.info(
             "worker started",
@@ -209,6 +212,7 @@ async def run_worker(
             namespace=client.namespace,
             migrations_applied=applied,
             time_scale=settings.policy.time_scale,
+            build_id=settings.deployment.build_id,
         )
         async with worker:
             await ensure_surge_schedule(client, settings.task_queue, settings.policy)

@@ -12,7 +12,7 @@ import json
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -29,6 +29,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import WorkerDeploymentConfig
 
 from activities.calendars import with_public_holidays
 from activities.delivery import DeliveryConfig
@@ -38,6 +40,27 @@ from workflows.policy import ServicePolicy, unknown_departments
 from workflows.vocabulary import Priority
 
 ENV_PREFIX = "TICKETFLOW_"
+
+
+class DeploymentSettings(BaseModel):
+    """Temporal worker versioning (docs/upgrades.md). Without a build id the worker is
+    unversioned, as on a cluster that never enabled it."""
+
+    name: str = "ticketflow"
+    build_id: str | None = Field(default=None, min_length=1, max_length=255)
+    # Tickets: pinned (finish on the build that opened them; old builds drain) or
+    # auto_upgrade (move to each new build; every change then needs workflow.patched).
+    ticket_behavior: Literal["pinned", "auto_upgrade"] = "pinned"
+
+    def worker_config(self) -> WorkerDeploymentConfig | None:
+        if self.build_id is None:
+            return None
+        behavior = VersioningBehavior[self.ticket_behavior.upper()]
+        return WorkerDeploymentConfig(
+            version=WorkerDeploymentVersion(deployment_name=self.name, build_id=self.build_id),
+            use_worker_versioning=True,
+            default_versioning_behavior=behavior,
+        )
 
 
 class Settings(BaseSettings):
@@ -69,6 +92,7 @@ class Settings(BaseSettings):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     log_level: str = "INFO"
     temporal_profile: str | None = None
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     # Payload encryption keys and the codec server (workers/codec.py).
     codec: CodecSettings = Field(default_factory=CodecSettings)
     prometheus_bind: str | None = Field(

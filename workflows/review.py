@@ -28,7 +28,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, WorkflowIDReusePolicy
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    VersioningBehavior,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -74,7 +79,8 @@ _FAILURES_KEPT = 50
 _SCHEDULED_AT = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
 
-@workflow.defn
+# Worker versioning: seconds per run, finished on the build it started on.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class WeeklyReviewKickoffWorkflow:
     """What the Schedule runs: the review of the week before, started once."""
 
@@ -105,7 +111,8 @@ class WeeklyReviewKickoffWorkflow:
         return review_id(week)
 
 
-@workflow.defn
+# Worker versioning: it follows actions up for weeks, so it moves to new builds (changes to it use workflow.patched).
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class WeeklyReviewWorkflow:
     @workflow.init
     def __init__(self, start: ReviewInput) -> None:

@@ -126,6 +126,9 @@ _ACTION_IDS_KEPT = 2000
 _SEEN_IDS_KEPT = 500
 
 
+# Worker versioning: no behaviour of its own. It takes the worker's default
+# (`TICKETFLOW_DEPLOYMENT__TICKET_BEHAVIOR`, pinned unless set): a ticket finishes on the
+# build it was opened on, and a deploy drains old builds instead of patching open tickets.
 @workflow.defn
 class TicketWorkflow:
     @workflow.init
