@@ -23,6 +23,16 @@ def drop_during_replay(_: WrappedLogger, __: str, event_dict: EventDict) -> Even
     return event_dict
 
 
+def core_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """The SDK core's structured fields (run id, task queue, ...) as fields of the line."""
+    record = event_dict.get("_record")
+    core = getattr(record, "temporal_log", None)
+    if core is not None:
+        for key, value in (core.fields or {}).items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -57,6 +67,7 @@ def configure_logging(level: str | int = "INFO") -> None:
             *_shared_processors(),
             # The SDK's loggers put workflow/activity ids in `extra`; keep them as fields.
             structlog.stdlib.ExtraAdder(allow=("temporal_workflow", "temporal_activity")),
+            core_fields,
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,

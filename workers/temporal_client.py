@@ -8,12 +8,20 @@ the `temporal` CLI an operator already uses against the same cluster.
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 
 from workers.codec import StaticKeys, data_converter
 from workers.settings import ConfigurationError, Settings
@@ -32,10 +40,33 @@ def default_address() -> str:
         return FALLBACK_ADDRESS
 
 
+# The SDK core's own lines (Rust) arrive on this stdlib logger, and so in the one JSON log
+# (workers/logging.py), instead of as coloured text on stderr.
+CORE_LOGGER = "temporalio.core"
+_CORE_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN"}
+
+
 @cache
-def _prometheus_runtime(bind_address: str) -> Runtime:
-    # One runtime per process and address: each one owns a metrics server and threads.
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+def process_runtime(log_level: str, prometheus_bind: str | None) -> Runtime:
+    """The SDK runtime of this process: core logs forwarded, Prometheus metrics if asked.
+    Cached: each runtime owns threads (and a metrics server), one per process is enough."""
+    forwarding = LogForwardingConfig(
+        logger=logging.getLogger(CORE_LOGGER),
+        # The fields travel as structured data (workers/logging.py), not in the text.
+        append_log_fields_to_message=False,
+        prepend_target_on_message=False,
+    )
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(
+                    core_level=_CORE_LEVELS.get(log_level, "ERROR"), other_level="ERROR"
+                ),
+                forwarding=forwarding,
+            ),
+            metrics=PrometheusConfig(bind_address=prometheus_bind) if prometheus_bind else None,
+        )
+    )
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:
@@ -68,8 +99,7 @@ async def connect_temporal(
         options = connect_options(settings)
         if namespace is not None:
             options["namespace"] = namespace
-    if settings.prometheus_bind:
-        options["runtime"] = _prometheus_runtime(settings.prometheus_bind)
+    options["runtime"] = process_runtime(settings.log_level, settings.prometheus_bind)
     return await Client.connect(**options, data_converter=data_converter(codec_keys(settings)))
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
 import pytest
 import structlog
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -16,6 +19,7 @@ from tests.codec_keys import CONVERTER
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.workers.chatty_workflow import LOGGER, ChattyWorkflow
 from workers.logging import configure_logging
+from workers.temporal_client import CORE_LOGGER, process_runtime
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -68,3 +72,32 @@ async def test_workflow_lines_are_written_once_never_on_replay(
         line for line in json_lines(capsys.readouterr().out) if line.get("logger") == LOGGER
     ]
     assert replayed == []
+
+
+async def test_sdk_core_lines_join_the_json_log(
+    capsys: pytest.CaptureFixture[str], dev_env: WorkflowEnvironment
+) -> None:
+    """The SDK core (Rust) logs through the process runtime into the same JSON lines, with
+    its fields as fields: no coloured plain text in between."""
+    configure_logging("DEBUG")
+    client = await Client.connect(
+        dev_env.client.service_client.config.target_host,
+        namespace=dev_env.client.namespace,
+        data_converter=CONVERTER,
+        runtime=process_runtime("DEBUG", None),
+    )
+    queue = f"chatty-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[ChattyWorkflow]):
+        await client.execute_workflow(ChattyWorkflow.run, id=queue, task_queue=queue)
+
+    seen = ""
+    deadline = time.monotonic() + 10
+    while CORE_LOGGER not in seen and time.monotonic() < deadline:
+        captured = capsys.readouterr()
+        seen += captured.out + captured.err
+        await asyncio.sleep(0.05)  # the runtime forwards its lines in small batches
+    assert "\x1b[" not in seen
+    lines = [json.loads(line) for line in seen.splitlines() if line.strip()]  # all JSON
+    core = [line for line in lines if line["logger"].startswith(CORE_LOGGER)]
+    assert core
+    assert {"timestamp", "level", "event"} <= set(core[0])
