@@ -53,7 +53,7 @@ from api.errors import (
 )
 from api.knowledge import knowledge, with_script
 from api.middleware import RequestContext
-from api.prometheus import exposition
+from api.prometheus import HttpMetrics, exposition
 from api.read_model import Sort, TicketFilter, list_tickets
 from api.reviews import review_pages, reviews
 from api.schemas import (
@@ -566,15 +566,18 @@ async def surges(
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
 async def prometheus_metrics(
-    svc: Svc, _caller: Annotated[Caller, Depends(require(Rule.METRICS))]
+    request: Request, svc: Svc, _caller: Annotated[Caller, Depends(require(Rule.METRICS))]
 ) -> PlainTextResponse:
-    """The indicators of the last `metrics_window` (24 h) in Prometheus' text format: scrape
-    with a manager's key (`authorization` in the scrape config)."""
+    """The indicators of the last `metrics_window` (24 h) and the API's HTTP requests and
+    latencies, in Prometheus' text format: scrape with a manager's key (`authorization` in
+    the scrape config)."""
     end = datetime.now(UTC)
     health = await svc.call(
         service_health(svc.pool, svc.policy, end - svc.settings.metrics_window, end)
     )
-    return PlainTextResponse(exposition(health), media_type=CONTENT_TYPE_LATEST)
+    http: HttpMetrics = request.app.state.http_metrics
+    body = exposition(health) + http.exposition()
+    return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
 
 # ---------------------------------------------------------------- health
@@ -690,5 +693,6 @@ def create_app(svc: Services) -> FastAPI:
     )
     for router in (*routers, health):
         app.include_router(router)
-    app.add_middleware(RequestContext, keys=svc.keys)
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(RequestContext, keys=svc.keys, metrics=app.state.http_metrics)
     return app

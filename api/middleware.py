@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access import Caller, KeyRing
 from api.errors import Problem
+from api.prometheus import HttpMetrics
 from api.schemas import TICKET_ID
 
 log = structlog.get_logger("api.access")
@@ -69,9 +70,10 @@ def presented_key(headers: Headers) -> str | None:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyRing, metrics: HttpMetrics | None = None) -> None:
         self.app = app
         self.keys = keys
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,6 +148,9 @@ class RequestContext:
     ) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
+        seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.observe(scope["method"], template, status, seconds)
         ticket_id = scope.get("path_params", {}).get("ticket_id")
         if not isinstance(ticket_id, str) or not TICKET_ID.match(ticket_id):
             ticket_id = None  # whatever else a caller put in the path stays out of the log
@@ -155,7 +160,7 @@ class RequestContext:
             method=scope["method"],
             route=template,
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            duration_ms=round(seconds * 1000, 1),
             caller=caller.name if caller else None,
             role=caller.role if caller else None,
             **({"ticket_id": ticket_id} if ticket_id else {}),

@@ -1,4 +1,5 @@
-"""`GET /metrics`: the service-health indicators of the last window, for Prometheus.
+"""`GET /metrics`: the service-health indicators of the last window, and the API's own
+HTTP figures, for Prometheus.
 
 The same numbers as `GET /v1/metrics` (activities.indicators), for a rolling window
 (`api.metrics_window`, 24 h by default), as gauges a company's Grafana can chart and
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -95,3 +96,32 @@ def exposition(health: ServiceHealth) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Indicators(health))
     return generate_latest(registry)
+
+
+class HttpMetrics:
+    """Requests by method, route template and status, and their latency. Labelled by the
+    route's template (`/v1/tickets/{ticket_id}`), never the path: bounded, no ids."""
+
+    def __init__(self) -> None:
+        # A registry per app, so that several apps in one process (tests) keep apart.
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            PREFIX + "http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            PREFIX + "http_request_duration_seconds",
+            "time to answer an HTTP request",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._requests.labels(method, route, str(status)).inc()
+        self._latency.labels(method, route).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
