@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
     # Payload encryption keys and the codec server (workers/codec.py).
     codec: CodecSettings = Field(default_factory=CodecSettings)
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces (needs the otel extra)",
+    )
     prometheus_bind: str | None = Field(
         default=None, description="host:port for the SDK's Prometheus endpoint, e.g. 0.0.0.0:9464"
     )

@@ -25,6 +25,7 @@ from temporalio.runtime import (
 
 from workers.codec import StaticKeys, data_converter
 from workers.settings import ConfigurationError, Settings
+from workers.tracing import tracing_interceptors
 
 FALLBACK_ADDRESS = "localhost:7233"  # the CLI's default too
 
@@ -100,6 +101,7 @@ async def connect_temporal(
         if namespace is not None:
             options["namespace"] = namespace
     options["runtime"] = process_runtime(settings.log_level, settings.prometheus_bind)
+    options["interceptors"] = tracing_interceptors(settings.otel_endpoint)
     return await Client.connect(**options, data_converter=data_converter(codec_keys(settings)))
 
 
