@@ -14,6 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import structlog
+from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
+from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionOptionsRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -178,6 +182,38 @@ async def start_relay(client: Client, task_queue: str) -> None:
     )
 
 
+# Worker versioning (docs/upgrades.md). A versioned worker pins what it runs by default
+# (TICKETFLOW_DEPLOYMENT__TICKET_BEHAVIOR): tickets, the weekly kickoff and the surge check
+# finish on the build they started on. These three wait for weeks or never end, so pinned
+# they would hold their build for ever: each versioned worker start moves them to
+# auto-upgrade, and they follow the current build (their changes use workflow.patched).
+# Not declared with @workflow.defn: the SDK would send the behaviour from unversioned
+# workers too, which the server refuses.
+AUTO_UPGRADING = (OutboxRelayWorkflow, WeeklyReviewWorkflow, SurgeInvestigationWorkflow)
+
+
+async def let_long_workflows_upgrade(client: Client, task_queue: str) -> list[str]:
+    """Set an auto-upgrade override on the running long workflows of the queue; their ids."""
+    types = ", ".join(f"'{workflow_type.__name__}'" for workflow_type in AUTO_UPGRADING)
+    query = (
+        f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running' AND WorkflowType IN ({types})"
+    )
+    moved = []
+    async for execution in client.list_workflows(query):
+        await client.workflow_service.update_workflow_execution_options(
+            UpdateWorkflowExecutionOptionsRequest(
+                namespace=client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=execution.id),
+                workflow_execution_options=WorkflowExecutionOptions(
+                    versioning_override=VersioningOverride(auto_upgrade=True)
+                ),
+                update_mask=FieldMask(paths=["versioning_override"]),
+            )
+        )
+        moved.append(execution.id)
+    return moved
+
+
 async def run_worker(
     settings: Settings,
     client: Client,
@@ -219,6 +255,9 @@ async def run_worker(
             await ensure_review_schedule(client, settings.task_queue, settings.policy)
             if settings.delivery.configured:
                 await start_relay(client, settings.task_queue)
+            if settings.deployment.build_id is not None:
+                moved = await let_long_workflows_upgrade(client, settings.task_queue)
+                log.info("long workflows follow the current build", workflows=len(moved))
             else:
                 # Nothing is lost: rows wait in the outbox until a destination is set.
                 log.warning(

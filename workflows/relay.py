@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows import activity_names as activity
@@ -52,8 +52,7 @@ def relay_workflow_id(task_queue: str) -> str:
     return f"outbox-relay-{task_queue}"
 
 
-# Worker versioning: it never ends, so it moves to each new build (or the old one could never drain).
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class OutboxRelayWorkflow:
     @workflow.run
     async def run(self, start: RelayInput) -> None:

@@ -31,7 +31,6 @@ from temporalio import workflow
 from temporalio.common import (
     RetryPolicy,
     SearchAttributeKey,
-    VersioningBehavior,
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -79,8 +78,7 @@ _FAILURES_KEPT = 50
 _SCHEDULED_AT = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 
 
-# Worker versioning: seconds per run, finished on the build it started on.
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn
 class WeeklyReviewKickoffWorkflow:
     """What the Schedule runs: the review of the week before, started once."""
 
@@ -111,8 +109,7 @@ class WeeklyReviewKickoffWorkflow:
         return review_id(week)
 
 
-# Worker versioning: it follows actions up for weeks, so it moves to new builds (changes to it use workflow.patched).
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class WeeklyReviewWorkflow:
     @workflow.init
     def __init__(self, start: ReviewInput) -> None:

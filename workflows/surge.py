@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior, WorkflowIDReusePolicy
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -64,8 +64,7 @@ def investigation_id(openings: Openings, episode: int) -> str:
     return f"surge-{openings.dimension}-{openings.value}-{episode}"
 
 
-# Worker versioning: a few seconds per run, finished on the build it started on.
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn
 class SurgeCheckWorkflow:
     @workflow.run
     async def run(self, start: SurgeCheckInput) -> list[str]:
@@ -103,8 +102,7 @@ class SurgeCheckWorkflow:
         return opened
 
 
-# Worker versioning: it waits for findings as long as it takes, so it moves to new builds (changes to it use workflow.patched).
-@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn
 class SurgeInvestigationWorkflow:
     @workflow.init
     def __init__(self, start: Investigation) -> None:

@@ -126,9 +126,9 @@ _ACTION_IDS_KEPT = 2000
 _SEEN_IDS_KEPT = 500
 
 
-# Worker versioning: no behaviour of its own. It takes the worker's default
-# (`TICKETFLOW_DEPLOYMENT__TICKET_BEHAVIOR`, pinned unless set): a ticket finishes on the
-# build it was opened on, and a deploy drains old builds instead of patching open tickets.
+# Worker versioning (docs/upgrades.md): pinned by the worker's default unless configured,
+# so a ticket finishes on the build that opened it. No behaviour is declared here: the
+# SDK would send it from unversioned workers too, and the server refuses that.
 @workflow.defn
 class TicketWorkflow:
     @workflow.init

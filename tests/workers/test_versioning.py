@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 
-import pytest
 import temporalio.api.workflowservice.v1 as wsv1
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior
@@ -17,15 +17,12 @@ from temporalio.worker import Worker
 
 from activities.database import Pool
 from api.client import TicketClient
-from workers.main import build_worker
+from workers.main import build_worker, let_long_workflows_upgrade
 from workers.settings import DeploymentSettings
 from workflows.contracts import Close, Intake, Respond
 from workflows.policy import ServicePolicy
 from workflows.primitives import Actor
-from workflows.relay import OutboxRelayWorkflow
-from workflows.review import WeeklyReviewKickoffWorkflow, WeeklyReviewWorkflow
-from workflows.surge import SurgeCheckWorkflow, SurgeInvestigationWorkflow
-from workflows.ticket import TicketWorkflow
+from workflows.surge import Findings, Investigation, Openings, SurgeInvestigationWorkflow
 from workflows.vocabulary import TicketStatus
 
 AGENT = Actor(id="agent-7", role="agent")
@@ -127,23 +124,51 @@ async def test_old_tickets_finish_on_the_old_build_new_ones_on_the_new(
                 await client.get_workflow_handle(ticket_id).terminate("test done")
 
 
-@pytest.mark.parametrize(
-    ("workflow", "behavior"),
-    [
-        (OutboxRelayWorkflow, VersioningBehavior.AUTO_UPGRADE),
-        (SurgeCheckWorkflow, VersioningBehavior.PINNED),
-        (SurgeInvestigationWorkflow, VersioningBehavior.AUTO_UPGRADE),
-        (WeeklyReviewKickoffWorkflow, VersioningBehavior.PINNED),
-        (WeeklyReviewWorkflow, VersioningBehavior.AUTO_UPGRADE),
-        (TicketWorkflow, VersioningBehavior.UNSPECIFIED),  # the worker's default, configurable
-    ],
-)
-def test_every_workflow_type_says_how_it_meets_a_new_build(
-    workflow: type, behavior: VersioningBehavior
+async def test_long_workflows_follow_the_current_build(
+    dev_env: WorkflowEnvironment, pg_pool: Pool
 ) -> None:
-    from temporalio.workflow import _Definition
+    """A surge investigation waits for findings as long as it takes: started pinned on v1,
+    a v2 worker's start moves it to auto-upgrade, so it goes on on v2 once v2 is current
+    (and v1 can drain). The relay and the weekly review are moved the same way."""
+    client = dev_env.client
+    queue, deployment = f"versioned-{uuid.uuid4()}", f"ticketflow-{uuid.uuid4().hex[:8]}"
+    surge = Openings(
+        dimension="category",
+        value="technical_fault",
+        last_24h=40,
+        day_before=5,
+        week_before=4,
+        sample=[],
+    )
+    async with versioned_worker(dev_env, queue, pg_pool, deployment, "v1"):
+        await make_current(client, deployment, "v1")
+        handle = await client.start_workflow(
+            SurgeInvestigationWorkflow.run,
+            Investigation(surge=surge, policy=ServicePolicy()),
+            id=f"surge-{uuid.uuid4()}",
+            task_queue=queue,
+        )
+        await eventually_builds(client, handle.id, lambda found: len(found) >= 2)
+        async with versioned_worker(dev_env, queue, pg_pool, deployment, "v2"):
+            assert await let_long_workflows_upgrade(client, queue) == [handle.id]
+            await make_current(client, deployment, "v2")
+            await handle.execute_update(SurgeInvestigationWorkflow.close, Findings(findings="CDN"))
+            assert await handle.result() == "CDN"
+    info = (await handle.describe()).raw_description.workflow_execution_info
+    assert info.versioning_info.versioning_override.auto_upgrade
+    builds = await builds_of(client, handle.id)
+    assert builds[0] == "v1" and builds[-1] == "v2"
 
-    assert _Definition.must_from_class(workflow).versioning_behavior == behavior
+
+async def eventually_builds(
+    client: Client, workflow_id: str, good: Callable[[list[str]], bool]
+) -> list[str]:
+    deadline = time.monotonic() + 15
+    while True:
+        builds = await builds_of(client, workflow_id)
+        if good(builds) or time.monotonic() > deadline:
+            return builds
+        await asyncio.sleep(0.1)
 
 
 def test_ticket_behaviour_is_a_setting() -> None:
