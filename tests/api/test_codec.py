@@ -330,3 +330,19 @@ async def test_a_browser_on_the_ui_origin_passes_the_preflight(
             assert allowed.headers["access-control-allow-origin"] == ui
             refused = await http.options("/decode", headers={"Origin": elsewhere, **preflight})
             assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_a_history_saved_before_encryption_still_replays() -> None:
+    """The saved histories were recorded in plaintext; the encrypting converter replays
+    them (tests/workflows/test_replay.py replays every one of them the same way)."""
+    from temporalio.client import WorkflowHistory
+
+    from tests.workflows.test_replay import SAVED, replayer
+
+    name = sorted(SAVED)[0]
+    history = WorkflowHistory.from_json(name, SAVED[name])
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.input.payloads
+    assert all(p.metadata["encoding"] != ENCODING for p in started.input.payloads)
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None
