@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 
@@ -206,3 +207,31 @@ def test_keys_create_prints_the_key_once_and_its_entry(capsys: pytest.CaptureFix
 
     assert main(["keys", "create", "--role", "boss"]) == 1
     assert "unknown role 'boss'" in capsys.readouterr().err
+
+
+async def test_erase_customer_through_the_served_api(
+    stack: Stack, served: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TICKETFLOW_API_URL", served)
+    customer = f"cust-{uuid.uuid4().hex[:10]}"
+    ticket_id = (await stack.open(customer_id=customer, subject="erase-me 续费"))["ticket_id"]
+    closed = await stack.act(
+        ticket_id, "closure", {"long_term_plan": "下个版本", "root_cause": "需求缺口-會員續費"}
+    )
+    assert closed.status_code == 200
+    await stack.settled(ticket_id)
+
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["agent"])
+    assert await cli("erase-customer", customer) == 1  # operators only
+    assert "may not erase customers' data" in capsys.readouterr().err
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["operator"])
+    assert await cli("erase-customer", customer, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tickets"] == [ticket_id] and report["repeated"] is False
+    assert await cli("erase-customer", customer) == 0
+    table = capsys.readouterr().out
+    assert "again" in table and "yes" in table
+    subject = await stack.pool.fetchval(
+        "SELECT subject FROM tickets WHERE ticket_id = $1", ticket_id
+    )
+    assert subject is None
