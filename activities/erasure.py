@@ -14,8 +14,9 @@ One transaction per customer:
 - **Read model.** The subject goes, the customer id becomes the pseudonym.
 - **Intake keys.** A backend's idempotency key may embed a message id or an address: it
   is replaced by its SHA-256, so it can never match (or name) anything again.
-- `erasures` records the erasure by the SHA-256 of the customer id. Running it again
-  redacts the same tickets again (an event that landed late) and keeps the first record.
+- `erasures` records the pseudonym, the tickets, who asked and when, and never the customer
+  id, not even hashed (a hash of a phone number is guessed back in seconds). Asking again
+  finds nothing under that customer id and erases nothing.
 
 The Temporal side is the caller's: it ends the workflows first and deletes their histories
 after (api/app.py), so no later event brings the words back.
@@ -23,7 +24,6 @@ after (api/app.py), so no later event brings the words back.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -55,16 +55,13 @@ class ErasureCounts(BaseModel):
 
 
 class Erasure(BaseModel):
-    pseudonym: str
+    # None, with no tickets: nothing is kept under that customer id (erased before, or
+    # never a customer).
+    pseudonym: str | None
     tickets: list[str]
     requested_by: str
     erased_at: datetime
     counts: ErasureCounts
-    repeated: bool = False
-
-
-def customer_hash(customer_id: str) -> str:
-    return hashlib.sha256(customer_id.encode()).hexdigest()
 
 
 def erased_data(kind: str, data: dict[str, Any], pseudonym: str) -> dict[str, Any]:
@@ -117,26 +114,33 @@ async def is_erased(pool: Pool, ticket_id: str) -> bool:
     return found
 
 
-async def customer_ticket_ids(pool: Pool, customer_id: str) -> list[str]:
-    """Every ticket of the customer, erased before or not."""
+async def closed_tickets(pool: Pool, customer_id: str) -> list[str]:
+    """The customer's closed tickets: the only ones whose workflows an erasure may end."""
     async with pool.acquire() as conn:
-        found = await customer_tickets(conn, customer_id)
-        earlier = await conn.fetchval(
-            "SELECT tickets FROM erasures WHERE customer_hash = $1", customer_hash(customer_id)
+        tickets = await customer_tickets(conn, customer_id)
+        rows = await conn.fetch(
+            "SELECT ticket_id FROM tickets WHERE ticket_id = ANY($1::text[]) "
+            "AND status = 'closed' ORDER BY ticket_id",
+            tickets,
         )
-    return sorted({*found, *(earlier or [])})
+    return [row["ticket_id"] for row in rows]
 
 
 async def erase_customer(pool: Pool, customer_id: str, requested_by: str, now: datetime) -> Erasure:
-    """Erase the customer's personal data from every table; idempotent."""
-    hashed = customer_hash(customer_id)
+    """Erase the customer's personal data from every table. Asking again finds nothing
+    left under that customer id: an empty erasure, so a retry is harmless."""
     async with pool.acquire() as conn, conn.transaction():
-        # Two requests for one customer take turns; the second finds the first's record.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "erasure:" + hashed)
-        earlier = await conn.fetchrow("SELECT * FROM erasures WHERE customer_hash = $1", hashed)
-        tickets = sorted(
-            {*(await customer_tickets(conn, customer_id)), *(earlier["tickets"] if earlier else [])}
-        )
+        # Two requests for one customer take turns; the second finds nothing left.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "erasure:" + customer_id)
+        tickets = await customer_tickets(conn, customer_id)
+        if not tickets:
+            return Erasure(
+                pseudonym=None,
+                tickets=[],
+                requested_by=requested_by,
+                erased_at=now,
+                counts=ErasureCounts(),
+            )
         still_open = await conn.fetch(
             "SELECT ticket_id FROM tickets WHERE ticket_id = ANY($1::text[]) "
             "AND status <> 'closed' ORDER BY ticket_id",
@@ -144,7 +148,7 @@ async def erase_customer(pool: Pool, customer_id: str, requested_by: str, now: d
         )
         if still_open:
             raise OpenTickets([row["ticket_id"] for row in still_open])
-        pseudonym = earlier["pseudonym"] if earlier else "erased-" + uuid.uuid4().hex[:16]
+        pseudonym = "erased-" + uuid.uuid4().hex[:16]
         await conn.execute("SET LOCAL ticketflow.erasure = 'on'")
         counts = ErasureCounts(
             events=await _erase_events(conn, tickets, pseudonym),
@@ -156,19 +160,9 @@ async def erase_customer(pool: Pool, customer_id: str, requested_by: str, now: d
             tickets,
             pseudonym,
         )
-        if earlier:
-            return Erasure(
-                pseudonym=pseudonym,
-                tickets=tickets,
-                requested_by=earlier["requested_by"],
-                erased_at=earlier["erased_at"],
-                counts=counts,
-                repeated=True,
-            )
         await conn.execute(
-            "INSERT INTO erasures (customer_hash, pseudonym, tickets, requested_by, erased_at, "
-            "counts) VALUES ($1, $2, $3, $4, $5, $6)",
-            hashed,
+            "INSERT INTO erasures (pseudonym, tickets, requested_by, erased_at, counts) "
+            "VALUES ($1, $2, $3, $4, $5)",
             pseudonym,
             tickets,
             requested_by,
@@ -245,7 +239,7 @@ async def _erase_intake_keys(conn: PoolConnection, tickets: list[str]) -> int:
     count: int = await conn.fetchval(
         """
         WITH erased AS (
-            UPDATE intake_keys SET idempotency_key = 'erased:' || encode(sha256(idempotency_key::bytea), 'hex')
+            UPDATE intake_keys SET idempotency_key = 'erased:' || encode(sha256(convert_to(idempotency_key, 'UTF8')), 'hex')
             WHERE ticket_id = ANY($1::text[]) AND idempotency_key NOT LIKE 'erased:%'
             RETURNING 1
         ) SELECT count(*) FROM erased

@@ -306,9 +306,12 @@ class EventStore:
         return None if record is None else TicketRow.model_validate(dict(record))
 
     async def ticket_for_intake_key(self, idempotency_key: str) -> str | None:
-        """The ticket an idempotency key opened, for ever (Temporal forgets closed ids)."""
+        """The ticket an idempotency key opened, for ever (Temporal forgets closed ids),
+        including one whose customer was erased (its key is kept as a SHA-256)."""
         ticket_id: str | None = await self._pool.fetchval(
-            "SELECT ticket_id FROM intake_keys WHERE idempotency_key = $1", idempotency_key
+            "SELECT ticket_id FROM intake_keys WHERE idempotency_key = $1 OR idempotency_key "
+            "= 'erased:' || encode(sha256(convert_to($1, 'UTF8')), 'hex') LIMIT 1",
+            idempotency_key,
         )
         return ticket_id
 

@@ -109,6 +109,7 @@ intake = APIRouter(tags=["intake"])
         **COMMON_RESPONSES,
         200: {"model": TicketOpened, "description": "this key had opened the ticket before"},
         201: {"model": TicketOpened, "description": "a new ticket"},
+        410: {"model": Problem, "description": "this key's ticket was erased with its customer"},
     },
 )
 async def open_ticket(
@@ -148,6 +149,10 @@ async def open_ticket(
     if earlier is None:
         ticket = await svc.call(svc.tickets.open(intake_))
         ticket_id, created = ticket.ticket_id, ticket.created
+    elif await svc.call(is_erased(svc.pool, earlier)):
+        raise ApiError(
+            410, "ticket_erased", "this key's ticket was erased with its customer's data"
+        )
     else:
         ticket_id, created = earlier, False
     response.status_code = 201 if created else 200

@@ -181,22 +181,27 @@ class TicketClient:
             raise
         return True
 
-    async def forget(self, ticket_id: str) -> bool:
-        """Delete the ticket's workflow history from Temporal; True if there was one."""
-        try:
-            await self._client.workflow_service.delete_workflow_execution(
-                DeleteWorkflowExecutionRequest(
-                    namespace=self._client.namespace,
-                    workflow_execution=WorkflowExecution(workflow_id=ticket_id),
+    async def forget(self, ticket_id: str) -> int:
+        """Delete every run of the ticket's workflow from Temporal (a long ticket continues
+        as new); how many. The server deletes in the background (about 30 s on the dev
+        server), and until then a history still answers, so the API checks erasures itself."""
+        deleted = 0
+        async for execution in self._client.list_workflows(f"WorkflowId = '{ticket_id}'"):
+            try:
+                await self._client.workflow_service.delete_workflow_execution(
+                    DeleteWorkflowExecutionRequest(
+                        namespace=self._client.namespace,
+                        workflow_execution=WorkflowExecution(
+                            workflow_id=ticket_id, run_id=execution.run_id
+                        ),
+                    )
                 )
-            )
-        except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        # The server deletes in the background (about 30 s on the dev server); until then
-        # the history still answers a query, so the API checks erasures itself.
-        return True
+            except RPCError as error:
+                if error.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                continue
+            deleted += 1
+        return deleted
 
     async def view(self, ticket_id: str) -> TicketView:
         return await self.handle(ticket_id).query(TicketWorkflow.view)

@@ -260,14 +260,13 @@ def run_erase(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
     return _table(
         [
             ("tickets", str(len(result["tickets"]))),
-            ("pseudonym", result["pseudonym"]),
+            ("pseudonym", result["pseudonym"] or "-"),
             ("erased at", result["erased_at"]),
             ("events redacted", str(counts["events"])),
             ("outbox rows redacted", str(counts["outbox_rows"])),
             ("undelivered, cancelled", str(counts["undelivered_cancelled"])),
             ("intake keys", str(counts["intake_keys"])),
             ("workflows deleted", str(result["workflows_deleted"])),
-            ("again", "yes" if result["repeated"] else "no"),
         ]
     )
 

@@ -3,11 +3,12 @@
 1. Refused (409) while any of the customer's tickets is still open: its next events would
    bring the words back. Close them first.
 2. The workflows of closed tickets still in their feedback window are terminated, so
-   nothing more is appended.
+   nothing more is appended. No other workflow is touched.
 3. PostgreSQL: event store, outbox, read model and intake keys, in one transaction
    (activities/erasure.py). Counts, durations, scores and categories stay.
-4. The workflow histories are deleted from Temporal (they hold the words too, sealed
-   with the payload key).
+4. The workflow histories are deleted from Temporal, every run of each (they hold the
+   words too, sealed with the payload key). A later intake with one of the erased
+   tickets' idempotency keys answers 410 instead of bringing the ticket back.
 
 The customer id travels in the body, never in the path, so it stays out of access logs.
 `ticketflow erase-customer <id>` calls this route.
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field
 from activities.erasure import (
     Erasure,
     OpenTickets,
-    customer_ticket_ids,
+    closed_tickets,
     erase_customer,
     open_tickets,
 )
@@ -50,14 +51,15 @@ async def erase(
     svc: Svc,
     caller: Annotated[Caller, Depends(require(Rule.ERASE))],
 ) -> ErasureReport:
-    """Erase a customer's personal data everywhere ticketflow keeps it. Idempotent: asking
-    again redacts the same tickets again and answers with the first erasure's time."""
+    """Erase a customer's personal data everywhere ticketflow keeps it. A retry is
+    harmless: nothing is left under that customer id, and the answer names no ticket."""
     still_open = await svc.call(open_tickets(svc.pool, body.customer_id))
     if still_open:
         raise _open(still_open)
-    tickets = await svc.call(customer_ticket_ids(svc.pool, body.customer_id))
     terminated = 0
-    for ticket_id in tickets:
+    # Only closed tickets (still in their feedback window): a ticket opened meanwhile is
+    # refused below, under the erasure's lock, with its workflow untouched.
+    for ticket_id in await svc.call(closed_tickets(svc.pool, body.customer_id)):
         terminated += await svc.call(svc.tickets.stop(ticket_id, "customer data erased"))
     try:
         erasure = await svc.call(
@@ -65,7 +67,7 @@ async def erase(
         )
     except OpenTickets as error:  # reopened in the meantime
         raise _open(error.ticket_ids) from None
-    deleted = 0
+    deleted = 0  # workflow runs
     for ticket_id in erasure.tickets:
         deleted += await svc.call(svc.tickets.forget(ticket_id))
     return ErasureReport(

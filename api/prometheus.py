@@ -98,6 +98,9 @@ def exposition(health: ServiceHealth) -> bytes:
     return generate_latest(registry)
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class HttpMetrics:
     """Requests by method, route template and status, and their latency. Labelled by the
     route's template (`/v1/tickets/{ticket_id}`), never the path: bounded, no ids."""
@@ -120,6 +123,8 @@ class HttpMetrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        # A client may send any method token; only the known ones become series.
+        method = method if method in HTTP_METHODS else "OTHER"
         self._requests.labels(method, route, str(status)).inc()
         self._latency.labels(method, route).observe(seconds)
 

@@ -33,7 +33,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, Field, SecretStr
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from api.settings import ConfigurationError
 
@@ -140,12 +144,15 @@ class EncryptionCodec(PayloadCodec):
             if payload.metadata.get(META_ENCODING) != ENCODING:
                 opened.append(payload)  # written before encryption: plaintext as it was
                 continue
-            key_id = payload.metadata.get(META_KEY_ID, b"").decode()
+            try:
+                key_id = payload.metadata.get(META_KEY_ID, b"").decode()
+            except UnicodeDecodeError:
+                raise CodecError("payload names a key id that is not text") from None
             cipher = await self._cipher(key_id)
             nonce, ciphertext = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
             try:
                 plaintext = cipher.decrypt(nonce, ciphertext, key_id.encode())
-            except InvalidTag:
+            except (InvalidTag, ValueError):  # ValueError: shorter than the tag
                 raise CodecError(
                     f"payload sealed with key {key_id!r} fails authentication"
                 ) from None
@@ -162,6 +169,9 @@ def data_converter(keys: KeyProvider | None) -> DataConverter:
     return DataConverter(
         payload_converter_class=pydantic_data_converter.payload_converter_class,
         payload_codec=EncryptionCodec(keys),
+        # Failure messages and stack traces move into an encoded payload too: an
+        # exception's text may quote what a customer wrote.
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
 

@@ -255,15 +255,15 @@ async def run_worker(
             await ensure_review_schedule(client, settings.task_queue, settings.policy)
             if settings.delivery.configured:
                 await start_relay(client, settings.task_queue)
-            if settings.deployment.build_id is not None:
-                moved = await let_long_workflows_upgrade(client, settings.task_queue)
-                log.info("long workflows follow the current build", workflows=len(moved))
             else:
                 # Nothing is lost: rows wait in the outbox until a destination is set.
                 log.warning(
                     "deliveries are not configured: messages and hand-offs wait in the outbox",
                     setting="TICKETFLOW_DELIVERY__WEBHOOK_URL or TICKETFLOW_DELIVERY__ROUTES",
                 )
+            if settings.deployment.build_id is not None:
+                moved = await let_long_workflows_upgrade(client, settings.task_queue)
+                log.info("long workflows follow the current build", workflows=len(moved))
             await stop.wait()
             log.info("worker draining", graceful_seconds=GRACEFUL_SHUTDOWN.total_seconds())
         log.info("worker stopped")

@@ -11,8 +11,9 @@ Two guards, both by process id and start time (a recycled pid is never signalled
   kernel closes the pipe; the reaper reads end-of-file and stops every server it was told
   about (SIGTERM to Temporal, SIGINT, PostgreSQL's fast shutdown), then SIGKILL after a
   grace period. A stack that stops normally says `done` first.
-- **The pid file.** `<data_dir>/dev-servers.json` lists the same servers. If a reaper
-  itself was killed, the next `make dev` stops what the last one left before it starts.
+- **The pid file.** `<data_dir>/dev-servers.json` lists the same servers and the stack
+  that owns them. If a reaper itself was killed, the next `make dev` stops what the dead
+  stack left before it starts; a stack still running keeps its servers.
 """
 
 from __future__ import annotations
@@ -77,19 +78,30 @@ def stop_all(children: list[Child], grace: float = GRACE_S) -> list[str]:
 # ---------------------------------------------------------------- the pid file
 
 
-def record(data_dir: Path, children: list[Child]) -> None:
+def record(data_dir: Path, children: list[Child], owner: Child | None = None) -> None:
+    """The servers, and the stack that owns them (this process unless told)."""
+    owner = owner or child(os.getpid(), signal.SIGTERM, "stack")
     path = data_dir / PID_FILE
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps([asdict(c) for c in children]))
+    temporary.write_text(
+        json.dumps(
+            {"owner": asdict(owner) if owner else None, "servers": [asdict(c) for c in children]}
+        )
+    )
     temporary.replace(path)
 
 
 def clean_leftovers(data_dir: Path) -> list[str]:
-    """Stop the servers a previous stack left running; what was stopped."""
+    """Stop the servers a dead stack left running; what was stopped. A stack still alive
+    keeps its servers: the new one will then find the ports taken and say so."""
     path = data_dir / PID_FILE
     try:
-        listed = [Child(**item) for item in json.loads(path.read_text())]
-    except (OSError, ValueError, TypeError):
+        stored = json.loads(path.read_text())
+        owner = Child(**stored["owner"]) if stored.get("owner") else None
+        listed = [Child(**item) for item in stored["servers"]]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
+    if owner is not None and alive(owner):
         return []
     stopped = stop_all(listed)
     path.unlink(missing_ok=True)

@@ -31,12 +31,10 @@ $$;
 CREATE INDEX ticket_events_customer ON ticket_events ((data ->> 'customer_id'))
     WHERE type = 'ticket_opened';
 
--- One row per erased customer, named only by the SHA-256 of the customer id: enough to
--- answer "was this customer erased, when, by whom, which tickets", and to run an
--- erasure again (events that landed late), without keeping who the customer was.
+-- One row per erasure: the pseudonym, the tickets, who asked and when. Never the customer
+-- id, not even hashed: a hash of a phone number or an account number is guessed back.
 CREATE TABLE erasures (
-    customer_hash text        PRIMARY KEY,
-    pseudonym     text        NOT NULL UNIQUE,
+    pseudonym     text        PRIMARY KEY,
     tickets       text[]      NOT NULL,
     requested_by  text        NOT NULL,
     erased_at     timestamptz NOT NULL,

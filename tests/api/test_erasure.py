@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.api.conftest import Stack
+from tests.api.conftest import Stack, intake
 
 CLOSE = {"long_term_plan": "下个版本支持", "root_cause": "需求缺口-會員續費"}
 TABLES = ("ticket_events", "outbox", "tickets", "intake_keys")
@@ -45,13 +45,24 @@ async def kept(stack: Stack, ticket_id: str) -> tuple[list[Any], list[Any]]:
     return [tuple(e) for e in events], [tuple(r) for r in row]
 
 
-async def closed_ticket(stack: Stack, customer_id: str, marker: str) -> str:
-    opened = await stack.open(
+def intake_body(customer_id: str, marker: str) -> dict[str, Any]:
+    return intake(
         customer_id=customer_id,
         subject=f"{marker} 会员续费失败",
         description=f"{marker} 请回电 13912345678, mail {marker}@example.com",
     )
-    ticket_id: str = opened["ticket_id"]
+
+
+async def closed_ticket(stack: Stack, customer_id: str, marker: str, key: str | None = None) -> str:
+    # A backslash in the key: PostgreSQL must hash it as text, not parse it as bytea.
+    key = key or f"erase\\{uuid.uuid4()}"
+    answer = await stack.http.post(
+        "/v1/tickets",
+        json=intake_body(customer_id, marker),
+        headers={**stack.auth("backend"), "Idempotency-Key": key},
+    )
+    assert answer.status_code == 201, answer.text
+    ticket_id: str = answer.json()["ticket_id"]
     replied = await stack.act(ticket_id, "responses", {"message": f"您好 {marker}, 正在查看"})
     assert replied.status_code == 200, replied.text
     closed = await stack.act(ticket_id, "closure", CLOSE)
@@ -63,7 +74,8 @@ async def closed_ticket(stack: Stack, customer_id: str, marker: str) -> str:
 async def test_erasure_leaves_no_plaintext_and_keeps_the_counts(stack: Stack) -> None:
     customer = f"cust-{uuid.uuid4().hex[:10]}"
     marker = f"Zhang{uuid.uuid4().hex[:8]}"
-    tickets = [await closed_ticket(stack, customer, marker) for _ in range(2)]
+    keys = [f"mail\\{uuid.uuid4()}" for _ in range(2)]
+    tickets = [await closed_ticket(stack, customer, marker, key) for key in keys]
     bystander_marker = f"Li{uuid.uuid4().hex[:8]}"
     bystander = await closed_ticket(stack, f"cust-{uuid.uuid4().hex[:10]}", bystander_marker)
     before = {t: await kept(stack, t) for t in tickets}
@@ -81,7 +93,7 @@ async def test_erasure_leaves_no_plaintext_and_keeps_the_counts(stack: Stack) ->
     report = answer.json()
     assert sorted(report["tickets"]) == sorted(tickets)
     assert report["counts"]["events"] > 0 and report["counts"]["intake_keys"] == 2
-    assert report["workflows_deleted"] == 2 and report["repeated"] is False
+    assert report["workflows_deleted"] == 2 and report["workflows_terminated"] == 2
 
     text = await everything(stack)
     assert lines_with(text, marker) == []
@@ -117,10 +129,23 @@ async def test_erasure_leaves_no_plaintext_and_keeps_the_counts(stack: Stack) ->
     again = await stack.http.post(
         "/v1/erasures", json={"customer_id": customer}, headers=stack.auth("operator")
     )
-    assert again.status_code == 200
-    assert again.json()["repeated"] is True
-    assert again.json()["erased_at"] == report["erased_at"]
-    assert again.json()["pseudonym"] == report["pseudonym"]
+    assert again.status_code == 200  # a retry is harmless: nothing is left to erase
+    assert (again.json()["tickets"], again.json()["pseudonym"]) == ([], None)
+    # The erasures table names the tickets and the pseudonym, never the customer.
+    recorded = await stack.pool.fetchrow(
+        "SELECT * FROM erasures WHERE pseudonym = $1", report["pseudonym"]
+    )
+    assert recorded is not None
+    assert sorted(recorded["tickets"]) == sorted(tickets)
+    assert customer not in str(dict(recorded))
+    # The backend sends one of the erased intakes again: refused, nothing comes back.
+    resent = await stack.http.post(
+        "/v1/tickets",
+        json=intake_body(customer, marker),
+        headers={**stack.auth("backend"), "Idempotency-Key": keys[0]},
+    )
+    assert (resent.status_code, resent.json()["code"]) == (410, "ticket_erased")
+    assert marker not in resent.text
 
 
 async def test_open_tickets_are_closed_first(stack: Stack) -> None:

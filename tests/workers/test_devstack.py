@@ -158,7 +158,7 @@ async def test_sigkill_of_make_dev_leaves_no_process_behind(dev_stack: RunningSt
         if pid in processes_mentioning("workers.reaper")
     ]
     assert len(reapers) == 1
-    assert json.loads((dev_stack.data_dir / "dev-servers.json").read_text())
+    assert json.loads((dev_stack.data_dir / "dev-servers.json").read_text())["servers"]
 
     # The UI was pointed at the codec server, with the dev operator key in the path.
     async with httpx.AsyncClient() as http:
@@ -213,7 +213,12 @@ def test_the_next_start_stops_what_the_last_one_left(tmp_path: Path) -> None:
         found = child(left.pid, signal.SIGTERM, "temporal")
         assert found is not None
         recycled = Child(bystander.pid, "1", int(signal.SIGTERM), "postgres")
+        # While the stack that owns them runs (here: this test), its servers are its own.
         record(tmp_path, [found, recycled])
+        assert clean_leftovers(tmp_path) == []
+        assert left.poll() is None
+        dead_owner = Child(os.getpid(), "1", int(signal.SIGTERM), "stack")
+        record(tmp_path, [found, recycled], owner=dead_owner)
         assert clean_leftovers(tmp_path) == ["temporal"]
         assert left.wait(timeout=5) == -signal.SIGTERM
         assert bystander.poll() is None
