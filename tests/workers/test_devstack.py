@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,6 +83,21 @@ def all_gone(
         if not (servers or others) or time.monotonic() > deadline:
             return servers, others
         time.sleep(0.2)
+
+
+async def ui_settings(http: httpx.AsyncClient, port: int) -> dict[str, Any]:
+    """The UI's settings; the UI may start listening a moment after the gRPC port."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            answer: dict[str, Any] = (
+                await http.get(f"http://127.0.0.1:{port}/api/v1/settings")
+            ).json()
+            return answer
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.1)
 
 
 def port_free(port: int) -> bool:
@@ -162,7 +178,7 @@ async def test_sigkill_of_make_dev_leaves_no_process_behind(dev_stack: RunningSt
 
     # The UI was pointed at the codec server, with the dev operator key in the path.
     async with httpx.AsyncClient() as http:
-        settings = (await http.get(f"http://127.0.0.1:{dev_stack.ui_port}/api/v1/settings")).json()
+        settings = await ui_settings(http, dev_stack.ui_port)
         endpoint = settings["Codec"]["Endpoint"]
         operator = load_or_create(dev_stack.data_dir).keys["operator"]
         assert endpoint == f"http://{LOCAL_IP}:{dev_stack.codec_port}/{operator}"
