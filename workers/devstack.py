@@ -301,6 +301,24 @@ def start_codec_server(
     return asyncio.create_task(run(), name="codec-server")
 
 
+async def until_listening(host: str, port: int, what: str, stop: asyncio.Event) -> None:
+    """Until a server task accepts connections (or the stack is stopping: it failed)."""
+    address = LOCAL_IP if host in ("0.0.0.0", "::", "") else host
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_TIMEOUT_S
+    while not stop.is_set():
+        try:
+            _, writer = await asyncio.open_connection(address, port)
+        except OSError:
+            if loop.time() > deadline:
+                raise DevStackError(f"{what} did not listen on {address}:{port}") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
 def embedded_postmaster(data_dir: Path) -> int | None:
     """The embedded PostgreSQL's server process (pg_ctl started it in the background)."""
     try:
@@ -360,6 +378,10 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
             codec_server = start_codec_server(
                 settings, KeyRing(configured_keys(api_settings)), stop
             )
+            # The banner promises these: print it once they answer.
+            await until_listening(settings.api.host, settings.api.port, "the HTTP API", stop)
+            codec = settings.codec.server
+            await until_listening(codec.host, codec.port, "the codec server", stop)
             print(banner(settings, spec, database_url), flush=True)
             print(keys_banner + "\n", flush=True)
             if receiver is not None:
