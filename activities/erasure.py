@@ -92,16 +92,25 @@ async def customer_tickets(conn: PoolConnection, customer_id: str) -> list[str]:
     return [row["ticket_id"] for row in rows]
 
 
-async def open_tickets(pool: Pool, customer_id: str) -> list[str]:
-    """The customer's tickets not closed yet (an erasure would be undone by their work)."""
+class CustomerTickets(BaseModel):
+    open: list[str]
+    closed: list[str]
+
+
+async def tickets_of(pool: Pool, customer_id: str) -> CustomerTickets:
+    """The customer's tickets by state: an open one would undo an erasure with its next
+    events; a closed one may still take feedback, and its workflow may be ended."""
     async with pool.acquire() as conn:
         tickets = await customer_tickets(conn, customer_id)
         rows = await conn.fetch(
-            "SELECT ticket_id FROM tickets WHERE ticket_id = ANY($1::text[]) "
-            "AND status <> 'closed' ORDER BY ticket_id",
+            "SELECT ticket_id, status = 'closed' AS closed FROM tickets "
+            "WHERE ticket_id = ANY($1::text[]) ORDER BY ticket_id",
             tickets,
         )
-    return [row["ticket_id"] for row in rows]
+    return CustomerTickets(
+        open=[r["ticket_id"] for r in rows if not r["closed"]],
+        closed=[r["ticket_id"] for r in rows if r["closed"]],
+    )
 
 
 async def is_erased(pool: Pool, ticket_id: str) -> bool:
@@ -112,18 +121,6 @@ async def is_erased(pool: Pool, ticket_id: str) -> bool:
         ticket_id,
     )
     return found
-
-
-async def closed_tickets(pool: Pool, customer_id: str) -> list[str]:
-    """The customer's closed tickets: the only ones whose workflows an erasure may end."""
-    async with pool.acquire() as conn:
-        tickets = await customer_tickets(conn, customer_id)
-        rows = await conn.fetch(
-            "SELECT ticket_id FROM tickets WHERE ticket_id = ANY($1::text[]) "
-            "AND status = 'closed' ORDER BY ticket_id",
-            tickets,
-        )
-    return [row["ticket_id"] for row in rows]
 
 
 async def erase_customer(pool: Pool, customer_id: str, requested_by: str, now: datetime) -> Erasure:

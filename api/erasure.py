@@ -22,13 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from activities.erasure import (
-    Erasure,
-    OpenTickets,
-    closed_tickets,
-    erase_customer,
-    open_tickets,
-)
+from activities.erasure import Erasure, OpenTickets, erase_customer, tickets_of
 from api.access import Caller, Rule
 from api.deps import Svc, require
 from api.errors import COMMON_RESPONSES, ApiError
@@ -53,13 +47,13 @@ async def erase(
 ) -> ErasureReport:
     """Erase a customer's personal data everywhere ticketflow keeps it. A retry is
     harmless: nothing is left under that customer id, and the answer names no ticket."""
-    still_open = await svc.call(open_tickets(svc.pool, body.customer_id))
-    if still_open:
-        raise _open(still_open)
+    tickets = await svc.call(tickets_of(svc.pool, body.customer_id))
+    if tickets.open:
+        raise _open(tickets.open)
     terminated = 0
     # Only closed tickets (still in their feedback window): a ticket opened meanwhile is
     # refused below, under the erasure's lock, with its workflow untouched.
-    for ticket_id in await svc.call(closed_tickets(svc.pool, body.customer_id)):
+    for ticket_id in tickets.closed:
         terminated += await svc.call(svc.tickets.stop(ticket_id, "customer data erased"))
     try:
         erasure = await svc.call(

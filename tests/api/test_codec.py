@@ -37,7 +37,7 @@ from workers.codec import (
     StaticKeys,
     data_converter,
 )
-from workers.codec_server import serve_codec
+from workers.codec_server import create_codec_app
 from workers.devstack import free_port
 
 UI_ORIGIN = "http://localhost:8233"
@@ -136,15 +136,9 @@ async def raw_history_payloads(stack: Stack, ticket_id: str) -> list[Payload]:
 async def codec_server(stack: Stack, ui_origin: str = UI_ORIGIN) -> AsyncIterator[str]:
     settings = CodecServerSettings(port=free_port(), cors_origins=[ui_origin])
     keys = KeyRing(configured_keys(api_settings(stack.keys)))
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve_codec(EncryptionCodec(TEST_KEYS), keys, settings, stop))
-    url = f"http://127.0.0.1:{settings.port}"
-    await wait_listening(url)
-    try:
+    app = create_codec_app(EncryptionCodec(TEST_KEYS), keys, settings)
+    async with serving(app, settings.port) as url:
         yield url
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture
@@ -266,12 +260,19 @@ async def page_origin() -> AsyncIterator[str]:
     async def empty() -> HTMLResponse:
         return HTMLResponse("<html></html>")
 
-    port, stop = free_port(), asyncio.Event()
-    task = asyncio.create_task(serve_app(app, "127.0.0.1", port, stop))
-    origin = f"http://127.0.0.1:{port}"
-    await wait_listening(origin)
-    try:
+    async with serving(app, free_port()) as origin:
         yield origin
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
+    """`app` under uvicorn on a local port, as the processes serve theirs; its URL."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_app(app, "127.0.0.1", port, stop))
+    url = f"http://127.0.0.1:{port}"
+    await wait_listening(url)
+    try:
+        yield url
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 import structlog
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from tests.codec_keys import CONVERTER
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.workers.chatty_workflow import LOGGER, ChattyWorkflow
+from tests.workers.conftest import run_chatty
 from workers.logging import configure_logging
 from workers.temporal_client import CORE_LOGGER, process_runtime
 
@@ -80,15 +80,7 @@ async def test_sdk_core_lines_join_the_json_log(
     """The SDK core (Rust) logs through the process runtime into the same JSON lines, with
     its fields as fields: no coloured plain text in between."""
     configure_logging("DEBUG")
-    client = await Client.connect(
-        dev_env.client.service_client.config.target_host,
-        namespace=dev_env.client.namespace,
-        data_converter=CONVERTER,
-        runtime=process_runtime("DEBUG", None),
-    )
-    queue = f"chatty-{uuid.uuid4()}"
-    async with Worker(client, task_queue=queue, workflows=[ChattyWorkflow]):
-        await client.execute_workflow(ChattyWorkflow.run, id=queue, task_queue=queue)
+    await run_chatty(dev_env, process_runtime("DEBUG", None), f"chatty-{uuid.uuid4()}")
 
     seen = ""
     deadline = time.monotonic() + 10
