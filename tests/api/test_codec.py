@@ -126,9 +126,15 @@ async def raw_history_payloads(stack: Stack, ticket_id: str) -> list[Payload]:
                     walk(item)
 
     for event in history.events:
-        # The SDK writes `workflow.patched` markers itself, outside the codec: patch ids.
-        if event.marker_recorded_event_attributes.marker_name != "core_patch":
-            walk(event)
+        marker = event.marker_recorded_event_attributes
+        # The SDK writes its markers' own bookkeeping outside the codec: patch ids, and a
+        # local activity's sequence number, attempt and times. Its result is sealed.
+        if marker.marker_name == "core_patch":
+            continue
+        if marker.marker_name == "core_local_activity":
+            found.extend(marker.details["result"].payloads)
+            continue
+        walk(event)
     return found
 
 
@@ -340,7 +346,11 @@ async def test_a_history_saved_before_encryption_still_replays() -> None:
 
     from tests.workflows.test_replay import SAVED, replayer
 
-    name = sorted(SAVED)[0]
+    # Recorded in session 4, before payloads were sealed; today's recording is sealed.
+    name = "standard_lifecycle.before_local_classification"
+    sealed = WorkflowHistory.from_json("standard_lifecycle", SAVED["standard_lifecycle"])
+    first = sealed.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    assert first.metadata["encoding"] == ENCODING
     history = WorkflowHistory.from_json(name, SAVED[name])
     started = history.events[0].workflow_execution_started_event_attributes
     assert started.input.payloads

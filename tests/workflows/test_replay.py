@@ -154,9 +154,13 @@ def test_histories_are_saved() -> None:
     befores = ("effects_one_by_one", "before_feedback_window", "before_every_reply_recorded")
     for before in (*befores, "before_sla_calendar"):
         assert {f"{name}.{before}" for name in scenarios} <= set(SAVED)
-    # And before the "model-classification" patch (no learned classifier at intake).
+    # And before the "model-classification" patch (no learned classifier at intake), and
+    # before the "local-classification" patch (the classifier as a regular activity).
     for name in (*scenarios, "sla_clock"):
         assert f"{name}.before_model_classification" in SAVED
+        assert f"{name}.before_local_classification" in SAVED
+        # Today's recording classifies inside a workflow task: a local activity's marker.
+        assert '"core_local_activity"' in SAVED[name]
 
 
 @pytest.mark.parametrize("name", sorted(SAVED))
