@@ -14,7 +14,7 @@ import re
 import unicodedata
 from datetime import datetime
 from importlib import resources
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
@@ -187,6 +187,12 @@ def _entry(row: object) -> Entry:
     return Entry.model_validate(dict(row))  # type: ignore[call-overload]
 
 
+def _upsert_args(entry_id: str, body: EntryBody, editor: str) -> tuple[Any, ...]:
+    """`_UPSERT`'s parameters for one entry."""
+    variants = {k: v.model_dump() for k, v in body.variants.items()}
+    return (entry_id, body.kind, body.category.value, body.topic.value, variants, body.tags, editor)
+
+
 class KnowledgeStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -218,16 +224,7 @@ class KnowledgeStore:
         return await self.put(entry_id, body, editor)
 
     async def put(self, entry_id: str, body: EntryBody, editor: str) -> Entry:
-        row = await self._pool.fetchrow(
-            _UPSERT,
-            entry_id,
-            body.kind,
-            body.category.value,
-            body.topic.value,
-            {k: v.model_dump() for k, v in body.variants.items()},
-            body.tags,
-            editor,
-        )
+        row = await self._pool.fetchrow(_UPSERT, *_upsert_args(entry_id, body, editor))
         return _entry(row)
 
     async def delete(self, entry_id: str) -> bool:
@@ -241,16 +238,7 @@ class KnowledgeStore:
     async def import_entries(self, entries: list[ImportedEntry], editor: str) -> int:
         async with self._pool.acquire() as connection, connection.transaction():
             for entry in entries:
-                await connection.execute(
-                    _UPSERT,
-                    entry.entry_id,
-                    entry.kind,
-                    entry.category.value,
-                    entry.topic.value,
-                    {k: v.model_dump() for k, v in entry.variants.items()},
-                    entry.tags,
-                    editor,
-                )
+                await connection.execute(_UPSERT, *_upsert_args(entry.entry_id, entry, editor))
         return len(entries)
 
     async def generation(self) -> tuple[int, int]:

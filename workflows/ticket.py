@@ -420,27 +420,19 @@ class TicketWorkflow:
             subject=intake.subject, description=intake.description, locale=intake.locale
         )
         try:
-            if workflow.patched(_LOCAL_CLASSIFICATION):
-                found: ModelClassification = await workflow.execute_local_activity(
-                    activity.CLASSIFY_TEXT,
-                    text,
-                    result_type=ModelClassification,
-                    start_to_close_timeout=_CLASSIFY_TIMEOUT,
-                    schedule_to_close_timeout=2 * _CLASSIFY_TIMEOUT,
-                    retry_policy=RetryPolicy(maximum_attempts=2),
-                    summary="classify with the learned model",
-                )
-            else:
-                found = await workflow.execute_activity(
-                    activity.CLASSIFY_TEXT,
-                    text,
-                    result_type=ModelClassification,
-                    start_to_close_timeout=_CLASSIFY_TIMEOUT,
-                    # However busy the workers, the ticket waits this long at most.
-                    schedule_to_close_timeout=2 * _CLASSIFY_TIMEOUT,
-                    retry_policy=RetryPolicy(maximum_attempts=2),
-                    summary="classify with the learned model",
-                )
+            # Local (inside this workflow task) since the patch; a regular activity before.
+            local = workflow.patched(_LOCAL_CLASSIFICATION)
+            execute = workflow.execute_local_activity if local else workflow.execute_activity
+            found: ModelClassification = await execute(
+                activity.CLASSIFY_TEXT,
+                text,
+                result_type=ModelClassification,
+                start_to_close_timeout=_CLASSIFY_TIMEOUT,
+                # However busy the workers, the ticket waits this long at most.
+                schedule_to_close_timeout=2 * _CLASSIFY_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=2),
+                summary="classify with the learned model",
+            )
         except ActivityError as err:
             # No model is no reason to hold a ticket: the rules' classification stands.
             workflow.logger.warning("learned classifier unavailable: %s", err.cause)
