@@ -162,10 +162,33 @@ class EncryptionCodec(PayloadCodec):
         return opened
 
 
+class PlaintextCodec(PayloadCodec):
+    """A process told to run without keys: it writes plaintext, and says what is wrong when
+    it meets a sealed payload (the SDK alone would only name an unknown encoding)."""
+
+    async def encode(
+        self, payloads: Sequence[temporalio.api.common.v1.Payload]
+    ) -> list[temporalio.api.common.v1.Payload]:
+        return list(payloads)
+
+    async def decode(
+        self, payloads: Sequence[temporalio.api.common.v1.Payload]
+    ) -> list[temporalio.api.common.v1.Payload]:
+        for payload in payloads:
+            if payload.metadata.get(META_ENCODING) == ENCODING:
+                key_id = payload.metadata.get(META_KEY_ID, b"").decode(errors="replace")
+                raise CodecError(
+                    f"payload sealed with key {key_id!r}, but this process runs without keys "
+                    "(TICKETFLOW_CODEC__PLAINTEXT=true): give it the keys the workers use "
+                    "(TICKETFLOW_CODEC__KEYS_FILE), or run it from the `make dev` checkout"
+                )
+        return list(payloads)
+
+
 def data_converter(keys: KeyProvider | None) -> DataConverter:
     """Pydantic payloads, sealed with `keys` (or plaintext when None)."""
     if keys is None:
-        return pydantic_data_converter
+        return replace(pydantic_data_converter, payload_codec=PlaintextCodec())
     return DataConverter(
         payload_converter_class=pydantic_data_converter.payload_converter_class,
         payload_codec=EncryptionCodec(keys),
@@ -247,10 +270,13 @@ def _decode_key(key_id: str, text: str) -> bytes:
         raise ConfigurationError(f"codec: key {key_id!r} is not base64") from None
 
 
+DEV_KEYS_FILE = "codec-keys.json"
+
+
 def dev_keys(data_dir: Path) -> StaticKeys:
     """`make dev`'s key, made once per data directory (mode 0600); `make clean` forgets it
     together with the histories it sealed."""
-    path = data_dir / "codec-keys.json"
+    path = data_dir / DEV_KEYS_FILE
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         key_id = "dev-1"

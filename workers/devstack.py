@@ -64,6 +64,9 @@ def ensure_port_free(
     port: int, what: str, remedy: str = "or change the port in temporal-dev.yml"
 ) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As every server here binds: the last stack's connections, still in TIME-WAIT for
+        # a minute after it stopped, do not hold the port; only a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((LOCAL_IP, port))
         except OSError:
@@ -83,8 +86,6 @@ class TemporalDevServer:
     async def start(
         cls, spec: DevServerSpec, data_dir: Path, extra_args: list[str] | None = None
     ) -> TemporalDevServer:
-        ensure_port_free(spec.port, "Temporal gRPC")
-        ensure_port_free(spec.ui_port, "Temporal UI")
         log_path = data_dir / "temporal.log"
         log_file: IO[bytes] = log_path.open("ab")
         # The log is kept across restarts; mark where this run begins.
@@ -182,13 +183,15 @@ def banner(settings: Settings, spec: DevServerSpec, database_url: str) -> str:
 # Unless deliveries are configured, every message and hand-off goes to a local receiver
 # that prints it, so `make demo` shows the customers' and departments' messages arrive.
 
-DEV_RECEIVER_PORT = 8010
-
 
 @dataclass
 class RunningReceiver:
     task: asyncio.Task[None]
     url: str
+
+
+def uses_receiver(settings: Settings) -> bool:
+    return settings.delivery.webhook_url is None and not settings.delivery.routes
 
 
 def start_receiver(
@@ -201,17 +204,13 @@ def start_receiver(
     from workers.receiver import PATH, Inbox, serve_receiver
 
     delivery = settings.delivery
-    if delivery.webhook_url is not None or delivery.routes:
+    if not uses_receiver(settings):
         return settings, None
-    ensure_port_free(
-        DEV_RECEIVER_PORT, "the dev delivery receiver", "or set TICKETFLOW_DELIVERY__WEBHOOK_URL"
-    )
     secret = delivery.secret.get_secret_value() or secrets.token_urlsafe(32)
-    url = f"http://{LOCAL_IP}:{DEV_RECEIVER_PORT}{PATH}"
+    port = settings.dev_receiver_port
+    url = f"http://{LOCAL_IP}:{port}{PATH}"
     inbox = Inbox(secret=secret, echo=True)
-    task = asyncio.create_task(
-        serve_receiver(inbox, LOCAL_IP, DEV_RECEIVER_PORT, stop), name="receiver"
-    )
+    task = asyncio.create_task(serve_receiver(inbox, LOCAL_IP, port, stop), name="receiver")
     configured = delivery.model_copy(update={"webhook_url": url, "secret": SecretStr(secret)})
     return settings.model_copy(update={"delivery": configured}), RunningReceiver(task, url)
 
@@ -265,13 +264,13 @@ def start_api(
 
 
 def with_dev_codec(settings: Settings) -> Settings:
-    from workers.codec import dev_keys
+    from workers.codec import DEV_KEYS_FILE, dev_keys
 
     codec = settings.codec
     if codec.plaintext or codec.provider() is not None:
         return settings
     dev_keys(settings.data_dir)
-    keys_file = settings.data_dir / "codec-keys.json"
+    keys_file = settings.data_dir / DEV_KEYS_FILE
     return settings.model_copy(update={"codec": codec.model_copy(update={"keys_file": keys_file})})
 
 
@@ -327,6 +326,25 @@ def embedded_postmaster(data_dir: Path) -> int | None:
         return None
 
 
+def stack_ports(settings: Settings, spec: DevServerSpec) -> list[tuple[int, str, str]]:
+    """Each port the stack will listen on: (port, what it is, how to move it)."""
+    ports = [
+        (spec.port, "Temporal gRPC", "or change --port in temporal-dev.yml"),
+        (spec.ui_port, "Temporal UI", "or change --ui-port in temporal-dev.yml"),
+        (settings.api.port, "the HTTP API", "or set TICKETFLOW_API__PORT"),
+        (settings.codec.server.port, "the codec server", "or set TICKETFLOW_CODEC__SERVER__PORT"),
+    ]
+    if uses_receiver(settings):
+        ports.append(
+            (
+                settings.dev_receiver_port,
+                "the dev delivery receiver",
+                "or set TICKETFLOW_DEV_RECEIVER_PORT (or TICKETFLOW_DELIVERY__WEBHOOK_URL)",
+            )
+        )
+    return ports
+
+
 async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
     from api.access import KeyRing, configured_keys
     from api.dev_keys import prepare_dev_api
@@ -342,9 +360,10 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
     stopped = clean_leftovers(data_dir)
     if stopped:
         log.warning("stopped servers a previous dev stack left running", servers=stopped)
-    ensure_port_free(
-        settings.codec.server.port, "the codec server", "or set TICKETFLOW_CODEC__SERVER__PORT"
-    )
+    # Every port before anything starts: a stack refused halfway would have to stop what
+    # it had started, and a PostgreSQL left behind is adopted by the next one.
+    for port, what, remedy in stack_ports(settings, spec):
+        ensure_port_free(port, what, remedy)
     reaper = Reaper(data_dir)
     try:
         async with AsyncExitStack() as stack:

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-import uvicorn
 from fastapi import FastAPI, Header, Request, Response
 from pydantic import BaseModel
 
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, check_signature
+from api.server import serve_app
 
 log = structlog.get_logger(__name__)
 
@@ -101,10 +101,6 @@ def receiver_app(inbox: Inbox) -> FastAPI:
 
 
 async def serve_receiver(inbox: Inbox, host: str, port: int, stop: asyncio.Event) -> None:
-    server = uvicorn.Server(
-        uvicorn.Config(receiver_app(inbox), host=host, port=port, log_config=None, access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
-    await stop.wait()
-    server.should_exit = True
-    await serving
+    # The API's way to serve: uvicorn's own server would capture Ctrl-C and raise it again
+    # on the way out, turning the stack's clean stop into a KeyboardInterrupt (exit 130).
+    await serve_app(receiver_app(inbox), host, port, stop)

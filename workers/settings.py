@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     templates_file: Path | None = None
     # Where every message and hand-off is delivered (activities.delivery).
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    # `make dev` prints and keeps every delivery on a local receiver unless deliveries are
+    # configured; this is where it listens.
+    dev_receiver_port: int = Field(default=8010, ge=1, le=65535)
     log_level: str = "INFO"
     temporal_profile: str | None = None
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)

@@ -23,7 +23,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
-from workers.codec import StaticKeys, data_converter
+from workers.codec import DEV_KEYS_FILE, CodecSettings, StaticKeys, data_converter
 from workers.settings import ConfigurationError, Settings
 from workers.tracing import tracing_interceptors
 
@@ -106,12 +106,23 @@ async def connect_temporal(
 
 
 def codec_keys(settings: Settings) -> StaticKeys | None:
-    """The keys payloads are sealed with; None only where plaintext was asked for."""
+    """The keys payloads are sealed with; None only where plaintext was asked for.
+
+    With no keys configured, a process run from a `make dev` checkout (or with
+    TICKETFLOW_DATA_DIR naming its data directory) uses the dev stack's own key, so the
+    demo, the CLI and a script reach the dev stack's tickets without being told more.
+    """
     keys = settings.codec.provider()
-    if keys is None and not settings.codec.plaintext:
-        raise ConfigurationError(
-            "no payload encryption keys: set TICKETFLOW_CODEC__KEYS (or __KEYS_FILE; "
-            "`ticketflow codec new-key` makes one), or TICKETFLOW_CODEC__PLAINTEXT=true to "
-            "store customers' words in Temporal unencrypted"
-        )
-    return keys
+    if keys is not None or settings.codec.plaintext:
+        return keys
+    dev_file = settings.data_dir / DEV_KEYS_FILE
+    if dev_file.exists():
+        return CodecSettings(keys_file=dev_file).provider()
+    raise ConfigurationError(
+        f"no payload encryption keys: against `make dev`, run from its checkout or set "
+        f"TICKETFLOW_DATA_DIR to its data directory (the key is {DEV_KEYS_FILE} there); "
+        "against a cluster of your own, set TICKETFLOW_CODEC__KEYS_FILE (or __KEYS) to the "
+        "keys its workers use (`ticketflow codec new-key` makes one). "
+        "TICKETFLOW_CODEC__PLAINTEXT=true is only for a cluster whose workers also run "
+        "without keys"
+    )

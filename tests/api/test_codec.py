@@ -27,12 +27,14 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.access import KeyRing, configured_keys
 from api.server import serve_app
+from api.settings import ConfigurationError
 from tests.api.conftest import Stack, api_settings
 from tests.codec_keys import TEST_KEY_ID, TEST_KEYS
 from workers.codec import (
     ENCODING,
     CodecError,
     CodecServerSettings,
+    CodecSettings,
     EncryptionCodec,
     StaticKeys,
     data_converter,
@@ -357,3 +359,30 @@ async def test_a_history_saved_before_encryption_still_replays() -> None:
     assert all(p.metadata["encoding"] != ENCODING for p in started.input.payloads)
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None
+
+
+async def test_a_client_in_a_dev_checkout_finds_the_dev_stack_key(tmp_path: Path) -> None:
+    """`make demo`, the CLI and a script configure no keys: from the checkout `make dev`
+    runs in, they use its key; elsewhere the error says what works."""
+    from workers.codec import dev_keys
+    from workers.settings import Settings
+    from workers.temporal_client import codec_keys
+
+    unconfigured = Settings(data_dir=tmp_path, codec=CodecSettings())
+    with pytest.raises(ConfigurationError, match="TICKETFLOW_DATA_DIR") as refused:
+        codec_keys(unconfigured)
+    assert "KEYS_FILE" in str(refused.value)
+    made = dev_keys(tmp_path)  # what `make dev` does on its first start
+    found = codec_keys(unconfigured)
+    assert found is not None
+    assert await found.primary_key_id() == await made.primary_key_id()
+    sealed = await EncryptionCodec(made).encode([payload("hi")])
+    assert (await EncryptionCodec(found).decode(sealed))[0].data == payload("hi").data
+
+    # A process told to run without keys names the fix when it meets a sealed payload,
+    # instead of the SDK's "unknown payload encoding".
+    plaintext = data_converter(None).payload_codec
+    assert plaintext is not None
+    with pytest.raises(CodecError, match="KEYS_FILE"):
+        await plaintext.decode(sealed)
+    assert (await plaintext.decode([payload("hi")]))[0].data == payload("hi").data

@@ -4,6 +4,7 @@ the codec server, and nothing left behind when it is killed hard."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -25,12 +26,16 @@ from api.dev_keys import load_or_create
 from tests.codec_keys import CODEC_ENV, TEST_KEYS
 from workers.codec import EncryptionCodec
 from workers.devspec import DEV_FILE, LOCAL_IP, parse_command
-from workers.devstack import free_port
+from workers.devstack import ensure_port_free, free_port
 from workers.reaper import PID_FILE, Child, child, clean_leftovers, record
 from workers.temporal_client import connect_options, default_address
 
 ROOT = Path(__file__).resolve().parents[2]
 UP = "ticketflow dev stack is up"
+
+# Run as root, embedded PostgreSQL runs as a user of its own; the session's database
+# fixture opens the test directories' parents to it, as the whole suite does anyway.
+pytestmark = pytest.mark.usefixtures("database_url")
 
 
 @dataclass
@@ -109,26 +114,57 @@ def port_free(port: int) -> bool:
         return True
 
 
-@pytest.fixture
-async def dev_stack(tmp_path: Path) -> AsyncIterator[RunningStack]:
-    port, ui_port, codec_port, api_port = (free_port() for _ in range(4))
-    yml = DEV_FILE.read_text().replace("--port=7233", f"--port={port}")
-    dev_file = tmp_path / "temporal-dev.yml"
-    dev_file.write_text(yml.replace("--ui-port=8233", f"--ui-port={ui_port}"))
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    # The classifier the session trained: a fresh stack would spend seconds training one.
-    (data_dir / "models").symlink_to((ROOT / ".data" / "models").resolve())
+@dataclass
+class StackPorts:
+    port: int
+    ui_port: int
+    codec_port: int
+    api_port: int
+    receiver_port: int
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        return cls(*(free_port() for _ in range(5)))
+
+
+def stack_env(data_dir: Path, ports: StackPorts, *, receiver: bool = False) -> dict[str, str]:
+    """`make dev`'s environment on the test's own ports and data directory. With
+    `receiver`, deliveries go to the stack's own receiver (as a newcomer's do)."""
     env = {
         **os.environ,
         **CODEC_ENV,
         "TICKETFLOW_DATA_DIR": str(data_dir),
-        "TICKETFLOW_API__PORT": str(api_port),
-        "TICKETFLOW_CODEC__SERVER__PORT": str(codec_port),
+        "TICKETFLOW_API__PORT": str(ports.api_port),
+        "TICKETFLOW_CODEC__SERVER__PORT": str(ports.codec_port),
+        "TICKETFLOW_DEV_RECEIVER_PORT": str(ports.receiver_port),
         "TICKETFLOW_DELIVERY__WEBHOOK_URL": "http://127.0.0.1:9/never",
         "TICKETFLOW_DELIVERY__SECRET": "s" * 32,
     }
     env.pop("DATABASE_URL", None)
+    if receiver:
+        env.pop("TICKETFLOW_DELIVERY__WEBHOOK_URL")
+    return env
+
+
+def new_data_dir(tmp_path: Path) -> Path:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    # The classifier the session trained: a fresh stack would spend seconds training one.
+    (data_dir / "models").symlink_to((ROOT / ".data" / "models").resolve())
+    return data_dir
+
+
+def dev_file_for(tmp_path: Path, ports: StackPorts) -> Path:
+    yml = DEV_FILE.read_text().replace("--port=7233", f"--port={ports.port}")
+    dev_file = tmp_path / "temporal-dev.yml"
+    dev_file.write_text(yml.replace("--ui-port=8233", f"--ui-port={ports.ui_port}"))
+    return dev_file
+
+
+async def launch(
+    dev_file: Path, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """`make dev` in its own process group, as in a terminal; its output once it is up."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -140,7 +176,7 @@ async def dev_stack(tmp_path: Path) -> AsyncIterator[RunningStack]:
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as `make dev` in a terminal
+        start_new_session=True,
     )
     output: list[str] = []
 
@@ -152,15 +188,52 @@ async def dev_stack(tmp_path: Path) -> AsyncIterator[RunningStack]:
                 return
         raise AssertionError("make dev exited:\n" + "".join(output[-30:]))
 
+    async def drain() -> None:  # a full pipe would block the stack's prints
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            output.append(raw.decode(errors="replace"))
+
     try:
         await asyncio.wait_for(until_up(), 120)
-        yield RunningStack(process, data_dir, port, ui_port, codec_port, output)
-    finally:
+    except BaseException:
         if process.returncode is None:
             os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
-        for pid in processes_mentioning(str(data_dir)):  # a failed test leaves no orphan
+        raise
+    DRAINS.add(asyncio.create_task(drain()))
+    return process, output
+
+
+DRAINS: set[asyncio.Task[None]] = set()
+
+
+async def ctrl_c(process: asyncio.subprocess.Process) -> int:
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    return await asyncio.wait_for(process.wait(), 60)
+
+
+def kill_leftovers(process: asyncio.subprocess.Process | None, data_dir: Path) -> None:
+    if process is not None and process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    for pid in processes_mentioning(str(data_dir)):  # a failed test leaves no orphan
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+async def dev_stack(tmp_path: Path) -> AsyncIterator[RunningStack]:
+    ports = StackPorts.free()
+    data_dir = new_data_dir(tmp_path)
+    process: asyncio.subprocess.Process | None = None
+    try:
+        process, output = await launch(dev_file_for(tmp_path, ports), stack_env(data_dir, ports))
+        yield RunningStack(process, data_dir, ports.port, ports.ui_port, ports.codec_port, output)
+    finally:
+        if process is not None and process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+        kill_leftovers(process, data_dir)
 
 
 async def test_sigkill_of_make_dev_leaves_no_process_behind(dev_stack: RunningStack) -> None:
@@ -197,8 +270,7 @@ async def test_sigkill_of_make_dev_leaves_no_process_behind(dev_stack: RunningSt
 
 
 async def test_ctrl_c_stops_everything_cleanly(dev_stack: RunningStack) -> None:
-    os.killpg(dev_stack.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
-    assert await asyncio.wait_for(dev_stack.process.wait(), 60) == 0
+    assert await ctrl_c(dev_stack.process) == 0
     assert await asyncio.to_thread(all_gone, str(dev_stack.data_dir), []) == ({}, [])
     assert not (dev_stack.data_dir / PID_FILE).exists()
     assert port_free(dev_stack.port) and port_free(dev_stack.codec_port)
@@ -244,3 +316,99 @@ def test_the_next_start_stops_what_the_last_one_left(tmp_path: Path) -> None:
         for process in (left, bystander):
             process.kill()
             process.wait()
+
+
+def test_the_port_probe_ignores_connections_in_time_wait() -> None:
+    """A stack stopped a moment ago leaves its accepted connections in TIME-WAIT for a
+    minute; they hold no port, and `make dev` right after starts."""
+    port = free_port()
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((LOCAL_IP, port))
+        listener.listen()
+        with socket.create_connection((LOCAL_IP, port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # the server side closes first: its end waits in TIME-WAIT
+            client.recv(1)
+    assert f":{port:04X} " in Path("/proc/net/tcp").read_text()  # the TIME-WAIT is there
+    ensure_port_free(port, "a server")  # raises if the probe took TIME-WAIT for a listener
+
+
+async def test_a_held_port_refuses_the_start_before_anything_runs(tmp_path: Path) -> None:
+    """Every port is checked before a server starts, so a refused start leaves nothing
+    running (a PostgreSQL left behind would be adopted by the next stack)."""
+    ports = StackPorts.free()
+    data_dir = new_data_dir(tmp_path)
+    env = stack_env(data_dir, ports, receiver=True)
+    with socket.socket() as holder:  # another program on the receiver's port
+        holder.bind((LOCAL_IP, ports.receiver_port))
+        holder.listen()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "dev",
+            "--file",
+            str(dev_file_for(tmp_path, ports)),
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), 60)
+        finally:
+            kill_leftovers(process, data_dir)
+    text = output.decode(errors="replace")
+    assert process.returncode != 0
+    assert f"port {ports.receiver_port} (the dev delivery receiver) is in use" in text
+    assert processes_mentioning(str(data_dir)) == {}
+    assert not (data_dir / "postgres").exists()  # PostgreSQL never started
+    assert port_free(ports.port)
+
+
+async def test_make_dev_then_make_demo_then_a_restart(tmp_path: Path) -> None:
+    """The README's first hour: `make dev` (no keys configured: it makes its own), then
+    `make demo` in another terminal, which finds the stack's key by itself; then Ctrl-C and
+    `make dev` again at once, on the same ports, with the connections of the first run
+    still in TIME-WAIT. A PostgreSQL orphaned by a stack killed with -9 before all this is
+    adopted, and stopped with the stack like its own."""
+    ports = StackPorts.free()
+    data_dir = new_data_dir(tmp_path)
+    env = stack_env(data_dir, ports, receiver=True)
+    env.pop("TICKETFLOW_CODEC__KEYS")  # as on a newcomer's machine
+    # A stack killed with -9 after PostgreSQL started, its reaper killed too.
+    orphan = (
+        "import os, sys; from pathlib import Path; from workers.embedded_db import _start; "
+        "_start(Path(sys.argv[1])); os._exit(0)"
+    )
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", orphan, str(data_dir)], cwd=ROOT, env=env, check=True
+    )
+    assert any("postgres" in c for c in processes_mentioning(str(data_dir)).values())
+    dev_file = dev_file_for(tmp_path, ports)
+    process: asyncio.subprocess.Process | None = None
+    try:
+        process, output = await launch(dev_file, env)
+        assert (data_dir / "codec-keys.json").exists()
+        demo = await asyncio.create_subprocess_exec(
+            "make",
+            "-s",
+            "demo",
+            cwd=ROOT,
+            env={**env, "TEMPORAL_ADDRESS": f"{LOCAL_IP}:{ports.port}"},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        said, _ = await asyncio.wait_for(demo.communicate(), 180)
+        assert demo.returncode == 0, said.decode(errors="replace")[-3000:]
+        assert "acting done" in said.decode()
+
+        assert await ctrl_c(process) == 0, "".join(output[-40:])
+        assert await asyncio.to_thread(all_gone, str(data_dir), []) == ({}, [])
+        process, output = await launch(dev_file, env)  # at once: no "port in use"
+        assert await ctrl_c(process) == 0, "".join(output[-40:])
+        assert await asyncio.to_thread(all_gone, str(data_dir), []) == ({}, [])
+    finally:
+        kill_leftovers(process, data_dir)
