@@ -229,6 +229,12 @@ def add_review_commands(commands: Any, handler: Callable[[argparse.Namespace], N
     verbs = review.add_subparsers(dest="verb", required=True, metavar="VERB")
     start = verbs.add_parser("start", parents=[common], help="start a week's review (once)")
     start.add_argument("--week", default=None, help="ISO week, e.g. 2026-W48 (default: last)")
+    start.add_argument(
+        "--so-far",
+        action="store_true",
+        help="review a week not over yet (default: this one), where the API allows it "
+        "(`make dev` does)",
+    )
     verbs.add_parser("list", parents=[common], help="the reviews recorded")
     show = verbs.add_parser("show", parents=[common], help="a week's report")
     show.add_argument("week")
@@ -276,7 +282,9 @@ def run_review(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
     api = Api.from_args(args, default_url)
     match args.verb:
         case "start":
-            body = {"week": args.week} if args.week else {}
+            body: dict[str, Any] = {"week": args.week} if args.week else {}
+            if args.so_far:
+                body["so_far"] = True
             result = api.call("POST", "/v1/reviews", body=body, retries=RETRIES_ON_503)
             return _dump(result) if args.json else _table(list(result.items()))
         case "list":

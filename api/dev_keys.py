@@ -71,6 +71,8 @@ def load_or_create(data_dir: Path) -> DevAccess:
 def prepare_dev_api(api: ApiSettings, data_dir: Path) -> tuple[ApiSettings, str]:
     """The API settings the dev API runs with, and the lines `make dev` prints about them.
     `data_dir` is the dev stack's: the keys are kept there."""
+    # A trial stack: its demo's tickets are all this week's, so let a lead review it.
+    api = api.model_copy(update={"open_week_reviews": True})
     if api.keys or api.keys_file:
         return api, "  API keys        from configuration (TICKETFLOW_API__KEYS / KEYS_FILE)"
     access = load_or_create(data_dir.resolve())

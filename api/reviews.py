@@ -27,7 +27,7 @@ from workflows.review_contracts import (
     review_action_name,
     review_id,
 )
-from workflows.review_rules import review_zone, week_before, week_period
+from workflows.review_rules import review_zone, week_before, week_of, week_period
 
 reviews = APIRouter(tags=["weekly review"], responses=COMMON_RESPONSES)
 review_pages = APIRouter()
@@ -50,7 +50,13 @@ class StartReview(BaseModel):
     week: str | None = Field(
         default=None,
         pattern=r"^\d{4}-W\d{2}$",
-        description="ISO week to review; default the week before this one (policy's zone).",
+        description="ISO week to review; default the week before this one (policy's zone), "
+        "or this one with `so_far`.",
+    )
+    so_far: bool = Field(
+        default=False,
+        description="Review a week that is not over yet, as far as it went (only where "
+        "the API allows it: `make dev` does, to try the review after `make demo`).",
     )
 
 
@@ -73,10 +79,19 @@ async def start_review(
     same review: 200 with `created: false`."""
     now = datetime.now(UTC)
     zone = review_zone(svc.policy)
-    week = _week(body.week or week_before(now, zone))
-    if week_period(week, zone)[1] > now:
+    default = week_of(now, zone) if body.so_far else week_before(now, zone)
+    week = _week(body.week or default)
+    if week_period(week, zone)[1] > now and not (body.so_far and svc.settings.open_week_reviews):
         # A week not over yet would be sampled half, and its Monday review refused.
-        raise ApiError(422, "week_not_over", f"{week} is not over yet; review it once it is")
+        if body.so_far:
+            raise ApiError(
+                422,
+                "open_week_reviews_off",
+                f"{week} is not over yet, and this API reviews only weeks that are "
+                "(TICKETFLOW_API__OPEN_WEEK_REVIEWS=true allows it, as `make dev` does)",
+            )
+        hint = "; `so_far` reviews it as far as it went" if svc.settings.open_week_reviews else ""
+        raise ApiError(422, "week_not_over", f"{week} is not over yet; review it once it is{hint}")
     created = await svc.call(svc.reviews.start(week))
     if not created:
         response.status_code = 200

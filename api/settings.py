@@ -87,6 +87,10 @@ class ApiSettings(BaseModel):
     forwarded_allow_ips: str = "127.0.0.1"
     # Public URL for `ticketflow ticket ...` when the API is not on host:port (a proxy).
     public_url: str | None = None
+    # Lets a lead review a week that is not over (`so_far`), e.g. to try the 5-Why flow
+    # right after `make demo`; that week's Monday review then finds it done. `make dev`
+    # turns it on; a production API leaves it off.
+    open_week_reviews: bool = False
 
     @property
     def url(self) -> str:

@@ -128,9 +128,31 @@ async def main() -> None:
         refund, PartnerCallback(callback_id="cb-1", partner="unionpay", answer="已退回")
     )
     await tickets.act(refund, resolve("第三方-退款通道"))
-    print("acting done; watch the tickets at http://localhost:8233/namespaces/default/workflows")
-    print("e.g. query: TicketPriority = 'E' AND TicketStatus != 'closed'")
+    # Closed tickets ask for CSAT (1-5) and NPS (0-10): the dashboard's satisfaction panel.
+    for ticket, csat, nps in ((renew, 5, 9), (night_mode, 3, 6)):
+        await tickets.customer_reply(
+            ticket, CustomerReply(reply_id="csat", kind=CustomerReplyKind.CSAT, score=csat)
+        )
+        await tickets.customer_reply(
+            ticket, CustomerReply(reply_id="nps", kind=CustomerReplyKind.NPS, score=nps)
+        )
     del sms  # left alone on purpose: its live first response breaches
+    print(NEXT_STEPS.format(ui=ui_url(), api=settings.api.url))
+
+
+NEXT_STEPS = """acting done. Next:
+  the tickets      {ui}
+                   e.g. TicketPriority = 'E' AND TicketStatus != 'closed'
+  the dashboard    {api}/dashboard  (the manager key `make dev` printed)
+  a weekly review  .venv/bin/ticketflow review start --so-far   (this week, as far as it went)
+                   then {api}/reviews/<week> or `ticketflow review show <week>`"""
+
+
+def ui_url() -> str:
+    from workers.devspec import load_dev_spec
+
+    spec = load_dev_spec()
+    return f"http://localhost:{spec.ui_port}/namespaces/{spec.namespace}/workflows"
 
 
 if __name__ == "__main__":

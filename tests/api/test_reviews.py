@@ -19,12 +19,13 @@ from playwright.async_api import Browser
 
 from activities.event_store import EventStore
 from activities.outbox import Outbox
+from api.dev_keys import prepare_dev_api
 from tests.activities.factories import batch, event
 from tests.api.conftest import Stack, eventually
 from tests.conftest import watch
 from workers.cli import main
 from workflows.events import EventType
-from workflows.review_rules import review_zone, week_period
+from workflows.review_rules import review_zone, week_of, week_period
 
 DOCS = Path(__file__).parents[2] / "docs"
 
@@ -200,3 +201,29 @@ async def test_a_lead_runs_a_review_from_the_command_line(
     monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["agent"])
     assert await asyncio.to_thread(main, ["review", "list"]) != 0
     assert "403" in capsys.readouterr().err
+
+
+async def test_a_week_not_over_is_reviewed_so_far_only_where_the_api_allows_it(
+    stack: Stack,
+) -> None:
+    """After `make demo` every ticket is this week's: the dev stack lets a lead review the
+    week so far; a production API refuses, saying how to allow it."""
+    lead = stack.auth("manager")
+    this_week = week_of(datetime.now(UTC), review_zone(stack.settings.policy))
+    refused = await stack.http.post("/v1/reviews", json={"week": this_week}, headers=lead)
+    assert refused.status_code == 422 and refused.json()["code"] == "week_not_over"
+    refused = await stack.http.post("/v1/reviews", json={"so_far": True}, headers=lead)
+    assert refused.status_code == 422 and refused.json()["code"] == "open_week_reviews_off"
+    assert "TICKETFLOW_API__OPEN_WEEK_REVIEWS" in refused.json()["detail"]
+
+    settings, dev = stack.services.settings, prepare_dev_api(stack.services.settings, Path())[0]
+    assert dev.open_week_reviews  # what `make dev` runs with
+    stack.services.settings = settings.model_copy(update={"open_week_reviews": True})
+    try:
+        hinted = await stack.http.post("/v1/reviews", json={"week": this_week}, headers=lead)
+        assert hinted.status_code == 422 and "so_far" in hinted.json()["detail"]
+        started = await stack.http.post("/v1/reviews", json={"so_far": True}, headers=lead)
+        assert started.status_code == 201, started.text
+        assert started.json()["week"] == this_week
+    finally:
+        stack.services.settings = settings

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +405,20 @@ async def test_make_dev_then_make_demo_then_a_restart(tmp_path: Path) -> None:
         said, _ = await asyncio.wait_for(demo.communicate(), 180)
         assert demo.returncode == 0, said.decode(errors="replace")[-3000:]
         assert "acting done" in said.decode()
+        # What the demo points at next: satisfaction on the dashboard, a weekly review.
+        lead = {"Authorization": f"Bearer {load_or_create(data_dir).keys['manager']}"}
+        async with httpx.AsyncClient(base_url=f"http://{LOCAL_IP}:{ports.api_port}") as http:
+            now = datetime.now(UTC)
+            window = {"from": (now - timedelta(hours=1)).isoformat(), "to": now.isoformat()}
+            for _ in range(200):  # the ratings are signals: recorded a moment later
+                health = (await http.get("/v1/metrics", params=window, headers=lead)).json()
+                if health["groups"][0]["csat_satisfied"]["n"] == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert health["groups"][0]["csat_satisfied"] == {"n": 2, "part": 1, "percent": 50.0}
+            assert health["groups"][0]["nps"] == 2
+            review = await http.post("/v1/reviews", json={"so_far": True}, headers=lead)
+            assert review.status_code == 201, review.text
 
         assert await ctrl_c(process) == 0, "".join(output[-40:])
         assert await asyncio.to_thread(all_gone, str(data_dir), []) == ({}, [])
