@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.client import Client
 
 from api.dev_keys import load_or_create
 from tests.codec_keys import CODEC_ENV, TEST_KEYS
@@ -369,6 +371,15 @@ async def test_a_held_port_refuses_the_start_before_anything_runs(tmp_path: Path
     assert port_free(ports.port)
 
 
+def readme_filters() -> list[str]:
+    """The example queries of the README's "Filter" bullet."""
+    text = (ROOT / "README.md").read_text()
+    bullet = text[text.index("- **Filter**") : text.index("All of them:")]
+    queries = re.findall(r"`([^`]*(?:=|<)[^`]*)`", bullet)
+    assert len(queries) >= 5, queries
+    return queries
+
+
 async def test_make_dev_then_make_demo_then_a_restart(tmp_path: Path) -> None:
     """The README's first hour: `make dev` (no keys configured: it makes its own), then
     `make demo` in another terminal, which finds the stack's key by itself; then Ctrl-C and
@@ -419,6 +430,15 @@ async def test_make_dev_then_make_demo_then_a_restart(tmp_path: Path) -> None:
             assert health["groups"][0]["nps"] == 2
             review = await http.post("/v1/reviews", json={"so_far": True}, headers=lead)
             assert review.status_code == 201, review.text
+        # Every filter the README suggests for the UI finds some of the demo's tickets.
+        temporal = await Client.connect(f"{LOCAL_IP}:{ports.port}")
+        for query in readme_filters():
+            for _ in range(100):
+                if (await temporal.count_workflows(query)).count:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"the README's filter {query!r} finds no demo ticket")
 
         assert await ctrl_c(process) == 0, "".join(output[-40:])
         assert await asyncio.to_thread(all_gone, str(data_dir), []) == ({}, [])
