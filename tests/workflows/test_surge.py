@@ -11,7 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.client import (
+    Client,
+    ScheduleActionStartWorkflow,
+    WorkflowExecutionStatus,
+    WorkflowHistory,
+)
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -20,14 +25,14 @@ from tests.codec_keys import CONVERTER
 from tests.conftest import schema_of_its_own
 from workers.main import build_worker, ensure_surge_schedule, surge_schedule_id
 from workflows import search_attributes as sa
-from workflows.policy import ServicePolicy, is_surge, rise_p_value
+from workflows.policy import ServicePolicy, SurgePolicy, is_surge, rise_p_value
+from workflows.sandbox import workflow_runner
 from workflows.surge import (
     Findings,
     SurgeCheckInput,
     SurgeCheckWorkflow,
     SurgeInvestigationWorkflow,
 )
-from workflows.sandbox import workflow_runner
 
 POLICY = ServicePolicy()
 HISTORIES = Path(__file__).parent / "histories" / "surge"
@@ -141,15 +146,31 @@ async def replay_with_saved(histories: dict[str, WorkflowHistory]) -> None:
         ).replay_workflow(history)
 
 
-async def test_two_worker_starts_leave_one_schedule(dev_env: WorkflowEnvironment) -> None:
+async def test_two_worker_starts_leave_one_schedule_that_follows_the_latest_policy(
+    dev_env: WorkflowEnvironment,
+) -> None:
     client = dev_env.client
     task_queue = f"surge-{uuid.uuid4()}"
     await ensure_surge_schedule(client, task_queue, POLICY)
-    await ensure_surge_schedule(client, task_queue, POLICY)
+    later = POLICY.model_copy(
+        update={
+            "surge": SurgePolicy(check_every=timedelta(minutes=15), min_count=25),
+            "time_zone": "Asia/Taipei",
+        }
+    )
+    await ensure_surge_schedule(client, task_queue, later)
+    handle = client.get_schedule_handle(surge_schedule_id(task_queue))
     try:
-        described = await client.get_schedule_handle(surge_schedule_id(task_queue)).describe()
-        assert described.schedule.spec.time_zone_name == POLICY.time_zone
+        described = await handle.describe()
+        assert described.schedule.spec.time_zone_name == "Asia/Taipei"
+        [interval] = described.schedule.spec.intervals
+        assert interval.every == timedelta(minutes=15)
+        # Its runs check with the latest policy too.
+        action = described.schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
+        [start] = await CONVERTER.decode(action.args, [SurgeCheckInput])
+        assert start.policy.surge.min_count == 25
         ids = [s.id async for s in await client.list_schedules()]
         assert ids.count(surge_schedule_id(task_queue)) == 1
     finally:
-        await client.get_schedule_handle(surge_schedule_id(task_queue)).delete()
+        await handle.delete()
