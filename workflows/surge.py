@@ -39,7 +39,9 @@ with workflow.unsafe.imports_passed_through():
 
 _STORE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
-# Patches (tests/workflows/histories/surge/ holds runs from before each):
+# Patches (tests/workflows/histories/surge/ holds runs from before each). Their else
+# branches go once no run from before them is open: checks last seconds, investigations
+# until someone closes them (`TicketStatus = 'investigating'` lists them).
 # one investigation per problem, a category explained by its topic named by the topic's;
 _ONE_PER_PROBLEM = "surge-one-per-problem"
 # the emergency group convened through `send_handoffs` (before: the per-kind activity

@@ -35,9 +35,11 @@ from workflows.policy import ServicePolicy, SurgePolicy, is_surge, rise_p_value
 from workflows.sandbox import workflow_runner
 from workflows.surge import (
     Findings,
+    Openings,
     SurgeCheckInput,
     SurgeCheckWorkflow,
     SurgeInvestigationWorkflow,
+    problems,
 )
 
 POLICY = ServicePolicy()
@@ -50,6 +52,39 @@ def test_the_rule_needs_growth_volume_and_a_real_rise() -> None:
     assert not is_surge(POLICY, 3, 2)  # too few to mean anything
     assert not is_surge(POLICY, 25, 20)  # +25 %: under the threshold
     assert rise_p_value(40, 20) == pytest.approx(0.00674, abs=1e-4)
+
+
+def counts(dimension: str, value: str, before: int, now: int, *parts: Openings) -> Openings:
+    return Openings(
+        dimension=dimension,
+        value=value,
+        last_24h=now,
+        day_before=before,
+        week_before=before,
+        parts=list(parts),
+    )
+
+
+def test_a_category_is_its_own_problem_unless_its_rising_topics_explain_it() -> None:
+    def found(*counted: Openings) -> list[tuple[str, list[str]]]:
+        return [
+            (p.surge.value, [c.value for c in p.explains]) for p in problems(POLICY, list(counted))
+        ]
+
+    # Two topics rose within technical faults, and nothing else in it: both name it.
+    payment, code = counts("topic", "payment", 20, 40), counts("topic", "verification_code", 20, 40)
+    faults = counts("category", "technical_fault", 40, 80, payment, code)
+    assert found(payment, code, faults) == [
+        ("payment", ["technical_fault"]),
+        ("verification_code", ["technical_fault"]),
+    ]
+    # The rest of the category rose too (login 20 -> 40 within it, 60 -> 60 elsewhere,
+    # so not the topic): a problem of its own.
+    login = counts("topic", "login", 20, 40)
+    faults = counts("category", "technical_fault", 40, 80, payment, login)
+    assert found(payment, faults) == [("payment", []), ("technical_fault", [])]
+    # Nothing rose beyond chance: no problem.
+    assert found(counts("topic", "login", 8, 14), counts("category", "complaint", 8, 14)) == []
 
 
 @pytest.fixture
