@@ -35,6 +35,7 @@ def all_activities(
     return [
         store.claim_intake,
         store.append_events,
+        outbox.send_handoffs,
         outbox.notify_customer,
         outbox.open_work_order,
         outbox.remind_department,

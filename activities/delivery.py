@@ -12,8 +12,10 @@ to its destination's adapter:
 
 A delivered row gets `dispatched_at`, the words as sent and the destination's receipt. A
 failing one is tried again with the policy's backoff (`ServicePolicy.delivery`); past the
-policy's budget, or refused outright (a 4xx, no route), it is reported to its ticket,
-which records `delivery_failed` and tells a supervisor, and only then marked failed.
+policy's budget, or refused outright (a 4xx, no route), it is reported to its owner (the
+ticket, review or surge investigation whose id it carries), which records
+`delivery_failed` and tells a supervisor (`workflows.delivery_failures`), and only then
+marked failed.
 Destinations fail alone: each row has its own schedule, and a pass delivers its rows
 concurrently, each with its own timeout.
 """
@@ -45,6 +47,7 @@ from activities.outbox import CUSTOMER_MESSAGE_PREFIX, UNROUTABLE_PREFIX
 from activities.signing import signed_headers
 from workflows.activity_names import DELIVER_DUE
 from workflows.contracts import CustomerMessage, DeliveryFailure
+from workflows.delivery_failures import SIGNAL
 from workflows.policy import ServicePolicy, delivery_retry_at
 from workflows.relay import ROUND, RelayRound
 
@@ -401,7 +404,7 @@ class OutboxRelay:
             error=error[:500],
         )
         try:
-            await self._client.get_workflow_handle(row.ticket_id).signal("delivery_failed", failure)
+            await self._client.get_workflow_handle(row.ticket_id).signal(SIGNAL, failure)
         except RPCError as rpc:
             if rpc.status is RPCStatusCode.NOT_FOUND:
                 # The ticket's run has ended: the failed row is all that is left to see.

@@ -3,10 +3,10 @@ PostgreSQL, their tickets' counts and durations stay.
 
 One transaction per customer:
 - **Event store.** Every event of the customer's tickets keeps its type, time, actor and
-  numbers; the fields that may hold personal data (`EventData.personal_fields`: the
-  words, the intake's subject, description, attachments and device snapshot with its IP)
-  are cleared, and the customer id becomes a random pseudonym, the same on all of that
-  customer's tickets so "tickets per customer" still counts. The append-only trigger lets
+  numbers; every text field that may hold personal data (`EventData.personal_fields`:
+  all of them but those marked `NotPersonal`, with the reason) is cleared, and the
+  customer id becomes a random pseudonym, the same on all of that customer's tickets so
+  "tickets per customer" still counts. The append-only trigger lets
   exactly this through (migration 0008).
 - **Outbox.** Messages keep their kind, channel and delivery times; their words, the
   customer id, the hand-offs' summaries and snapshots and the destinations' receipts are
@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_origin
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from activities.outbox import CUSTOMER_MESSAGE_PREFIX
 from workflows.events import PAYLOADS, EventData, EventType, upcast
@@ -68,19 +69,23 @@ def erased_data(kind: str, data: dict[str, Any], pseudonym: str) -> dict[str, An
     """A stored payload with its personal fields cleared: None where the model allows it,
     an empty list for lists, `[erased]` for required text; the customer id pseudonymised."""
     model: type[EventData] = PAYLOADS[EventType(kind)]
-    event = model.model_validate(upcast(kind, data))
+    model.model_validate(upcast(kind, data))  # a payload no model reads is not rewritten
     cleared = dict(data)
-    for name in event.personal_fields():
-        field = model.model_fields[name]
-        if not field.is_required() and field.default is None:
-            cleared[name] = None
-        elif field.default_factory is list:
-            cleared[name] = []
-        else:
-            cleared[name] = ERASED
-    if "customer_id" in cleared:
-        cleared["customer_id"] = pseudonym
+    for name in model.personal_fields():
+        if name in cleared:
+            cleared[name] = _cleared(model.model_fields[name])
+    for name in model.pseudonymised_fields():
+        if name in cleared:
+            cleared[name] = pseudonym
     return cleared
+
+
+def _cleared(field: FieldInfo) -> Any:
+    if not field.is_required() and field.default is None:
+        return None
+    if get_origin(field.annotation) is list:
+        return []
+    return ERASED
 
 
 async def customer_tickets(conn: PoolConnection, customer_id: str) -> list[str]:

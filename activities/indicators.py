@@ -334,14 +334,15 @@ def _group(key: str | None, o: Any, r: Any, g: Any) -> Group:
 
 # ---------------------------------------------------------------- the surge check
 
-# Tickets opened per category and per topic: the last 24 h, the 24 h before, and the same
-# 24 h a week earlier, with the newest of the last 24 h as examples.
+# Tickets opened per category, per topic, and per topic within each category (`within`,
+# a category's parts): the last 24 h, the 24 h before, and the same 24 h a week earlier,
+# with the newest of the last 24 h as examples.
 _OPENINGS = """
     WITH recent AS (
         SELECT ticket_id, category, topic, opened_at FROM tickets
         WHERE opened_at >= $1::timestamptz - interval '8 days' AND opened_at < $1::timestamptz
     )
-    SELECT dimension, value,
+    SELECT dimension, value, within,
         count(*) FILTER (WHERE opened_at >= $1::timestamptz - interval '24 hours') AS last_24h,
         count(*) FILTER (
             WHERE opened_at >= $1::timestamptz - interval '48 hours' AND opened_at < $1::timestamptz - interval '24 hours'
@@ -352,13 +353,17 @@ _OPENINGS = """
         (array_agg(ticket_id ORDER BY opened_at DESC)
             FILTER (WHERE opened_at >= $1::timestamptz - interval '24 hours'))[1:$2] AS sample
     FROM (
-        SELECT ticket_id, opened_at, 'category' AS dimension, category AS value FROM recent
+        SELECT ticket_id, opened_at, 'category' AS dimension, category AS value,
+            NULL::text AS within FROM recent
         UNION ALL
-        SELECT ticket_id, opened_at, 'topic', topic FROM recent
+        SELECT ticket_id, opened_at, 'topic', topic, NULL FROM recent
+        UNION ALL
+        SELECT ticket_id, opened_at, 'topic', topic, category FROM recent
+        WHERE category IS NOT NULL
     ) by_dimension
     WHERE value IS NOT NULL
-    GROUP BY dimension, value
-    ORDER BY dimension, value
+    GROUP BY dimension, value, within
+    ORDER BY dimension, value, within NULLS FIRST
 """
 
 
@@ -369,7 +374,7 @@ class SurgeCounter:
     @activity.defn(name=COUNT_OPENINGS)
     async def count_openings(self, request: OpeningsRequest) -> list[Openings]:
         rows = await self._pool.fetch(_OPENINGS, datetime.now(UTC), request.sample)
-        return [
+        counted = [
             Openings(
                 dimension=row["dimension"],
                 value=row["value"],
@@ -380,3 +385,10 @@ class SurgeCounter:
             )
             for row in rows
         ]
+        categories = {
+            o.value: o for o, row in zip(counted, rows, strict=True) if o.dimension == "category"
+        }
+        for openings, row in zip(counted, rows, strict=True):
+            if row["within"] is not None and row["within"] in categories:
+                categories[row["within"]].parts.append(openings.model_copy(update={"sample": []}))
+        return [o for o, row in zip(counted, rows, strict=True) if row["within"] is None]

@@ -21,7 +21,7 @@ from temporalio import activity
 from activities.database import Pool, encode_json
 from activities.errors import bad_data
 from workflows import activity_names as names
-from workflows.contracts import CustomerMessage, Handoff, HandoffKind
+from workflows.contracts import CustomerMessage, Handoff, HandoffBatch, HandoffKind
 from workflows.policy import ServicePolicy, department_address
 
 log = structlog.get_logger()
@@ -116,6 +116,13 @@ class Outbox:
             return f"{UNROUTABLE_PREFIX}{department}"
 
     # ------------------------------------------------------------ activities
+
+    @activity.defn(name=names.SEND_HANDOFFS)
+    async def send_handoffs(self, batch: HandoffBatch) -> None:
+        """A surge's hand-offs: rows like a ticket's, an unknown department's kept for
+        the relay to report rather than refused here."""
+        await self.enqueue(batch.owner_id, self.rows([], batch.handoffs))
+
     # Runs started before effects were stored with their events (workflow patch
     # "effects-stored-with-events") still schedule one activity per message or hand-off
     # kind; these serve them until those runs have ended.

@@ -73,6 +73,7 @@ from api.schemas import (
     to_action,
 )
 from api.signatures import verify
+from workflows import search_attributes as sa
 from workflows.contracts import (
     ACTIONS,
     Action,
@@ -534,6 +535,9 @@ class Surge(BaseModel):
     investigation_id: str
     dimension: str
     value: str
+    # What it looks into: its topic, and its category (or the one its topic's rise explains).
+    category: str | None
+    topic: str | None
     open: bool
     started_at: datetime
 
@@ -551,11 +555,14 @@ async def surges(
         listed: list[Surge] = []
         async for execution in svc.tickets.temporal.list_workflows(query, limit=200):
             _, dimension, rest = execution.id.split("-", 2)
+            attributes = execution.typed_search_attributes
             listed.append(
                 Surge(
                     investigation_id=execution.id,
                     dimension=dimension,
                     value=rest.rsplit("-", 1)[0],
+                    category=attributes.get(sa.TICKET_CATEGORY),
+                    topic=attributes.get(sa.TICKET_TOPIC),
                     open=execution.status is WorkflowExecutionStatus.RUNNING,
                     started_at=execution.start_time,
                 )

@@ -144,12 +144,17 @@ async def ticket_suggestions(
 
 
 async def with_script(svc: Services, ticket_id: str, action: Respond) -> Respond:
-    """A reply from a script: its words in the customer's locale with the ticket's data."""
-    if action.script_id is None or action.message is not None:
+    """A reply from a script: its words in the customer's locale with the ticket's data.
+    With words of the agent's own (a script edited before sending), the words are kept,
+    but the script it names must exist and be a script all the same: the reply's record
+    (and the script's use count) never names an entry that is not there."""
+    if action.script_id is None:
         return action
     entry = await _entry(svc, action.script_id)
     if entry.kind != "script":
         raise ApiError(409, "not_a_script", f"{entry.entry_id} is an FAQ entry, not a reply script")
+    if action.message is not None:
+        return action
     view: TicketView = await svc.call(svc.tickets.view(ticket_id))
     facts = TicketFacts(
         ticket_id=view.ticket_id,

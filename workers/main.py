@@ -7,7 +7,6 @@ here. Migrations run first, so a new worker never writes to an older schema.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
@@ -105,8 +104,8 @@ def surge_schedule_id(task_queue: str) -> str:
 
 
 async def ensure_surge_schedule(client: Client, task_queue: str, policy: ServicePolicy) -> None:
-    """The surge check's Schedule, created once: every worker start calls this, and a
-    schedule that exists already is left as it is."""
+    """The surge check's Schedule: every worker start calls this, and brings one that
+    exists already up to date (its interval, zone and the policy its checks start with)."""
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             SurgeCheckWorkflow.run,
@@ -120,8 +119,7 @@ async def ensure_surge_schedule(client: Client, task_queue: str, policy: Service
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
-    with contextlib.suppress(ScheduleAlreadyRunningError):
-        await client.create_schedule(surge_schedule_id(task_queue), schedule)
+    await _create_or_update(client, surge_schedule_id(task_queue), schedule)
 
 
 def review_schedule_id(task_queue: str) -> str:

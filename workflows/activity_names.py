@@ -18,6 +18,8 @@ APPEND_EVENTS: Final = "append_events"
 NOTIFY_CUSTOMER: Final = "notify_customer"
 # The surge check: tickets opened per category and topic, now and before.
 COUNT_OPENINGS: Final = "count_openings"
+# Hand-offs of a workflow without a store of its own (surges), into the outbox.
+SEND_HANDOFFS: Final = "send_handoffs"
 # The outbox relay: delivers due outbox rows for a while, then returns a report.
 DELIVER_DUE: Final = "deliver_due"
 # The weekly review: the week's typical tickets, and its record (entries, snapshot,

@@ -425,6 +425,15 @@ class EventBatch(Contract):
     handoffs: list[Handoff] = Field(default_factory=list)
 
 
+class HandoffBatch(Contract):
+    """Hand-offs of a workflow that keeps no record of its own (a surge investigation):
+    the same outbox rows as a ticket's, delivered by the same relay, and reported to
+    `owner_id` (the workflow's id) when they fail."""
+
+    owner_id: str
+    handoffs: list[Handoff]
+
+
 class IntakeClaim(Contract):
     """Claims an idempotency key for a ticket, permanently (Temporal forgets closed ids)."""
 

@@ -16,11 +16,13 @@ current models (fields they lacked take their defaults, renamed keys are renamed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from enum import Enum, StrEnum
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic.fields import FieldInfo
 
 from workflows.primitives import Actor, ContextSnapshot, Contract
 from workflows.vocabulary import (
@@ -44,6 +46,47 @@ def _utc(value: datetime) -> datetime:
 
 
 Instant = Annotated[datetime, AfterValidator(_utc)]
+
+
+# ---------------------------------------------------------------- personal data
+# Every text field of an event (a `str`, a list of them, a model holding one) may hold
+# what a person typed, and an erasure clears it (activities/erasure.py), unless the field
+# says why it cannot hold personal data. A new field is personal until its author says so:
+# no event type leaks by being forgotten.
+
+
+@dataclass(frozen=True)
+class NotPersonal:
+    """On a text field an erasure keeps: why it holds no personal data."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Pseudonymised:
+    """On the customer's id: an erasure replaces it with the erasure's pseudonym, the same
+    on all of that customer's tickets, so "tickets per customer" still counts."""
+
+
+Tag = Annotated[
+    str, NotPersonal("made by the classification rules from the category, topic and priority")
+]
+RootCause = Annotated[
+    str,
+    NotPersonal(
+        "a `<kind>-<area>` tag of the review's taxonomy (contracts.check_root_cause), "
+        "which the weekly review counts"
+    ),
+]
+Department = Annotated[
+    str, NotPersonal("a department of the policy's routing table, checked by the ticket's rules")
+]
+Partner = Annotated[
+    str, NotPersonal("the partner's name: the route its contacts go by (`partner:<name>`)")
+]
+StaffId = Annotated[
+    str, NotPersonal("a staff member's or a staff queue's opaque id, never the customer's")
+]
 
 
 class EventType(StrEnum):
@@ -98,13 +141,24 @@ class EventData(Contract):
     audience: ClassVar[Audience | None] = None
     # The field that holds what a person said, if one does.
     said_in: ClassVar[str | None] = None
-    # The fields an erasure clears (activities/erasure.py); by default, the words.
-    personal: ClassVar[tuple[str, ...] | None] = None
 
-    def personal_fields(self) -> tuple[str, ...]:
-        if self.personal is not None:
-            return self.personal
-        return (self.said_in,) if self.said_in else ()
+    @classmethod
+    def personal_fields(cls) -> tuple[str, ...]:
+        """The fields an erasure clears: every text field not marked `NotPersonal` (or
+        `Pseudonymised`)."""
+        return tuple(
+            name
+            for name, field in cls.model_fields.items()
+            if not _marked(field.metadata) and _free_text(field.annotation)
+        )
+
+    @classmethod
+    def pseudonymised_fields(cls) -> tuple[str, ...]:
+        return tuple(
+            name
+            for name, field in cls.model_fields.items()
+            if any(isinstance(m, Pseudonymised) for m in field.metadata)
+        )
 
     def words(self) -> str | None:
         """What a person said in this event, if anything."""
@@ -119,16 +173,15 @@ class EventData(Contract):
 
 class TicketOpened(EventData):
     type: Literal[EventType.TICKET_OPENED] = EventType.TICKET_OPENED
-    personal = ("subject", "description", "attachments", "context", "reason")
     audience = Audience.CUSTOMER
     channel: Channel
     tier: Tier
-    customer_id: str
+    customer_id: Annotated[str, Pseudonymised()]
     category: Category
     topic: Topic
     priority: Priority
-    tag: str
-    reason: str
+    tag: Tag
+    reason: str  # the rules quote the words they matched
     sla_due_at: Instant
     first_response_due_at: Instant
     # Recorded since the typed record; None on tickets opened before it.
@@ -145,7 +198,7 @@ class TicketOpened(EventData):
 
 class DuplicateIntake(EventData):
     type: Literal[EventType.DUPLICATE_INTAKE] = EventType.DUPLICATE_INTAKE
-    duplicate_of: str | None = None
+    duplicate_of: Annotated[str, NotPersonal("a ticket id, made by the system")] | None = None
 
 
 class Acknowledged(EventData):
@@ -155,20 +208,22 @@ class Acknowledged(EventData):
 
 class Classified(EventData):
     type: Literal[EventType.CLASSIFIED] = EventType.CLASSIFIED
-    personal = ("reason",)  # the rules quote the words they matched
     audience = Audience.INTERNAL
     category: Category
     topic: Topic
     priority: Priority
-    tag: str
-    previous_tag: str | None = None
-    reason: str
+    tag: Tag
+    previous_tag: Tag | None = None
+    reason: str  # the rules quote the words they matched
     automatic: bool = False
     sla_due_at: Instant | None = None
     # A raised priority's promise counts from here (the reclassification, by default).
     sla_counts_from: Instant | None = None
     # The learned classifier that made an automatic classification, if one did.
-    model_version: str | None = None
+    model_version: (
+        Annotated[str, NotPersonal("the learned classifier's version, named by its training")]
+        | None
+    ) = None
 
     def words(self) -> str | None:
         return None if self.automatic else self.reason
@@ -176,7 +231,7 @@ class Classified(EventData):
 
 class EmergencyGroupConvened(EventData):
     type: Literal[EventType.EMERGENCY_GROUP_CONVENED] = EventType.EMERGENCY_GROUP_CONVENED
-    groups: list[str]
+    groups: list[Department]
 
 
 class RiskControlStarted(EventData):
@@ -206,19 +261,21 @@ class AgentReplied(EventData):
     said_in = "message"
     message: str
     # The knowledge base's reply script the words were rendered from, if any.
-    script_id: str | None = None
+    script_id: (
+        Annotated[str, NotPersonal("a knowledge entry's id, which the API checks exists")] | None
+    ) = None
 
 
 class Assigned(EventData):
     type: Literal[EventType.ASSIGNED] = EventType.ASSIGNED
-    agent_id: str
+    agent_id: StaffId
 
 
 class Dispatched(EventData):
     type: Literal[EventType.DISPATCHED] = EventType.DISPATCHED
     audience = Audience.INTERNAL
     said_in = "note"
-    departments: list[str]
+    departments: list[Department]
     transfers: int
     note: str | None = None
 
@@ -227,19 +284,19 @@ class ProgressPosted(EventData):
     type: Literal[EventType.PROGRESS_POSTED] = EventType.PROGRESS_POSTED
     audience = Audience.INTERNAL
     said_in = "note"
-    department: str
+    department: Department
     response_seconds: float
     note: str | None = None
 
 
 class WorkOrderDone(EventData):
     type: Literal[EventType.WORK_ORDER_DONE] = EventType.WORK_ORDER_DONE
-    department: str
+    department: Department
 
 
 class ProgressReminded(EventData):
     type: Literal[EventType.PROGRESS_REMINDED] = EventType.PROGRESS_REMINDED
-    departments: list[str]
+    departments: list[Department]
 
 
 class MilestoneRecorded(EventData):
@@ -279,7 +336,7 @@ class SlaWarned(EventData):
     type: Literal[EventType.SLA_WARNED] = EventType.SLA_WARNED
     share: float
     sla_due_at: Instant
-    notified: list[str]
+    notified: list[StaffId]
 
 
 class SlaEscalated(EventData):
@@ -287,7 +344,7 @@ class SlaEscalated(EventData):
 
     type: Literal[EventType.SLA_ESCALATED] = EventType.SLA_ESCALATED
     level: int
-    to: str
+    to: StaffId
 
 
 class UpgradeReviewConvened(EventData):
@@ -300,7 +357,7 @@ class ReviewDecisionRecorded(EventData):
     audience = Audience.INTERNAL
     said_in = "decision"
     decision: str
-    attendees: list[str] = Field(default_factory=list)
+    attendees: list[StaffId] = Field(default_factory=list)
     next_review_at: Instant | None = None
 
 
@@ -308,7 +365,7 @@ class PartnerEngaged(EventData):
     type: Literal[EventType.PARTNER_ENGAGED] = EventType.PARTNER_ENGAGED
     audience = Audience.INTERNAL
     said_in = "problem"
-    partner: str
+    partner: Partner
     expected_by: Instant
     problem: str | None = None
     checkpoints: list[str] = Field(default_factory=list)
@@ -316,7 +373,7 @@ class PartnerEngaged(EventData):
 
 class PartnerUpdateSent(EventData):
     type: Literal[EventType.PARTNER_UPDATE_SENT] = EventType.PARTNER_UPDATE_SENT
-    partner: str
+    partner: Partner
     number: int
 
 
@@ -324,7 +381,7 @@ class PartnerAnswered(EventData):
     type: Literal[EventType.PARTNER_ANSWERED] = EventType.PARTNER_ANSWERED
     audience = Audience.INTERNAL
     said_in = "answer"
-    partner: str
+    partner: Partner
     final: bool
     answer: str | None = None
 
@@ -334,10 +391,9 @@ class PartnerAnswered(EventData):
 
 class Resolved(EventData):
     type: Literal[EventType.RESOLVED] = EventType.RESOLVED
-    personal = ("message", "compensation")
     audience = Audience.CUSTOMER
     result_kind: ResultKind
-    root_cause: str
+    root_cause: RootCause
     resolution_seconds: float
     message: str | None = None
     compensation: str | None = None
@@ -350,7 +406,6 @@ class Resolved(EventData):
 
 class CustomerReplied(EventData):
     type: Literal[EventType.CUSTOMER_REPLIED] = EventType.CUSTOMER_REPLIED
-    personal = ("text",)
     audience = Audience.CUSTOMER
     kind: CustomerReplyKind
     after_close: bool = False
@@ -373,7 +428,6 @@ class FeedbackRequested(EventData):
 
 class CsatRecorded(EventData):
     type: Literal[EventType.CSAT_RECORDED] = EventType.CSAT_RECORDED
-    personal = ("text",)
     audience = Audience.CUSTOMER
     score: int = Field(ge=1, le=5)
     text: str | None = None
@@ -384,7 +438,6 @@ class CsatRecorded(EventData):
 
 class NpsRecorded(EventData):
     type: Literal[EventType.NPS_RECORDED] = EventType.NPS_RECORDED
-    personal = ("text",)
     audience = Audience.CUSTOMER
     score: int = Field(ge=0, le=10)
     text: str | None = None
@@ -403,8 +456,8 @@ class ActionRejected(EventData):
     type: Literal[EventType.ACTION_REJECTED] = EventType.ACTION_REJECTED
     audience = Audience.INTERNAL
     said_in = "text"
-    action: str
-    reason: str
+    action: Annotated[str, NotPersonal("the refused action's name, from the table of actions")]
+    reason: str  # the rules' sentence may quote what the sender typed
     # What the refused sender said (a late partner answer, a misfit note): kept, not lost.
     text: str | None = None
 
@@ -413,12 +466,19 @@ class DeliveryFailed(EventData):
     """A message or hand-off that never reached its destination (the relay gave up)."""
 
     type: Literal[EventType.DELIVERY_FAILED] = EventType.DELIVERY_FAILED
-    personal = ("error",)  # an SMTP answer may quote the address
-    dedupe_key: str
-    kind: str
-    destination: str
+    dedupe_key: Annotated[
+        str, NotPersonal("the outbox row's key: ticket id, sequence, kind and recipient")
+    ]
+    kind: Annotated[str, NotPersonal("a message or hand-off kind")]
+    destination: Annotated[
+        str,
+        NotPersonal(
+            "a channel's name, a department's address or a partner's route: never the "
+            "customer's own address, which the gateways map from the opaque customer id"
+        ),
+    ]
     attempts: int
-    error: str
+    error: str  # an SMTP answer may quote the address
 
 
 class Closed(EventData):
@@ -426,7 +486,7 @@ class Closed(EventData):
     audience = Audience.CUSTOMER
     said_in = "long_term_plan"
     reason: CloseReason
-    root_cause: str | None = None
+    root_cause: RootCause | None = None
     long_term_plan: str | None = None
 
 
@@ -468,6 +528,53 @@ EventPayload = Annotated[
     | Closed,
     Field(discriminator="type"),
 ]
+
+
+def _marked(metadata: list[Any] | tuple[Any, ...]) -> bool:
+    return any(isinstance(m, NotPersonal | Pseudonymised) for m in metadata)
+
+
+def _free_text(annotation: Any) -> bool:
+    """Whether a value of this type may hold text a person typed: a `str` (not an enum,
+    not a literal), or a list, union or model holding one, unless marked."""
+    if get_origin(annotation) is Annotated:
+        base, *metadata = get_args(annotation)
+        return not _marked(metadata) and _free_text(base)
+    if get_origin(annotation) is Literal:
+        return False
+    if isinstance(annotation, type):
+        if issubclass(annotation, Enum):
+            return False
+        if issubclass(annotation, BaseModel):
+            return any(
+                not _marked(f.metadata) and _free_text(f.annotation)
+                for f in annotation.model_fields.values()
+            )
+        return issubclass(annotation, str)
+    return any(_free_text(arg) for arg in get_args(annotation))
+
+
+def _reasons(annotation: Any) -> list[str]:
+    if get_origin(annotation) is Annotated:
+        base, *metadata = get_args(annotation)
+        return [m.why for m in metadata if isinstance(m, NotPersonal)] or _reasons(base)
+    return [why for arg in get_args(annotation) for why in _reasons(arg)]
+
+
+def _why_kept(field: FieldInfo) -> str | None:
+    found = [m.why for m in field.metadata if isinstance(m, NotPersonal)]
+    found += _reasons(field.annotation)
+    return found[0] if found else None
+
+
+def not_personal(model: type[EventData]) -> dict[str, str]:
+    """The text fields an erasure keeps, each with why it holds no personal data."""
+    return {
+        name: why
+        for name, field in model.model_fields.items()
+        if (why := _why_kept(field)) is not None
+    }
+
 
 PAYLOADS: dict[EventType, type[EventData]] = {
     model.model_fields["type"].default: model

@@ -4,9 +4,10 @@ Tickets write their messages and hand-offs to the `outbox` table in the transact
 the events that describe them; this workflow keeps one activity, `deliver_due`, running
 over that table for as long as the worker lives. The activity delivers each due row to
 its destination (a signed webhook or SMTP), backs off a failing one per the policy, and
-after the policy's budget reports it to its ticket (`delivery_failed`), which tells a
-person. Deliveries never run inside a ticket's workflow, so a slow department system
-holds back no deadline and costs a ticket no history.
+after the policy's budget reports it to its owner (`delivery_failed`: a ticket, a review
+or a surge investigation), which tells a person. Deliveries never run inside a ticket's
+workflow, so a slow department system holds back no deadline and costs a ticket no
+history.
 
 Temporal keeps the relay alive: a crashed worker's activity times out on its heartbeat
 and runs again on another; a row leased to it is delivered again after the lease, and

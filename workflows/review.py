@@ -38,6 +38,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows import activity_names as activity
+    from workflows import delivery_failures
     from workflows import review_rules as rules
     from workflows.contracts import DeliveryFailure, Handoff, HandoffKind
     from workflows.policy import AGENT_PREFIX
@@ -340,18 +341,28 @@ class WeeklyReviewWorkflow:
 
     @workflow.signal
     def delivery_failed(self, failure: DeliveryFailure) -> None:
-        """A reminder the relay gave up on: kept in the record and shown in the report."""
-        failures = self._state.delivery_failures
+        """A reminder the relay gave up on: kept in the record, shown in the report, and
+        the supervisors told (workflows.delivery_failures)."""
+        state = self._state
+        failures = state.delivery_failures
         said = f"{failure.kind} to {failure.destination}: {failure.error}"
         if failure.dedupe_key in {f.split(" ", 1)[0] for f in failures}:
             return  # delivered again by the relay: already recorded
         failures.append(f"{failure.dedupe_key} {said}")
         del failures[:-_FAILURES_KEPT]
-        self._entry(
-            ReviewEntryKind.DELIVERY_FAILED,
-            SYSTEM,
-            text=f"{failure.kind} to {failure.destination}: {failure.error}",
+        self._entry(ReviewEntryKind.DELIVERY_FAILED, SYSTEM, text=said)
+        # Stored with the entry by the `record_review` the entry brings about anyway:
+        # the review's commands stay as they were.
+        alert = delivery_failures.failure_alert(
+            state.review_id,
+            failure,
+            self._policy,
+            event_seq=state.next_seq - 1,
+            tag=f"review-{state.week}",
+            priority=Priority.B,
         )
+        if alert is not None:
+            self._handoffs.append(alert)
         self._woken = True
 
     @workflow.query

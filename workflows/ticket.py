@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         WorkOrderState,
         action_name,
     )
+    from workflows.delivery_failures import alert_summary, alerts_supervisors
     from workflows.policy import Pause, SlaClock
     from workflows.primitives import SYSTEM, Actor, typed_update
     from workflows.vocabulary import (
@@ -1241,15 +1242,12 @@ class TicketWorkflow:
         if not self._first_sighting(f"delivery:{failure.dedupe_key}"):
             return
         seq = self._record(ev.DeliveryFailed(**failure.model_dump()), SYSTEM)
-        if failure.kind != HandoffKind.DELIVERY_FAILED.value:
-            # The supervisors' own alert failing is logged by the relay, not re-sent in
-            # a loop to the same unreachable supervisors.
+        if alerts_supervisors(failure):
             self._hand_off(
                 HandoffKind.DELIVERY_FAILED,
                 seq,
                 [self._policy.supervisor_queue],
-                f"{failure.kind} to {failure.destination} not delivered after "
-                f"{failure.attempts} attempts: {failure.error}",
+                alert_summary(failure),
             )
         self._wake()
 

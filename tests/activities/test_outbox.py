@@ -293,11 +293,12 @@ def activity_name(fn: Any) -> str:
 
 def test_all_activities_have_distinct_names(pg_pool: Pool) -> None:
     names = [activity_name(fn) for fn in all_activities(pg_pool, POLICY)]
-    assert len(names) == len(set(names)) == 14
+    assert len(names) == len(set(names)) == 15
     assert set(HANDOFF_ACTIVITY.values()) <= set(names)
     assert {
         "claim_intake",
         "append_events",
+        "send_handoffs",
         "notify_customer",
         "count_openings",
         "sample_week",

@@ -34,26 +34,24 @@ async def test_the_dashboard_charts_the_periods_numbers(
         assert posted.status_code == 200
         await stack.settled(tid)
 
-    # A surge of technical faults under investigation, on the API's task queue.
-    surge = Openings(
-        dimension="category",
-        value="technical_fault",
-        last_24h=40,
-        day_before=20,
-        week_before=18,
-        sample=[],
-    )
+    # A surge of verification codes under investigation, on the API's task queue: its rise
+    # explains the technical faults' (one investigation names both).
+    counts = {"last_24h": 40, "day_before": 20, "week_before": 18}
+    surge = Openings(dimension="topic", value="verification_code", **counts)
+    category = Openings(dimension="category", value="technical_fault", **counts)
     investigation = await stack.env.client.start_workflow(
         SurgeInvestigationWorkflow.run,
-        Investigation(surge=surge, policy=stack.settings.policy),
-        id=f"surge-category-technical_fault-{uuid.uuid4().hex[:8]}",
+        Investigation(surge=surge, policy=stack.settings.policy, explains=[category]),
+        id=f"surge-topic-verification_code-{uuid.uuid4().hex[:8]}",
         task_queue=stack.settings.task_queue,
     )
     listed = await eventually(
         lambda: stack.http.get("/v1/surges", headers=stack.auth("manager")),
-        lambda r: any(s["open"] for s in r.json()),
+        lambda r: any(s["open"] and s["category"] for s in r.json()),
     )
-    assert [s["value"] for s in listed.json() if s["open"]] == ["technical_fault"]
+    assert [(s["value"], s["topic"], s["category"]) for s in listed.json() if s["open"]] == [
+        ("verification_code", "verification_code", "technical_fault")
+    ]
     assert (await stack.http.get("/v1/surges", headers=stack.auth("agent"))).status_code == 403
 
     page = await browser.new_page(locale="zh-CN", viewport={"width": 1400, "height": 1000})

@@ -65,6 +65,15 @@ async def closed_ticket(stack: Stack, customer_id: str, marker: str, key: str | 
     ticket_id: str = answer.json()["ticket_id"]
     replied = await stack.act(ticket_id, "responses", {"message": f"您好 {marker}, 正在查看"})
     assert replied.status_code == 200, replied.text
+    # Words typed into any field of an action, a checkpoint of a partner engagement too.
+    engagement = {
+        "partner": "sf-express",
+        "problem": "包裹丢失",
+        "expected_by": "2030-01-01T00:00:00Z",
+        "checkpoints": [f"{marker} 回电 13912345678"],
+    }
+    engaged = await stack.act(ticket_id, "partner-engagements", engagement)
+    assert engaged.status_code == 200, engaged.text
     closed = await stack.act(ticket_id, "closure", CLOSE)
     assert closed.status_code == 200, closed.text
     await stack.settled(ticket_id)

@@ -159,6 +159,34 @@ async def test_a_traditional_question_finds_the_simplified_entry_and_a_script_re
     assert used and used[0]["uses"] >= 1 and "used" in used[0]["reason"]
 
 
+async def test_a_reply_naming_an_unknown_script_is_refused_with_or_without_own_words(
+    stack: Stack,
+) -> None:
+    await stack.services.knowledge.import_entries(starter_entries(), "starter-set")
+    tid = (await stack.open(channel="email", subject="收不到验证码", description="等了很久"))[
+        "ticket_id"
+    ]
+    unknown = f"script-{uuid.uuid4().hex[:8]}"
+    for body in ({"script_id": unknown}, {"script_id": unknown, "message": "我改了几个字"}):
+        refused = await stack.act(tid, "responses", body)
+        assert refused.status_code == 404, (body, refused.text)
+        assert refused.json()["code"] == "entry_not_found"
+    # An FAQ entry is no script, whoever wrote the words.
+    faq = {"script_id": "faq-account-frozen", "message": "我改了几个字"}
+    refused = await stack.act(tid, "responses", faq)
+    assert refused.status_code == 409 and "not a reply script" in refused.json()["detail"]
+    # A known script with the agent's own words: the agent's words, the script's id.
+    edited = {"script_id": "script-security-steps", "message": "我改了几个字"}
+    assert (await stack.act(tid, "responses", edited)).status_code == 200
+    await stack.settled(tid)
+    replies = await stack.pool.fetch(
+        "SELECT data FROM ticket_events WHERE ticket_id = $1 AND type = 'agent_replied'", tid
+    )
+    assert [(r["data"]["script_id"], r["data"]["message"]) for r in replies] == [
+        ("script-security-steps", "我改了几个字")
+    ]
+
+
 async def test_an_agents_reclassification_becomes_a_training_label(stack: Stack) -> None:
     subject = f"余额宝转不出来 {uuid.uuid4().hex[:6]}"
     tid = (await stack.open(channel="email", subject=subject, description="转出一直失败"))[

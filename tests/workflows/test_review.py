@@ -27,6 +27,7 @@ from tests.codec_keys import CONVERTER
 from tests.conftest import schema_of_its_own
 from tests.workflows.conftest import Desk, _desks
 from workers.main import ensure_review_schedule, review_schedule_id
+from workflows.contracts import DeliveryFailure
 from workflows.events import EventType
 from workflows.policy import ReviewPolicy, ServicePolicy
 from workflows.primitives import Actor
@@ -269,6 +270,50 @@ async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
             data_converter=CONVERTER,
             workflow_runner=workflow_runner(),
         ).replay_workflow(replayed)
+
+
+async def test_a_reminder_that_cannot_be_delivered_tells_the_supervisors_once(
+    review_desk: tuple[Desk, ReviewClient],
+) -> None:
+    desk, reviews = review_desk
+    name = week_before(await desk.env.get_current_time(), review_zone(POLICY))
+    assert await reviews.start(name) is True
+    handle = reviews.handle(name)
+    reminder = DeliveryFailure(
+        dedupe_key=f"{review_id(name)}:1:review_reminder:1:agent:ops-9",
+        kind="review_reminder",
+        destination="queue://agents/ops-9",
+        attempts=9,
+        error="HTTP 410 from agents.example",
+    )
+    # Told twice (the relay redelivers), and told that the alert itself failed.
+    alert_failed = reminder.model_copy(
+        update={"dedupe_key": "the-alert", "kind": "delivery_failed"}
+    )
+    for failure in (reminder, reminder, alert_failed):
+        await handle.signal("delivery_failed", failure)
+
+    async def alerts() -> list[tuple[str, str]]:
+        rows = await desk.pool.fetch(
+            "SELECT channel_or_recipient, payload->>'summary' AS summary FROM outbox"
+            " WHERE ticket_id = $1 AND kind = 'delivery_failed'",
+            review_id(name),
+        )
+        return [(r["channel_or_recipient"], r["summary"]) for r in rows]
+
+    for _ in range(100):
+        if await alerts():
+            break
+        await desk.env.sleep(timedelta(milliseconds=50))
+    view = await reviews.view(name)
+    assert len(view.state.delivery_failures) == 2
+    assert await alerts() == [
+        (
+            POLICY.departments[POLICY.supervisor_queue],
+            "review_reminder to queue://agents/ops-9 not delivered after 9 attempts: "
+            "HTTP 410 from agents.example",
+        )
+    ]
 
 
 async def test_the_schedule_kickoff_started_twice_is_one_review(
