@@ -88,7 +88,7 @@ def test_configured_keys_switch_dev_keys_off(tmp_path: Path) -> None:
     entry = ApiKeyEntry(name="a", role="agent", sha256=hash_key(new_key()))
     settings = ApiSettings(keys=[entry])
     prepared, banner = prepare_dev_api(settings, tmp_path)
-    assert prepared is settings
+    assert prepared.keys == settings.keys
     assert "from configuration" in banner
     assert not (tmp_path / "api-dev-keys.json").exists()
 
