@@ -63,6 +63,8 @@ POLICY = ServicePolicy(
     time_scale=60,
     time_zone=ZONE,
     departments={**ServicePolicy().departments, "finance": "queue://finance"},
+    # Hand-offs in the company's zh-Hans, but finance reads English and partners zh-Hant.
+    staff_locales={"finance": "en", "partner:": "zh-Hant"},
     # Scaled by 60: first retry after 0.1 s, at most 0.5 s apart, given up after 5 s.
     delivery=DeliveryRetry(
         first_interval=timedelta(seconds=6),
@@ -222,6 +224,43 @@ async def test_a_zh_hant_vip_gets_the_auto_reply_in_traditional_chinese(desk: De
         lambda: desk.rows(tid), lambda rows: all(row["dispatched_at"] is not None for row in rows)
     )
     assert all(row["dispatched_at"] is not None for row in rows), rows
+
+
+async def test_hand_offs_reach_staff_in_the_companys_language_and_zone(desk: Desk) -> None:
+    # An English-speaking VIP nobody answers: the supervisors' standby alert is still in
+    # the company's language, not the customer's.
+    tid = await desk.open(
+        channel=Channel.APP_CHAT,
+        tier=Tier.VIP,
+        subject="Cannot withdraw",
+        description="My withdrawal keeps failing",
+    )
+    expected_by = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    await desk.tickets.act(tid, Dispatch(actor=AGENT, departments=["finance"], note="查提现通道"))
+    await desk.tickets.act(
+        tid,
+        EngagePartner(
+            actor=AGENT, partner="unionpay", problem="核对回单", expected_by=expected_by
+        ),
+    )
+
+    def handed(kind: str) -> Callable[[], Awaitable[list[Any]]]:
+        return held(lambda: [r for r in desk.inbox.of(tid) if r.kind == kind])
+
+    [standby] = await eventually(handed("supervisor_standby"), bool)
+    assert standby.text.startswith(f"工单 {tid}（"), standby.text
+    assert "无人首次响应：请安排人工待命" in standby.text
+    assert standby.locale == "zh-Hans"
+    # Finance reads English (the policy's override for that department).
+    [order] = await eventually(held(lambda: desk.finance.of(tid)), bool)
+    assert order.text.startswith(f"New work order {tid} (") and order.text.endswith(": 查提现通道")
+    assert order.locale == "en"
+    # Partners read zh-Hant; the time they are expected by is in the company's zone.
+    [contact] = await eventually(handed("partner_contact"), bool)
+    local = expected_by.astimezone(ZoneInfo(ZONE))
+    assert f"期望答覆時間：{local.year}年{local.month}月{local.day}日 {local:%H:%M}（" in contact.text
+    assert "核對" not in contact.text and "核对回单" in contact.text  # a person's words, as said
+    assert contact.locale == "zh-Hant"
 
 
 async def test_an_english_email_is_acknowledged_in_english_in_the_policy_zone(desk: Desk) -> None:
