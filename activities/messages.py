@@ -264,9 +264,7 @@ class _Wording:
         self.locales = tuple(sources)
         self.default_locale = default
 
-    def _compile(
-        self, audience: _Audience, locale: str, templates: Mapping[str, Any]
-    ) -> list[str]:
+    def _compile(self, audience: _Audience, locale: str, templates: Mapping[str, Any]) -> list[str]:
         problems: list[str] = []
         self._labels[locale] = {}
         for key, source in templates.items():
@@ -444,7 +442,9 @@ class MessageTemplates:
             "checkpoints": [str(c) for c in checkpoints] if isinstance(checkpoints, list) else [],
         }
         context = {name: values[name] for name in HANDOFF_PARAMETERS[handoff.kind]}
-        return Rendered(chosen, self._staff.render(chosen, handoff.kind.value, context, zone, False))
+        return Rendered(
+            chosen, self._staff.render(chosen, handoff.kind.value, context, zone, False)
+        )
 
 
 def _shipped(name: str) -> dict[str, dict[str, Any]]:

@@ -239,9 +239,7 @@ async def test_hand_offs_reach_staff_in_the_companys_language_and_zone(desk: Des
     await desk.tickets.act(tid, Dispatch(actor=AGENT, departments=["finance"], note="查提现通道"))
     await desk.tickets.act(
         tid,
-        EngagePartner(
-            actor=AGENT, partner="unionpay", problem="核对回单", expected_by=expected_by
-        ),
+        EngagePartner(actor=AGENT, partner="unionpay", problem="核对回单", expected_by=expected_by),
     )
 
     def handed(kind: str) -> Callable[[], Awaitable[list[Any]]]:
@@ -258,7 +256,9 @@ async def test_hand_offs_reach_staff_in_the_companys_language_and_zone(desk: Des
     # Partners read zh-Hant; the time they are expected by is in the company's zone.
     [contact] = await eventually(handed("partner_contact"), bool)
     local = expected_by.astimezone(ZoneInfo(ZONE))
-    assert f"期望答覆時間：{local.year}年{local.month}月{local.day}日 {local:%H:%M}（" in contact.text
+    assert (
+        f"期望答覆時間：{local.year}年{local.month}月{local.day}日 {local:%H:%M}（" in contact.text
+    )
     assert "核對" not in contact.text and "核对回单" in contact.text  # a person's words, as said
     assert contact.locale == "zh-Hant"
 

@@ -201,11 +201,12 @@ async def _acknowledgement(stack: Stack, ticket_id: str) -> dict[str, Any]:
     await stack.settled(ticket_id)
     read = await stack.http.get(f"/v1/tickets/{ticket_id}/deliveries", headers=stack.auth("agent"))
     assert read.status_code == 200, read.text
-    [ack] = [
+    acks: list[dict[str, Any]] = [
         row
         for row in read.json()["deliveries"]
         if row["kind"] == "customer_message:acknowledgement"
     ]
+    [ack] = acks
     return ack
 
 

@@ -136,8 +136,7 @@ class Desk:
         )
         templates = MessageTemplates.load()
         return [
-            words_of(r["dedupe_key"], r["kind"], r["payload"], templates, self.policy)
-            for r in rows
+            words_of(r["dedupe_key"], r["kind"], r["payload"], templates, self.policy) for r in rows
         ]
 
     async def settled(self, ticket_id: str) -> None:

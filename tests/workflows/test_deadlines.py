@@ -157,7 +157,9 @@ async def test_daily_check_at_10_shanghai_reminds_only_silent_departments(desk: 
     assert [locale for locale, _ in said] == ["zh-Hans", "zh-Hans"]
     for (_, text), due in zip(said, (second_check, third_check), strict=True):
         local = due.astimezone(SHANGHAI)
-        assert f"请在 {local.year}年{local.month}月{local.day}日 10:00（中国时间） 前提交进展" in text
+        assert (
+            f"请在 {local.year}年{local.month}月{local.day}日 10:00（中国时间） 前提交进展" in text
+        )
         assert tid in text and "UTC" not in text and "Asia/Shanghai" not in text
 
 
