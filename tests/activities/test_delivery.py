@@ -47,13 +47,16 @@ from workflows.contracts import (
     CustomerMessage,
     Dispatch,
     EngagePartner,
+    Handoff,
+    HandoffFacts,
+    HandoffKind,
     Intake,
     MessageKind,
     MessageParams,
 )
 from workflows.policy import DeliveryRetry, ServicePolicy
 from workflows.primitives import Actor
-from workflows.vocabulary import Channel, Role, Tier
+from workflows.vocabulary import Channel, Priority, Role, Tier
 
 T = TypeVar("T")
 SECRET = "receiver-secret-" + "z" * 16
@@ -388,6 +391,32 @@ def test_times_are_in_the_customers_zone_when_the_intake_gives_one() -> None:
     )
     assert in_policy_zone.locale == "zh-Hant"
     assert "2026年11月30日 17:33（中國時間）" in in_policy_zone.text
+
+
+def test_staff_wording_is_laid_over_and_checked_like_the_customers(tmp_path: Path) -> None:
+    overrides = tmp_path / "messages.toml"
+    overrides.write_text(
+        '[staff.en]\nrisk_control = "Risk: {{ tag }}"\n'
+        '[staff.zh-Hant]\nwork_order = "{{ customer_name }}"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TemplateError) as refused:
+        MessageTemplates.load(overrides)
+    assert "staff templates: zh-Hant.work_order: unknown parameter(s) customer_name" in str(
+        refused.value
+    )
+    overrides.write_text('[staff.en]\nrisk_control = "Risk: {{ tag }}"\n', encoding="utf-8")
+    handoff = Handoff(
+        ticket_id="t",
+        dedupe_key="t:3:risk_control:1",
+        kind=HandoffKind.RISK_CONTROL,
+        recipients=["risk_control"],
+        tag="安全-登錄-A級",
+        priority=Priority.A,
+        facts=HandoffFacts(),
+    )
+    rendered = MessageTemplates.load(overrides).render_handoff(handoff, "en-GB", ZONE)
+    assert (rendered.locale, rendered.text) == ("en", "Risk: 安全-登錄-A級")
 
 
 def test_a_template_that_cannot_say_its_parameters_is_refused_at_start(tmp_path: Path) -> None:
