@@ -3,8 +3,8 @@
 `OutboxRelay.deliver_due` is the activity `OutboxRelayWorkflow` keeps running. Each pass
 leases the due rows (a row waits for the earlier rows of its ticket to the same
 destination, so a customer reads messages in the order they were decided), renders
-customer messages in the customer's language (`activities.messages`), and hands each row
-to its destination's adapter:
+customer messages in the customer's language and hand-offs in the company's
+(`activities.messages`), and hands each row to its destination's adapter:
 
 - a signed webhook (the default): JSON, `Idempotency-Key: <row key>`, and the partner
   callbacks' HMAC-SHA256 scheme (`activities.signing`);
@@ -43,12 +43,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Pool
 from activities.messages import MessageTemplates
-from activities.outbox import CUSTOMER_MESSAGE_PREFIX, UNROUTABLE_PREFIX
+from activities.outbox import CUSTOMER_MESSAGE_PREFIX, UNROUTABLE_PREFIX, handoff_recipient
 from activities.signing import signed_headers
 from workflows.activity_names import DELIVER_DUE
-from workflows.contracts import CustomerMessage, DeliveryFailure
+from workflows.contracts import CustomerMessage, DeliveryFailure, Handoff
 from workflows.delivery_failures import SIGNAL
-from workflows.policy import ServicePolicy, delivery_retry_at
+from workflows.policy import ServicePolicy, delivery_retry_at, staff_locale
 from workflows.relay import ROUND, RelayRound
 
 log = structlog.get_logger(__name__)
@@ -131,16 +131,23 @@ class Outcome:
 
 
 def words_of(
-    kind: str, payload: dict[str, Any], templates: MessageTemplates, zone: str
+    key: str,
+    kind: str,
+    payload: dict[str, Any],
+    templates: MessageTemplates,
+    policy: ServicePolicy,
 ) -> tuple[str | None, str]:
-    """What an outbox row says, and in which locale: a customer message in the customer's
-    language (`zone` for times unless the customer gave one); a hand-off, its summary,
-    for the company's own people and systems."""
+    """What the outbox row `key` says, and in which locale: a customer message in the
+    customer's language (times in the customer's zone, else the policy's); a hand-off in
+    the company's (the policy's `staff_locale`, or its recipient's own), times in the
+    policy's zone."""
     if kind.startswith(CUSTOMER_MESSAGE_PREFIX):
-        rendered = templates.render(CustomerMessage.model_validate(payload), zone)
+        rendered = templates.render(CustomerMessage.model_validate(payload), policy.time_zone)
         return rendered.locale, rendered.text
-    summary = payload.get("summary")
-    return None, summary if isinstance(summary, str) else kind
+    handoff = Handoff.model_validate(payload)
+    locale = staff_locale(policy, handoff_recipient(handoff, key))
+    rendered = templates.render_handoff(handoff, locale, policy.time_zone)
+    return rendered.locale, rendered.text
 
 
 def _one_address(row: DueRow, smtp: SmtpConfig) -> str:
@@ -313,7 +320,7 @@ class OutboxRelay:
         return "failed"
 
     def _words(self, row: DueRow) -> tuple[str | None, str]:
-        return words_of(row.kind, row.payload, self._templates, self._policy.time_zone)
+        return words_of(row.dedupe_key, row.kind, row.payload, self._templates, self._policy)
 
     async def _send(self, row: DueRow, locale: str | None, text: str) -> Outcome:
         if row.destination.startswith(UNROUTABLE_PREFIX):
@@ -364,7 +371,11 @@ class OutboxRelay:
         message = EmailMessage()
         message["From"] = smtp.sender
         message["To"] = _one_address(row, smtp)
-        message["Subject"] = self._templates.subject(locale or self._templates.default_locale)
+        message["Subject"] = (
+            self._templates.subject(locale or self._templates.default_locale)
+            if row.kind.startswith(CUSTOMER_MESSAGE_PREFIX)
+            else self._templates.staff_subject(locale or self._policy.staff_locale)
+        )
         message["Message-ID"] = f"<{row.dedupe_key}@ticketflow>"
         message[IDEMPOTENCY_HEADER] = row.dedupe_key
         message.set_content(text)

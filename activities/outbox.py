@@ -86,7 +86,7 @@ class Outbox:
             payload = handoff.model_dump(mode="json")
             rows.extend(
                 OutboxRow(
-                    f"{handoff.dedupe_key}:{recipient}",
+                    _handoff_row_key(handoff, recipient),
                     handoff.kind.value,
                     address,
                     payload,
@@ -188,6 +188,19 @@ class Outbox:
         await self.enqueue(handoff.ticket_id, rows)
 
 
+def _handoff_row_key(handoff: Handoff, recipient: str) -> str:
+    return f"{handoff.dedupe_key}:{recipient}"
+
+
+def handoff_recipient(handoff: Handoff, row_key: str) -> str:
+    """Whom one row of a hand-off is for, as the policy's `staff_locales` names them: a
+    department (`tech`), `agent:<id>` or `partner:<name>`."""
+    recipient = row_key.removeprefix(_handoff_row_key(handoff, ""))
+    if handoff.kind is HandoffKind.PARTNER_CONTACT:
+        return f"{PARTNER_PREFIX}{recipient}"
+    return recipient
+
+
 def _message_row(message: CustomerMessage) -> OutboxRow:
     return OutboxRow(
         message.dedupe_key,
@@ -222,6 +235,7 @@ def log_unroutable(ticket_id: str, rows: list[OutboxRow]) -> None:
 class Delivery(BaseModel):
     """One outbox row as people look at it: what went where, and when it arrived."""
 
+    key: str = Field(exclude=True)
     kind: str
     destination: str
     customer_facing: bool
@@ -236,7 +250,7 @@ class Delivery(BaseModel):
 
 
 _DELIVERIES = """
-    SELECT kind, channel_or_recipient AS destination, rendered AS text, locale,
+    SELECT dedupe_key AS key, kind, channel_or_recipient AS destination, rendered AS text, locale,
         created_at AS queued_at, dispatched_at AS delivered_at, attempts, failed_at,
         last_error AS error, payload
     FROM outbox WHERE ticket_id = $1 ORDER BY id

@@ -398,17 +398,15 @@ async def ticket_deliveries(
     rows = await svc.call(deliveries(svc.pool, ticket_id))
     if not rows:
         await svc.call(svc.tickets.handle(ticket_id).describe())
-    return DeliveryPage(
-        ticket_id=ticket_id,
-        deliveries=[
-            row
-            if row.text is not None
-            else row.model_copy(
-                update={"text": words_of(row.kind, row.payload, svc.templates, svc.time_zone)[1]}
-            )
-            for row in rows
-        ],
-    )
+    return DeliveryPage(ticket_id=ticket_id, deliveries=[_as_said(svc, row) for row in rows])
+
+
+def _as_said(svc: Services, row: Delivery) -> Delivery:
+    """A row still on its way, with the words (and locale) it will be delivered with."""
+    if row.text is not None:
+        return row
+    locale, text = words_of(row.key, row.kind, row.payload, svc.templates, svc.policy)
+    return row.model_copy(update={"text": text, "locale": locale})
 
 
 @pages.get("/tickets/{ticket_id}/deliveries", include_in_schema=False)

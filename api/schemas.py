@@ -73,14 +73,18 @@ class IntakeRequest(Body):
     description: NonEmpty
     context: IntakeContext = Field(default_factory=IntakeContext)
     attachments: list[Identifier] = Field(default_factory=list, max_length=50)
-    locale: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] = (
-        "zh-CN"
+    locale: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] | None
+    ) = Field(
+        default=None,
+        description="The customer's locale, e.g. zh-TW (default: the script of the words "
+        "decides; a message in Latin script is answered in English).",
     )
 
     time_zone: str | None = Field(
         default=None,
         description="The customer's IANA time zone, e.g. Asia/Taipei: times in messages use it "
-        "(default: the policy's).",
+        "(default: the locale's region's, zh-TW: Asia/Taipei, else the policy's).",
     )
 
     @field_validator("time_zone")

@@ -55,7 +55,9 @@ async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Servi
             name: secret.get_secret_value() for name, secret in api.partner_secrets.items()
         },
         settings=api,
-        templates=MessageTemplates.load(config.templates_file, config.policy.default_locale),
+        templates=MessageTemplates.load(
+            config.templates_file, config.policy.default_locale, config.policy.staff_locale
+        ),
         policy=config.policy,
         time_zone=config.policy.time_zone,
         reviews=ReviewClient(client, task_queue=config.task_queue, policy=config.policy),

@@ -94,7 +94,10 @@ def build_worker(
 def load_templates(settings: Settings) -> MessageTemplates:
     """The message templates, checked: a bad one stops the start, naming it."""
     try:
-        return MessageTemplates.load(settings.templates_file, settings.policy.default_locale)
+        policy = settings.policy
+        return MessageTemplates.load(
+            settings.templates_file, policy.default_locale, policy.staff_locale
+        )
     except TemplateError as error:
         raise ConfigurationError(str(error)) from None
 

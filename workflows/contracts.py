@@ -14,7 +14,13 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from workflows.events import Audience, DomainEvent
-from workflows.policy import ServicePolicy, SlaClock, check_time_zone
+from workflows.policy import (
+    ServicePolicy,
+    SlaClock,
+    check_time_zone,
+    reader_locale,
+    region_time_zone,
+)
 from workflows.primitives import (
     NO_NUL,
     Actor,
@@ -50,14 +56,25 @@ class Intake(Contract):
     description: NonEmpty
     context: ContextSnapshot = Field(default_factory=ContextSnapshot)
     attachments: list[Identifier] = Field(default_factory=list, max_length=50)
-    locale: str = "zh-CN"
-    # The customer's IANA zone, if the channel knows it: times in messages use it.
+    # The customer's locale (BCP 47). None: the words' script decides when the ticket
+    # opens (`for_reader`), so a message written in English is answered in English.
+    locale: str | None = None
+    # The customer's IANA zone, if the channel knows it: times in messages use it. None:
+    # the locale's region decides when the ticket opens (zh-TW: Asia/Taipei), else the
+    # policy's zone.
     time_zone: str | None = None
 
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
         return None if value is None else check_time_zone(value)
+
+    def for_reader(self, policy: ServicePolicy) -> Intake:
+        """The intake with the language and zone its customer reads in settled by the
+        policy's rules, where the intake did not say them."""
+        locale = reader_locale(policy, self.locale, f"{self.subject}\n{self.description}")
+        zone = self.time_zone or region_time_zone(policy, locale)
+        return self.model_copy(update={"locale": locale, "time_zone": zone})
 
 
 class Classification(Contract):
@@ -401,6 +418,32 @@ class HandoffKind(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
 
 
+class HandoffFacts(Contract):
+    """What a hand-off tells its recipients, as data. The words are the staff templates'
+    of the company's locale (activities/templates/handoffs.toml), rendered at delivery
+    with times in the company's zone, so no sentence lives in workflow code. Only what
+    the ticket computed goes here: a person's words stay in `Handoff.summary`."""
+
+    # The instant the recipient must act by: the SLA's due time (warnings), the next
+    # daily check (progress reminders), the partner's expected answer, a follow-up's due.
+    due_at: datetime | None = None
+    # The promise at stake, unscaled: how long, and what must be reached by then. Also
+    # the first response missed (standby) and the time without a breakthrough (review).
+    within: timedelta | None = None
+    milestone: Milestone | None = None
+    # How much of the SLA's time is used (warnings), 0-1.
+    share: float | None = None
+    # Which one: the escalation step, the upgrade review's number, a follow-up's chase
+    # (1: due soon, 2: due).
+    number: int | None = None
+    # A delivery given up on: what it was, where it went, how often it was tried, and
+    # the destination's answer.
+    failed_kind: str | None = None
+    destination: str | None = None
+    attempts: int | None = None
+    error: str | None = None
+
+
 class Handoff(Contract):
     """Work for a department, a group of departments, or a partner, with the snapshot."""
 
@@ -409,10 +452,16 @@ class Handoff(Contract):
     event_seq: int | None = None
     kind: HandoffKind
     recipients: list[str]
-    summary: str
+    # A person's words the hand-off carries: a work order's note, the problem put to a
+    # partner, a follow-up's description. Hand-offs queued before staff templates (no
+    # `facts`) carry their whole English sentence here.
+    summary: str | None = None
     tag: str
     priority: Priority
     data: dict[str, Any] = Field(default_factory=dict)
+    # None: queued before staff templates (or by a workflow that still writes its own
+    # sentence): `summary` is said as it is.
+    facts: HandoffFacts | None = None
 
 
 class EventBatch(Contract):

@@ -11,7 +11,7 @@ its handler.
 
 from __future__ import annotations
 
-from workflows.contracts import DeliveryFailure, Handoff, HandoffKind
+from workflows.contracts import DeliveryFailure, Handoff, HandoffFacts, HandoffKind
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Priority
 
@@ -35,10 +35,13 @@ def alerts_supervisors(failure: DeliveryFailure) -> bool:
     return failure.kind != HandoffKind.DELIVERY_FAILED.value
 
 
-def alert_summary(failure: DeliveryFailure) -> str:
-    return (
-        f"{failure.kind} to {failure.destination} not delivered after "
-        f"{failure.attempts} attempts: {failure.error}"
+def alert_facts(failure: DeliveryFailure) -> HandoffFacts:
+    """What the supervisors are told: the staff templates word it (`delivery_failed`)."""
+    return HandoffFacts(
+        failed_kind=failure.kind,
+        destination=failure.destination,
+        attempts=failure.attempts,
+        error=failure.error,
     )
 
 
@@ -61,7 +64,7 @@ def failure_alert(
         event_seq=event_seq,
         kind=HandoffKind.DELIVERY_FAILED,
         recipients=[policy.supervisor_queue],
-        summary=alert_summary(failure),
+        facts=alert_facts(failure),
         tag=tag,
         priority=priority,
     )

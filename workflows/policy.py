@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from workflows import business_time
+from workflows import business_time, language
 from workflows.vocabulary import Category, Channel, Milestone, Priority, Tier, Topic
 
 # Most urgent first: a move to a smaller rank raises the priority.
@@ -369,8 +369,26 @@ class ServicePolicy(BaseModel):
     # field, where it is at least this sure; 1.0 turns it off.
     model_min_confidence: float = Field(default=0.8, ge=0, le=1)
     # Customer messages are written in the customer's locale (zh-CN -> zh-Hans, zh-TW ->
-    # zh-Hant, en-* -> en); any other locale gets this one.
+    # zh-Hant, en-* -> en); any other locale gets this one. An intake without a locale
+    # gets the one its text's script points to (reader_locale), else this one.
     default_locale: str = "zh-Hans"
+    # An intake without a zone: its locale's region decides (zh-TW -> Asia/Taipei), a
+    # region left out here leaves the customer's times in `time_zone`.
+    region_time_zones: dict[str, str] = Field(
+        default_factory=lambda: {
+            "CN": "Asia/Shanghai",
+            "TW": "Asia/Taipei",
+            "HK": "Asia/Hong_Kong",
+            "MO": "Asia/Macau",
+            "SG": "Asia/Singapore",
+        }
+    )
+    # Hand-offs (work orders, reminders, alerts, partner contacts) are written for the
+    # company's own people in this locale, times in `time_zone`; `staff_locales`
+    # overrides it per recipient: a department (`tech`), `partner:<name>`,
+    # `agent:<id>`, or `partner:` / `agent:` for every partner / agent.
+    staff_locale: str = "zh-Hans"
+    staff_locales: dict[str, str] = Field(default_factory=dict)
     delivery: DeliveryRetry = Field(default_factory=DeliveryRetry)
     surge: SurgePolicy = Field(default_factory=SurgePolicy)
     review: ReviewPolicy = Field(default_factory=ReviewPolicy)
@@ -385,6 +403,11 @@ class ServicePolicy(BaseModel):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return check_time_zone(value)
+
+    @field_validator("region_time_zones")
+    @classmethod
+    def _known_region_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        return {region.upper(): check_time_zone(zone) for region, zone in value.items()}
 
     @field_validator("clocks")
     @classmethod
@@ -692,6 +715,26 @@ def department_address(policy: ServicePolicy, department: str) -> str:
         raise ValueError(
             f"unknown department {department!r}; known: {', '.join(sorted(policy.departments))}"
         ) from None
+
+
+def reader_locale(policy: ServicePolicy, locale: str | None, text: str) -> str:
+    """A customer's locale: the intake's, else the one its words' script points to
+    (Latin script: English), else the policy's default."""
+    return locale or language.script_locale(text) or policy.default_locale
+
+
+def region_time_zone(policy: ServicePolicy, locale: str) -> str | None:
+    """The zone of the region a locale names (zh-TW: Asia/Taipei); None: the policy's."""
+    region = language.region_of(locale)
+    return None if region is None else policy.region_time_zones.get(region)
+
+
+def staff_locale(policy: ServicePolicy, recipient: str) -> str:
+    """The locale a hand-off to `recipient` is written in: its own, its kind's
+    (`partner:`, `agent:`), else the company's."""
+    kind = recipient[: recipient.index(":") + 1] if ":" in recipient else None
+    overrides = policy.staff_locales
+    return overrides.get(recipient) or (kind and overrides.get(kind)) or policy.staff_locale
 
 
 def tag_for(policy: ServicePolicy, category: Category, topic: Topic, priority: Priority) -> str:

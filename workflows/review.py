@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_names as activity
     from workflows import delivery_failures
     from workflows import review_rules as rules
-    from workflows.contracts import DeliveryFailure, Handoff, HandoffKind
+    from workflows.contracts import DeliveryFailure, Handoff, HandoffFacts, HandoffKind
     from workflows.policy import AGENT_PREFIX
     from workflows.primitives import SYSTEM, Actor, typed_update
     from workflows.review_contracts import (
@@ -237,7 +237,7 @@ class WeeklyReviewWorkflow:
                     HandoffKind.REVIEW_ESCALATION,
                     follow_up,
                     [lead],
-                    f"overdue since {follow_up.due:%Y-%m-%d %H:%M}Z: {follow_up.description}",
+                    HandoffFacts(due_at=follow_up.due),
                 )
                 continue
             follow_up.stage = 1 if how == "reminder" else 2
@@ -246,8 +246,8 @@ class WeeklyReviewWorkflow:
                 HandoffKind.REVIEW_REMINDER,
                 follow_up,
                 [f"{AGENT_PREFIX}{follow_up.owner}"],
-                f"{'due' if how == 'due' else 'due soon'} "
-                f"{follow_up.due:%Y-%m-%d %H:%M}Z: {follow_up.description}",
+                # The chase: 1 due soon, 2 due (the staff templates say which).
+                HandoffFacts(due_at=follow_up.due, number=follow_up.stage),
             )
 
     # ------------------------------------------------------------ the leads' actions
@@ -399,8 +399,10 @@ class WeeklyReviewWorkflow:
         state.next_seq += 1
 
     def _hand_off(
-        self, kind: HandoffKind, follow_up: FollowUp, recipients: list[str], summary: str
+        self, kind: HandoffKind, follow_up: FollowUp, recipients: list[str], facts: HandoffFacts
     ) -> None:
+        """What to tell whom, as facts; the follow-up's description is the lead's words,
+        carried as they are. The staff templates say it (activities.messages)."""
         state = self._state
         self._handoffs.append(
             Handoff(
@@ -409,10 +411,11 @@ class WeeklyReviewWorkflow:
                 event_seq=state.next_seq - 1,
                 kind=kind,
                 recipients=recipients,
-                summary=summary,
+                summary=follow_up.description,
                 tag=f"review-{state.week}-{follow_up.kind.value}",
                 priority=Priority.B,
                 data={"follow_up": follow_up.number, "ticket_id": follow_up.ticket_id},
+                facts=facts,
             )
         )
 

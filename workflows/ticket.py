@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         EngagePartner,
         EventBatch,
         Handoff,
+        HandoffFacts,
         HandoffKind,
         IntakeClaim,
         IntakeClaimResult,
@@ -70,7 +71,7 @@ with workflow.unsafe.imports_passed_through():
         WorkOrderState,
         action_name,
     )
-    from workflows.delivery_failures import alert_summary, alerts_supervisors
+    from workflows.delivery_failures import alert_facts, alerts_supervisors
     from workflows.policy import Pause, SlaClock
     from workflows.primitives import SYSTEM, Actor, typed_update
     from workflows.vocabulary import (
@@ -355,7 +356,8 @@ class TicketWorkflow:
     # ------------------------------------------------------------ intake (§1, §2)
 
     def _open(self, start: TicketInput, now: datetime) -> TicketState:
-        intake = start.intake
+        # The language and zone the customer reads in, where the intake did not say them.
+        intake = start.intake.for_reader(self._policy)
         classification = classify_intake(intake)
         target = rules.sla_target(self._policy, classification.priority)
         state = TicketState(
@@ -468,20 +470,19 @@ class TicketWorkflow:
             seq = self._record(
                 ev.EmergencyGroupConvened(groups=list(self._policy.emergency_group)), SYSTEM
             )
+            target = rules.sla_target(self._policy, Priority.E)
             self._hand_off(
                 HandoffKind.EMERGENCY_GROUP,
                 seq,
                 list(self._policy.emergency_group),
-                "E-level: temporary solution due within the SLA",
+                HandoffFacts(within=target.within, milestone=target.met_by),
             )
         if now_is.category is Category.ACCOUNT_SECURITY and (
             previous is None or previous.category is not Category.ACCOUNT_SECURITY
         ):
             risk = self._policy.route_by_category[Category.ACCOUNT_SECURITY]
             seq = self._record(ev.RiskControlStarted(), SYSTEM)
-            self._hand_off(
-                HandoffKind.RISK_CONTROL, seq, [risk], "account security: start risk control"
-            )
+            self._hand_off(HandoffKind.RISK_CONTROL, seq, [risk], HandoffFacts())
 
     # ------------------------------------------------------------ deadlines
 
@@ -526,7 +527,7 @@ class TicketWorkflow:
             HandoffKind.SUPERVISOR_STANDBY,
             seq,
             [self._policy.supervisor_queue],
-            f"no first response within {promised.total_seconds():.0f} s: human on standby",
+            HandoffFacts(within=promised),
         )
 
     def _sla_breached(self) -> None:
@@ -551,7 +552,7 @@ class TicketWorkflow:
             HandoffKind.SLA_ESCALATION,
             seq,
             [self._policy.supervisor_queue],
-            f"SLA breached: {target.promise}",
+            HandoffFacts(within=target.within, milestone=target.met_by),
         )
 
     # ------------------------------------------------------------ the SLA clock (issue 13)
@@ -652,8 +653,9 @@ class TicketWorkflow:
             HandoffKind.SLA_WARNING,
             seq,
             recipients,
-            f"{warning.at:.0%} of the SLA used ({target.promise}): due {due:%Y-%m-%d %H:%M:%S}Z",
-            due_at=due.isoformat(),
+            HandoffFacts(
+                due_at=due, share=warning.at, within=target.within, milestone=target.met_by
+            ),
         )
         self._arm_sla(now)
 
@@ -679,7 +681,9 @@ class TicketWorkflow:
                 HandoffKind.SLA_ESCALATION,
                 seq,
                 [step.to],
-                f"SLA breached: {target.promise} (escalation step {state.escalation_level})",
+                HandoffFacts(
+                    within=target.within, milestone=target.met_by, number=state.escalation_level
+                ),
             )
         state.deadlines.escalation = None
 
@@ -697,6 +701,8 @@ class TicketWorkflow:
             )
         ]
         state.last_progress_check_at = now
+        # Armed first: the reminder names the next check as the time progress is due by.
+        self._arm_progress_check(now)
         if silent:
             for department in silent:
                 state.work_orders[department].reminded_at = now
@@ -705,10 +711,8 @@ class TicketWorkflow:
                 HandoffKind.PROGRESS_REMINDER,
                 seq,
                 silent,
-                f"daily progress due before {self._policy.progress_check_at:%H:%M} "
-                f"{self._policy.time_zone}",
+                HandoffFacts(due_at=state.deadlines.progress_check),
             )
-        self._arm_progress_check(now)
 
     def _convene_upgrade_review(self, now: datetime) -> None:
         state = self._state
@@ -720,9 +724,7 @@ class TicketWorkflow:
             HandoffKind.UPGRADE_REVIEW,
             seq,
             board,
-            f"no breakthrough within {self._policy.upgrade_review_after.total_seconds() / 3600:g} h: "
-            "upgrade review",
-            number=state.reviews_convened,
+            HandoffFacts(within=self._policy.upgrade_review_after, number=state.reviews_convened),
         )
         state.deadlines.upgrade_review = now + rules.scaled(
             self._policy, self._policy.upgrade_review_after
@@ -1006,7 +1008,9 @@ class TicketWorkflow:
             ev.Dispatched(departments=new, transfers=state.transfers, note=action.note),
             action.actor,
         )
-        self._hand_off(HandoffKind.WORK_ORDER, seq, new, action.note, snapshot=True)
+        self._hand_off(
+            HandoffKind.WORK_ORDER, seq, new, HandoffFacts(), words=action.note, snapshot=True
+        )
         if state.deadlines.progress_check is None:
             self._arm_progress_check(now)
 
@@ -1073,8 +1077,8 @@ class TicketWorkflow:
             HandoffKind.PARTNER_CONTACT,
             seq,
             [action.partner],
-            action.problem,
-            expected_by=action.expected_by.isoformat(),
+            HandoffFacts(due_at=action.expected_by),
+            words=action.problem,
             checkpoints=action.checkpoints,
             snapshot=True,
         )
@@ -1247,7 +1251,7 @@ class TicketWorkflow:
                 HandoffKind.DELIVERY_FAILED,
                 seq,
                 [self._policy.supervisor_queue],
-                alert_summary(failure),
+                alert_facts(failure),
             )
         self._wake()
 
@@ -1343,7 +1347,8 @@ class TicketWorkflow:
                 channel=intake.channel,
                 live=rules.is_live(self._policy, intake.channel),
                 customer_id=intake.customer_id,
-                locale=intake.locale,
+                # Settled at opening (Intake.for_reader); older runs' intakes always had one.
+                locale=intake.locale or self._policy.default_locale,
                 time_zone=intake.time_zone,
                 kind=kind,
                 params=params,
@@ -1355,11 +1360,15 @@ class TicketWorkflow:
         kind: HandoffKind,
         seq: int,
         recipients: list[str],
-        summary: str,
+        facts: HandoffFacts,
         *,
+        words: str | None = None,
         snapshot: bool = False,
         **data: Any,
     ) -> None:
+        """Tell people of the company something: what, as facts. The words are the staff
+        templates' of the company's locale (activities.messages), rendered at delivery;
+        `words` are a person's own (a work order's note), carried as they are."""
         state = self._state
         if snapshot:
             # Departments and partners get the problem snapshot and attachments with the work.
@@ -1373,10 +1382,11 @@ class TicketWorkflow:
                 event_seq=seq,
                 kind=kind,
                 recipients=recipients,
-                summary=summary,
+                summary=words,
                 tag=state.tag,
                 priority=state.classification.priority,
                 data=data,
+                facts=facts,
             )
         )
 
@@ -1480,7 +1490,7 @@ class TicketWorkflow:
             customer_id=intake.customer_id,
             tier=intake.tier,
             channel=intake.channel,
-            locale=intake.locale,
+            locale=intake.locale or self._policy.default_locale,
             classification=state.classification,
             tag=state.tag,
             assignee=state.assignee,

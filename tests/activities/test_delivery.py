@@ -47,13 +47,16 @@ from workflows.contracts import (
     CustomerMessage,
     Dispatch,
     EngagePartner,
+    Handoff,
+    HandoffFacts,
+    HandoffKind,
     Intake,
     MessageKind,
     MessageParams,
 )
 from workflows.policy import DeliveryRetry, ServicePolicy
 from workflows.primitives import Actor
-from workflows.vocabulary import Channel, Role, Tier
+from workflows.vocabulary import Channel, Priority, Role, Tier
 
 T = TypeVar("T")
 SECRET = "receiver-secret-" + "z" * 16
@@ -63,6 +66,8 @@ POLICY = ServicePolicy(
     time_scale=60,
     time_zone=ZONE,
     departments={**ServicePolicy().departments, "finance": "queue://finance"},
+    # Hand-offs in the company's zh-Hans, but finance reads English and partners zh-Hant.
+    staff_locales={"finance": "en", "partner:": "zh-Hant"},
     # Scaled by 60: first retry after 0.1 s, at most 0.5 s apart, given up after 5 s.
     delivery=DeliveryRetry(
         first_interval=timedelta(seconds=6),
@@ -224,6 +229,43 @@ async def test_a_zh_hant_vip_gets_the_auto_reply_in_traditional_chinese(desk: De
     assert all(row["dispatched_at"] is not None for row in rows), rows
 
 
+async def test_hand_offs_reach_staff_in_the_companys_language_and_zone(desk: Desk) -> None:
+    # An English-speaking VIP nobody answers: the supervisors' standby alert is still in
+    # the company's language, not the customer's.
+    tid = await desk.open(
+        channel=Channel.APP_CHAT,
+        tier=Tier.VIP,
+        subject="Cannot withdraw",
+        description="My withdrawal keeps failing",
+    )
+    expected_by = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    await desk.tickets.act(tid, Dispatch(actor=AGENT, departments=["finance"], note="查提现通道"))
+    await desk.tickets.act(
+        tid,
+        EngagePartner(actor=AGENT, partner="unionpay", problem="核对回单", expected_by=expected_by),
+    )
+
+    def handed(kind: str) -> Callable[[], Awaitable[list[Any]]]:
+        return held(lambda: [r for r in desk.inbox.of(tid) if r.kind == kind])
+
+    [standby] = await eventually(handed("supervisor_standby"), bool)
+    assert standby.text.startswith(f"工单 {tid}（"), standby.text
+    assert "无人首次响应：请安排人工待命" in standby.text
+    assert standby.locale == "zh-Hans"
+    # Finance reads English (the policy's override for that department).
+    [order] = await eventually(held(lambda: desk.finance.of(tid)), bool)
+    assert order.text.startswith(f"New work order {tid} (") and order.text.endswith(": 查提现通道")
+    assert order.locale == "en"
+    # Partners read zh-Hant; the time they are expected by is in the company's zone.
+    [contact] = await eventually(handed("partner_contact"), bool)
+    local = expected_by.astimezone(ZoneInfo(ZONE))
+    assert (
+        f"期望答覆時間：{local.year}年{local.month}月{local.day}日 {local:%H:%M}（" in contact.text
+    )
+    assert "核對" not in contact.text and "核对回单" in contact.text  # a person's words, as said
+    assert contact.locale == "zh-Hant"
+
+
 async def test_an_english_email_is_acknowledged_in_english_in_the_policy_zone(desk: Desk) -> None:
     tid = await desk.open(
         channel=Channel.EMAIL, locale="en-GB", subject="Refund", description="Where is my refund?"
@@ -349,6 +391,32 @@ def test_times_are_in_the_customers_zone_when_the_intake_gives_one() -> None:
     )
     assert in_policy_zone.locale == "zh-Hant"
     assert "2026年11月30日 17:33（中國時間）" in in_policy_zone.text
+
+
+def test_staff_wording_is_laid_over_and_checked_like_the_customers(tmp_path: Path) -> None:
+    overrides = tmp_path / "messages.toml"
+    overrides.write_text(
+        '[staff.en]\nrisk_control = "Risk: {{ tag }}"\n'
+        '[staff.zh-Hant]\nwork_order = "{{ customer_name }}"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TemplateError) as refused:
+        MessageTemplates.load(overrides)
+    assert "staff templates: zh-Hant.work_order: unknown parameter(s) customer_name" in str(
+        refused.value
+    )
+    overrides.write_text('[staff.en]\nrisk_control = "Risk: {{ tag }}"\n', encoding="utf-8")
+    handoff = Handoff(
+        ticket_id="t",
+        dedupe_key="t:3:risk_control:1",
+        kind=HandoffKind.RISK_CONTROL,
+        recipients=["risk_control"],
+        tag="安全-登錄-A級",
+        priority=Priority.A,
+        facts=HandoffFacts(),
+    )
+    rendered = MessageTemplates.load(overrides).render_handoff(handoff, "en-GB", ZONE)
+    assert (rendered.locale, rendered.text) == ("en", "Risk: 安全-登錄-A級")
 
 
 def test_a_template_that_cannot_say_its_parameters_is_refused_at_start(tmp_path: Path) -> None:

@@ -38,7 +38,20 @@ async def test_the_page_shows_what_each_recipient_gets(
     assert "您好，我們已收到您的問題" in customer
     assert "on its way" in customer
     assert "queue://tech-oncall" in others
-    assert "查提現通道" in others
+    # The work order as the department will read it: the company's language (zh-Hans),
+    # the agent's note as written.
+    assert f"新工单 {tid}（" in others and "：查提現通道" in others
+    # The page itself speaks both languages, like the dashboard and the review page.
+    assert await page.get_attribute("html", "lang") == "zh-Hans"
+    assert "投递记录 · Deliveries of" in await page.inner_text("h1")
+    headings = await page.locator("h2").all_inner_texts()
+    assert headings == [
+        "客户收到的消息 The customer received",
+        "部门、合作方与主管收到的消息 Departments, partners and supervisors received",
+    ]
+    assert "受理确认 acknowledgement" in customer and "发送中 on its way" in customer
+    assert "工单 work order" in others
+    assert await page.inner_text("button") == "显示 Show"
     assert seen.problems == []
     assert seen.outside == []  # no CDN, nothing from elsewhere
 

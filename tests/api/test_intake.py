@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
@@ -191,3 +192,53 @@ async def test_a_chunked_body_is_refused_as_it_streams_in(stack: Stack) -> None:
     assert response.json()["code"] == "too_large"
     assert "256 KiB" in response.json()["detail"]
     assert sent <= 512 * 1024  # it stopped reading soon after the limit, not at 4 MiB
+
+
+# ---------------------------------------------------------------- the reader's language and zone
+
+
+async def _acknowledgement(stack: Stack, ticket_id: str) -> dict[str, Any]:
+    await stack.settled(ticket_id)
+    read = await stack.http.get(f"/v1/tickets/{ticket_id}/deliveries", headers=stack.auth("agent"))
+    assert read.status_code == 200, read.text
+    acks: list[dict[str, Any]] = [
+        row
+        for row in read.json()["deliveries"]
+        if row["kind"] == "customer_message:acknowledgement"
+    ]
+    [ack] = acks
+    return ack
+
+
+async def test_a_zh_tw_customer_without_a_zone_is_told_times_in_taipei(stack: Stack) -> None:
+    tid = (
+        await stack.open(locale="zh-TW", subject="會員怎麼續費", description="會員到期後怎麼續費？")
+    )["ticket_id"]
+    ack = await _acknowledgement(stack, tid)
+    assert "（台北時間）" in ack["text"], ack["text"]
+    assert ack["locale"] == "zh-Hant"
+    hk = (await stack.open(locale="zh-HK"))["ticket_id"]
+    assert "（香港時間）" in (await _acknowledgement(stack, hk))["text"]
+
+
+async def test_an_intake_without_a_locale_is_answered_in_its_words_script(stack: Stack) -> None:
+    english = await stack.open(
+        subject="Membership renewal", description="How do I renew my membership after it ends?"
+    )
+    ack = await _acknowledgement(stack, english["ticket_id"])
+    assert ack["text"].startswith("Hello, we have received your request"), ack["text"]
+    assert ack["locale"] == "en"
+    # No region in the script: the policy's zone.
+    assert "(China Time)" in ack["text"]
+    view = await stack.http.get(f"/v1/tickets/{english['ticket_id']}", headers=stack.auth("agent"))
+    assert view.json()["locale"] == "en"
+
+    traditional = await stack.open(subject="會員怎麼續費", description="請問會員到期後怎麼續費？")
+    ack = await _acknowledgement(stack, traditional["ticket_id"])
+    assert ack["text"].startswith("您好，我們已收到您的問題"), ack["text"]
+    assert ack["locale"] == "zh-Hant"
+    assert "（中國時間）" in ack["text"]
+
+    simplified = await stack.open()  # 会员怎么续费
+    ack = await _acknowledgement(stack, simplified["ticket_id"])
+    assert (ack["locale"], ack["text"][:8]) == ("zh-Hans", "您好，我们已收到")

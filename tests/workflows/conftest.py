@@ -24,6 +24,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Interceptor, Worker
 
+from activities.delivery import words_of
+from activities.messages import MessageTemplates
 from api.client import ActionRejected, OpenedTicket, TicketClient
 from tests.codec_keys import CONVERTER
 from workers.cluster import register_search_attributes
@@ -122,6 +124,20 @@ class Desk:
             "SELECT kind, channel_or_recipient, payload FROM outbox WHERE ticket_id = $1 ORDER BY id",
             ticket_id,
         )
+
+    async def said(self, ticket_id: str, kind: str) -> list[tuple[str | None, str]]:
+        """The locale and words of each outbox row of `kind`, as the relay will say them
+        (the shipped templates, this desk's policy)."""
+        rows = await self.pool.fetch(
+            "SELECT dedupe_key, kind, payload FROM outbox WHERE ticket_id = $1 AND kind = $2"
+            " ORDER BY id",
+            ticket_id,
+            kind,
+        )
+        templates = MessageTemplates.load()
+        return [
+            words_of(r["dedupe_key"], r["kind"], r["payload"], templates, self.policy) for r in rows
+        ]
 
     async def settled(self, ticket_id: str) -> None:
         """Wait until the workflow has stored every event it decided on.

@@ -185,6 +185,16 @@ async def test_warnings_at_75_and_90_percent_then_the_escalation_ladder(desk: De
     assert [data["to"] for _, data in ladder] == ["customer_service", "service_lead"]
     assert abs(ladder[1][0] - (start + timedelta(hours=6))) < SECOND
 
+    # What the workflow handed off is facts; the words are the staff templates', in the
+    # company's language and zone.
+    [(_, first), (_, second)] = await desk.said(tid, "sla_warning")
+    due = (start + timedelta(hours=4)).astimezone(SHANGHAI)
+    due_text = f"{due.year}年{due.month}月{due.day}日 {due:%H:%M}（中国时间）"
+    assert first.endswith(f"已用去 SLA 时限的 75%（4小时内定位原因）：{due_text} 到期。"), first
+    assert "已用去 SLA 时限的 90%" in second
+    [(_, step_1), (_, step_2)] = await desk.said(tid, "sla_escalation")
+    assert "已超出 SLA（4小时内定位原因），第 1 级升级" in step_1, step_1
+    assert "第 2 级升级" in step_2
     sent = [(r["kind"], r["channel_or_recipient"]) for r in await desk.outbox(tid)]
     assert ("sla_warning", "queue://agents/agent-9") in sent
     assert ("sla_warning", "queue://cs-supervisors") in sent

@@ -150,6 +150,17 @@ async def test_daily_check_at_10_shanghai_reminds_only_silent_departments(desk: 
         desk.policy.departments["finance"],
         desk.policy.departments["tech"],
     ]
+    # Said in the company's language, due by the next check, in the company's zone.
+    third_check = (await desk.tickets.view(tid)).deadlines.progress_check
+    assert third_check is not None
+    said = await desk.said(tid, "progress_reminder")
+    assert [locale for locale, _ in said] == ["zh-Hans", "zh-Hans"]
+    for (_, text), due in zip(said, (second_check, third_check), strict=True):
+        local = due.astimezone(SHANGHAI)
+        assert (
+            f"请在 {local.year}年{local.month}月{local.day}日 10:00（中国时间） 前提交进展" in text
+        )
+        assert tid in text and "UTC" not in text and "Asia/Shanghai" not in text
 
 
 async def test_no_breakthrough_in_24h_convenes_upgrade_review(desk: Desk) -> None:

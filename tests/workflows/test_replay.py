@@ -26,9 +26,11 @@ from temporalio.worker import (
 )
 from temporalio.workflow import ActivityHandle
 
+from activities.delivery import words_of
+from activities.messages import MessageTemplates
 from tests.codec_keys import CONVERTER
 from tests.workflows.conftest import AGENT, TECH, Desk, resolve
-from workflows.activity_names import APPEND_EVENTS
+from workflows.activity_names import APPEND_EVENTS, HANDOFF_ACTIVITY
 from workflows.contracts import (
     Assign,
     Classify,
@@ -36,11 +38,13 @@ from workflows.contracts import (
     Dispatch,
     EngagePartner,
     EventBatch,
+    Handoff,
     PartnerCallback,
     PostProgress,
     RecordReviewDecision,
     Respond,
 )
+from workflows.policy import ServicePolicy
 from workflows.sandbox import workflow_runner
 from workflows.ticket import TicketWorkflow
 from workflows.vocabulary import Category, CustomerReplyKind, Priority, Topic
@@ -226,3 +230,40 @@ async def test_replay_numbers_events_as_the_recorded_run_did(name: str) -> None:
     stored = await _stored_by_history(history)
     assert stored, "the recorded run appended events"
     assert recorder.appended == stored
+
+
+async def _recorded_hand_offs(history: WorkflowHistory) -> list[Handoff]:
+    """Every hand-off the recorded run passed to an activity, decoded with today's models."""
+    found: list[Handoff] = []
+    one_by_one = set(HANDOFF_ACTIVITY.values())
+    for event in history.events:
+        if not event.HasField("activity_task_scheduled_event_attributes"):
+            continue
+        attributes = event.activity_task_scheduled_event_attributes
+        payloads = list(attributes.input.payloads)
+        if attributes.activity_type.name == APPEND_EVENTS:
+            [batch] = await CONVERTER.decode(payloads, [EventBatch])
+            found += batch.handoffs
+        elif attributes.activity_type.name in one_by_one:
+            [handoff] = await CONVERTER.decode(payloads, [Handoff])
+            found.append(handoff)
+    return found
+
+
+async def test_recorded_hand_offs_still_render() -> None:
+    """Hand-offs queued before staff templates carried their own English sentence: rows
+    of them still waiting in an outbox are delivered with it, unchanged."""
+    templates = MessageTemplates.load()
+    policy = ServicePolicy()
+    rendered = 0
+    for name, text in SAVED.items():
+        for handoff in await _recorded_hand_offs(WorkflowHistory.from_json(name, text)):
+            row_key = f"{handoff.dedupe_key}:{handoff.recipients[0]}"
+            payload = handoff.model_dump(mode="json")
+            locale, words = words_of(row_key, handoff.kind.value, payload, templates, policy)
+            if handoff.facts is None:
+                assert (locale, words) == (None, handoff.summary)
+            else:
+                assert locale == "zh-Hans" and handoff.ticket_id in words
+            rendered += 1
+    assert rendered > 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -18,7 +19,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from activities.delivery import words_of
 from activities.event_store import EventStore
+from activities.messages import MessageTemplates
 from activities.outbox import Outbox
 from activities.review_store import ReviewStore
 from api.client import ActionRejected, ReviewClient
@@ -244,6 +247,21 @@ async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
         ("review_reminder", "queue://agents/ops-9"),
         ("review_reminder", "queue://agents/ops-9"),
         ("review_escalation", "queue://cs-lead"),
+    ]
+    # Said to the owner and the lead in the company's language, the due date in its zone.
+    local = due.astimezone(ZoneInfo(POLICY.time_zone))
+    when = f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}（中国时间）"
+    said = [
+        words_of(r["dedupe_key"], r["kind"], r["payload"], MessageTemplates.load(), POLICY)
+        for r in await desk.pool.fetch(
+            "SELECT dedupe_key, kind, payload FROM outbox WHERE ticket_id = $1 ORDER BY id",
+            review_id(name),
+        )
+    ]
+    assert said == [
+        ("zh-Hans", f"改进行动即将到期（{when}）：夜班自动分派"),
+        ("zh-Hans", f"改进行动今天到期（{when}）：夜班自动分派"),
+        ("zh-Hans", f"改进行动已逾期（{when} 到期）：夜班自动分派"),
     ]
     # The words are in PostgreSQL, with their authors.
     problem = await desk.pool.fetchrow(
