@@ -313,7 +313,7 @@ async def test_a_reminder_that_cannot_be_delivered_tells_the_supervisors_once(
 
     async def alerts() -> list[tuple[str, str]]:
         rows = await desk.pool.fetch(
-            "SELECT channel_or_recipient, payload->>'summary' AS summary FROM outbox"
+            "SELECT channel_or_recipient, payload->'facts'->>'error' AS summary FROM outbox"
             " WHERE ticket_id = $1 AND kind = 'delivery_failed'",
             review_id(name),
         )
@@ -328,8 +328,7 @@ async def test_a_reminder_that_cannot_be_delivered_tells_the_supervisors_once(
     assert await alerts() == [
         (
             POLICY.departments[POLICY.supervisor_queue],
-            "review_reminder to queue://agents/ops-9 not delivered after 9 attempts: "
-            "HTTP 410 from agents.example",
+            "HTTP 410 from agents.example",  # the rest: facts the staff templates word
         )
     ]
 

@@ -204,7 +204,7 @@ async def test_an_alert_that_cannot_be_delivered_tells_the_supervisors(
             await asyncio.sleep(0.05)
         [alert] = found
         assert alert["channel_or_recipient"] == POLICY.departments[POLICY.supervisor_queue]
-        assert "night-desk" in alert["payload"]["summary"]
+        assert "night-desk" in alert["payload"]["facts"]["destination"]
         failed = await counted.fetchrow(
             "SELECT failed_at, last_error FROM outbox WHERE ticket_id = $1"
             " AND channel_or_recipient = 'unroutable:night-desk'",
