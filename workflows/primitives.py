@@ -59,18 +59,19 @@ Subject = Annotated[
 # Text that may be empty (a customer's reply that only scores).
 Text = Annotated[str, StringConstraints(max_length=4000), Cleaned]
 
-# Ids people and systems send (customers, staff, departments, partners, keys): ASCII
-# letters, digits and . _ : @ / + = -, so two ids that look alike are alike; no spaces,
-# zero-width characters or bidi overrides.
-ID_ALPHABET = r"^[A-Za-z0-9._:@/+=-]+$"
+# Ids people and systems send (customers, staff, departments, partners, keys): printable
+# ASCII without spaces, so two ids that look alike are alike: no zero-width characters,
+# bidi overrides, accents or bytes read as Latin-1. (Punctuation stays: gateways' keys
+# carry `/`, `+`, `=`, `\` or `<...@...>`.)
+ID_ALPHABET = r"^[!-~]+$"
 _ID = re.compile(ID_ALPHABET)
 
 
 def check_identifier(value: str) -> str:
     if not _ID.match(value):
         raise ValueError(
-            "an id is ASCII letters, digits and . _ : @ / + = - only "
-            "(no spaces, accents, zero-width or direction characters)"
+            "an id is printable ASCII without spaces "
+            "(no accents, zero-width, direction or control characters)"
         )
     return value
 
