@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -93,7 +94,7 @@ class BoundedH11Protocol(H11Protocol):
             (b"x-request-id", request_id.encode()),
         ]
         for event in (
-            h11.Response(status_code=status, headers=headers),
+            h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase),
             h11.Data(data=body),
             h11.EndOfMessage(),
         ):
