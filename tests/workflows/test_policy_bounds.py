@@ -159,7 +159,7 @@ def policy_overrides(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
             how = draw(st.sampled_from(["default", "inside"]))
         if how == "default":
             continue
-        if get_list(annotation):
+        if getattr(annotation, "__origin__", None) is list:
             low, high = int(bounds.low or 0), int(bounds.high or 0)  # type: ignore[arg-type]
             length = draw(
                 st.integers(high + 1, high + 3) if how == "outside" else st.integers(low, high)
@@ -179,10 +179,6 @@ def policy_overrides(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
     overrides["time_scale"] = draw(st.sampled_from([1, 60, 3600, 86_400, 1_000_000]))
     overrides["time_zone"] = draw(st.sampled_from(["Asia/Shanghai", "America/New_York"]))
     return overrides, outside
-
-
-def get_list(annotation: Any) -> bool:
-    return getattr(annotation, "__origin__", None) is list
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
