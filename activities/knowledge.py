@@ -21,6 +21,7 @@ from babel.dates import format_datetime
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from activities.database import Pool
+from workflows.primitives import Cleaned
 from workflows.vocabulary import Category, Topic
 
 LOCALES = ("zh-Hans", "zh-Hant", "en")
@@ -49,8 +50,8 @@ EntryId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{1,63}$"
 
 
 class Variant(BaseModel):
-    question: Annotated[str, StringConstraints(min_length=1, max_length=300)]
-    answer: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    question: Annotated[str, StringConstraints(min_length=1, max_length=300), Cleaned]
+    answer: Annotated[str, StringConstraints(min_length=1, max_length=4000), Cleaned]
 
 
 class EntryBody(BaseModel):
@@ -60,7 +61,7 @@ class EntryBody(BaseModel):
     category: Category
     topic: Topic
     variants: dict[str, Variant]
-    tags: list[Annotated[str, StringConstraints(max_length=60)]] = Field(
+    tags: list[Annotated[str, StringConstraints(max_length=60), Cleaned]] = Field(
         default_factory=list, max_length=30
     )
 

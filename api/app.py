@@ -85,6 +85,7 @@ from workflows.contracts import (
     TicketView,
     action_name,
 )
+from workflows.primitives import Identifier
 from workflows.vocabulary import Category, Priority, TicketStatus, Tier
 
 READY_CHECK_TIMEOUT_S = 2.0
@@ -119,9 +120,7 @@ async def open_ticket(
     response: Response,
     svc: Svc,
     caller: Annotated[Caller, Depends(require(Rule.INTAKE))],
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)
-    ] = None,
+    idempotency_key: Annotated[Identifier | None, Header(alias="Idempotency-Key")] = None,
 ) -> TicketOpened:
     """Open a ticket from any channel. The same idempotency key (header or body) always
     yields the same ticket: 201 the first time, 200 after. The caller's IP and user agent

@@ -4,7 +4,9 @@
 
 - 401 no or unknown key, bad signature; 403 wrong role or scope;
 - 404 unknown ticket; 409 the ticket refused the action, is closed, or a replayed callback;
-- 422 malformed request (`detail` lists the problems);
+- 413 a body past its bound; 422 malformed request (`detail` lists the problems; a body
+  that is not UTF-8 or JSON, or nests too deeply, too);
+- 431 request headers past their bound (answered by the server, api.http_bounds);
 - 503 Temporal or PostgreSQL unreachable or too slow, with `Retry-After` (an action sent
   again with the same `action_id` is applied once).
 
@@ -174,6 +176,15 @@ def _validation_items(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _unreadable(error: StarletteHTTPException) -> str:
+    match error.__cause__:
+        case UnicodeDecodeError():
+            return "the body is not valid UTF-8"
+        case RecursionError():
+            return "the body's JSON nests too deeply"
+    return str(error.detail)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, error: Exception) -> JSONResponse:
         mapped = translate(error)
@@ -189,6 +200,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
+        if error.status_code == 400:
+            # A body FastAPI could not read (not UTF-8, JSON nested past the parser's
+            # depth): malformed, like any other body that does not parse.
+            return problem(request, 422, "invalid_request", _unreadable(error))
         codes = {
             404: "not_found",
             405: "method_not_allowed",

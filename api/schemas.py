@@ -31,7 +31,16 @@ from workflows.contracts import (
 )
 from workflows.events import EventPayload
 from workflows.policy import check_time_zone
-from workflows.primitives import Actor, ContextSnapshot, Contract, Identifier, NonEmpty
+from workflows.primitives import (
+    Actor,
+    Cleaned,
+    ContextSnapshot,
+    Contract,
+    Identifier,
+    NonEmpty,
+    Subject,
+    Text,
+)
 from workflows.review_contracts import REVIEW_ACTIONS, ReviewAction
 from workflows.vocabulary import Channel, CustomerReplyKind, TicketStatus, Tier
 
@@ -50,14 +59,14 @@ class IntakeContext(Body):
     """The problem snapshot the channel captured. The caller's IP and user agent are
     taken from the request by the gateway, never from the body."""
 
-    device_model: Annotated[str, StringConstraints(max_length=200)] | None = None
-    os_version: Annotated[str, StringConstraints(max_length=100)] | None = None
-    app_version: Annotated[str, StringConstraints(max_length=100)] | None = None
-    operation_path: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+    device_model: Annotated[str, StringConstraints(max_length=200), Cleaned] | None = None
+    os_version: Annotated[str, StringConstraints(max_length=100), Cleaned] | None = None
+    app_version: Annotated[str, StringConstraints(max_length=100), Cleaned] | None = None
+    operation_path: list[Annotated[str, StringConstraints(max_length=200), Cleaned]] = Field(
         default_factory=list, max_length=50
     )
     occurred_at: datetime | None = None
-    region: Annotated[str, StringConstraints(max_length=100)] | None = None
+    region: Annotated[str, StringConstraints(max_length=100), Cleaned] | None = None
     affected_users: int | None = Field(default=None, ge=0, le=10**9)
 
 
@@ -69,7 +78,7 @@ class IntakeRequest(Body):
     channel: Channel
     customer_id: Identifier = Field(description="Opaque account id, never a name or phone.")
     tier: Tier = Tier.STANDARD
-    subject: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    subject: Subject
     description: NonEmpty
     context: IntakeContext = Field(default_factory=IntakeContext)
     attachments: list[Identifier] = Field(default_factory=list, max_length=50)
@@ -197,7 +206,7 @@ REVIEW_REQUESTS: dict[type[ReviewAction], type[ActionRequest]] = {
 class CustomerReplyRequest(Body):
     reply_id: Identifier = Field(description="The channel's message id: a resend is applied once.")
     kind: CustomerReplyKind
-    text: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    text: Text | None = None
     score: int | None = Field(default=None, description="CSAT 1-5 or NPS 0-10")
 
     @field_validator("score")
@@ -218,7 +227,7 @@ class CustomerReplyRequest(Body):
 
 
 class PartnerCallbackRequest(Body):
-    ticket_id: Annotated[str, StringConstraints(max_length=64)]
+    ticket_id: Identifier
     callback_id: Identifier = Field(description="The partner's id of this answer: sent once.")
     answer: NonEmpty
     final: bool = Field(default=True, description="false: an interim update, more will come")

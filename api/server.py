@@ -30,6 +30,7 @@ from api.access import KeyRing, configured_keys
 from api.app import create_app
 from api.client import ReviewClient, TicketClient
 from api.deps import Services
+from api.http_bounds import BoundedH11Protocol
 from api.settings import ApiConfig
 from api.signatures import SeenSignatures
 
@@ -108,6 +109,8 @@ async def serve_app(
         port=port,
         # Our middleware writes the access log (without IPs); uvicorn's would not.
         access_log=False,
+        # h11 with one bound on headers, and refusals in the API's JSON shape.
+        http=BoundedH11Protocol,
         log_config=None,
         server_header=False,
         **options,

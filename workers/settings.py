@@ -36,6 +36,7 @@ from activities.calendars import with_public_holidays
 from activities.delivery import DeliveryConfig
 from api.settings import ApiConfig, ApiSettings, ConfigurationError, parse_duration
 from workers.codec import CodecSettings
+from workflows.bounds import out_of_bounds
 from workflows.policy import ServicePolicy, unknown_departments
 from workflows.vocabulary import Priority
 
@@ -130,6 +131,11 @@ class Settings(BaseSettings):
     def _holidays_resolved(self) -> Settings:
         # The business calendar's public holidays become plain dates here, once, so the
         # tickets this process starts carry them (and never call the library in a replay).
+        # Bounds are checked here, where a policy is loaded, and not when a ticket's
+        # recorded policy is decoded again (workflows.bounds).
+        problems = out_of_bounds(self.policy, "policy.")
+        if problems:
+            raise ValueError("; ".join(problems))
         self.policy = with_public_holidays(self.policy, datetime.now(UTC).date())
         unknown = unknown_departments(self.policy)
         if unknown:
@@ -204,9 +210,10 @@ def load_settings(**overrides: Any) -> Settings:
 def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "settings"
+        where = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
+        # A check of the whole (a model validator) names its fields in its message.
+        problems.append(f"{where}: {message}" if where else message)
     return "invalid settings: " + "; ".join(problems)
 
 

@@ -22,12 +22,14 @@ from workflows.policy import (
     region_time_zone,
 )
 from workflows.primitives import (
-    NO_NUL,
     Actor,
+    Cleaned,
     ContextSnapshot,
     Contract,
     Identifier,
     NonEmpty,
+    Subject,
+    Text,
 )
 from workflows.vocabulary import (
     Category,
@@ -50,9 +52,7 @@ class Intake(Contract):
     channel: Channel
     customer_id: Identifier
     tier: Tier = Tier.STANDARD
-    subject: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)
-    ]
+    subject: Subject
     description: NonEmpty
     context: ContextSnapshot = Field(default_factory=ContextSnapshot)
     attachments: list[Identifier] = Field(default_factory=list, max_length=50)
@@ -223,8 +223,10 @@ class Resolve(Action):
     type: Literal["resolve"] = "resolve"
     result_kind: ResultKind
     message: NonEmpty
-    root_cause: str = Field(description="`<kind>-<area>`, e.g. 產品缺陷-支付流程")
-    compensation: Annotated[str, StringConstraints(max_length=1000, pattern=NO_NUL)] | None = None
+    root_cause: Annotated[str, Cleaned] = Field(
+        description="`<kind>-<area>`, e.g. 產品缺陷-支付流程"
+    )
+    compensation: Annotated[str, StringConstraints(max_length=1000), Cleaned] | None = None
 
     @field_validator("root_cause")
     @classmethod
@@ -240,7 +242,7 @@ class Close(Action):
     command = "close"
     type: Literal["close"] = "close"
     long_term_plan: NonEmpty
-    root_cause: str | None = Field(
+    root_cause: Annotated[str, Cleaned] | None = Field(
         default=None, description="`<kind>-<area>`, e.g. 產品缺陷-支付流程"
     )
 
@@ -309,7 +311,7 @@ def check_root_cause(value: str) -> str:
 class CustomerReply(Contract):
     reply_id: Identifier
     kind: CustomerReplyKind
-    text: str | None = Field(default=None, max_length=4000)
+    text: Text | None = None
     score: int | None = None
 
     @field_validator("score")

@@ -14,12 +14,13 @@ import math
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from itertools import pairwise
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows import business_time, language
+from workflows.bounds import Bounds
 from workflows.vocabulary import Category, Channel, Milestone, Priority, Tier, Topic
 
 # Most urgent first: a move to a smaller rank raises the priority.
@@ -27,11 +28,29 @@ PRIORITY_RANK: dict[Priority, int] = {Priority.E: 0, Priority.A: 1, Priority.B: 
 # A hand-off recipient that is one agent, not a department: `agent:<id>`.
 AGENT_PREFIX = "agent:"
 
+# Bounds a process checks when it loads a policy (workflows.bounds, in policy time: a
+# time scale compresses them like every other duration). A promise made once must be
+# in the future; a period that repeats (reviews, partner updates) is long enough that a
+# ticket's timers stay few a day, whatever the policy (timer_events_per_day).
+SECOND, MINUTE, HOUR, DAY = (
+    timedelta(seconds=1),
+    timedelta(minutes=1),
+    timedelta(hours=1),
+    timedelta(days=1),
+)
+_LONGEST = timedelta(days=3650)
+PROMISE = Bounds(low=SECOND, high=_LONGEST)
+SHORTEST_REVIEW = HOUR
+SHORTEST_PARTNER_UPDATE = HOUR
+# More steps than this is a list nobody meant, and one event each.
+MOST_STEPS = 10
+HISTORY_EVENTS = Bounds(low=200, high=10_000)  # the server warns at 10,240
+
 
 class SlaTarget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    within: timedelta
+    within: Annotated[timedelta, PROMISE]
     met_by: Milestone
     promise: str
 
@@ -66,11 +85,11 @@ class DeliveryRetry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    first_interval: timedelta = timedelta(seconds=5)
-    backoff: float = Field(default=2.0, ge=1.0)
-    max_interval: timedelta = timedelta(minutes=10)
+    first_interval: Annotated[timedelta, Bounds(low=SECOND, high=HOUR)] = timedelta(seconds=5)
+    backoff: Annotated[float, Bounds(low=1.0, high=10.0)] = Field(default=2.0, ge=1.0)
+    max_interval: Annotated[timedelta, Bounds(low=SECOND, high=DAY)] = timedelta(minutes=10)
     # Past this since the message was queued, a failing delivery is given up on.
-    give_up_after: timedelta = timedelta(hours=6)
+    give_up_after: Annotated[timedelta, Bounds(low=MINUTE, high=30 * DAY)] = timedelta(hours=6)
 
 
 class SurgePolicy(BaseModel):
@@ -79,14 +98,14 @@ class SurgePolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    growth: float = Field(default=0.30, gt=0)
+    growth: Annotated[float, Bounds(low=0.01, high=100.0)] = Field(default=0.30, gt=0)
     # At least this many tickets in the last 24 h: 2 -> 3 is +50 % and means nothing.
-    min_count: int = Field(default=10, ge=1)
+    min_count: Annotated[int, Bounds(low=1, high=1_000_000)] = Field(default=10, ge=1)
     # One-sided exact test of "more than before" (conditional binomial on the two counts).
     significance: float = Field(default=0.05, gt=0, lt=1)
-    check_every: timedelta = timedelta(minutes=5)
+    check_every: Annotated[timedelta, Bounds(low=MINUTE, high=DAY)] = timedelta(minutes=5)
     # One investigation per category (or topic) and cooldown window.
-    cooldown: timedelta = timedelta(hours=24)
+    cooldown: Annotated[timedelta, Bounds(low=HOUR, high=30 * DAY)] = timedelta(hours=24)
     # Tickets linked to the investigation as examples.
     sample: int = Field(default=10, ge=1, le=100)
 
@@ -111,7 +130,6 @@ class Weekday(StrEnum):
 _OFFICE_HOURS = ["09:00-12:00", "13:30-18:00"]
 # Policy instants stay well inside what datetime can hold (year 9999), whatever the zone.
 _LAST_YEAR = 9000
-_LONGEST = timedelta(days=3650)
 
 
 class Closure(BaseModel):
@@ -244,8 +262,10 @@ class ReviewPolicy(BaseModel):
     grace: timedelta = Field(default=timedelta(days=1), ge=timedelta(0), le=_LONGEST)
     escalate_to: str = "service_lead"
     # Furthest due date a follow-up may have.
-    longest_follow_up: timedelta = Field(default=timedelta(days=180), le=_LONGEST)
-    history_events_per_run: int = Field(default=2000, ge=200)
+    longest_follow_up: Annotated[timedelta, Bounds(low=DAY, high=_LONGEST)] = Field(
+        default=timedelta(days=180), le=_LONGEST
+    )
+    history_events_per_run: Annotated[int, HISTORY_EVENTS] = Field(default=2000, ge=200)
 
     @field_validator("time_zone")
     @classmethod
@@ -256,9 +276,9 @@ class ReviewPolicy(BaseModel):
 class FirstResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    live_vip: timedelta = timedelta(seconds=30)
-    live_standard: timedelta = timedelta(seconds=60)
-    async_any: timedelta = timedelta(hours=24)
+    live_vip: Annotated[timedelta, PROMISE] = timedelta(seconds=30)
+    live_standard: Annotated[timedelta, PROMISE] = timedelta(seconds=60)
+    async_any: Annotated[timedelta, PROMISE] = timedelta(hours=24)
 
 
 class Labels(BaseModel):
@@ -299,16 +319,24 @@ class ServicePolicy(BaseModel):
     sla: dict[Priority, SlaTarget] = Field(default_factory=_default_sla)
     time_zone: str = "Asia/Shanghai"
     progress_check_at: time = time(10, 0)
-    upgrade_review_after: timedelta = timedelta(hours=24)
-    # A review decision names its next checkpoint (default upgrade_review_after); one
-    # further away than this is refused.
-    review_checkpoint_max: timedelta = Field(default=timedelta(days=30), le=_LONGEST)
-    partner_update_every: timedelta = timedelta(hours=6)
-    auto_close_after: timedelta = timedelta(hours=72)
+    upgrade_review_after: Annotated[timedelta, Bounds(low=SHORTEST_REVIEW, high=_LONGEST)] = (
+        timedelta(hours=24)
+    )
+    # A review decision names its next checkpoint (default upgrade_review_after), from
+    # SHORTEST_REVIEW up to this.
+    review_checkpoint_max: Annotated[timedelta, Bounds(low=SHORTEST_REVIEW, high=_LONGEST)] = Field(
+        default=timedelta(days=30), le=_LONGEST
+    )
+    partner_update_every: Annotated[
+        timedelta, Bounds(low=SHORTEST_PARTNER_UPDATE, high=_LONGEST)
+    ] = timedelta(hours=6)
+    auto_close_after: Annotated[timedelta, PROMISE] = timedelta(hours=72)
     # After closing, the customer is asked for CSAT and NPS (SPEC §5's outcome indicators)
     # and the ticket keeps listening this long for the answers, which always come after
     # it closed. 0 turns the survey off.
-    feedback_window: timedelta = Field(default=timedelta(days=7), ge=timedelta(0))
+    feedback_window: Annotated[timedelta, Bounds(low=timedelta(0), high=90 * DAY)] = Field(
+        default=timedelta(days=7), ge=timedelta(0)
+    )
     # Where work goes. Addresses are the hand-off points of the department systems.
     departments: dict[str, str] = Field(
         default_factory=lambda: {
@@ -348,14 +376,14 @@ class ServicePolicy(BaseModel):
     # The SLA clock stops while the ticket waits on the customer (an agent asked them
     # something) and, if this is set, while it waits on a partner.
     pause_sla_on_partner: bool = False
-    sla_warnings: list[SlaWarning] = Field(
+    sla_warnings: Annotated[list[SlaWarning], Bounds(low=0, high=MOST_STEPS)] = Field(
         default_factory=lambda: [
             SlaWarning(at=0.75, notify="assignee"),
             SlaWarning(at=0.9, notify="supervisor"),
         ]
     )
     # After a breach: the first step at once (after 0), each next one on its own timer.
-    escalation_ladder: list[EscalationStep] = Field(
+    escalation_ladder: Annotated[list[EscalationStep], Bounds(low=1, high=MOST_STEPS)] = Field(
         min_length=1,
         default_factory=lambda: [
             EscalationStep(after=timedelta(0), to="customer_service"),
@@ -395,7 +423,7 @@ class ServicePolicy(BaseModel):
     # A run continues as new past this many history events (about five months on a
     # department), far below the server's limit: a ticket open for months stays cheap to
     # replay on every worker restart.
-    history_events_per_run: int = Field(default=1500, ge=200)
+    history_events_per_run: Annotated[int, HISTORY_EVENTS] = Field(default=1500, ge=200)
     # Demos and live end-to-end checks: 3600 makes an hour of policy pass in a second.
     time_scale: float = Field(default=1.0, gt=0, le=1_000_000)
 
@@ -653,6 +681,27 @@ def next_daily_check(
     real = real_instant(policy, anchor, at)
     # Past the policy-time limit the answer would not move on: a scaled day from now.
     return real if real > now else now + scaled(policy, timedelta(days=1))
+
+
+def timer_events_per_day(policy: ServicePolicy, partners: int = 1) -> int:
+    """At most how many events a ticket's own timers record in any one day of policy
+    time, with `partners` partners engaged: what the policy alone can make a ticket do
+    (what people send, and reports of failed deliveries, come on top).
+
+    Each repeating timer is armed `scaled(period)` after it fired, as the ticket arms it,
+    so a day holds at most `day // spacing + 1` of them. The once-only ones: the first
+    response, each SLA warning, the breach, each escalation step and the auto-close. The
+    10:00 check fires once a local day, twice in a day that loses an hour to DST.
+    """
+    day = scaled(policy, DAY)
+
+    def repeats(period: timedelta) -> int:
+        return day // max(scaled(policy, period), timedelta(microseconds=1)) + 1
+
+    # A review decision may name any checkpoint from SHORTEST_REVIEW (ticket_rules).
+    reviews = repeats(min(policy.upgrade_review_after, SHORTEST_REVIEW))
+    once = 3 + len(policy.sla_warnings) + len(policy.escalation_ladder)
+    return once + 2 + reviews + partners * repeats(policy.partner_update_every)
 
 
 def is_raise(before: Priority, after: Priority) -> bool:

@@ -7,22 +7,87 @@ without importing each other.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from workflows.vocabulary import Role
 
-# PostgreSQL cannot store a NUL character in text: refused here, with the field named,
-# rather than failing the append that would carry it.
-NO_NUL = r"^[^\x00]*$"
+# Bidi embeddings, overrides and isolates reorder what a reader sees ("Trojan source"):
+# no text needs them to be understood.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def clean_text(value: object) -> object:
+    """Text as people meant it: NFC, line breaks as \\n, and no control characters
+    but line breaks and tabs (an ESC would drive a terminal; NUL cannot be stored in
+    PostgreSQL; a lone surrogate cannot be encoded at all), nor bidi overrides."""
+    if not isinstance(value, str):
+        return value  # pydantic refuses it as "not a string"
+    text = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
+    return "".join(
+        char
+        for char in text
+        if char in "\n\t"
+        or (unicodedata.category(char) not in ("Cc", "Cs") and char not in _BIDI_CONTROLS)
+    )
+
+
+# Every free text that enters (subjects, messages, notes, answers) is cleaned: a text
+# type is `Annotated[str, StringConstraints(...), Cleaned]`, in that order, so that its
+# length and blankness are judged on the cleaned text.
+Cleaned = BeforeValidator(clean_text)
+CleanText = Annotated[str, Cleaned]
 NonEmpty = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=NO_NUL)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000), Cleaned
 ]
+Subject = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Cleaned
+]
+# Text that may be empty (a customer's reply that only scores).
+Text = Annotated[str, StringConstraints(max_length=4000), Cleaned]
+
+# Ids people and systems send (customers, staff, departments, partners, keys): printable
+# ASCII without spaces, so two ids that look alike are alike: no zero-width characters,
+# bidi overrides, accents or bytes read as Latin-1. (Punctuation stays: gateways' keys
+# carry `/`, `+`, `=`, `\` or `<...@...>`.)
+ID_ALPHABET = r"^[!-~]+$"
+_ID = re.compile(ID_ALPHABET)
+
+
+def check_identifier(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(
+            "an id is printable ASCII without spaces "
+            "(no accents, zero-width, direction or control characters)"
+        )
+    return value
+
+
 Identifier = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=NO_NUL)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    AfterValidator(check_identifier),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 128, "pattern": ID_ALPHABET}),
+]
+# An actor's id as the event store has kept it since before the alphabet: read back from
+# every stored event, so it stays readable. New ones come from an API key's name or a
+# staff id the API checked (Identifier).
+RecordedId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\x00]*$"),
 ]
 
 
@@ -33,7 +98,7 @@ class Contract(BaseModel):
 class Actor(Contract):
     """Who did something. `id` is an opaque staff or system id, never a name or phone."""
 
-    id: Identifier
+    id: RecordedId
     role: Role = Role.AGENT
 
 
@@ -43,14 +108,14 @@ SYSTEM = Actor(id="ticketflow", role=Role.SYSTEM)
 class ContextSnapshot(Contract):
     """What the gateway captured around the problem (問題快照), not asked of the user."""
 
-    device_model: str | None = None
-    os_version: str | None = None
-    app_version: str | None = None
-    operation_path: list[str] = Field(default_factory=list)
+    device_model: CleanText | None = None
+    os_version: CleanText | None = None
+    app_version: CleanText | None = None
+    operation_path: list[CleanText] = Field(default_factory=list)
     occurred_at: datetime | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    region: str | None = None
+    ip: CleanText | None = None
+    user_agent: CleanText | None = None
+    region: CleanText | None = None
     affected_users: int | None = Field(default=None, ge=0)
 
 

@@ -13,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 PURE_MODULES = (
     "workflows.vocabulary",
+    "workflows.bounds",
     "workflows.primitives",
     "workflows.events",
     "workflows.business_time",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from workflows.contracts import (
@@ -24,7 +24,7 @@ from workflows.contracts import (
     TicketState,
     WorkOrderState,
 )
-from workflows.policy import ServicePolicy
+from workflows.policy import SHORTEST_REVIEW, ServicePolicy
 from workflows.vocabulary import Milestone, TicketStatus
 
 
@@ -212,9 +212,10 @@ def _reject_review_decision(
     if state.reviews_convened <= len(state.review_decisions):
         return "no upgrade review is waiting for a decision"
     checkpoint = action.next_checkpoint
-    if checkpoint is not None and not timedelta(0) < checkpoint <= policy.review_checkpoint_max:
+    # Not sooner than SHORTEST_REVIEW: the board's next look is a timer that repeats.
+    if checkpoint is not None and not SHORTEST_REVIEW <= checkpoint <= policy.review_checkpoint_max:
         return (
-            f"next_checkpoint must be after the decision and at most "
+            f"next_checkpoint must be from {SHORTEST_REVIEW.total_seconds() / 3600:g} h to "
             f"{policy.review_checkpoint_max.total_seconds() / 3600:g} h away"
         )
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -146,6 +147,64 @@ def test_bad_policy_files_name_the_problem(
         path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigurationError, match=message):
         load_settings(policy_file=path)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        # Issue 19 item 11: each of these loaded, and PT0S convened 57 reviews in 2 s.
+        (
+            "UPGRADE_REVIEW_AFTER",
+            "PT0S",
+            "policy.upgrade_review_after: must be at least 1h, got 0s",
+        ),
+        (
+            "PARTNER_UPDATE_EVERY",
+            "PT0S",
+            "policy.partner_update_every: must be at least 1h, got 0s",
+        ),
+        ("SLA__E__WITHIN", "-PT30M", "policy.sla.E.within: must be at least 1s, got -30m"),
+        (
+            "REVIEW_CHECKPOINT_MAX",
+            "-PT1H",
+            "policy.review_checkpoint_max: must be at least 1h, got -1h",
+        ),
+        ("FIRST_RESPONSE__LIVE_VIP", "0", "policy.first_response.live_vip: must be at least 1s"),
+        ("AUTO_CLOSE_AFTER", "PT0S", "policy.auto_close_after: must be at least 1s"),
+        ("FEEDBACK_WINDOW", "400d", "policy.feedback_window: must be at most 90d, got 400d"),
+        ("DELIVERY__FIRST_INTERVAL", "0", "policy.delivery.first_interval: must be at least 1s"),
+        ("DELIVERY__MAX_INTERVAL", "2d", "policy.delivery.max_interval: must be at most 1d"),
+        ("DELIVERY__GIVE_UP_AFTER", "10s", "policy.delivery.give_up_after: must be at least 1m"),
+        ("DELIVERY__BACKOFF", "1000", "policy.delivery.backoff: must be at most 10"),
+        ("SURGE__CHECK_EVERY", "1s", "policy.surge.check_every: must be at least 1m"),
+        ("SURGE__COOLDOWN", "0", "policy.surge.cooldown: must be at least 1h"),
+        ("REVIEW__LONGEST_FOLLOW_UP", "1h", "policy.review.longest_follow_up: must be at least 1d"),
+        ("HISTORY_EVENTS_PER_RUN", "50000", "policy.history_events_per_run: must be at most 10000"),
+    ],
+)
+def test_a_policy_out_of_bounds_is_refused_at_load_with_the_field_named(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(f"TICKETFLOW_POLICY__{variable}", value)
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        load_settings()
+
+
+def test_bounds_on_lists_of_a_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    steps = [{"after": hour * 3600, "to": "service_lead"} for hour in range(12)]
+    path.write_text(json.dumps({"escalation_ladder": steps}), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="escalation_ladder: must be at most 10 entries"):
+        load_settings(policy_file=path)
+
+
+def test_the_bounds_hold_at_load_not_when_a_recorded_policy_is_decoded() -> None:
+    """A ticket's policy is decoded again on every replay: what it recorded under an
+    older release stays readable, however far out of today's bounds."""
+    recorded = ServicePolicy(upgrade_review_after=timedelta(0)).model_dump(mode="json")
+    assert ServicePolicy.model_validate(recorded).upgrade_review_after == timedelta(0)
+    with pytest.raises(ConfigurationError, match=r"policy\.upgrade_review_after"):
+        load_settings(policy=recorded)
 
 
 def test_settings_class_stays_usable_directly() -> None:

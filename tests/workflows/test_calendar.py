@@ -236,7 +236,13 @@ async def test_reviews_wait_for_the_decisions_checkpoint_and_stop_once_resolved(
     await desk.expect_rejection(
         tid,
         RecordReviewDecision(actor=AGENT, decision="x", next_checkpoint=timedelta(days=90)),
-        "next_checkpoint must be after the decision and at most 720 h away",
+        "next_checkpoint must be from 1 h to 720 h away",
+    )
+    # Nor sooner than an hour: a checkpoint of a minute would convene a review a minute.
+    await desk.expect_rejection(
+        tid,
+        RecordReviewDecision(actor=AGENT, decision="x", next_checkpoint=timedelta(minutes=1)),
+        "next_checkpoint must be from 1 h to 720 h away",
     )
     view = await desk.tickets.act(tid, resolve())
     assert view.deadlines.upgrade_review is None
