@@ -69,7 +69,8 @@ HANDOFF_PARAMETERS: Mapping[HandoffKind, frozenset[str]] = {
     for kind, extra in {
         HandoffKind.WORK_ORDER: frozenset({"text"}),
         HandoffKind.PROGRESS_REMINDER: frozenset({"due_at"}),
-        HandoffKind.EMERGENCY_GROUP: _PROMISE,
+        # Convened for one ticket (its promise) or for a surge (`surge`, the other None).
+        HandoffKind.EMERGENCY_GROUP: _PROMISE | {"surge"},
         HandoffKind.RISK_CONTROL: frozenset(),
         HandoffKind.UPGRADE_REVIEW: frozenset({"within", "number"}),
         HandoffKind.PARTNER_CONTACT: frozenset({"text", "due_at", "checkpoints"}),
@@ -120,8 +121,23 @@ _HANDOFF_SAMPLE: dict[str, Any] = {
     "destination": "queue://tech-oncall",
     "attempts": 7,
     "error": "HTTP 503 from hooks.example",
+    "surge": None,
 }
 _HANDOFF_SPARSE = {**_HANDOFF_SAMPLE, "text": None, "checkpoints": [], "number": None}
+# The start-up render tries the surge's emergency group too (no promise, a surge).
+_HANDOFF_SURGE = {
+    **_HANDOFF_SPARSE,
+    "within": None,
+    "milestone": None,
+    "surge": {
+        "dimension": "topic",
+        "value": "verification_code",
+        "last_24h": 40,
+        "day_before": 12,
+        "week_before": 10,
+        "explains": ["technical_fault"],
+    },
+}
 
 
 class TemplateError(ValueError):
@@ -235,7 +251,7 @@ _STAFF = _Audience(
     "staff templates",
     {kind.value: names for kind, names in HANDOFF_PARAMETERS.items()},
     {MILESTONES: frozenset(m.value for m in Milestone)},
-    (_HANDOFF_SAMPLE, _HANDOFF_SPARSE),
+    (_HANDOFF_SAMPLE, _HANDOFF_SPARSE, _HANDOFF_SURGE),
 )
 
 

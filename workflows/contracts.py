@@ -420,6 +420,19 @@ class HandoffKind(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
 
 
+class SurgeFacts(Contract):
+    """A category or topic rising (SPEC §5's warning indicator): the emergency group is
+    convened to investigate it."""
+
+    dimension: str  # "category" or "topic"
+    value: str
+    last_24h: int
+    day_before: int
+    week_before: int
+    # The categories whose rise this topic's explains: one investigation for them all.
+    explains: list[str] = Field(default_factory=list)
+
+
 class HandoffFacts(Contract):
     """What a hand-off tells its recipients, as data. The words are the staff templates'
     of the company's locale (activities/templates/handoffs.toml), rendered at delivery
@@ -444,6 +457,8 @@ class HandoffFacts(Contract):
     destination: str | None = None
     attempts: int | None = None
     error: str | None = None
+    # An emergency group convened for a surge rather than for one ticket.
+    surge: SurgeFacts | None = None
 
 
 class Handoff(Contract):

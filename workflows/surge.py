@@ -32,7 +32,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import delivery_failures as failures
     from workflows import policy as rules
     from workflows import search_attributes as sa
-    from workflows.contracts import DeliveryFailure, Handoff, HandoffBatch, HandoffKind
+    from workflows.contracts import (
+        DeliveryFailure,
+        Handoff,
+        HandoffBatch,
+        HandoffFacts,
+        HandoffKind,
+        SurgeFacts,
+    )
     from workflows.policy import ServicePolicy
     from workflows.primitives import Contract, NonEmpty
     from workflows.vocabulary import Priority
@@ -197,18 +204,22 @@ class SurgeInvestigationWorkflow:
             attributes.append(sa.TICKET_CATEGORY.value_set(explained.value))
         workflow.upsert_search_attributes(attributes)
         me = workflow.info().workflow_id
-        summary = (
-            f"surge of {surge.dimension} {surge.value}: {surge.day_before} -> "
-            f"{surge.last_24h} tickets in 24 h ({surge.week_before} a week earlier)"
+        # What to tell the group, as facts: the staff templates word it, in the
+        # company's language (activities/templates/handoffs.toml).
+        facts = SurgeFacts(
+            dimension=surge.dimension,
+            value=surge.value,
+            last_24h=surge.last_24h,
+            day_before=surge.day_before,
+            week_before=surge.week_before,
+            explains=[c.value for c in start.explains],
         )
-        if start.explains:
-            summary += "; it explains " + ", ".join(_said(c) for c in start.explains)
         convene = Handoff(
             ticket_id=me,
             dedupe_key=f"{me}:emergency_group",
             kind=HandoffKind.EMERGENCY_GROUP,
             recipients=list(policy.emergency_group),
-            summary=summary,
+            facts=HandoffFacts(surge=facts),
             tag=self._tag(surge),
             priority=Priority.E,
             data={"sample": surge.sample},

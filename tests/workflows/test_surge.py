@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from activities.database import Pool
-from activities.delivery import DeliveryConfig, OutboxRelay
+from activities.delivery import DeliveryConfig, OutboxRelay, words_of
 from activities.messages import MessageTemplates
 from tests.codec_keys import CONVERTER
 from tests.conftest import schema_of_its_own
@@ -162,7 +162,18 @@ async def test_one_investigation_per_problem_naming_the_category_its_topic_expla
         )
         assert {r["kind"] for r in rows} == {"emergency_group"}
         assert len(rows) == len(POLICY.emergency_group)  # the group convened once
-        assert "technical_fault" in rows[0]["payload"]["summary"]
+        # The group is told in the company's language, one sentence for both problems.
+        row = rows[0]
+        locale, said = words_of(
+            f"{topic}:emergency_group:{row['channel_or_recipient']}",
+            row["kind"],
+            row["payload"],
+            MessageTemplates.load(),
+            POLICY,
+        )
+        assert locale == "zh-Hans"
+        assert said.startswith("异常激增：verification_code 最近 24 小时 40 张工单")
+        assert "也解释了 technical_fault 的增长" in said
         await handle.execute_update(
             SurgeInvestigationWorkflow.close, Findings(findings="SMS gateway quota exhausted")
         )
