@@ -164,11 +164,8 @@ def dev_file_for(tmp_path: Path, ports: StackPorts) -> Path:
     return dev_file
 
 
-async def launch(
-    dev_file: Path, env: dict[str, str]
-) -> tuple[asyncio.subprocess.Process, list[str]]:
-    """`make dev` in its own process group, as in a terminal; its output once it is up."""
-    process = await asyncio.create_subprocess_exec(
+async def spawn_dev(dev_file: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "workers.cli",
@@ -179,8 +176,15 @@ async def launch(
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True,  # its own process group, as `make dev` in a terminal
     )
+
+
+async def launch(
+    dev_file: Path, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """`make dev` in its own process group, as in a terminal; its output once it is up."""
+    process = await spawn_dev(dev_file, env)
     output: list[str] = []
 
     async def until_up() -> None:
@@ -346,19 +350,7 @@ async def test_a_held_port_refuses_the_start_before_anything_runs(tmp_path: Path
     with socket.socket() as holder:  # another program on the receiver's port
         holder.bind((LOCAL_IP, ports.receiver_port))
         holder.listen()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "workers.cli",
-            "dev",
-            "--file",
-            str(dev_file_for(tmp_path, ports)),
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = await spawn_dev(dev_file_for(tmp_path, ports), env)
         try:
             output, _ = await asyncio.wait_for(process.communicate(), 60)
         finally:
