@@ -257,7 +257,8 @@ class OutboxRelay:
         try:
             while time.monotonic() < ends and not stop.done():
                 passing = asyncio.create_task(self.deliver_once())
-                await asyncio.wait({passing, stop}, return_when=asyncio.FIRST_COMPLETED)
+                either: set[asyncio.Future[Any]] = {passing, stop}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
                 if not passing.done():
                     break
                 passed = passing.result()
@@ -288,12 +289,10 @@ class OutboxRelay:
         try:
             outcomes = await asyncio.gather(*sending, return_exceptions=True)
         except asyncio.CancelledError:
-            unsettled = [row for row, task in zip(rows, sending, strict=True) if not task.done()]
-            for task in sending:
-                task.cancel()
-            if sending:
-                await asyncio.wait(sending)
-            await self._hand_back(unsettled)
+            # gather cancelled the sends and waited for them: a cancelled one never
+            # settled its row.
+            cut = [row for row, task in zip(rows, sending, strict=True) if task.cancelled()]
+            await self._hand_back(cut)
             raise
         for row, outcome in zip(rows, outcomes, strict=True):
             if isinstance(outcome, BaseException):

@@ -53,6 +53,7 @@ from workflows.ticket import TicketWorkflow
 
 log = structlog.get_logger(__name__)
 
+
 def build_worker(
     client: Client,
     task_queue: str,
@@ -262,9 +263,7 @@ async def run_worker(
                 moved = await let_long_workflows_upgrade(client, settings.task_queue)
                 log.info("long workflows follow the current build", workflows=len(moved))
             await stop.wait()
-            log.info(
-                "worker draining", graceful_seconds=settings.graceful_shutdown.total_seconds()
-            )
+            log.info("worker draining", graceful_seconds=settings.graceful_shutdown.total_seconds())
         log.info("worker stopped")
     finally:
         if relay is not None:
