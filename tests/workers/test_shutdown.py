@@ -197,3 +197,48 @@ async def test_a_stopping_worker_leaves_the_relay_and_its_row_to_the_next_worker
             await second
         if relay is not None:
             await relay.close()
+
+
+# A process whose stop never finishes, as the worker that logged "worker stopped" and then
+# hung inside the SDK's core until SIGKILL: here the loop blocks in a call that never
+# returns, with the stop bound of `ticketflow worker` (workers.lifecycle) made short.
+STUCK = """
+import asyncio, time
+from datetime import timedelta
+from workers.lifecycle import stop_on_signals
+
+def wedged_in_native_code():
+    time.sleep(3600)
+
+async def serve():
+    stop = asyncio.Event()
+    stop_on_signals(stop, timedelta(seconds=2))
+    print("ready", flush=True)
+    await stop.wait()
+    wedged_in_native_code()
+
+asyncio.run(serve())
+"""
+
+
+async def test_a_process_that_cannot_stop_says_where_it_is_stuck_and_exits_non_zero() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        STUCK,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        assert await asyncio.wait_for(process.stdout.readline(), timeout=60) == b"ready\n"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 1
+    said = stderr.decode(errors="replace")
+    assert "Timeout" in said and "wedged_in_native_code" in said, said
