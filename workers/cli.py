@@ -147,16 +147,26 @@ def _cmd_codec_new_key(_: argparse.Namespace) -> None:
     print(new_key())
 
 
-def _api_url() -> str:
+def _console_settings() -> Settings:
     from workers.settings import load_settings
 
-    return load_settings().api.url
+    return load_settings()
+
+
+def _api_url() -> str:
+    return _console_settings().api.url
+
+
+def _policy_zone() -> str:
+    """The zone the console shows times in: the policy's, as the API and workers read it
+    from the same configuration."""
+    return _console_settings().policy.time_zone
 
 
 def _cmd_ticket(args: argparse.Namespace) -> None:
     from api.console import run_ticket
 
-    print(run_ticket(args, _api_url))
+    print(run_ticket(args, _api_url, _policy_zone))
 
 
 def _cmd_knowledge(args: argparse.Namespace) -> None:
@@ -197,7 +207,7 @@ def _cmd_review(args: argparse.Namespace) -> None:
 def _cmd_erase(args: argparse.Namespace) -> None:
     from api.console import run_erase
 
-    print(run_erase(args, _api_url))
+    print(run_erase(args, _api_url, _policy_zone))
 
 
 def _cmd_keys(args: argparse.Namespace) -> None:
