@@ -152,8 +152,7 @@ async def list_tickets(
     where, args = _where(filters, sort, cursor)
     args.append(limit + 1)
     rows = await pool.fetch(
-        f"SELECT {_SELECT} FROM tickets WHERE {where} "
-        f"ORDER BY {_ORDER[sort]} LIMIT ${len(args)}",
+        f"SELECT {_SELECT} FROM tickets WHERE {where} ORDER BY {_ORDER[sort]} LIMIT ${len(args)}",
         *args,
     )
     items = [TicketSummary.model_validate(dict(row)) for row in rows[:limit]]

@@ -337,3 +337,57 @@ async def test_tables_show_times_in_the_policys_zone_with_the_offset(
     line = next(line for line in table.splitlines() if line.startswith(tid))
     assert _local(listed["opened_at"], zone) in line
     assert "+05:30" in line
+
+
+async def test_an_erased_ticket_says_so_everywhere_and_keeps_its_thread_in_place(
+    stack: Stack, served: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TICKETFLOW_API_URL", served)
+    customer = f"cust-{uuid.uuid4().hex[:10]}"
+    tid = (await stack.open(customer_id=customer, subject="退款没到", description="退款一周没到"))[
+        "ticket_id"
+    ]
+    await stack.act(tid, "dispatches", {"departments": ["finance"], "note": "查退款"})
+    closed = await stack.act(
+        tid, "closure", {"long_term_plan": "下个版本", "root_cause": "流程漏洞-退款審核"}
+    )
+    assert closed.status_code == 200, closed.text
+    await stack.settled(tid)
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["agent"])
+    assert await cli("ticket", "thread", tid, "--json") == 0
+    before = json.loads(capsys.readouterr().out)["entries"]
+    said = {e["kind"]: e["text"] for e in before}
+    assert "退款一周没到" in said["ticket_opened"] and said["dispatched"] == "查退款"
+
+    monkeypatch.setenv("TICKETFLOW_API_KEY", stack.keys["operator"])
+    assert await cli("erase-customer", customer) == 0
+    capsys.readouterr()
+
+    assert await cli("ticket", "show", tid) == 1
+    assert capsys.readouterr().err.startswith("ticketflow ticket: 410 ticket_erased: ")
+
+    assert await cli("ticket", "thread", tid, "--json") == 0
+    thread = json.loads(capsys.readouterr().out)
+    assert thread["erased"] is True
+    # Every entry where it was, who and when; the words gone.
+    assert [(e["seq"], e["kind"], e["actor"]["role"]) for e in thread["entries"]] == [
+        (e["seq"], e["kind"], e["actor"]["role"]) for e in before
+    ]
+    erased = {e["kind"]: e["text"] for e in thread["entries"]}
+    assert erased["ticket_opened"] == erased["dispatched"] == "[erased]"
+    assert await cli("ticket", "thread", tid) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("the customer's data was erased") and "退款" not in table
+
+    assert await cli("ticket", "events", tid, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["erased"] is True
+    assert await cli("ticket", "events", tid) == 0
+    assert capsys.readouterr().out.startswith("the customer's data was erased")
+
+    listing = ["ticket", "list", "--status", "closed", "--sort", "newest", "--limit", "200"]
+    assert await cli(*listing, "--json") == 0
+    page = json.loads(capsys.readouterr().out)
+    assert next(t for t in page["items"] if t["ticket_id"] == tid)["erased"] is True
+    assert await cli(*listing) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(tid))
+    assert "closed (erased)" in line
