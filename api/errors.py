@@ -4,6 +4,7 @@
 
 - 401 no or unknown key, bad signature; 403 wrong role or scope;
 - 404 unknown ticket; 409 the ticket refused the action, is closed, or a replayed callback;
+- 410 the ticket's customer data was erased (`ticket_erased`);
 - 422 malformed request (`detail` lists the problems);
 - 503 Temporal or PostgreSQL unreachable or too slow, with `Retry-After` (an action sent
   again with the same `action_id` is applied once).
