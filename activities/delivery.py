@@ -26,7 +26,7 @@ import asyncio
 import json
 import smtplib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.errors import HeaderParseError
@@ -206,6 +206,7 @@ _DELIVERED = f"""
 """
 _RETRY = f"UPDATE outbox SET next_attempt_at = now() + $3::interval, last_error = $4 WHERE {_HELD}"
 _FAILED = f"UPDATE outbox SET failed_at = now(), last_error = $3, rendered = $4 WHERE {_HELD}"
+_HAND_BACK = f"UPDATE outbox SET next_attempt_at = now() WHERE {_HELD}"
 
 
 class OutboxRelay:
@@ -232,16 +233,28 @@ class OutboxRelay:
 
     @activity.defn(name=DELIVER_DUE)
     async def deliver_due(self) -> RelayRound:
-        """Deliver due rows for one round, then report what was done."""
-        return await self.deliver_for(self._config.round, activity.heartbeat)
+        """Deliver due rows for one round, then report what was done. A worker shutting
+        down ends the round at once: the next round goes to another worker's relay,
+        instead of this one holding the worker for its whole graceful timeout."""
+        return await self.deliver_for(
+            self._config.round, activity.heartbeat, activity.wait_for_worker_shutdown()
+        )
 
     async def deliver_for(
-        self, duration: timedelta, alive: Callable[[int], None] = lambda _: None
+        self,
+        duration: timedelta,
+        alive: Callable[[int], None] = lambda _: None,
+        stopping: Awaitable[None] | None = None,
     ) -> RelayRound:
         """Pass after pass for `duration`, waiting `poll_interval` when nothing was due;
-        `alive` hears the count delivered after each pass (the activity's heartbeat)."""
+        `alive` hears the count delivered after each pass (the activity's heartbeat).
+        When `stopping` completes, the pass in flight is cut short and its unsettled rows
+        are handed back (`deliver_once`), and the round ends there."""
         done = RelayRound()
         ends = time.monotonic() + duration.total_seconds()
+        stop: asyncio.Future[None] = (
+            asyncio.ensure_future(stopping) if stopping is not None else asyncio.Future()
+        )
 
         async def keep_alive() -> None:
             # A pass waits for its slowest row: the heartbeat must not.
@@ -250,27 +263,47 @@ class OutboxRelay:
                 await asyncio.sleep(_ALIVE_EVERY)
 
         beating = asyncio.create_task(keep_alive())
+        passing: asyncio.Task[RelayRound] | None = None
         try:
-            while time.monotonic() < ends:
-                passed = await self.deliver_once()
+            while time.monotonic() < ends and not stop.done():
+                passing = asyncio.create_task(self.deliver_once())
+                either: set[asyncio.Future[Any]] = {passing, stop}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if not passing.done():
+                    break
+                passed = passing.result()
                 done = RelayRound(
                     delivered=done.delivered + passed.delivered,
                     retried=done.retried + passed.retried,
                     failed=done.failed + passed.failed,
                 )
                 if passed == RelayRound():
-                    await asyncio.sleep(self._config.poll_interval.total_seconds())
+                    await asyncio.wait({stop}, timeout=self._config.poll_interval.total_seconds())
         finally:
             beating.cancel()
+            stop.cancel()
+            if passing is not None and not passing.done():
+                # Stopping, or the activity itself was cancelled: the pass hands its
+                # rows back before the round ends.
+                passing.cancel()
+                await asyncio.wait({passing})
         return done
 
     async def deliver_once(self) -> RelayRound:
-        """One pass: lease up to a batch of due rows and deliver them concurrently."""
+        """One pass: lease up to a batch of due rows and deliver them concurrently.
+        Cancelled (the worker stops), it hands the rows it has not settled back at once,
+        so the next relay delivers them now rather than when their lease runs out."""
         records = await self._pool.fetch(_CLAIM, self._config.batch, self._config.lease)
         rows = [DueRow(**dict(record)) for record in records]
-        outcomes = await asyncio.gather(
-            *(self._deliver(row) for row in rows), return_exceptions=True
-        )
+        sending = [asyncio.create_task(self._deliver(row)) for row in rows]
+        try:
+            outcomes = await asyncio.gather(*sending, return_exceptions=True)
+        except asyncio.CancelledError:
+            # gather cancelled the sends and waited for them: a cancelled one never
+            # settled its row.
+            cut = [row for row, task in zip(rows, sending, strict=True) if task.cancelled()]
+            await self._hand_back(cut)
+            raise
         for row, outcome in zip(rows, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 # Its bookkeeping failed (the database went away): the lease expires and
@@ -281,6 +314,18 @@ class OutboxRelay:
             retried=sum(1 for o in outcomes if o == "retried"),
             failed=sum(1 for o in outcomes if o == "failed"),
         )
+
+    async def _hand_back(self, rows: list[DueRow]) -> None:
+        """End these rows' leases now (they may have reached their destination: the
+        next relay sends them again under the same `Idempotency-Key`)."""
+        if not rows:
+            return
+        try:
+            await self._pool.executemany(_HAND_BACK, [(row.id, row.attempts) for row in rows])
+        except Exception as error:  # the database went away: the leases expire instead
+            log.warning("could not hand rows back", rows=len(rows), error=repr(error))
+        else:
+            log.info("rows handed back to the next relay", rows=len(rows))
 
     # ------------------------------------------------------------ one row
 

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.erasure import ERASED
 from workflows.contracts import CustomerMessage, MessageKind
 from workflows.events import Audience, DomainEvent, EventType, TicketOpened
 from workflows.primitives import SYSTEM, Actor
@@ -53,20 +54,30 @@ class ThreadEntry(BaseModel):
 class Thread(BaseModel):
     ticket_id: str
     entries: list[ThreadEntry]
+    erased: bool = Field(
+        default=False,
+        description=f"The customer's data was erased: what was said reads {ERASED}.",
+    )
 
 
 def conversation(
     events: list[DomainEvent],
     messages: list[OutboxMessage],
     render: Callable[[CustomerMessage], str],
+    *,
+    erased: bool = False,
 ) -> list[ThreadEntry]:
-    """`render` says a message not delivered yet as it will be delivered."""
+    """`render` says a message not delivered yet as it will be delivered. In an `erased`
+    ticket, every event that could hold words but holds none now (the erasure cleared
+    them) keeps its place, reading `[erased]`: the thread still shows who spoke when."""
     channel = next((e.data.channel.value for e in events if isinstance(e.data, TicketOpened)), None)
     entries: list[tuple[tuple[datetime, int, int], ThreadEntry]] = []
     worded: dict[int, EventType] = {}
     for event in events:
         words = event.data.words()
         audience = event.data.audience
+        if words is None and erased and _could_hold_words(event):
+            words = ERASED
         if words is None or audience is None:
             continue
         worded[event.seq] = event.type
@@ -98,3 +109,11 @@ def conversation(
         # After the event that sent it; in outbox order among messages of one instant.
         entries.append(((at, message.event_seq or 0, position), entry))
     return [entry for _, entry in sorted(entries, key=lambda pair: pair[0])]
+
+
+def _could_hold_words(event: DomainEvent) -> bool:
+    """Whether the event would say something had its personal fields been kept: an agent's
+    note or a customer's intake, not an automatic classification."""
+    personal = event.data.personal_fields()
+    kept = event.data.model_copy(update=dict.fromkeys(personal, ERASED))
+    return bool(personal) and kept.words() is not None

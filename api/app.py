@@ -341,17 +341,37 @@ class DeliveryPage(BaseModel):
     deliveries: list[Delivery]
 
 
+def _erased() -> ApiError:
+    return ApiError(
+        410,
+        "ticket_erased",
+        "this ticket's customer data was erased: its events and thread remain, "
+        "without what the customer said",
+    )
+
+
 async def _visible_view(svc: Services, ticket_id: str, caller: Caller) -> TicketView:
-    view = await svc.call(svc.tickets.view(known(ticket_id)))
+    try:
+        view = await svc.call(svc.tickets.view(known(ticket_id)))
+    except RPCError as error:
+        # Erasure deletes the ticket's histories; the store still knows the ticket.
+        if error.status is RPCStatusCode.NOT_FOUND and await svc.call(
+            is_erased(svc.pool, ticket_id)
+        ):
+            raise _erased() from None
+        raise
     # Only a closed ticket can be erased; its history is deleted in the background.
     if view.status is TicketStatus.CLOSED and await svc.call(is_erased(svc.pool, ticket_id)):
-        raise ApiError(404, "ticket_erased", "this ticket's customer data was erased")
+        raise _erased()
     if caller.kind is RoleKind.DEPARTMENT and caller.scope not in view.departments:
         raise ApiError(403, "forbidden", f"{caller.scope} holds no work order on this ticket")
     return view
 
 
-@reads.get("/v1/tickets/{ticket_id}")
+@reads.get(
+    "/v1/tickets/{ticket_id}",
+    responses={410: {"model": Problem, "description": "the ticket's customer data was erased"}},
+)
 async def show_ticket(
     ticket_id: TicketIdPath,
     svc: Svc,
@@ -376,11 +396,13 @@ async def ticket_thread(
     if not events:
         # Not stored yet (just opened) or not a ticket at all: Temporal knows which.
         await svc.call(svc.tickets.handle(ticket_id).describe())
+    erased = await svc.call(is_erased(svc.pool, ticket_id))
 
     def render(message: CustomerMessage) -> str:
         return svc.templates.render(message, svc.time_zone).text
 
-    return Thread(ticket_id=ticket_id, entries=conversation(events, messages, render))
+    entries = conversation(events, messages, render, erased=erased)
+    return Thread(ticket_id=ticket_id, entries=entries, erased=erased)
 
 
 @reads.get("/v1/tickets/{ticket_id}/deliveries")
@@ -453,6 +475,7 @@ async def ticket_events(
             for e in page
         ],
         next_after_seq=page[-1].seq if len(stored) > limit else None,
+        erased=await svc.call(is_erased(svc.pool, ticket_id)),
     )
 
 

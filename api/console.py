@@ -22,9 +22,11 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
@@ -50,7 +52,19 @@ RETRIES_ON_503 = 3
 
 
 class ConsoleError(Exception):
-    """What went wrong, in one line for the terminal."""
+    """What went wrong, in one line for the terminal; `status` is the API's answer, None
+    when none came (the API was not reached)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def worth_resending(self) -> bool:
+        """Whether the same request sent again may go through: not when the API refused it
+        (a 4xx says the key, the ticket or the request is wrong), only when it failed or no
+        answer came, and the first one may or may not have been applied."""
+        return self.status is None or self.status >= 500
 
 
 # ---------------------------------------------------------------- parsers
@@ -257,7 +271,11 @@ def add_erase_command(commands: Any, handler: Callable[[argparse.Namespace], Non
     erase.set_defaults(handler=handler)
 
 
-def run_erase(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
+def run_erase(
+    args: argparse.Namespace,
+    default_url: Callable[[], str],
+    time_zone: Callable[[], str] = lambda: "UTC",
+) -> str:
     api = Api.from_args(args, default_url)
     result = api.call("POST", "/v1/erasures", body={"customer_id": args.customer_id})
     if args.json:
@@ -267,7 +285,7 @@ def run_erase(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
         [
             ("tickets", str(len(result["tickets"]))),
             ("pseudonym", result["pseudonym"] or "-"),
-            ("erased at", result["erased_at"]),
+            ("erased at", _when(result["erased_at"], ZoneInfo(time_zone()))),
             ("events redacted", str(counts["events"])),
             ("outbox rows redacted", str(counts["outbox_rows"])),
             ("undelivered, cancelled", str(counts["undelivered_cancelled"])),
@@ -415,7 +433,7 @@ class Api:
                 continue
             break
         if response.status_code >= 400:
-            raise ConsoleError(_describe_failure(response))
+            raise ConsoleError(_describe_failure(response), response.status_code)
         return response.text if as_text else response.json()
 
 
@@ -439,9 +457,18 @@ def _describe_failure(response: httpx.Response) -> str:
 # ---------------------------------------------------------------- commands
 
 
-def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
-    """Run one ticket command; returns what to print."""
+def run_ticket(
+    args: argparse.Namespace,
+    default_url: Callable[[], str],
+    time_zone: Callable[[], str] = lambda: "UTC",
+) -> str:
+    """Run one ticket command; returns what to print. Tables show times in `time_zone`
+    (the policy's), with their UTC offset; `--json` keeps the API's UTC instants."""
     api = Api.from_args(args, default_url)
+
+    def zone() -> ZoneInfo:
+        return ZoneInfo(time_zone())
+
     match args.verb:
         case "open":
             body: dict[str, Any] = {
@@ -467,13 +494,15 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
                     retries=RETRIES_ON_503,
                 )
             except ConsoleError as error:
+                if not error.worth_resending:
+                    raise
                 # Whatever happened, the same key opens the same ticket: say it.
                 raise ConsoleError(f"{error} (run it again with --key {key})") from None
             result["idempotency_key"] = key
-            return _dump(result) if args.json else _opened_table(result)
+            return _dump(result) if args.json else _opened_table(result, zone())
         case "show":
             result = api.call("GET", f"/v1/tickets/{args.ticket_id}")
-            return _dump(result) if args.json else _view_table(result)
+            return _dump(result) if args.json else _view_table(result, zone())
         case "act":
             action = COMMANDS[args.action]
             payload = _body(args, ACTION_REQUESTS[action])
@@ -484,10 +513,12 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
             try:
                 result = api.call("POST", path, body=payload, retries=RETRIES_ON_503)
             except ConsoleError as error:
+                if not error.worth_resending:
+                    raise
                 resend = f"--action-id {payload['action_id']}"
                 raise ConsoleError(f"{error} (to send it again, applied once: {resend})") from None
             result["action_id"] = payload["action_id"]
-            return _dump(result) if args.json else _view_table(result)
+            return _dump(result) if args.json else _view_table(result, zone())
         case "customer-reply":
             path = f"/v1/tickets/{args.ticket_id}/customer-replies"
             body = _body(args, CustomerReplyRequest)
@@ -495,14 +526,14 @@ def run_ticket(args: argparse.Namespace, default_url: Callable[[], str]) -> str:
             return _dump(result) if args.json else _table(list(result.items()))
         case "thread":
             result = api.call("GET", f"/v1/tickets/{args.ticket_id}/thread")
-            return _dump(result) if args.json else _thread_table(result)
+            return _dump(result) if args.json else _thread_table(result, zone())
         case "events":
             params = [("after_seq", str(args.after)), ("limit", str(args.limit))]
             result = api.call("GET", f"/v1/tickets/{args.ticket_id}/events", params=params)
-            return _dump(result) if args.json else _events_table(result)
+            return _dump(result) if args.json else _events_table(result, zone())
         case "list":
             result = api.call("GET", "/v1/tickets", params=_list_params(args))
-            return _dump(result) if args.json else _list_table(result)
+            return _dump(result) if args.json else _list_table(result, zone())
     raise ConsoleError(f"unknown command {args.verb!r}")  # pragma: no cover - argparse
 
 
@@ -584,13 +615,33 @@ def _classification(value: dict[str, Any]) -> str:
     return f"{value['category']} / {value['topic']} / {value['priority']}"
 
 
-def _deadline_rows(deadlines: dict[str, Any]) -> list[tuple[str, Any]]:
+def _when(instant: str | None, zone: ZoneInfo) -> str | None:
+    """An instant of the API (UTC) as people here read it: in the policy's zone, with the
+    offset, so nobody converts from UTC in their head."""
+    if instant is None:
+        return None
+    local = datetime.fromisoformat(instant).astimezone(zone)
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
+
+
+def _deadline_rows(deadlines: dict[str, Any], zone: ZoneInfo) -> list[tuple[str, Any]]:
     return [
-        (f"  {name.replace('_', ' ')}", due) for name, due in deadlines.items() if due is not None
+        (f"  {name.replace('_', ' ')}", _when(due, zone))
+        for name, due in deadlines.items()
+        if due is not None
     ] or [("  (none)", None)]
 
 
-def _opened_table(result: dict[str, Any]) -> str:
+def _next_deadline(view: dict[str, Any], zone: ZoneInfo) -> str | None:
+    """The earliest promise still to keep, or nothing (resolved, closed, paused)."""
+    name = view.get("next_deadline")
+    if name is None:
+        return None
+    return f"{name.replace('_', ' ')} {_when(view.get('next_deadline_at'), zone) or ''}".rstrip()
+
+
+def _opened_table(result: dict[str, Any], zone: ZoneInfo) -> str:
     rows: list[tuple[str, Any]] = [
         ("ticket", result["ticket_id"]),
         ("created", result["created"]),
@@ -599,12 +650,12 @@ def _opened_table(result: dict[str, Any]) -> str:
         ("tags", result["tags"]),
         ("classification", _classification(result["classification"])),
         ("deadlines", ""),
-        *_deadline_rows(result["deadlines"]),
+        *_deadline_rows(result["deadlines"], zone),
     ]
     return _table(rows)
 
 
-def _view_table(view: dict[str, Any]) -> str:
+def _view_table(view: dict[str, Any], zone: ZoneInfo) -> str:
     last = view.get("last_message")
     rows: list[tuple[str, Any]] = [
         ("ticket", view["ticket_id"]),
@@ -623,11 +674,11 @@ def _view_table(view: dict[str, Any]) -> str:
         ("sla breached", view["sla_breached"]),
         (
             "sla paused",
-            f"since {view['sla_paused_since']}"
+            f"since {_when(view['sla_paused_since'], zone)}"
             if view.get("sla_paused_since")
             else f"no ({view.get('sla_paused_seconds', 0) / 3600:.2f} h paused in all)",
         ),
-        ("next deadline", f"{view.get('next_deadline')} {view.get('next_deadline_at') or ''}"),
+        ("next deadline", _next_deadline(view, zone)),
         ("escalated", view["escalated"]),
         ("root cause", view["root_cause"]),
         ("reopened", view["reopen_count"]),
@@ -639,7 +690,7 @@ def _view_table(view: dict[str, Any]) -> str:
             else f"{last['actor']['role']} {last['actor']['id']}: {_excerpt(last['text'])}",
         ),
         ("deadlines", ""),
-        *_deadline_rows(view["deadlines"]),
+        *_deadline_rows(view["deadlines"], zone),
     ]
     if "action_id" in view:
         rows.append(("action id", view["action_id"]))
@@ -651,10 +702,10 @@ def _excerpt(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _thread_table(thread: dict[str, Any]) -> str:
+def _thread_table(thread: dict[str, Any], zone: ZoneInfo) -> str:
     rows = [
         (
-            entry["at"],
+            _when(entry["at"], zone),
             f"{entry['actor']['role']} {entry['actor']['id']}",
             entry["audience"],
             entry["channel"] or "",
@@ -664,7 +715,13 @@ def _thread_table(thread: dict[str, Any]) -> str:
     ]
     if not rows:
         return "no words on this ticket yet"
-    return _columns(["at", "who", "for", "channel", "said"], rows)
+    return _erased_note(thread) + _columns(["at", "who", "for", "channel", "said"], rows)
+
+
+def _erased_note(page: dict[str, Any]) -> str:
+    if not page.get("erased"):
+        return ""
+    return "the customer's data was erased: what was said reads [erased]\n"
 
 
 def _width(text: str) -> int:
@@ -689,33 +746,33 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _events_table(page: dict[str, Any]) -> str:
+def _events_table(page: dict[str, Any], zone: ZoneInfo) -> str:
     rows = [
         (
             e["seq"],
-            e["occurred_at"],
+            _when(e["occurred_at"], zone),
             e["type"],
             f"{e['actor_id']} ({e['actor_role']})",
             _short(e["data"]),
         )
         for e in page["events"]
     ]
-    text = _columns(["seq", "occurred at", "type", "actor", "data"], rows)
+    text = _erased_note(page) + _columns(["seq", "occurred at", "type", "actor", "data"], rows)
     if page.get("next_after_seq") is not None:
         text += f"\nmore: --after {page['next_after_seq']}"
     return text
 
 
-def _list_table(page: dict[str, Any]) -> str:
+def _list_table(page: dict[str, Any], zone: ZoneInfo) -> str:
     rows = [
         (
             t["ticket_id"],
-            t["status"],
+            f"{t['status']} (erased)" if t.get("erased") else t["status"],
             t["priority"],
             t["tag"],
             t["tier"],
             t["departments"],
-            t["opened_at"],
+            _when(t["opened_at"], zone),
             "yes" if t["sla_breached"] else "",
         )
         for t in page["items"]

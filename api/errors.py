@@ -4,6 +4,7 @@
 
 - 401 no or unknown key, bad signature; 403 wrong role or scope;
 - 404 unknown ticket; 409 the ticket refused the action, is closed, or a replayed callback;
+- 410 the ticket's customer data was erased (`ticket_erased`);
 - 413 a body past its bound; 422 malformed request (`detail` lists the problems; a body
   that is not UTF-8 or JSON, or nests too deeply, too);
 - 431 request headers past their bound (answered by the server, api.http_bounds);

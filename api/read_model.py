@@ -19,7 +19,10 @@ from activities.database import Pool
 from api.errors import ApiError
 from api.schemas import TicketPage, TicketSummary
 
-_COLUMNS = tuple(TicketSummary.model_fields)
+# Every field is a column of `tickets`, but `erased`: an erasure pseudonymises the
+# customer id (activities/erasure.py names pseudonyms `erased-…`).
+_COLUMNS = tuple(name for name in TicketSummary.model_fields if name != "erased")
+_SELECT = ", ".join(_COLUMNS) + ", customer_id LIKE 'erased-%' AS erased"
 
 
 class Sort(StrEnum):
@@ -149,8 +152,7 @@ async def list_tickets(
     where, args = _where(filters, sort, cursor)
     args.append(limit + 1)
     rows = await pool.fetch(
-        f"SELECT {', '.join(_COLUMNS)} FROM tickets WHERE {where} "
-        f"ORDER BY {_ORDER[sort]} LIMIT ${len(args)}",
+        f"SELECT {_SELECT} FROM tickets WHERE {where} ORDER BY {_ORDER[sort]} LIMIT ${len(args)}",
         *args,
     )
     items = [TicketSummary.model_validate(dict(row)) for row in rows[:limit]]

@@ -258,6 +258,10 @@ class EventPage(BaseModel):
     next_after_seq: int | None = Field(
         description="Pass as after_seq for the next page; null when this is the last page."
     )
+    erased: bool = Field(
+        default=False,
+        description="The customer's data was erased: what they said reads [erased] or null.",
+    )
 
 
 class TicketSummary(BaseModel):
@@ -293,6 +297,9 @@ class TicketSummary(BaseModel):
     )
     sla_paused_seconds: float = Field(description="Paused in all, on the SLA's clock.")
     updated_at: datetime
+    erased: bool = Field(
+        default=False, description="The customer's data was erased (`GET` the ticket: 410)."
+    )
 
 
 class TicketPage(BaseModel):

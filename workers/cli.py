@@ -55,7 +55,7 @@ async def _worker(settings: Settings) -> None:
 
     load_templates(settings)  # a bad template stops the start before anything connects
     stop = asyncio.Event()
-    stop_on_signals(stop)
+    stop_on_signals(stop, settings.stop_bound)
     async with worker_database(settings) as database_url:
         client = await connect_temporal(settings)
         await run_worker(settings, client, database_url, stop)
@@ -108,7 +108,7 @@ async def _api(settings: Settings) -> None:
             "(`ticketflow dev` runs the API with its own database)"
         )
     stop = asyncio.Event()
-    stop_on_signals(stop)
+    stop_on_signals(stop, settings.stop_bound)
     client = await connect_temporal(settings)
     await serve(settings.api_config(), client, stop, settings.database_url)
 
@@ -129,7 +129,7 @@ async def _codec_server(settings: Settings) -> None:
     if keys is None:
         raise ConfigurationError("the codec server needs the payload keys (TICKETFLOW_CODEC__KEYS)")
     stop = asyncio.Event()
-    stop_on_signals(stop)
+    stop_on_signals(stop, settings.stop_bound)
     server = settings.codec.server
     print(
         f"codec server on http://{server.host}:{server.port} for {', '.join(server.cors_origins)}"
@@ -147,16 +147,26 @@ def _cmd_codec_new_key(_: argparse.Namespace) -> None:
     print(new_key())
 
 
-def _api_url() -> str:
+def _console_settings() -> Settings:
     from workers.settings import load_settings
 
-    return load_settings().api.url
+    return load_settings()
+
+
+def _api_url() -> str:
+    return _console_settings().api.url
+
+
+def _policy_zone() -> str:
+    """The zone the console shows times in: the policy's, as the API and workers read it
+    from the same configuration."""
+    return _console_settings().policy.time_zone
 
 
 def _cmd_ticket(args: argparse.Namespace) -> None:
     from api.console import run_ticket
 
-    print(run_ticket(args, _api_url))
+    print(run_ticket(args, _api_url, _policy_zone))
 
 
 def _cmd_knowledge(args: argparse.Namespace) -> None:
@@ -197,7 +207,7 @@ def _cmd_review(args: argparse.Namespace) -> None:
 def _cmd_erase(args: argparse.Namespace) -> None:
     from api.console import run_erase
 
-    print(run_erase(args, _api_url))
+    print(run_erase(args, _api_url, _policy_zone))
 
 
 def _cmd_keys(args: argparse.Namespace) -> None:
@@ -313,7 +323,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ticketflow {args.command}: {_describe(error)}", file=sys.stderr)
             return EXIT_ERROR
         raise
+    finally:
+        _release_temporal()
     return 0
+
+
+def _release_temporal() -> None:
+    # Only if a command connected: importing the SDK here would slow every other command.
+    if "workers.temporal_client" in sys.modules:
+        from workers.temporal_client import release_runtime
+
+        release_runtime()
 
 
 def _is_connect_failure(error: BaseException) -> bool:

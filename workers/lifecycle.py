@@ -4,9 +4,12 @@ stop signals, and the database the worker uses."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
@@ -16,9 +19,12 @@ from workers.settings import ConfigurationError, Settings
 log = structlog.get_logger(__name__)
 
 
-def stop_on_signals(stop: asyncio.Event) -> None:
+def stop_on_signals(stop: asyncio.Event, within: timedelta | None = None) -> None:
     """First SIGINT/SIGTERM asks for a graceful stop (in-flight activities finish); a second
-    one restores the default handler so an impatient Ctrl-C still ends the process."""
+    one restores the default handler so an impatient Ctrl-C still ends the process.
+
+    With `within`, a process still alive that long after the first signal prints every
+    thread's stack to stderr and exits 1 (see `exit_bound`)."""
     loop = asyncio.get_running_loop()
 
     def request_stop(signum: signal.Signals) -> None:
@@ -26,11 +32,28 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             loop.remove_signal_handler(signum)
             signal.raise_signal(signum)
             return
-        log.info("stop requested", signal=signum.name)
+        log.info(
+            "stop requested",
+            signal=signum.name,
+            exit_within_seconds=within.total_seconds() if within else None,
+        )
+        if within is not None:
+            exit_bound(within)
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, request_stop, signum)
+
+
+def exit_bound(within: timedelta) -> None:
+    """The last resort of a process asked to stop: if it is still there after `within`,
+    print every thread's stack (what it is waiting for) and exit 1.
+
+    faulthandler's watchdog is a C thread that needs no GIL, so it still fires when the
+    main thread is blocked inside the SDK's native core holding the GIL (seen once: a
+    worker that had logged "worker stopped" hung there until SIGKILL), where no Python
+    timer could run."""
+    faulthandler.dump_traceback_later(within.total_seconds(), exit=True, file=sys.stderr)
 
 
 @asynccontextmanager

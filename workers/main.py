@@ -41,7 +41,7 @@ from activities.delivery import OutboxRelay
 from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates, TemplateError
 from activities.policy_store import publish as publish_policy
-from workers.settings import ConfigurationError, Settings
+from workers.settings import GRACEFUL_SHUTDOWN, ConfigurationError, Settings
 from workflows.policy import ServicePolicy, Weekday
 from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_workflow_id
 from workflows.review import WeeklyReviewKickoffWorkflow, WeeklyReviewWorkflow
@@ -51,10 +51,6 @@ from workflows.surge import SurgeCheckInput, SurgeCheckWorkflow, SurgeInvestigat
 from workflows.ticket import TicketWorkflow
 
 log = structlog.get_logger(__name__)
-
-# Long enough for an in-flight PostgreSQL write to finish; activities are idempotent, so
-# one cut off later is simply retried by the next worker.
-GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
 def build_worker(
@@ -66,6 +62,7 @@ def build_worker(
     relay: OutboxRelay | None = None,
     models: Path | None = None,
     deployment: WorkerDeploymentConfig | None = None,
+    graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
 ) -> Worker:
     """The one definition of a ticket worker, shared by the process, the tests and bench.
     With a `relay`, it also runs the outbox relay's deliveries."""
@@ -86,7 +83,7 @@ def build_worker(
         activities=activities,
         workflow_runner=workflow_runner(),
         interceptors=interceptors,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        graceful_shutdown_timeout=graceful_shutdown,
         deployment_config=deployment,
     )
 
@@ -242,6 +239,7 @@ async def run_worker(
             relay=relay,
             models=settings.data_dir / "models",
             deployment=settings.deployment.worker_config(),
+            graceful_shutdown=settings.graceful_shutdown,
         )
         log.info(
             "worker started",
@@ -266,7 +264,7 @@ async def run_worker(
                 moved = await let_long_workflows_upgrade(client, settings.task_queue)
                 log.info("long workflows follow the current build", workflows=len(moved))
             await stop.wait()
-            log.info("worker draining", graceful_seconds=GRACEFUL_SHUTDOWN.total_seconds())
+            log.info("worker draining", graceful_seconds=settings.graceful_shutdown.total_seconds())
         log.info("worker stopped")
     finally:
         if relay is not None:

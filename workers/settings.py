@@ -41,6 +41,7 @@ from workflows.policy import ServicePolicy, unknown_departments
 from workflows.vocabulary import Priority
 
 ENV_PREFIX = "TICKETFLOW_"
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
 class DeploymentSettings(BaseModel):
@@ -106,6 +107,14 @@ class Settings(BaseSettings):
     prometheus_bind: str | None = Field(
         default=None, description="host:port for the SDK's Prometheus endpoint, e.g. 0.0.0.0:9464"
     )
+    # How long a stopping worker lets its activities finish before cancelling them: long
+    # enough for an in-flight PostgreSQL write; activities are idempotent, so one cut off
+    # later is retried by the next worker. The outbox relay does not wait for it.
+    graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN
+    # How long past `graceful_shutdown` a stopping process may take to end (pools closed,
+    # the SDK's runtime dropped); a process still there then prints every thread's stack,
+    # which says what it waits for, and exits 1 (workers.lifecycle.stop_on_signals).
+    exit_grace: timedelta = timedelta(seconds=30)
 
     @classmethod
     def settings_customise_sources(
@@ -141,6 +150,16 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"policy names departments without an address: {unknown}")
         return self
+
+    @field_validator("graceful_shutdown", "exit_grace", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @property
+    def stop_bound(self) -> timedelta:
+        """From a stop request to the process's end, at the most."""
+        return self.graceful_shutdown + self.exit_grace
 
     @field_validator("log_level")
     @classmethod

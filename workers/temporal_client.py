@@ -8,6 +8,7 @@ the `temporal` CLI an operator already uses against the same cluster.
 
 from __future__ import annotations
 
+import gc
 import logging
 from functools import cache
 from typing import Any
@@ -68,6 +69,21 @@ def process_runtime(log_level: str, prometheus_bind: str | None) -> Runtime:
             metrics=PrometheusConfig(bind_address=prometheus_bind) if prometheus_bind else None,
         )
     )
+
+
+def release_runtime() -> None:
+    """Drop this process's SDK runtime, and with it the core's threads, while the
+    interpreter is still whole; every command calls this when its work is done.
+
+    Left to interpreter shutdown, one of those threads can call into Python after
+    finalisation began, and the process aborts after its work was done ("Fatal Python
+    error: PyGILState_Release ... finalizing", exit 134; temporalio/sdk-python#300):
+    seen in about 1 run in 10 of `ticketflow register-search-attributes`. Clients made
+    by `connect_temporal` keep their runtime alive for as long as they are used."""
+    process_runtime.cache_clear()
+    # A finished command's client may sit in a reference cycle: collect it now, so its
+    # runtime goes here and not during finalisation.
+    gc.collect()
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:

@@ -113,7 +113,7 @@ async def test_erasure_leaves_no_plaintext_and_keeps_the_counts(stack: Stack) ->
     for ticket_id in tickets:
         assert await kept(stack, ticket_id) == before[ticket_id]
         shown = await stack.http.get(f"/v1/tickets/{ticket_id}", headers=stack.auth("operator"))
-        assert (shown.status_code, shown.json()["code"]) == (404, "ticket_erased")
+        assert (shown.status_code, shown.json()["code"]) == (410, "ticket_erased")
         for path in ("thread", "events", "deliveries"):  # from PostgreSQL: redacted
             read = await stack.http.get(
                 f"/v1/tickets/{ticket_id}/{path}", headers=stack.auth("operator")
