@@ -353,7 +353,7 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
-    stop_on_signals(stop)
+    stop_on_signals(stop, settings.stop_bound)  # the reaper stops the servers if it fires
     settings = with_dev_codec(settings)
     api_settings, keys_banner = prepare_dev_api(settings.api, settings.data_dir)
     operator_key = dev_operator_key(settings)
