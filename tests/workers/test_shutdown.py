@@ -36,8 +36,10 @@ from tests.activities.test_delivery import eventually
 from tests.conftest import schema_of_its_own
 from workers.devstack import free_port
 from workers.main import build_worker, review_schedule_id, surge_schedule_id
+from workflows.contracts import Handoff, HandoffFacts, HandoffKind
 from workflows.policy import ServicePolicy
 from workflows.relay import relay_workflow_id
+from workflows.vocabulary import Priority
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "shutdown-secret-" + "s" * 16
@@ -110,8 +112,19 @@ async def test_a_stopping_worker_leaves_the_relay_and_its_row_to_the_next_worker
     ticket_id = f"ticket-{uuid.uuid4()}"
     key = f"{ticket_id}:work_order:1:tech"
     policy = ServicePolicy()
+    order = Handoff(
+        ticket_id=ticket_id,
+        dedupe_key=key,
+        kind=HandoffKind.WORK_ORDER,
+        recipients=["tech"],
+        summary="支付失败",
+        tag="故障-支付-A級",
+        priority=Priority.A,
+        facts=HandoffFacts(),
+    )
     await Outbox(pool, policy).enqueue(
-        ticket_id, [OutboxRow(key, "work_order", "queue://tech", {"summary": "支付失败"}, 1)]
+        ticket_id,
+        [OutboxRow(key, "work_order", "queue://tech", order.model_dump(mode="json"), 1)],
     )
     data_dir = tmp_path / "data"
     data_dir.mkdir()
