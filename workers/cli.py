@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -94,6 +95,42 @@ async def _register(settings: Settings, namespace: str | None) -> None:
 
 def _cmd_register(args: argparse.Namespace) -> None:
     asyncio.run(_register(_settings(), args.namespace))
+
+
+# Exit status of `tickets-before` while tickets that began before remain: a deploy script
+# with `set -e` stops short of the upgrade that would retire their patch branches.
+EXIT_TICKETS_REMAIN = 3
+
+
+async def _tickets_before(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.temporal_client import connect_temporal
+    from workers.upgrade_check import build_started, report, tickets_started_before
+
+    client = await connect_temporal(settings)
+    if args.build:
+        deployment = args.deployment or settings.deployment.name
+        since = await build_started(client, deployment, args.build)
+    else:
+        since = args.since
+    found = await tickets_started_before(client, settings.task_queue, since)
+    print(report(found))
+    return EXIT_TICKETS_REMAIN if found.count else 0
+
+
+def _cmd_tickets_before(args: argparse.Namespace) -> None:
+    status = asyncio.run(_tickets_before(_settings(), args))
+    if status:
+        raise SystemExit(status)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 instant: {text!r}") from None
+    if instant.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (e.g. +08:00 or Z)")
+    return instant
 
 
 async def _api(settings: Settings) -> None:
@@ -240,6 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register.add_argument("--namespace", default=None, help="default: from the Temporal config")
     register.set_defaults(handler=_cmd_register)
+    before = commands.add_parser(
+        "tickets-before",
+        help="running tickets that began before a build (or instant): may a patch go?",
+    )
+    since = before.add_mutually_exclusive_group(required=True)
+    since.add_argument("--build", help="a build id of the Worker Deployment")
+    since.add_argument("--since", type=_instant, help="an ISO 8601 instant with its offset")
+    before.add_argument("--deployment", default=None, help="default: TICKETFLOW_DEPLOYMENT__NAME")
+    before.set_defaults(handler=_cmd_tickets_before)
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=_cmd_api)
     commands.add_parser(
         "codec-server", help="decrypt payloads for the Temporal UI and CLI (operator keys)"
@@ -280,9 +326,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from workers.devspec import DevFileError
     from workers.devstack import DevStackError
     from workers.settings import ConfigurationError
+    from workers.upgrade_check import UnknownBuild
 
     errors: list[type[BaseException]] = [
         ConfigurationError,
+        UnknownBuild,
         DevFileError,
         DevStackError,
         SearchAttributeConflict,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,23 @@ def test_outside_the_dev_stack_no_database_url_is_refused_not_embedded(
     assert "no DATABASE_URL" in error and "TICKETFLOW_EMBEDDED_DATABASE=true" in error
     assert error.count("\n") == 1
     assert not (tmp_path / "data").exists()  # no embedded PostgreSQL was started
+
+
+async def test_tickets_before_says_whether_a_patch_may_go(
+    dev_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The operator's check before an upgrade that retires patch branches: exit 0 when no
+    running ticket began before, 3 while some did, one line for an unknown build."""
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_env.client.service_client.config.target_host)
+    monkeypatch.setenv("TICKETFLOW_TASK_QUEUE", f"quiet-{uuid.uuid4()}")
+    since = ["tickets-before", "--since", "2026-01-01T00:00:00+08:00"]
+    assert await asyncio.to_thread(main, since) == 0
+    assert "may be retired" in capsys.readouterr().out
+    unknown = ["tickets-before", "--build", "no-such-build", "--deployment", "nobody"]
+    assert await asyncio.to_thread(main, unknown) == 1
+    assert "has no build 'no-such-build'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["tickets-before", "--since", "2026-01-01T00:00:00"])  # no offset
+    assert refused.value.code == 2

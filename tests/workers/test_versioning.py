@@ -7,7 +7,9 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 
+import pytest
 import temporalio.api.workflowservice.v1 as wsv1
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior
@@ -19,6 +21,7 @@ from activities.database import Pool
 from api.client import TicketClient
 from workers.main import build_worker, let_long_workflows_upgrade
 from workers.settings import DeploymentSettings
+from workers.upgrade_check import UnknownBuild, build_started, tickets_started_before
 from workflows.contracts import Close, Intake, Respond
 from workflows.policy import ServicePolicy
 from workflows.primitives import Actor
@@ -120,8 +123,26 @@ async def test_old_tickets_finish_on_the_old_build_new_ones_on_the_new(
                 assert info.behavior == VersioningBehavior.PINNED.value
                 assert info.deployment_version.build_id == build
                 assert set(await builds_of(client, ticket_id)) == {build}
+            # Before an upgrade that retires patch branches: the old ticket began before
+            # v2 took new tickets, the new one did not.
+            since = await build_started(client, deployment, "v2")
+            assert await settles(client, queue, since, 1)
+            assert (await tickets_started_before(client, queue, since)).sample == [old]
+            with pytest.raises(UnknownBuild):
+                await build_started(client, deployment, "v9")
             for ticket_id in (old, new):
                 await client.get_workflow_handle(ticket_id).terminate("test done")
+            assert await settles(client, queue, since, 0)
+
+
+async def settles(client: Client, queue: str, since: datetime, count: int) -> bool:
+    """Whether visibility comes to count `count` tickets begun before `since` (it trails
+    the starts by a moment)."""
+    for _ in range(100):
+        if (await tickets_started_before(client, queue, since)).count == count:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def test_long_workflows_follow_the_current_build(
