@@ -8,7 +8,7 @@ override the result with the `classify` action; this only gives the ticket a sta
 
 from __future__ import annotations
 
-from workflows.contracts import Classification, Intake
+from workflows.contracts import Classification, Intake, ModelClassification
 from workflows.vocabulary import Category, Priority, Topic
 
 # Only the characters our keywords use: folding is for matching, not for display.
@@ -214,3 +214,28 @@ def classify_intake(intake: Intake) -> Classification:
     return Classification(
         category=category, topic=topic, priority=priority, reason="; ".join(reasons)
     )
+
+
+def model_choice(
+    rules_said: Classification, found: ModelClassification, threshold: float
+) -> Classification | None:
+    """The learned classifier's reading of the intake, field by field where it is at
+    least `threshold` sure; the rules' answer stays where it is not (and as the
+    explanation). None: the model would change nothing."""
+    sure = {f for f, value in found.confidence.items() if value >= threshold}
+    if rules_said.priority is Priority.E:
+        sure.discard("priority")  # an emergency the rules saw is never downgraded
+    chosen = Classification(
+        category=found.category if "category" in sure else rules_said.category,
+        topic=found.topic if "topic" in sure else rules_said.topic,
+        priority=found.priority if "priority" in sure else rules_said.priority,
+        reason=", ".join(f"{field} {found.confidence[field]:.2f}" for field in sorted(sure)),
+    )
+    if (chosen.category, chosen.topic, chosen.priority) == (
+        rules_said.category,
+        rules_said.topic,
+        rules_said.priority,
+    ):
+        return None
+    chosen.reason = f"model {found.model_version} ({chosen.reason}); rules: {rules_said.reason}"
+    return chosen

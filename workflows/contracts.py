@@ -16,7 +16,6 @@ from pydantic import AwareDatetime, Field, StringConstraints, field_validator, m
 from workflows.events import Audience, DomainEvent
 from workflows.policy import (
     ServicePolicy,
-    SlaClock,
     check_time_zone,
     reader_locale,
     region_time_zone,
@@ -31,6 +30,7 @@ from workflows.primitives import (
     Subject,
     Text,
 )
+from workflows.sla_clock import SlaClock
 from workflows.vocabulary import (
     Category,
     Channel,
@@ -628,7 +628,8 @@ class TicketInput(Contract):
 
 
 class TicketView(Contract):
-    """What an update returns and the `state` query answers."""
+    """What an update returns and the `view` query answers (the `state` query answers the
+    whole TicketState)."""
 
     ticket_id: str
     status: TicketStatus
