@@ -34,8 +34,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_names as activity
     from workflows import events as ev
     from workflows import policy as rules
-    from workflows import sla_clock, ticket_rules, ticket_view
-    from workflows.classification import classify_intake, model_choice
+    from workflows import sla_clock, ticket_rules, ticket_timers, ticket_view
+    from workflows.classification import classify_intake, model_choice, reclassify, urgent_flows
     from workflows.contracts import (
         ACTIONS,
         Action,
@@ -73,13 +73,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.delivery_failures import alert_facts, alerts_supervisors
     from workflows.primitives import SYSTEM, Actor, typed_update
-    from workflows.ticket_record import STORE_RETRY, STORE_TIMEOUT, TicketRecord
+    from workflows.ticket_record import STORE_RETRY, STORE_TIMEOUT, HandOff, Say, TicketRecord
     from workflows.vocabulary import (
-        Category,
         CloseReason,
         CustomerReplyKind,
         Milestone,
-        Priority,
         Role,
         TicketStatus,
     )
@@ -289,33 +287,13 @@ class TicketWorkflow:
             Actor(id=intake.customer_id, role=Role.CUSTOMER),
         )
         if not rules.is_live(self._policy, intake.channel):
-            seq = self._record.event(ev.Acknowledged(expect_progress_by=deadlines.sla), SYSTEM)
-            self._record.message(
-                MessageKind.ACKNOWLEDGEMENT, seq, MessageParams(expect_progress_by=deadlines.sla)
+            promise = MessageParams(expect_progress_by=deadlines.sla)
+            self._record.event(
+                ev.Acknowledged(expect_progress_by=deadlines.sla),
+                SYSTEM,
+                Say(MessageKind.ACKNOWLEDGEMENT, promise),
             )
-        self._start_urgent_flows(classification, previous=None)
-
-    def _start_urgent_flows(self, now_is: Classification, previous: Classification | None) -> None:
-        """E convenes the emergency group at once; account security starts risk control."""
-        if now_is.priority is Priority.E and (
-            previous is None or previous.priority is not Priority.E
-        ):
-            seq = self._record.event(
-                ev.EmergencyGroupConvened(groups=list(self._policy.emergency_group)), SYSTEM
-            )
-            target = rules.sla_target(self._policy, Priority.E)
-            self._record.hand_off(
-                HandoffKind.EMERGENCY_GROUP,
-                seq,
-                list(self._policy.emergency_group),
-                HandoffFacts(within=target.within, milestone=target.met_by),
-            )
-        if now_is.category is Category.ACCOUNT_SECURITY and (
-            previous is None or previous.category is not Category.ACCOUNT_SECURITY
-        ):
-            risk = self._policy.route_by_category[Category.ACCOUNT_SECURITY]
-            seq = self._record.event(ev.RiskControlStarted(), SYSTEM)
-            self._record.hand_off(HandoffKind.RISK_CONTROL, seq, [risk], HandoffFacts())
+        self._record.write(urgent_flows(self._policy, classification, previous=None), SYSTEM)
 
     async def _classify_with_model(self) -> None:
         """The learned classifier's reading of the intake, where it is sure enough."""
@@ -354,71 +332,52 @@ class TicketWorkflow:
     # ------------------------------------------------------------ timers (§1, §3)
 
     def _fire_due_deadlines(self, now: datetime) -> None:
-        state, deadlines = self._state, self._state.deadlines
+        state, policy, deadlines = self._state, self._policy, self._state.deadlines
         if deadlines.first_response and deadlines.first_response <= now:
             deadlines.first_response = None
-            self._first_response_breached()
+            self._record.write(ticket_timers.first_response_missed(state, policy), SYSTEM)
         if deadlines.sla and deadlines.sla <= now:
             deadlines.sla = None
             self._sla_breached()
         if deadlines.progress_check and deadlines.progress_check <= now:
             deadlines.progress_check = None
-            self._daily_progress_check(now)
+            entries = ticket_timers.progress_check(state, policy, now, calendar=self._calendar)
+            self._record.write(entries, SYSTEM)
         if deadlines.upgrade_review and deadlines.upgrade_review <= now:
             deadlines.upgrade_review = None
-            self._convene_upgrade_review(now)
+            self._record.write(ticket_timers.upgrade_review(state, policy, now), SYSTEM)
         if deadlines.partner_update and deadlines.partner_update <= now:
             deadlines.partner_update = None
-            self._send_partner_updates(now)
+            self._record.write(ticket_timers.partner_updates(state, policy, now), SYSTEM)
         if deadlines.sla_warning and deadlines.sla_warning <= now:
             deadlines.sla_warning = None
-            self._record_clock(sla_clock.warn(state, self._policy, now))
+            self._record_clock(sla_clock.warn(state, policy, now))
         if deadlines.escalation and deadlines.escalation <= now:
             deadlines.escalation = None
-            self._record_clock(sla_clock.climb(state, self._policy, now))
+            self._record_clock(sla_clock.climb(state, policy, now))
         if deadlines.auto_close and deadlines.auto_close <= now:
             deadlines.auto_close = None
             self._close(CloseReason.NO_REPLY, SYSTEM)
-
-    def _first_response_breached(self) -> None:
-        state = self._state
-        # first_response_breached and standby_requested stay unwritten: nothing read them.
-        target = rules.first_response_window(self._policy, state.intake.channel, state.intake.tier)
-        seq = self._record.event(
-            ev.FirstResponseBreached(target_seconds=target.total_seconds()), SYSTEM
-        )
-        promised = rules.first_response_promise(
-            self._policy, state.intake.channel, state.intake.tier
-        )
-        self._record.message(MessageKind.AUTO_REPLY, seq, MessageParams(within=promised))
-        self._record.hand_off(
-            HandoffKind.SUPERVISOR_STANDBY,
-            seq,
-            [self._policy.supervisor_queue],
-            HandoffFacts(within=promised),
-        )
 
     def _sla_breached(self) -> None:
         state = self._state
         state.sla_breached = True
         state.escalated = True
         target = rules.sla_target(self._policy, state.classification.priority)
-        seq = self._record.event(
-            ev.SlaBreached(
-                priority=state.classification.priority,
-                milestone=state.sla_milestone,
-                due_at=workflow.now(),
-            ),
-            SYSTEM,
+        breached = ev.SlaBreached(
+            priority=state.classification.priority,
+            milestone=state.sla_milestone,
+            due_at=workflow.now(),
         )
         if self._calendar:
+            self._record.event(breached, SYSTEM)
             self._record_clock(sla_clock.breach(state, self._policy, workflow.now()))
             return
-        self._record.hand_off(
-            HandoffKind.SLA_ESCALATION,
-            seq,
-            [self._policy.supervisor_queue],
-            HandoffFacts(within=target.within, milestone=target.met_by),
+        # Runs from before the SLA clock: the supervisors hear of the breach itself.
+        facts = HandoffFacts(within=target.within, milestone=target.met_by)
+        supervisors = [self._policy.supervisor_queue]
+        self._record.event(
+            breached, SYSTEM, HandOff(HandoffKind.SLA_ESCALATION, supervisors, facts)
         )
 
     def _record_clock(self, events: list[sla_clock.SlaEvent]) -> None:
@@ -427,90 +386,16 @@ class TicketWorkflow:
         target = rules.sla_target(self._policy, self._state.classification.priority)
         within, milestone = target.within, target.met_by
         for event in events:
-            seq = self._record.event(event, SYSTEM)
+            effects: tuple[HandOff, ...] = ()
             if isinstance(event, ev.SlaWarned):
                 facts = HandoffFacts(
                     due_at=event.sla_due_at, share=event.share, within=within, milestone=milestone
                 )
-                self._record.hand_off(HandoffKind.SLA_WARNING, seq, event.notified, facts)
+                effects = (HandOff(HandoffKind.SLA_WARNING, event.notified, facts),)
             elif isinstance(event, ev.SlaEscalated):
                 facts = HandoffFacts(within=within, milestone=milestone, number=event.level)
-                self._record.hand_off(HandoffKind.SLA_ESCALATION, seq, [event.to], facts)
-
-    def _daily_progress_check(self, now: datetime) -> None:
-        """Remind only the departments that have not posted since the previous check."""
-        state = self._state
-        previous_check = state.last_progress_check_at
-        silent = [
-            order.department
-            for order in state.work_orders.values()
-            if not order.done
-            and (
-                order.last_progress_at is None
-                or (previous_check is not None and order.last_progress_at <= previous_check)
-            )
-        ]
-        state.last_progress_check_at = now
-        # Armed first: the reminder names the next check as the time progress is due by.
-        self._arm_progress_check(now)
-        if silent:
-            for department in silent:
-                state.work_orders[department].reminded_at = now
-            seq = self._record.event(ev.ProgressReminded(departments=silent), SYSTEM)
-            self._record.hand_off(
-                HandoffKind.PROGRESS_REMINDER,
-                seq,
-                silent,
-                HandoffFacts(due_at=state.deadlines.progress_check),
-            )
-
-    def _arm_progress_check(self, now: datetime) -> None:
-        open_orders = any(not order.done for order in self._state.work_orders.values())
-        if not open_orders:
-            self._state.deadlines.progress_check = None
-        elif self._calendar:
-            # In policy time from the ticket's opening: a scaled day keeps one check.
-            self._state.deadlines.progress_check = rules.next_daily_check(
-                self._policy, self._state.opened_at, now, self._state.classification.priority
-            )
-        else:
-            self._state.deadlines.progress_check = rules.next_progress_check(self._policy, now)
-
-    def _convene_upgrade_review(self, now: datetime) -> None:
-        state = self._state
-        state.reviews_convened += 1
-        state.escalated = True
-        board = list(self._policy.upgrade_review_board)
-        seq = self._record.event(ev.UpgradeReviewConvened(number=state.reviews_convened), SYSTEM)
-        self._record.hand_off(
-            HandoffKind.UPGRADE_REVIEW,
-            seq,
-            board,
-            HandoffFacts(within=self._policy.upgrade_review_after, number=state.reviews_convened),
-        )
-        state.deadlines.upgrade_review = now + rules.scaled(
-            self._policy, self._policy.upgrade_review_after
-        )
-
-    def _send_partner_updates(self, now: datetime) -> None:
-        waiting = [p for p in self._state.partners.values() if p.answered_at is None]
-        for engagement in waiting:
-            engagement.updates_sent += 1
-            seq = self._record.event(
-                ev.PartnerUpdateSent(partner=engagement.partner, number=engagement.updates_sent),
-                SYSTEM,
-            )
-            self._record.message(
-                MessageKind.PARTNER_PROGRESS,
-                seq,
-                MessageParams(
-                    every=self._policy.partner_update_every, number=engagement.updates_sent
-                ),
-            )
-        if waiting:
-            self._state.deadlines.partner_update = now + rules.scaled(
-                self._policy, self._policy.partner_update_every
-            )
+                effects = (HandOff(HandoffKind.SLA_ESCALATION, [event.to], facts),)
+            self._record.event(event, SYSTEM, *effects)
 
     # ------------------------------------------------------------ actions (§1-§4)
 
@@ -620,54 +505,18 @@ class TicketWorkflow:
     ) -> None:
         """A new classification, by an agent or the learned model: the tag, the SLA of the
         new priority, and the urgent flows a raise to E or account security starts."""
-        state = self._state
-        previous = state.classification
-        previous_tag = state.tag
-        state.classification = now_is
-        state.tag = self._tag(state.classification)
-        counts_from: datetime | None = None
-        if now_is.priority is not previous.priority and state.sla_met_at is None:
-            target = rules.sla_target(self._policy, now_is.priority)
-            state.sla_milestone = target.met_by
-            if self._calendar:
-                counts_from = sla_clock.rebase(
-                    state, self._policy, previous.priority, now_is.priority, workflow.now()
-                )
-            elif not state.sla_breached:
-                # The promise follows the new priority, counted from intake.
-                state.deadlines.sla = rules.sla_due(self._policy, now_is.priority, state.opened_at)
-        seq = self._record.event(
-            ev.Classified(
-                category=now_is.category,
-                topic=now_is.topic,
-                priority=now_is.priority,
-                tag=state.tag,
-                previous_tag=previous_tag,
-                reason=now_is.reason,
-                automatic=automatic,
-                sla_due_at=state.deadlines.sla,
-                sla_counts_from=counts_from,
-                model_version=model_version,
-            ),
-            actor,
+        previous = self._state.classification
+        entries = reclassify(
+            self._state,
+            self._policy,
+            now_is,
+            workflow.now(),
+            calendar=self._calendar,
+            automatic=automatic,
+            model_version=model_version,
         )
-        due = state.deadlines.sla
-        told = not automatic or not rules.is_live(self._policy, state.intake.channel)
-        if (
-            told
-            and counts_from is not None
-            and rules.is_raise(previous.priority, now_is.priority)
-            and (due is None or due > workflow.now())
-        ):
-            # The customer is told the new, shorter promise (one still to keep) if they were
-            # told one (an async channel's acknowledgement, or an agent's reclassification).
-            target = rules.sla_target(self._policy, now_is.priority)
-            self._record.message(
-                MessageKind.PROMISE_CHANGED,
-                seq,
-                MessageParams(within=target.within, until=state.deadlines.sla),
-            )
-        self._start_urgent_flows(state.classification, previous=previous)
+        self._record.write(entries, actor)
+        self._record.write(urgent_flows(self._policy, now_is, previous=previous), SYSTEM)
 
     def _on_assign(self, action: Assign) -> None:
         self._state.assignee = action.agent_id
@@ -684,15 +533,14 @@ class TicketWorkflow:
         for department in new:
             state.work_orders[department] = WorkOrderState(department=department, opened_at=now)
         state.transfers += len(new)
-        seq = self._record.event(
+        work = HandOff(HandoffKind.WORK_ORDER, new, HandoffFacts(), action.note, snapshot=True)
+        self._record.event(
             ev.Dispatched(departments=new, transfers=state.transfers, note=action.note),
             action.actor,
-        )
-        self._record.hand_off(
-            HandoffKind.WORK_ORDER, seq, new, HandoffFacts(), words=action.note, snapshot=True
+            work,
         )
         if state.deadlines.progress_check is None:
-            self._arm_progress_check(now)
+            ticket_timers.arm_progress_check(state, self._policy, now, calendar=self._calendar)
 
     def _on_post_progress(self, action: PostProgress) -> None:
         state = self._state
@@ -711,7 +559,7 @@ class TicketWorkflow:
         if action.work_order_done:
             order.done = True
             self._record.event(ev.WorkOrderDone(department=action.department), action.actor)
-            self._arm_progress_check(now)
+            ticket_timers.arm_progress_check(state, self._policy, now, calendar=self._calendar)
 
     def _on_record_milestone(self, action: RecordMilestone) -> None:
         self._on_milestone(action.milestone, action.actor, action.note)
@@ -747,7 +595,16 @@ class TicketWorkflow:
         state.partners[action.partner] = PartnerEngagement(
             partner=action.partner, engaged_at=now, expected_by=action.expected_by
         )
-        seq = self._record.event(
+        every = self._policy.partner_update_every
+        contact = HandOff(
+            HandoffKind.PARTNER_CONTACT,
+            [action.partner],
+            HandoffFacts(due_at=action.expected_by),
+            action.problem,
+            snapshot=True,
+            data={"checkpoints": action.checkpoints},
+        )
+        self._record.event(
             ev.PartnerEngaged(
                 partner=action.partner,
                 expected_by=action.expected_by,
@@ -755,18 +612,9 @@ class TicketWorkflow:
                 checkpoints=action.checkpoints,
             ),
             action.actor,
+            contact,
+            Say(MessageKind.PARTNER_HANDOFF, MessageParams(every=every)),
         )
-        self._record.hand_off(
-            HandoffKind.PARTNER_CONTACT,
-            seq,
-            [action.partner],
-            HandoffFacts(due_at=action.expected_by),
-            words=action.problem,
-            checkpoints=action.checkpoints,
-            snapshot=True,
-        )
-        every = self._policy.partner_update_every
-        self._record.message(MessageKind.PARTNER_HANDOFF, seq, MessageParams(every=every))
         state.deadlines.partner_update = now + rules.scaled(self._policy, every)
 
     def _on_resolve(self, action: Resolve) -> None:
@@ -783,7 +631,10 @@ class TicketWorkflow:
         deadlines.partner_update = None
         deadlines.first_response = None
         deadlines.auto_close = now + rules.scaled(self._policy, self._policy.auto_close_after)
-        seq = self._record.event(
+        result = MessageParams(
+            text=action.message, result_kind=action.result_kind, compensation=action.compensation
+        )
+        self._record.event(
             ev.Resolved(
                 result_kind=action.result_kind,
                 root_cause=action.root_cause,
@@ -792,20 +643,11 @@ class TicketWorkflow:
                 compensation=action.compensation,
             ),
             action.actor,
-        )
-        self._record.message(
-            MessageKind.RESULT,
-            seq,
-            MessageParams(
-                text=action.message,
-                result_kind=action.result_kind,
-                compensation=action.compensation,
+            Say(MessageKind.RESULT, result),
+            Say(
+                MessageKind.CONFIRMATION_REQUEST,
+                MessageParams(within=self._policy.auto_close_after),
             ),
-        )
-        self._record.message(
-            MessageKind.CONFIRMATION_REQUEST,
-            seq,
-            MessageParams(within=self._policy.auto_close_after),
         )
 
     def _on_record_review_decision(self, action: RecordReviewDecision) -> None:
@@ -946,14 +788,10 @@ class TicketWorkflow:
         Nothing the ticket sends is dropped without someone knowing."""
         if not self._record.first_sighting(f"delivery:{failure.dedupe_key}"):
             return
-        seq = self._record.event(ev.DeliveryFailed(**failure.model_dump()), SYSTEM)
-        if alerts_supervisors(failure):
-            self._record.hand_off(
-                HandoffKind.DELIVERY_FAILED,
-                seq,
-                [self._policy.supervisor_queue],
-                alert_facts(failure),
-            )
+        supervisors = [self._policy.supervisor_queue]
+        alert = HandOff(HandoffKind.DELIVERY_FAILED, supervisors, alert_facts(failure))
+        alerts = (alert,) if alerts_supervisors(failure) else ()
+        self._record.event(ev.DeliveryFailed(**failure.model_dump()), SYSTEM, *alerts)
         self._wake()
 
     # ------------------------------------------------------------ closing (§4)
@@ -970,14 +808,15 @@ class TicketWorkflow:
             self._record_clock(sla_clock.end_pause(state, self._policy, state.closed_at))
         state.close_reason = reason
         state.deadlines = Deadlines()
-        seq = self._record.event(
+        told = long_term_plan is not None
+        plan = (
+            (Say(MessageKind.LONG_TERM_PLAN, MessageParams(text=long_term_plan)),) if told else ()
+        )
+        self._record.event(
             ev.Closed(reason=reason, root_cause=state.root_cause, long_term_plan=long_term_plan),
             actor,
+            *plan,
         )
-        if long_term_plan is not None:
-            self._record.message(
-                MessageKind.LONG_TERM_PLAN, seq, MessageParams(text=long_term_plan)
-            )
         self._refresh_status(actor)
         self._ask_for_feedback()
 
@@ -990,8 +829,8 @@ class TicketWorkflow:
         state = self._state
         until = workflow.now() + window
         state.feedback_until = until
-        seq = self._record.event(ev.FeedbackRequested(until=until), SYSTEM)
-        self._record.message(MessageKind.SATISFACTION_SURVEY, seq, MessageParams(until=until))
+        survey = Say(MessageKind.SATISFACTION_SURVEY, MessageParams(until=until))
+        self._record.event(ev.FeedbackRequested(until=until), SYSTEM, survey)
 
     async def _collect_feedback(self) -> None:
         """Record CSAT and NPS as they come, until both are in or the window closes."""

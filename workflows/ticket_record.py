@@ -9,6 +9,7 @@ redelivered signals), so a resend counts once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -52,6 +53,39 @@ _ACTION_IDS_KEPT = 2000
 _SEEN_IDS_KEPT = 500
 
 
+@dataclass(frozen=True)
+class Say:
+    """A message to the customer, sent with the event that decided it."""
+
+    kind: MessageKind
+    params: MessageParams
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """Work or news for people of the company, sent with the event that decided it."""
+
+    kind: HandoffKind
+    recipients: list[str]
+    facts: HandoffFacts
+    # A person's own words it carries (a work order's note), and whether the problem
+    # snapshot and attachments go with it (work for departments and partners).
+    words: str | None = None
+    snapshot: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Effect = Say | HandOff
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event and the effects it describes: what a rule decides, for the record."""
+
+    event: ev.EventPayload
+    effects: tuple[Effect, ...] = ()
+
+
 class TicketRecord:
     """The record of one ticket run, kept in (and carried with) its state."""
 
@@ -64,8 +98,13 @@ class TicketRecord:
 
     # ------------------------------------------------------------ adding to it
 
-    def event(self, data: ev.EventPayload, actor: Actor) -> int:
-        """Queue one event for the next append; returns its seq."""
+    def write(self, entries: list[Entry], actor: Actor) -> None:
+        for entry in entries:
+            self.event(entry.event, actor, *entry.effects)
+
+    def event(self, data: ev.EventPayload, actor: Actor, *effects: Effect) -> int:
+        """Queue one event for the next append, with the messages and hand-offs it
+        describes, in order; returns its seq."""
         state = self._state
         event = ev.DomainEvent(
             ticket_id=state.ticket_id,
@@ -81,6 +120,19 @@ class TicketRecord:
             state.last_message = LastMessage(
                 at=event.occurred_at, actor=actor, audience=data.audience, text=words
             )
+        for effect in effects:
+            if isinstance(effect, Say):
+                self.message(effect.kind, event.seq, effect.params)
+            else:
+                self.hand_off(
+                    effect.kind,
+                    event.seq,
+                    effect.recipients,
+                    effect.facts,
+                    words=effect.words,
+                    snapshot=effect.snapshot,
+                    **effect.data,
+                )
         return event.seq
 
     def message(self, kind: MessageKind, seq: int | None, params: MessageParams) -> None:
