@@ -393,7 +393,7 @@ class ServicePolicy(BaseModel):
     # A priority raised after intake: its promise counts from the reclassification (the
     # moment, for E, the emergency group convenes) or from intake.
     raised_priority_counts_from: Literal["reclassification", "intake"] = "reclassification"
-    # The learned classifier (issue 12) overrides the keyword rules at intake, field by
+    # The learned classifier overrides the keyword rules at intake, field by
     # field, where it is at least this sure; 1.0 turns it off.
     model_min_confidence: float = Field(default=0.8, ge=0, le=1)
     # Customer messages are written in the customer's locale (zh-CN -> zh-Hans, zh-TW ->
@@ -527,7 +527,7 @@ def next_progress_check(policy: ServicePolicy, now: datetime) -> datetime:
     return now + scaled(policy, wait)
 
 
-# ---------------------------------------------------------------- clocks (issue 13)
+# ---------------------------------------------------------------- clocks
 #
 # Promises are computed in policy time: with a time scale, policy time runs `time_scale`
 # times faster than real time from the ticket's opening (the anchor), so a scaled policy

@@ -266,26 +266,8 @@ class TicketWorkflow:
             self._policy, self._policy.upgrade_review_after
         )
         # The customer's words and the problem snapshot, kept with the ticket for good.
-        self._record.event(
-            ev.TicketOpened(
-                channel=intake.channel,
-                tier=intake.tier,
-                customer_id=intake.customer_id,
-                category=classification.category,
-                topic=classification.topic,
-                priority=classification.priority,
-                tag=state.tag,
-                reason=classification.reason,
-                sla_due_at=deadlines.sla,
-                first_response_due_at=deadlines.first_response,
-                subject=intake.subject,
-                description=intake.description,
-                locale=intake.locale,
-                attachments=list(intake.attachments),
-                context=intake.context,
-            ),
-            Actor(id=intake.customer_id, role=Role.CUSTOMER),
-        )
+        customer = Actor(id=intake.customer_id, role=Role.CUSTOMER)
+        self._record.event(ticket_rules.opened(state), customer)
         if not rules.is_live(self._policy, intake.channel):
             promise = MessageParams(expect_progress_by=deadlines.sla)
             self._record.event(
@@ -338,7 +320,8 @@ class TicketWorkflow:
             self._record.write(ticket_timers.first_response_missed(state, policy), SYSTEM)
         if deadlines.sla and deadlines.sla <= now:
             deadlines.sla = None
-            self._sla_breached()
+            entries = ticket_timers.sla_breached(state, policy, now, calendar=self._calendar)
+            self._record.write(entries, SYSTEM)
         if deadlines.progress_check and deadlines.progress_check <= now:
             deadlines.progress_check = None
             entries = ticket_timers.progress_check(state, policy, now, calendar=self._calendar)
@@ -359,43 +342,8 @@ class TicketWorkflow:
             deadlines.auto_close = None
             self._close(CloseReason.NO_REPLY, SYSTEM)
 
-    def _sla_breached(self) -> None:
-        state = self._state
-        state.sla_breached = True
-        state.escalated = True
-        target = rules.sla_target(self._policy, state.classification.priority)
-        breached = ev.SlaBreached(
-            priority=state.classification.priority,
-            milestone=state.sla_milestone,
-            due_at=workflow.now(),
-        )
-        if self._calendar:
-            self._record.event(breached, SYSTEM)
-            self._record_clock(sla_clock.breach(state, self._policy, workflow.now()))
-            return
-        # Runs from before the SLA clock: the supervisors hear of the breach itself.
-        facts = HandoffFacts(within=target.within, milestone=target.met_by)
-        supervisors = [self._policy.supervisor_queue]
-        self._record.event(
-            breached, SYSTEM, HandOff(HandoffKind.SLA_ESCALATION, supervisors, facts)
-        )
-
     def _record_clock(self, events: list[sla_clock.SlaEvent]) -> None:
-        """Record what the SLA clock decided: a warning goes to the people it notifies,
-        each escalation step to its rung of the ladder."""
-        target = rules.sla_target(self._policy, self._state.classification.priority)
-        within, milestone = target.within, target.met_by
-        for event in events:
-            effects: tuple[HandOff, ...] = ()
-            if isinstance(event, ev.SlaWarned):
-                facts = HandoffFacts(
-                    due_at=event.sla_due_at, share=event.share, within=within, milestone=milestone
-                )
-                effects = (HandOff(HandoffKind.SLA_WARNING, event.notified, facts),)
-            elif isinstance(event, ev.SlaEscalated):
-                facts = HandoffFacts(within=within, milestone=milestone, number=event.level)
-                effects = (HandOff(HandoffKind.SLA_ESCALATION, [event.to], facts),)
-            self._record.event(event, SYSTEM, *effects)
+        self._record.write(ticket_timers.sla_told(self._state, self._policy, events), SYSTEM)
 
     # ------------------------------------------------------------ actions (§1-§4)
 
@@ -462,38 +410,14 @@ class TicketWorkflow:
             # reply means the next step is ours again.
             state.waiting_on_customer_since = now if action.awaiting_customer else None
         if state.first_response_at is None:
-            state.first_response_at = now
-            state.deadlines.first_response = None
-            target = rules.first_response_window(
-                self._policy, state.intake.channel, state.intake.tier
+            entries = ticket_timers.first_responded(
+                state, self._policy, now, calendar=self._calendar
             )
-            seconds = (now - state.opened_at).total_seconds()
-            within = seconds <= target.total_seconds()
-            if self._calendar:
-                # On a business clock, in time if before the instant the clock set.
-                intake = state.intake
-                within = now <= rules.first_response_due(
-                    self._policy,
-                    state.opened_at,
-                    intake.channel,
-                    intake.tier,
-                    state.classification.priority,
-                )
-            self._record.event(
-                ev.FirstResponded(seconds=seconds, within_target=within),
-                action.actor,
-            )
+            self._record.write(entries, action.actor)
 
     def _on_classify(self, action: Classify) -> None:
-        self._reclassify(
-            Classification(
-                category=action.category,
-                topic=action.topic,
-                priority=action.priority,
-                reason=action.reason,
-            ),
-            action.actor,
-        )
+        said = action.model_dump(include={"category", "topic", "priority", "reason"})
+        self._reclassify(Classification(**said), action.actor)
 
     def _reclassify(
         self,
@@ -683,7 +607,7 @@ class TicketWorkflow:
             if not self._record.first_sighting(f"reply:{reply.reply_id}"):
                 return
             if reply.kind in (CustomerReplyKind.CSAT, CustomerReplyKind.NPS):
-                self._record_score(reply, customer)
+                self._record.event(ticket_rules.score(state, reply), customer)
             else:
                 self._record.event(
                     ev.CustomerReplied(kind=reply.kind, after_close=True, text=reply.text),
@@ -696,7 +620,7 @@ class TicketWorkflow:
         resolved = state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION
         match reply.kind:
             case CustomerReplyKind.CSAT | CustomerReplyKind.NPS:
-                self._record_score(reply, customer)
+                self._record.event(ticket_rules.score(state, reply), customer)
             case CustomerReplyKind.SOLVED if resolved:
                 self._record.event(ev.CustomerReplied(kind=reply.kind, text=reply.text), customer)
                 self._close(CloseReason.CUSTOMER_CONFIRMED, customer)
@@ -714,24 +638,6 @@ class TicketWorkflow:
                     )
         self._refresh_status(customer)
         self._wake()
-
-    def _record_score(self, reply: CustomerReply, customer: Actor) -> None:
-        low, high = (1, 5) if reply.kind is CustomerReplyKind.CSAT else (0, 10)
-        if reply.score is None or not low <= reply.score <= high:
-            self._record.event(
-                ev.ActionRejected(
-                    action=reply.kind.value,
-                    reason=f"{reply.kind.value} score must be {low}-{high}, got {reply.score}",
-                    text=reply.text,
-                ),
-                customer,
-            )
-        elif reply.kind is CustomerReplyKind.CSAT:
-            self._state.csat = reply.score
-            self._record.event(ev.CsatRecorded(score=reply.score, text=reply.text), customer)
-        else:
-            self._state.nps = reply.score
-            self._record.event(ev.NpsRecorded(score=reply.score, text=reply.text), customer)
 
     def _reopen(self, customer: Actor) -> None:
         state = self._state
@@ -755,13 +661,7 @@ class TicketWorkflow:
             return
         partner = Actor(id=callback.partner, role=Role.PARTNER)
         engagement = state.partners.get(callback.partner)
-        refused = (
-            f"ticket {state.ticket_id} is closed"
-            if closed
-            else f"no open engagement with partner {callback.partner}"
-            if engagement is None or engagement.answered_at is not None
-            else None
-        )
+        refused = ticket_rules.callback_refusal(state, callback)
         if refused is not None:
             # Kept, not acted on: what the partner said stays in the record.
             self._record.event(

@@ -1,6 +1,7 @@
-"""What the ticket's routine timers do (SPEC §1 and §3): the first response missed, the
-daily progress check, the upgrade review after a day without a breakthrough, and the
-customer's updates while a partner works. (The SLA's own timers are workflows.sla_clock.)
+"""What the ticket's timers do (SPEC §1-§3): the first response answered or missed, the
+SLA breached (and what the SLA clock's warnings and ladder hand off: the clock itself is
+workflows.sla_clock), the daily progress check, the upgrade review after a day without a
+breakthrough, and the customer's updates while a partner works.
 
 Pure functions of the ticket's state, the policy and an instant: each moves the state on
 (its counters, its next deadline) and returns what to record, in order.
@@ -11,14 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from workflows import events as ev
+from workflows import sla_clock
 from workflows.contracts import HandoffFacts, HandoffKind, MessageKind, MessageParams, TicketState
 from workflows.policy import (
     ServicePolicy,
+    first_response_due,
     first_response_promise,
     first_response_window,
     next_daily_check,
     next_progress_check,
     scaled,
+    sla_target,
 )
 from workflows.ticket_record import Entry, HandOff, Say
 
@@ -113,4 +117,63 @@ def partner_updates(state: TicketState, policy: ServicePolicy, now: datetime) ->
         )
     if waiting:
         state.deadlines.partner_update = now + scaled(policy, every)
+    return entries
+
+
+def first_responded(
+    state: TicketState, policy: ServicePolicy, now: datetime, *, calendar: bool
+) -> list[Entry]:
+    """The first agent reply stops the first-response clock: in time or not."""
+    intake = state.intake
+    state.first_response_at = now
+    state.deadlines.first_response = None
+    target = first_response_window(policy, intake.channel, intake.tier)
+    seconds = (now - state.opened_at).total_seconds()
+    within = seconds <= target.total_seconds()
+    if calendar:
+        # On a business clock, in time if before the instant the clock set.
+        priority = state.classification.priority
+        due = first_response_due(policy, state.opened_at, intake.channel, intake.tier, priority)
+        within = now <= due
+    return [Entry(ev.FirstResponded(seconds=seconds, within_target=within))]
+
+
+def sla_breached(
+    state: TicketState, policy: ServicePolicy, now: datetime, *, calendar: bool
+) -> list[Entry]:
+    """The SLA is broken: on the SLA clock (`calendar`), the escalation ladder starts;
+    in runs from before it, the supervisors hear of the breach itself."""
+    state.sla_breached = True
+    state.escalated = True
+    breached = ev.SlaBreached(
+        priority=state.classification.priority, milestone=state.sla_milestone, due_at=now
+    )
+    if calendar:
+        return [Entry(breached), *sla_told(state, policy, sla_clock.breach(state, policy, now))]
+    target = sla_target(policy, state.classification.priority)
+    facts = HandoffFacts(within=target.within, milestone=target.met_by)
+    return [
+        Entry(breached, (HandOff(HandoffKind.SLA_ESCALATION, [policy.supervisor_queue], facts),))
+    ]
+
+
+def sla_told(
+    state: TicketState, policy: ServicePolicy, events: list[sla_clock.SlaEvent]
+) -> list[Entry]:
+    """What the SLA clock decided, for the record: a warning goes to the people it
+    notifies, each escalation step to its rung of the ladder."""
+    target = sla_target(policy, state.classification.priority)
+    within, milestone = target.within, target.met_by
+    entries = []
+    for event in events:
+        effects: tuple[HandOff, ...] = ()
+        if isinstance(event, ev.SlaWarned):
+            facts = HandoffFacts(
+                due_at=event.sla_due_at, share=event.share, within=within, milestone=milestone
+            )
+            effects = (HandOff(HandoffKind.SLA_WARNING, event.notified, facts),)
+        elif isinstance(event, ev.SlaEscalated):
+            facts = HandoffFacts(within=within, milestone=milestone, number=event.level)
+            effects = (HandOff(HandoffKind.SLA_ESCALATION, [event.to], facts),)
+        entries.append(Entry(event, effects))
     return entries
