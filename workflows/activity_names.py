@@ -25,7 +25,7 @@ DELIVER_DUE: Final = "deliver_due"
 # The weekly review: the week's typical tickets, and its record (entries, snapshot,
 # reminders) written in one go.
 SAMPLE_WEEK: Final = "sample_week"
-# The learned classifier at intake (issue 12).
+# The learned classifier at intake.
 CLASSIFY_TEXT: Final = "classify_text"
 RECORD_REVIEW: Final = "record_review"
 

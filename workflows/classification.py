@@ -4,11 +4,30 @@ Rules over text and context, in Simplified and Traditional Chinese and in Englis
 Traditional characters are folded to Simplified first, so one keyword list serves
 customers who write 登录/提现 and those who write 登錄/提現. An agent can always
 override the result with the `classify` action; this only gives the ticket a start.
+
+Then what a classification means for the ticket (SPEC §2), as pure functions of the
+state, the policy and an instant that return what to record: a new one's tag and SLA,
+and the urgent flows E and account security start.
 """
 
 from __future__ import annotations
 
-from workflows.contracts import Classification, Intake
+from datetime import datetime
+
+from workflows import events as ev
+from workflows import sla_clock
+from workflows.contracts import (
+    Classification,
+    HandoffFacts,
+    HandoffKind,
+    Intake,
+    MessageKind,
+    MessageParams,
+    ModelClassification,
+    TicketState,
+)
+from workflows.policy import ServicePolicy, is_live, is_raise, sla_due, sla_target, tag_for
+from workflows.ticket_record import Entry, HandOff, Say
 from workflows.vocabulary import Category, Priority, Topic
 
 # Only the characters our keywords use: folding is for matching, not for display.
@@ -214,3 +233,100 @@ def classify_intake(intake: Intake) -> Classification:
     return Classification(
         category=category, topic=topic, priority=priority, reason="; ".join(reasons)
     )
+
+
+def model_choice(
+    rules_said: Classification, found: ModelClassification, threshold: float
+) -> Classification | None:
+    """The learned classifier's reading of the intake, field by field where it is at
+    least `threshold` sure; the rules' answer stays where it is not (and as the
+    explanation). None: the model would change nothing."""
+    sure = {f for f, value in found.confidence.items() if value >= threshold}
+    if rules_said.priority is Priority.E:
+        sure.discard("priority")  # an emergency the rules saw is never downgraded
+    chosen = Classification(
+        category=found.category if "category" in sure else rules_said.category,
+        topic=found.topic if "topic" in sure else rules_said.topic,
+        priority=found.priority if "priority" in sure else rules_said.priority,
+        reason=", ".join(f"{field} {found.confidence[field]:.2f}" for field in sorted(sure)),
+    )
+    if (chosen.category, chosen.topic, chosen.priority) == (
+        rules_said.category,
+        rules_said.topic,
+        rules_said.priority,
+    ):
+        return None
+    chosen.reason = f"model {found.model_version} ({chosen.reason}); rules: {rules_said.reason}"
+    return chosen
+
+
+def reclassify(
+    state: TicketState,
+    policy: ServicePolicy,
+    now_is: Classification,
+    now: datetime,
+    *,
+    calendar: bool,
+    automatic: bool = False,
+    model_version: str | None = None,
+) -> list[Entry]:
+    """A new classification, by an agent or the learned model: its tag and the SLA of
+    its priority (on the SLA clock since the "sla-calendar" patch: `calendar`)."""
+    previous = state.classification
+    previous_tag = state.tag
+    state.classification = now_is
+    state.tag = tag_for(policy, now_is.category, now_is.topic, now_is.priority)
+    counts_from: datetime | None = None
+    if now_is.priority is not previous.priority and state.sla_met_at is None:
+        state.sla_milestone = sla_target(policy, now_is.priority).met_by
+        if calendar:
+            counts_from = sla_clock.rebase(state, policy, previous.priority, now_is.priority, now)
+        elif not state.sla_breached:
+            # The promise follows the new priority, counted from intake.
+            state.deadlines.sla = sla_due(policy, now_is.priority, state.opened_at)
+    due = state.deadlines.sla
+    told = not automatic or not is_live(policy, state.intake.channel)
+    effects: tuple[Say, ...] = ()
+    if (
+        told
+        and counts_from is not None
+        and is_raise(previous.priority, now_is.priority)
+        and (due is None or due > now)
+    ):
+        # The customer is told the new, shorter promise (one still to keep) if they were
+        # told one (an async channel's acknowledgement, or an agent's reclassification).
+        within = sla_target(policy, now_is.priority).within
+        effects = (Say(MessageKind.PROMISE_CHANGED, MessageParams(within=within, until=due)),)
+    classified = ev.Classified(
+        category=now_is.category,
+        topic=now_is.topic,
+        priority=now_is.priority,
+        tag=state.tag,
+        previous_tag=previous_tag,
+        reason=now_is.reason,
+        automatic=automatic,
+        sla_due_at=due,
+        sla_counts_from=counts_from,
+        model_version=model_version,
+    )
+    return [Entry(classified, effects)]
+
+
+def urgent_flows(
+    policy: ServicePolicy, now_is: Classification, previous: Classification | None
+) -> list[Entry]:
+    """E convenes the emergency group at once; account security starts risk control."""
+    entries = []
+    if now_is.priority is Priority.E and (previous is None or previous.priority is not Priority.E):
+        groups = list(policy.emergency_group)
+        target = sla_target(policy, Priority.E)
+        facts = HandoffFacts(within=target.within, milestone=target.met_by)
+        convened = HandOff(HandoffKind.EMERGENCY_GROUP, list(groups), facts)
+        entries.append(Entry(ev.EmergencyGroupConvened(groups=groups), (convened,)))
+    if now_is.category is Category.ACCOUNT_SECURITY and (
+        previous is None or previous.category is not Category.ACCOUNT_SECURITY
+    ):
+        risk = policy.route_by_category[Category.ACCOUNT_SECURITY]
+        started = HandOff(HandoffKind.RISK_CONTROL, [risk], HandoffFacts())
+        entries.append(Entry(ev.RiskControlStarted(), (started,)))
+    return entries

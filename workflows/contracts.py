@@ -16,7 +16,6 @@ from pydantic import AwareDatetime, Field, StringConstraints, field_validator, m
 from workflows.events import Audience, DomainEvent
 from workflows.policy import (
     ServicePolicy,
-    SlaClock,
     check_time_zone,
     reader_locale,
     region_time_zone,
@@ -31,6 +30,7 @@ from workflows.primitives import (
     Subject,
     Text,
 )
+from workflows.sla_clock import SlaClock
 from workflows.vocabulary import (
     Category,
     Channel,
@@ -571,12 +571,17 @@ class TicketState(Contract):
     tag: str
     assignee: str | None = None
     first_response_at: datetime | None = None
+    # No longer written, and never read (the `first_response_breached` event says it):
+    # kept so that states carried over from earlier runs (continue-as-new, extra fields
+    # forbidden) still decode. This build leaves them False.
     first_response_breached: bool = False
     standby_requested: bool = False
     sla_milestone: Milestone
     sla_met_at: datetime | None = None
     sla_breached: bool = False
     escalated: bool = False
+    # No longer written, and never read (the `milestone_recorded` events say it): kept
+    # so that carried-over states still decode, like the two above.
     last_milestone_at: datetime | None = None
     reviews_convened: int = 0
     review_decisions: list[str] = Field(default_factory=list)
@@ -607,7 +612,7 @@ class TicketState(Contract):
     # Numbers every outbox row the ticket queues (its dedupe key), so no two share one.
     next_effect: int = 1
     last_message: LastMessage | None = None
-    # The SLA promise's clock (issue 13): from when it counts, on which clock, and its
+    # The SLA promise's clock (workflows.sla_clock): from when it counts, on which clock, and its
     # pauses. None in runs started before the "sla-calendar" patch.
     sla_clock: SlaClock | None = None
     sla_warnings_sent: int = 0
@@ -628,7 +633,8 @@ class TicketInput(Contract):
 
 
 class TicketView(Contract):
-    """What an update returns and the `state` query answers."""
+    """What an update returns and the `view` query answers (the `state` query answers the
+    whole TicketState)."""
 
     ticket_id: str
     status: TicketStatus

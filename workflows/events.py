@@ -197,6 +197,10 @@ class TicketOpened(EventData):
 
 
 class DuplicateIntake(EventData):
+    """Never recorded by today's ticket: a duplicate intake ends its run before anything
+    is stored (the store's intake claim refuses the key). Kept so that any row of this
+    type still reads."""
+
     type: Literal[EventType.DUPLICATE_INTAKE] = EventType.DUPLICATE_INTAKE
     duplicate_of: Annotated[str, NotPersonal("a ticket id, made by the system")] | None = None
 

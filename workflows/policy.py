@@ -393,7 +393,7 @@ class ServicePolicy(BaseModel):
     # A priority raised after intake: its promise counts from the reclassification (the
     # moment, for E, the emergency group convenes) or from intake.
     raised_priority_counts_from: Literal["reclassification", "intake"] = "reclassification"
-    # The learned classifier (issue 12) overrides the keyword rules at intake, field by
+    # The learned classifier overrides the keyword rules at intake, field by
     # field, where it is at least this sure; 1.0 turns it off.
     model_min_confidence: float = Field(default=0.8, ge=0, le=1)
     # Customer messages are written in the customer's locale (zh-CN -> zh-Hans, zh-TW ->
@@ -527,7 +527,7 @@ def next_progress_check(policy: ServicePolicy, now: datetime) -> datetime:
     return now + scaled(policy, wait)
 
 
-# ---------------------------------------------------------------- clocks (issue 13)
+# ---------------------------------------------------------------- clocks
 #
 # Promises are computed in policy time: with a time scale, policy time runs `time_scale`
 # times faster than real time from the ticket's opening (the anchor), so a scaled policy
@@ -608,54 +608,6 @@ def clock_between(
     if clock is Clock.BUSINESS:
         return business_time.between(working_calendar(policy), begin, until)
     return max(until - begin, timedelta(0))
-
-
-class Pause(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    start: datetime
-    end: datetime | None = None
-    # The status that paused the clock (waiting_on_customer, waiting_on_partner).
-    reason: str
-
-
-class SlaClock(BaseModel):
-    """One SLA promise: counted from an instant, on a clock, minus the time it was paused."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    counts_from: datetime
-    within: timedelta
-    clock: Clock
-    pauses: list[Pause] = Field(default_factory=list)
-
-    @property
-    def paused_since(self) -> datetime | None:
-        if self.pauses and self.pauses[-1].end is None:
-            return self.pauses[-1].start
-        return None
-
-
-def paused_time(policy: ServicePolicy, anchor: datetime, sla: SlaClock, now: datetime) -> timedelta:
-    """The clock's time spent paused since the promise began counting (so a re-based
-    promise keeps the pauses after its new start)."""
-    return sum(
-        (
-            clock_between(policy, sla.clock, anchor, max(p.start, sla.counts_from), p.end or now)
-            for p in sla.pauses
-        ),
-        timedelta(0),
-    )
-
-
-def sla_clock_due(
-    policy: ServicePolicy, anchor: datetime, sla: SlaClock, now: datetime, share: float = 1.0
-) -> datetime | None:
-    """When `share` of the promise is used up (1.0: the breach); None while paused."""
-    if sla.paused_since is not None:
-        return None
-    used = sla.within * share + paused_time(policy, anchor, sla, now)
-    return clock_add(policy, sla.clock, anchor, sla.counts_from, used)
 
 
 def first_response_due(

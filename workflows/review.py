@@ -38,8 +38,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows import activity_names as activity
-    from workflows import delivery_failures
-    from workflows import review_rules as rules
+    from workflows import delivery_failures, review_rules
     from workflows.contracts import DeliveryFailure, Handoff, HandoffFacts, HandoffKind
     from workflows.policy import AGENT_PREFIX
     from workflows.primitives import SYSTEM, Actor, typed_update
@@ -85,12 +84,12 @@ class WeeklyReviewKickoffWorkflow:
 
     @workflow.run
     async def run(self, start: ReviewKickoff) -> str:
-        zone = rules.review_zone(start.policy)
+        zone = review_rules.review_zone(start.policy)
         # The time the Schedule meant, not when a worker got to it: a kickoff delayed past
         # the next Monday still reviews its own week.
         scheduled = workflow.info().typed_search_attributes.get(_SCHEDULED_AT)
-        week = rules.week_before(scheduled or workflow.now(), zone)
-        period_start, period_end = rules.week_period(week, zone)
+        week = review_rules.week_before(scheduled or workflow.now(), zone)
+        period_start, period_end = review_rules.week_period(week, zone)
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
                 WeeklyReviewWorkflow.run,
@@ -146,7 +145,7 @@ class WeeklyReviewWorkflow:
         while True:
             self._woken = False
             await self._record()
-            if rules.is_complete(state):
+            if review_rules.is_complete(state):
                 break
             if workflow.info().is_continue_as_new_suggested() or (
                 workflow.info().get_current_history_length()
@@ -167,7 +166,7 @@ class WeeklyReviewWorkflow:
             self._chase_due_follow_ups(workflow.now())
         await workflow.wait_condition(workflow.all_handlers_finished)
         state.completed_at = workflow.now()
-        self._entry(ReviewEntryKind.COMPLETED, SYSTEM, text=rules.waiting_for(state))
+        self._entry(ReviewEntryKind.COMPLETED, SYSTEM, text=review_rules.waiting_for(state))
         await self._record()
         return self._view()
 
@@ -203,7 +202,7 @@ class WeeklyReviewWorkflow:
         due = [
             chase[0]
             for follow_up in self._state.follow_ups
-            if (chase := rules.next_chase(follow_up, self._policy)) is not None
+            if (chase := review_rules.next_chase(follow_up, self._policy)) is not None
         ]
         if not due:
             await workflow.wait_condition(lambda: self._woken)
@@ -220,7 +219,7 @@ class WeeklyReviewWorkflow:
 
     def _chase_due_follow_ups(self, now: datetime) -> None:
         for follow_up in self._state.follow_ups:
-            chase = rules.next_chase(follow_up, self._policy)
+            chase = review_rules.next_chase(follow_up, self._policy)
             if chase is None or chase[0] > now:
                 continue
             _, how = chase
@@ -261,7 +260,7 @@ class WeeklyReviewWorkflow:
                 type="ReviewNotReady",
                 non_retryable=True,
             )
-        reason = rules.rejection(self._state, self._policy, action, workflow.now())
+        reason = review_rules.rejection(self._state, self._policy, action, workflow.now())
         if reason is not None:
             raise ApplicationError(reason, type="ActionRejected", non_retryable=True)
 
@@ -442,7 +441,7 @@ class WeeklyReviewWorkflow:
 
     def _details(self) -> str:
         state = self._state
-        lines = [f"**weekly review {state.week}** · waiting for: {rules.waiting_for(state)}"]
+        lines = [f"**weekly review {state.week}** · waiting for: {review_rules.waiting_for(state)}"]
         for follow_up in state.follow_ups:
             lines.append(
                 f"- #{follow_up.number} {follow_up.kind.value} ({follow_up.status.value}), "
@@ -456,6 +455,6 @@ class WeeklyReviewWorkflow:
             review_id=state.review_id,
             week=state.week,
             complete=state.completed_at is not None,
-            waiting_for=rules.waiting_for(state),
+            waiting_for=review_rules.waiting_for(state),
             state=state,
         )

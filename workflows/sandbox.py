@@ -1,10 +1,11 @@
 """The workflow sandbox every worker, test and replayer of tickets runs with.
 
-The ticket's pure modules (contracts, policy, rules) are passed through by name: they are
-deterministic, and loading them inside the sandbox would wrap `zoneinfo.ZoneInfo` in the
-sandbox's restricted proxy, which `datetime.astimezone` refuses ("tzinfo argument must be
-None or of a tzinfo subclass"). Listing them here, rather than relying only on
-`imports_passed_through()` at the import site, holds however the package was first loaded.
+The ticket's pure modules (contracts, policy, rules, its SLA clock, timers, record and
+view) are passed through by name: they are deterministic, and loading them inside the
+sandbox would wrap `zoneinfo.ZoneInfo` in the sandbox's restricted proxy, which
+`datetime.astimezone` refuses ("tzinfo argument must be None or of a tzinfo subclass").
+Listing them here, rather than relying only on `imports_passed_through()` at the import
+site, holds however the package was first loaded.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ PURE_MODULES = (
     "workflows.contracts",
     "workflows.classification",
     "workflows.ticket_rules",
+    "workflows.sla_clock",
+    "workflows.ticket_record",
+    "workflows.ticket_timers",
+    "workflows.ticket_view",
     "workflows.search_attributes",
     "workflows.privacy",
     "workflows.activity_names",

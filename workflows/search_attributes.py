@@ -22,7 +22,7 @@ TICKET_SLA_DEADLINE = SearchAttributeKey.for_datetime("TicketSlaDeadline")
 TICKET_SLA_BREACHED = SearchAttributeKey.for_bool("TicketSlaBreached")
 TICKET_ESCALATED = SearchAttributeKey.for_bool("TicketEscalated")
 TICKET_ROOT_CAUSE = SearchAttributeKey.for_keyword("TicketRootCause")
-# Issue 13: the SLA clock stopped while the ticket waits on the customer, and the
+# The SLA clock stopped while the ticket waits on the customer, and the
 # earliest promise still to keep (first response, SLA warning, SLA, escalation step):
 # `TicketNextDeadline < "<in an hour>"` finds what is about to warn or breach.
 TICKET_SLA_PAUSED = SearchAttributeKey.for_bool("TicketSlaPaused")

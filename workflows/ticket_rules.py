@@ -1,5 +1,6 @@
 """Pure rules of a ticket: which status it is in, what it waits for, and whether an
-action fits it now. Kept apart from the workflow so they read (and test) as plain logic.
+action, a rating or a partner's answer fits it now. Kept apart from the workflow so they
+read (and test) as plain logic.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from workflows import events as ev
 from workflows.contracts import (
     Action,
     Assign,
     Classify,
     Close,
+    CustomerReply,
     Dispatch,
     EngagePartner,
+    PartnerCallback,
     PostProgress,
     RecordMilestone,
     RecordReviewDecision,
@@ -25,7 +29,7 @@ from workflows.contracts import (
     WorkOrderState,
 )
 from workflows.policy import SHORTEST_REVIEW, ServicePolicy
-from workflows.vocabulary import Milestone, TicketStatus
+from workflows.vocabulary import CustomerReplyKind, Milestone, TicketStatus
 
 
 def rejection(
@@ -116,6 +120,55 @@ def waiting_for(state: TicketState) -> str:
             return "nothing: closed"
         case _:
             return "the assigned agent's next step"
+
+
+def opened(state: TicketState) -> ev.TicketOpened:
+    """The customer's words and the problem snapshot, kept with the ticket for good, with
+    the classification and promises it opened with."""
+    intake, classification = state.intake, state.classification
+    return ev.TicketOpened(
+        channel=intake.channel,
+        tier=intake.tier,
+        customer_id=intake.customer_id,
+        category=classification.category,
+        topic=classification.topic,
+        priority=classification.priority,
+        tag=state.tag,
+        reason=classification.reason,
+        sla_due_at=state.deadlines.sla,
+        first_response_due_at=state.deadlines.first_response,
+        subject=intake.subject,
+        description=intake.description,
+        locale=intake.locale,
+        attachments=list(intake.attachments),
+        context=intake.context,
+    )
+
+
+def score(state: TicketState, reply: CustomerReply) -> ev.EventPayload:
+    """A CSAT (1-5) or NPS (0-10) rating: kept on the ticket, or refused if out of range."""
+    low, high = (1, 5) if reply.kind is CustomerReplyKind.CSAT else (0, 10)
+    if reply.score is None or not low <= reply.score <= high:
+        return ev.ActionRejected(
+            action=reply.kind.value,
+            reason=f"{reply.kind.value} score must be {low}-{high}, got {reply.score}",
+            text=reply.text,
+        )
+    if reply.kind is CustomerReplyKind.CSAT:
+        state.csat = reply.score
+        return ev.CsatRecorded(score=reply.score, text=reply.text)
+    state.nps = reply.score
+    return ev.NpsRecorded(score=reply.score, text=reply.text)
+
+
+def callback_refusal(state: TicketState, callback: PartnerCallback) -> str | None:
+    """Why a partner's answer is kept but not acted on (None: it is acted on)."""
+    engagement = state.partners.get(callback.partner)
+    if state.status is TicketStatus.CLOSED:
+        return f"ticket {state.ticket_id} is closed"
+    if engagement is None or engagement.answered_at is not None:
+        return f"no open engagement with partner {callback.partner}"
+    return None
 
 
 def _reject_classify(

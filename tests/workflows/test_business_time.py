@@ -22,17 +22,14 @@ from workflows.policy import (
     BusinessCalendar,
     Clock,
     Closure,
-    Pause,
     PromiseClocks,
     ServicePolicy,
-    SlaClock,
     Weekday,
     clock_add,
     next_daily_check,
-    paused_time,
-    sla_clock_due,
     working_calendar,
 )
+from workflows.sla_clock import Pause, SlaClock, paused_time, sla_clock_due
 from workflows.vocabulary import Priority
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

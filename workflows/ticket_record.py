@@ -1,0 +1,319 @@
+"""The ticket's record: what it decided, queued as events with the customer messages and
+hand-offs they describe, and stored by the run loop in one activity per drain.
+
+Handlers never do I/O: they add to the record, and the run loop calls `store()`, so
+effects happen in the order they were decided and a handler never waits on a slow
+department system. The record also remembers what it has already taken in (action ids,
+redelivered signals), so a resend counts once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows import activity_names as activity
+from workflows import events as ev
+from workflows import ticket_rules
+from workflows.contracts import (
+    Action,
+    CustomerMessage,
+    EventBatch,
+    Handoff,
+    HandoffFacts,
+    HandoffKind,
+    LastMessage,
+    MessageKind,
+    MessageParams,
+    TicketState,
+)
+from workflows.policy import ServicePolicy, is_live
+from workflows.primitives import Actor
+
+# Writes to our own PostgreSQL: quick, and worth retrying for as long as it is down.
+# Bad data will not get better by retrying, so it fails at once.
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["BadData"],
+)
+STORE_TIMEOUT = timedelta(seconds=15)
+# Patch: effects are stored with their events in one activity (before: one activity per
+# customer message and hand-off, then the append).
+_EFFECTS_STORED_WITH_EVENTS = "effects-stored-with-events"
+# Action ids remembered for dropping resends, the most recent kept.
+_ACTION_IDS_KEPT = 2000
+# How many customer/partner message ids to remember for dropping redelivered signals.
+_SEEN_IDS_KEPT = 500
+
+
+@dataclass(frozen=True)
+class Say:
+    """A message to the customer, sent with the event that decided it."""
+
+    kind: MessageKind
+    params: MessageParams
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """Work or news for people of the company, sent with the event that decided it."""
+
+    kind: HandoffKind
+    recipients: list[str]
+    facts: HandoffFacts
+    # A person's own words it carries (a work order's note), and whether the problem
+    # snapshot and attachments go with it (work for departments and partners).
+    words: str | None = None
+    snapshot: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Effect = Say | HandOff
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event and the effects it describes: what a rule decides, for the record."""
+
+    event: ev.EventPayload
+    effects: tuple[Effect, ...] = ()
+
+
+class TicketRecord:
+    """The record of one ticket run, kept in (and carried with) its state."""
+
+    def __init__(self, state: TicketState, policy: ServicePolicy, *, typed_record: bool) -> None:
+        self._state = state
+        self._policy = policy
+        # The "every-reply-recorded" patch (workflows.ticket): action ids are checked
+        # against what they named only in runs started after it.
+        self._typed_record = typed_record
+
+    # ------------------------------------------------------------ adding to it
+
+    def write(self, entries: list[Entry], actor: Actor) -> None:
+        for entry in entries:
+            self.event(entry.event, actor, *entry.effects)
+
+    def event(self, data: ev.EventPayload, actor: Actor, *effects: Effect) -> int:
+        """Queue one event for the next append, with the messages and hand-offs it
+        describes, in order; returns its seq."""
+        state = self._state
+        event = ev.DomainEvent(
+            ticket_id=state.ticket_id,
+            seq=state.next_seq,
+            occurred_at=workflow.now(),
+            actor=actor,
+            data=data,
+        )
+        state.pending_events.append(event)
+        state.next_seq += 1
+        words = data.words()
+        if words is not None and data.audience is not None:
+            state.last_message = LastMessage(
+                at=event.occurred_at, actor=actor, audience=data.audience, text=words
+            )
+        for effect in effects:
+            if isinstance(effect, Say):
+                self.message(effect.kind, event.seq, effect.params)
+            else:
+                self.hand_off(
+                    effect.kind,
+                    event.seq,
+                    effect.recipients,
+                    effect.facts,
+                    words=effect.words,
+                    snapshot=effect.snapshot,
+                    **effect.data,
+                )
+        return event.seq
+
+    def message(self, kind: MessageKind, seq: int | None, params: MessageParams) -> None:
+        """Say something to the customer: what, as data. The words are the templates' of
+        the customer's locale (activities.messages), rendered when it is delivered."""
+        state = self._state
+        intake = state.intake
+        state.pending_messages.append(
+            CustomerMessage(
+                ticket_id=state.ticket_id,
+                dedupe_key=self._effect_key(seq, kind.value),
+                event_seq=seq,
+                channel=intake.channel,
+                live=is_live(self._policy, intake.channel),
+                customer_id=intake.customer_id,
+                # Settled at opening (Intake.for_reader); older runs' intakes always had one.
+                locale=intake.locale or self._policy.default_locale,
+                time_zone=intake.time_zone,
+                kind=kind,
+                params=params,
+            )
+        )
+
+    def hand_off(
+        self,
+        kind: HandoffKind,
+        seq: int,
+        recipients: list[str],
+        facts: HandoffFacts,
+        *,
+        words: str | None = None,
+        snapshot: bool = False,
+        **data: Any,
+    ) -> None:
+        """Tell people of the company something: what, as facts. The words are the staff
+        templates' of the company's locale (activities.messages), rendered at delivery;
+        `words` are a person's own (a work order's note), carried as they are."""
+        state = self._state
+        if snapshot:
+            # Departments and partners get the problem snapshot and attachments with the work.
+            data["snapshot"] = state.intake.context.model_dump(mode="json", exclude={"ip"})
+            data["attachments"] = list(state.intake.attachments)
+            data["description"] = state.intake.description
+        state.pending_handoffs.append(
+            Handoff(
+                ticket_id=state.ticket_id,
+                dedupe_key=self._effect_key(seq, kind.value),
+                event_seq=seq,
+                kind=kind,
+                recipients=recipients,
+                summary=words,
+                tag=state.tag,
+                priority=state.classification.priority,
+                data=data,
+                facts=facts,
+            )
+        )
+
+    def _effect_key(self, seq: int | None, kind: str) -> str:
+        """An outbox row's identity: the event that sent it, and a number of its own (one
+        event may send several rows; a reply before the every-reply patch sent none)."""
+        state = self._state
+        key = f"{state.ticket_id}:{seq or 0}:{kind}:{state.next_effect}"
+        state.next_effect += 1
+        return key
+
+    # ------------------------------------------------------------ what it took in already
+
+    def first_sighting(self, message_id: str) -> bool:
+        """Signals arrive at least once: remember recent ids to drop redeliveries."""
+        seen = self._state.seen_message_ids
+        if message_id in seen:
+            return False
+        seen.append(message_id)
+        del seen[:-_SEEN_IDS_KEPT]
+        return True
+
+    def first_sighting_of(self, action: Action) -> bool:
+        """An action sent again with its `action_id` (a retry after a timeout, even into a
+        later run) is applied once."""
+        if action.action_id is None:
+            return True
+        if not self._typed_record:
+            return self.first_sighting(f"action:{action.action_id}")  # signals, as before
+        seen = self._state.seen_actions
+        if action.action_id in seen:
+            return False
+        seen[action.action_id] = ticket_rules.fingerprint(action)
+        for oldest in list(seen)[: max(0, len(seen) - _ACTION_IDS_KEPT)]:
+            del seen[oldest]
+        return True
+
+    def is_resend(self, action: Action) -> bool:
+        seen = self._state.seen_actions
+        return self._typed_record and action.action_id is not None and action.action_id in seen
+
+    def reused_id(self, action: Action) -> str | None:
+        """An action id names one action: the same id on another action is a caller's
+        mistake, refused rather than mistaken for a resend."""
+        if not self.is_resend(action):
+            return None
+        assert action.action_id is not None
+        if self._state.seen_actions[action.action_id] == ticket_rules.fingerprint(action):
+            return None
+        return f"action_id {action.action_id} was already used for another action; use a new id"
+
+    # ------------------------------------------------------------ storing it
+
+    def pending(self) -> bool:
+        state = self._state
+        return bool(state.pending_messages or state.pending_handoffs or state.pending_events)
+
+    async def store(self) -> None:
+        """Store every queued event together with the messages and hand-offs it describes."""
+        while self.pending():
+            if workflow.patched(_EFFECTS_STORED_WITH_EVENTS):
+                await self._store_effects_with_events()
+            else:
+                await self._run_effects_one_by_one()
+
+    async def _store_effects_with_events(self) -> None:
+        # One activity per drain: the outbox rows and the events go into PostgreSQL in
+        # one transaction, so a row exists exactly when its event does, and a lifecycle
+        # costs one activity per step instead of one per message and hand-off.
+        state = self._state
+        batch = EventBatch(
+            ticket_id=state.ticket_id,
+            events=list(state.pending_events),
+            messages=list(state.pending_messages),
+            handoffs=list(state.pending_handoffs),
+        )
+        effects = [m.kind.value for m in batch.messages] + [h.kind.value for h in batch.handoffs]
+        await self._append(batch, f" + {', '.join(effects)}" if effects else "")
+        # Handlers may have queued more while we awaited: keep those.
+        del state.pending_events[: len(batch.events)]
+        del state.pending_messages[: len(batch.messages)]
+        del state.pending_handoffs[: len(batch.handoffs)]
+
+    async def _run_effects_one_by_one(self) -> None:
+        """Runs started before _EFFECTS_STORED_WITH_EVENTS replay through this path."""
+        state = self._state
+        while state.pending_messages:
+            message = state.pending_messages[0]
+            await self._run_effect(
+                activity.NOTIFY_CUSTOMER, message, f"{message.kind.value} → customer"
+            )
+            state.pending_messages.pop(0)
+        while state.pending_handoffs:
+            handoff = state.pending_handoffs[0]
+            await self._run_effect(
+                activity.HANDOFF_ACTIVITY[handoff.kind],
+                handoff,
+                f"{handoff.kind.value} → {', '.join(handoff.recipients)}",
+            )
+            state.pending_handoffs.pop(0)
+        if state.pending_events:
+            batch = list(state.pending_events)
+            await self._append(EventBatch(ticket_id=state.ticket_id, events=batch))
+            del state.pending_events[: len(batch)]
+
+    async def _append(self, batch: EventBatch, carrying: str = "") -> None:
+        await workflow.execute_activity(
+            activity.APPEND_EVENTS,
+            batch,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"append {len(batch.events)} events{carrying}",
+        )
+
+    async def _run_effect(
+        self, name: str, payload: CustomerMessage | Handoff, summary: str
+    ) -> None:
+        try:
+            await workflow.execute_activity(
+                name,
+                payload,
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=STORE_RETRY,
+                summary=summary,
+            )
+        except ActivityError as err:
+            # Only non-retryable failures get here: a bug in what we sent, not in the
+            # customer's data (validators checked that). Keep the ticket alive and say so.
+            workflow.logger.error("effect %s failed and was dropped: %s", name, err.cause)
