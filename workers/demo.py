@@ -109,7 +109,9 @@ async def main() -> None:
         Close(actor=AGENT, long_term_plan="夜间模式已排入 Q3", root_cause="產品需求-夜間模式"),
     )
     await tickets.act(leak, Respond(actor=AGENT, message="已冻结账户, 风控处理中"))
-    expected = (await client.get_workflow_handle(refund).describe()).start_time + timedelta(days=2)
+    # Two policy days, as the partner reads them: scaled like every other promise here.
+    opened_at = (await client.get_workflow_handle(refund).describe()).start_time
+    expected = opened_at + timedelta(days=2) / DEMO_TIME_SCALE
     await tickets.act(
         refund,
         EngagePartner(actor=AGENT, partner="unionpay", problem="退款卡单", expected_by=expected),

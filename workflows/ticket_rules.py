@@ -118,8 +118,10 @@ def waiting_for(state: TicketState) -> str:
             return f"the customer's rating, until {state.feedback_until:%Y-%m-%d %H:%M}Z (closed)"
         case TicketStatus.CLOSED:
             return "nothing: closed"
+        case _ if state.assignee is not None:
+            return f"the next step of {state.assignee}, its agent"
         case _:
-            return "the assigned agent's next step"
+            return "an agent's next step (nobody is assigned)"
 
 
 def opened(state: TicketState) -> ev.TicketOpened:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,17 @@ async def test_the_dashboard_charts_the_periods_numbers(
     ]
     assert (await stack.http.get("/v1/surges", headers=stack.auth("agent"))).status_code == 403
 
+    # A review recorded (of a week long past no other test writes in).
+    week = f"{random.randint(2001, 2019)}-W{random.randint(10, 50):02d}"
+    started = await stack.http.post(
+        "/v1/reviews", json={"week": week}, headers=stack.auth("manager")
+    )
+    assert started.status_code in (200, 201), started.text
+    await eventually(
+        lambda: stack.http.get("/v1/reviews", headers=stack.auth("manager")),
+        lambda r: any(listed["week"] == week for listed in r.json()),
+    )
+
     page = await browser.new_page(locale="zh-CN", viewport={"width": 1400, "height": 1000})
     seen = watch(page, served)
     await page.goto(f"{served}/dashboard")
@@ -84,6 +96,10 @@ async def test_the_dashboard_charts_the_periods_numbers(
         "#trend circle", "points => points.map(p => Number(p.dataset.value))"
     )
     assert len(trend) == 14 and trend[-1] >= 3
+    # The review link opens the newest review recorded (one of the week so far included),
+    # not a week nobody reviewed.
+    reviews = (await stack.http.get("/v1/reviews", headers=stack.auth("manager"))).json()
+    assert await page.get_attribute("#review-link", "href") == f"/reviews/{reviews[0]['week']}"
     assert seen.problems == []
     assert seen.outside == []  # no CDN, nothing from elsewhere
 

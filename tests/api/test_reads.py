@@ -22,6 +22,11 @@ async def test_show_answers_from_the_workflow(stack: Stack) -> None:
     assert view["status"] == "new"
     assert view["waiting_for"] == "an agent's first response"
     assert view["deadlines"]["first_response"] is not None
+    # Answered, it waits for its agent, or says nobody is assigned.
+    answered = await stack.act(tid, "responses", {"message": "您好"})
+    assert answered.json()["waiting_for"] == "an agent's next step (nobody is assigned)"
+    assigned = await stack.act(tid, "assignment", {"agent_id": "agent-3"})
+    assert assigned.json()["waiting_for"] == "the next step of agent-3, its agent"
 
 
 async def test_events_come_from_the_event_store_in_pages(stack: Stack) -> None:
