@@ -1,5 +1,5 @@
 """What every route depends on: the connected services, the caller's access rule, and the
-checks of path and query values. Shared by the routers of `api.app` and `api.reviews`."""
+checks of path and query values. Shared by the routers of `api.routes`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ from api.signatures import SeenSignatures
 from workflows.policy import ServicePolicy
 
 T = TypeVar("T")
+
+# The header that answers an action's id, ticket's or review's: resent with that id, the
+# action is applied once.
+ACTION_ID_HEADER = "Action-Id"
 
 
 @dataclass
