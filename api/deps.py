@@ -31,8 +31,8 @@ from workflows.policy import ServicePolicy
 
 T = TypeVar("T")
 
-# The header that answers an action's id, ticket's or review's: resent with that id, the
-# action is applied once.
+# The answer's header that carries an action's id (a ticket's or a review's): sent again
+# with that id, the action is applied once.
 ACTION_ID_HEADER = "Action-Id"
 
 
