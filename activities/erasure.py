@@ -19,7 +19,7 @@ One transaction per customer:
   finds nothing under that customer id and erases nothing.
 
 The Temporal side is the caller's: it ends the workflows first and deletes their histories
-after (api/app.py), so no later event brings the words back.
+after (api/routes/erasure.py), so no later event brings the words back.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What every route depends on: the connected services, the caller's access rule, and the
-checks of path and query values. Shared by the routers of `api.app` and `api.reviews`."""
+checks of path and query values. Shared by the routers of `api.routes`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ from api.signatures import SeenSignatures
 from workflows.policy import ServicePolicy
 
 T = TypeVar("T")
+
+# The answer's header that carries an action's id (a ticket's or a review's): sent again
+# with that id, the action is applied once.
+ACTION_ID_HEADER = "Action-Id"
 
 
 @dataclass

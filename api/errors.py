@@ -84,6 +84,13 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 
+# Routes on one ticket: it may not exist, and it may refuse what is asked.
+TICKET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    404: {"model": Problem, "description": "no such ticket"},
+    409: {"model": Problem, "description": "the ticket refused the action; `detail` says why"},
+}
+
 
 def problem(
     request: Request,

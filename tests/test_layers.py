@@ -1,9 +1,10 @@
-"""Imports flow one way: workflows <- activities <- api <- workers.
+"""Imports flow one way: workflows <- activities <- api <- cli <- workers.
 
 Workflow code runs in Temporal's sandbox and must not drag in side effects; activities
 must not know who calls them; the API is started by the workers' CLI and dev stack, never
-the other way round. Every import counts, wherever it is written: module level, inside a
-function, under `if TYPE_CHECKING:`.
+the other way round; the terminal commands (`cli`) call the API over HTTP and speak its
+models, and `workers.cli` wires them into `ticketflow`. Every import counts, wherever it
+is written: module level, inside a function, under `if TYPE_CHECKING:`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # package -> the packages it must never import
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "workflows": frozenset({"activities", "api", "workers", "bench"}),
-    "activities": frozenset({"api", "workers", "bench"}),
-    "api": frozenset({"workers", "bench"}),
+    "workflows": frozenset({"activities", "api", "cli", "workers", "bench"}),
+    "activities": frozenset({"api", "cli", "workers", "bench"}),
+    "api": frozenset({"cli", "workers", "bench"}),
+    "cli": frozenset({"workers", "bench"}),
     "workers": frozenset({"bench"}),
 }
 

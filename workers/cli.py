@@ -201,13 +201,13 @@ def _policy_zone() -> str:
 
 
 def _cmd_ticket(args: argparse.Namespace) -> None:
-    from api.console import run_ticket
+    from cli.tickets import run_ticket
 
     print(run_ticket(args, _api_url, _policy_zone))
 
 
 def _cmd_knowledge(args: argparse.Namespace) -> None:
-    from api.console import run_knowledge
+    from cli.knowledge import run_knowledge
 
     print(run_knowledge(args, _api_url))
 
@@ -236,19 +236,19 @@ def _cmd_classifier(args: argparse.Namespace) -> None:
 
 
 def _cmd_review(args: argparse.Namespace) -> None:
-    from api.console import run_review
+    from cli.reviews import run_review
 
     print(run_review(args, _api_url))
 
 
 def _cmd_erase(args: argparse.Namespace) -> None:
-    from api.console import run_erase
+    from cli.erasure import run_erase
 
     print(run_erase(args, _api_url, _policy_zone))
 
 
 def _cmd_keys(args: argparse.Namespace) -> None:
-    from api.console import create_key
+    from cli.keys import create_key
 
     print(create_key(args))
 
@@ -295,13 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     codec_verbs.add_parser("new-key", help="print a new AES-256 key (base64)").set_defaults(
         handler=_cmd_codec_new_key
     )
-    from api.console import (
-        add_erase_command,
-        add_keys_commands,
-        add_knowledge_commands,
-        add_review_commands,
-        add_ticket_commands,
-    )
+    from cli.erasure import add_erase_command
+    from cli.keys import add_keys_commands
+    from cli.knowledge import add_knowledge_commands
+    from cli.reviews import add_review_commands
+    from cli.tickets import add_ticket_commands
 
     add_ticket_commands(commands, _cmd_ticket)
     add_review_commands(commands, _cmd_review)
@@ -347,7 +345,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # a broken install should still get its one-line message
         pass
     try:
-        from api.console import ConsoleError
+        from cli.http import ConsoleError
 
         errors.append(ConsoleError)
     except ImportError:

@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi.routing import APIRoute
 
 from api.action_docs import actions_markdown
-from api.app import actions
-from api.console import COMMANDS
+from api.routes.actions import actions
+from cli.tickets import COMMANDS
 from workflows.contracts import ACTIONS, action_name
 from workflows.ticket import TicketWorkflow
 from workflows.ticket_rules import _ACTION_RULES

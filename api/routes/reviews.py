@@ -1,21 +1,20 @@
 """The weekly review over HTTP, for review leads (the `manager` role, and operators):
-start a week's review, read its report (JSON, Markdown, a page), and one route per lead
-action of `workflows.review_contracts.REVIEW_ACTIONS`."""
+start a week's review, read its report (JSON, Markdown; the page is in `api.routes.pages`),
+and one route per lead action of `workflows.review_contracts.REVIEW_ACTIONS`."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from api.access import Caller, Rule
 from api.client import ActionUnconfirmed, new_action_id
-from api.deps import Svc, require
+from api.deps import ACTION_ID_HEADER, Svc, require
 from api.errors import COMMON_RESPONSES, ApiError, translate
 from api.review_report import ReviewReport, build_report, markdown
 from api.schemas import REVIEW_REQUESTS, ActionRequest, to_action
@@ -30,8 +29,6 @@ from workflows.review_contracts import (
 from workflows.review_rules import review_zone, week_before, week_of, week_period
 
 reviews = APIRouter(tags=["weekly review"], responses=COMMON_RESPONSES)
-review_pages = APIRouter()
-ACTION_ID_HEADER = "Action-Id"
 
 WeekPath = Annotated[
     str, Path(pattern=r"^\d{4}-W\d{2}$", examples=["2026-W48"], description="ISO week")
@@ -179,12 +176,3 @@ for _action in REVIEW_ACTIONS:
         summary=_action.__doc__.split("\n\n")[0].replace("\n", " ") if _action.__doc__ else None,
         description=f"The `{review_action_name(_action)}` update of the week's review.",
     )
-
-_PAGES = resources.files("api").joinpath("pages")
-
-
-@review_pages.get("/reviews/{week}", include_in_schema=False)
-async def review_page(week: WeekPath) -> HTMLResponse:
-    """The report for people: the page asks for a manager's key and reads
-    `GET /v1/reviews/{week}` with it."""
-    return HTMLResponse(_PAGES.joinpath("review.html").read_text("utf-8"))
