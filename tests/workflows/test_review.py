@@ -290,6 +290,39 @@ async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
         ).replay_workflow(replayed)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the review keeps the ids it applied, not what each asked (the ticket's "
+    "fingerprint, workflows.ticket_rules.fingerprint): workflows/review.py must keep it",
+)
+async def test_an_action_id_names_one_review_action(
+    review_desk: tuple[Desk, ReviewClient],
+) -> None:
+    """Like a ticket's (tests/api/test_record.py): the same id on another action is a
+    caller's mistake, refused rather than mistaken for a resend."""
+    desk, reviews = review_desk
+    now = await desk.env.get_current_time()
+    name = week_before(now, review_zone(POLICY))
+    week = await seed_week(desk.pool, name)
+    assert await reviews.start(name) is True
+    view = await reviews.view(name)
+    for _ in range(100):
+        if view.state.sample:
+            break
+        await desk.env.sleep(timedelta(milliseconds=50))
+        view = await reviews.view(name)
+    ticket = week.tickets["breached"][0]
+    problem = RecordProblem(actor=LEAD, ticket_id=ticket, text="客户等了两天", action_id="lead-7")
+    await reviews.act(name, problem)
+    await reviews.act(name, problem)  # a resend: applied once
+    with pytest.raises(ActionRejected, match="lead-7"):
+        await reviews.act(
+            name, AddWhy(actor=LEAD, ticket_id=ticket, text="没人跟进", action_id="lead-7")
+        )
+    [analysis] = (await reviews.view(name)).state.analyses.values()
+    assert analysis.whys == []
+
+
 async def test_a_reminder_that_cannot_be_delivered_tells_the_supervisors_once(
     review_desk: tuple[Desk, ReviewClient],
 ) -> None:
