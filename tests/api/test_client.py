@@ -42,4 +42,4 @@ async def test_an_action_temporal_cannot_confirm_carries_its_id_for_tickets_and_
             reviews.act("2003-W10", AddWhy(actor=ACTOR, ticket_id="T-1", text="?", action_id="r-1"))
         ),
     )
-    assert ids == ("t-1", "r-1")
+    assert list(ids) == ["t-1", "r-1"]
