@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -26,7 +25,7 @@ import asyncpg
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from temporalio.client import Client
 
-from activities.database import with_search_path
+from activities.database import schema_for_run
 from workers.codec import StaticKeys, data_converter
 from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
 from workers.devstack import TemporalDevServer, free_port, log_tail, stop_process
@@ -120,20 +119,8 @@ class Database:
 async def database(work_dir: Path) -> AsyncIterator[Database]:
     configured = os.environ.get("DATABASE_URL")
     if configured:
-        schema = f"ticketflow_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(configured)
-        try:
-            await conn.execute(f'CREATE SCHEMA "{schema}"')
-        finally:
-            await conn.close()
-        try:
-            yield Database(with_search_path(configured, schema), embedded=False, schema=schema)
-        finally:
-            conn = await asyncpg.connect(configured)
-            try:
-                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            finally:
-                await conn.close()
+        async with schema_for_run(configured, "ticketflow_bench") as schema:
+            yield Database(schema.url, embedded=False, schema=schema.name)
         return
     from workers.embedded_db import start_embedded_postgres
 

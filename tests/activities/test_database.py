@@ -18,6 +18,7 @@ from activities.database import (
     create_pool,
     load_migrations,
     migrate,
+    schema_for_run,
 )
 
 
@@ -84,3 +85,27 @@ async def test_jsonb_columns_take_and_return_python_values(pg_pool: Pool) -> Non
     # Stored as a JSON object, not as a JSON string holding an object.
     assert await pg_pool.fetchval("SELECT jsonb_typeof($1::jsonb)", value) == "object"
     assert json.loads(await pg_pool.fetchval("SELECT ($1::jsonb)::text", value)) == value
+
+
+async def test_a_run_of_its_own_sees_only_its_schema_which_goes_with_it(
+    database_url: str, pg_pool: Pool
+) -> None:
+    """The one schema-per-run helper (tests' modules and the bench): its URL's tables are
+    its own, and the schema is dropped when the run ends, even when it fails."""
+    with pytest.raises(RuntimeError, match="the run failed"):
+        async with schema_for_run(database_url, "own") as schema:
+            assert schema.name.startswith("own_")
+            pool = await create_pool(schema.url, max_size=1)
+            try:
+                assert await pool.fetchval("SELECT current_schema()") == schema.name
+                assert await pool.fetchval("SELECT to_regclass('ticket_events')") is None
+                await migrate(pool)
+                count = await pool.fetchval("SELECT count(*) FROM ticket_events")
+                assert count == 0  # the session's tickets are in another schema
+            finally:
+                await pool.close()
+            raise RuntimeError("the run failed")
+    gone = await pg_pool.fetchval(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", schema.name
+    )
+    assert gone == 0
