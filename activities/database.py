@@ -8,9 +8,12 @@ start-ups take turns instead of racing on CREATE TABLE.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeAlias
@@ -55,6 +58,33 @@ def with_search_path(url: str, schema: str) -> str:
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
     query.append(("search_path", schema))
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@dataclass(frozen=True)
+class RunSchema:
+    name: str
+    url: str  # the database's URL, its connections in this schema
+
+
+@contextlib.asynccontextmanager
+async def schema_for_run(database_url: str, prefix: str) -> AsyncIterator[RunSchema]:
+    """A fresh, empty schema `<prefix>_<random>` for one run (a test module, a bench) that
+    must see only its own rows, in a database it may not add databases to (DATABASE_URL
+    may name one it shares). Dropped with everything in it when the run ends."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield RunSchema(name, with_search_path(database_url, name))
+    finally:
+        admin = await asyncpg.connect(database_url)
+        try:
+            await admin.execute(f'DROP SCHEMA "{name}" CASCADE')
+        finally:
+            await admin.close()
 
 
 def encode_json(value: Any) -> str:

@@ -123,9 +123,14 @@ class Outbox:
         the relay to report rather than refused here."""
         await self.enqueue(batch.owner_id, self.rows([], batch.handoffs))
 
-    # Runs started before effects were stored with their events (workflow patch
-    # "effects-stored-with-events") still schedule one activity per message or hand-off
-    # kind; these serve them until those runs have ended.
+    # One activity per message or hand-off kind, for runs from before two patches, until
+    # those runs have ended (new runs store effects through `append_events` and
+    # `send_handoffs`):
+    # - tickets started before "effects-stored-with-events" schedule every one of them
+    #   (`_run_effects_one_by_one` in workflows/ticket.py);
+    # - surge investigations started before "surge-one-outbox-path" convene their
+    #   emergency group through `convene_emergency_group` (workflows/surge.py); they stay
+    #   open until someone closes them (`TicketStatus = 'investigating'` lists them).
 
     @activity.defn(name=names.NOTIFY_CUSTOMER)
     async def notify_customer(self, message: CustomerMessage) -> None:

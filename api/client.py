@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
@@ -38,6 +39,7 @@ from workflows.contracts import (
     TicketView,
 )
 from workflows.policy import ServicePolicy, tag_for
+from workflows.primitives import Contract
 from workflows.privacy import excerpt, mask
 from workflows.review import WeeklyReviewWorkflow
 from workflows.review_contracts import (
@@ -87,6 +89,44 @@ class ActionUnconfirmed(Exception):
 _UNCONFIRMED = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
 )
+# Refusals that mean "not yet" rather than "no": a review still taking its sample. Sent
+# again later with its id, the action is applied once.
+_NOT_YET = frozenset({"ReviewNotReady"})
+
+_View = TypeVar("_View", bound=Contract)
+
+
+async def _send_action(
+    handle: WorkflowHandle[Any, Any], action: Action | ReviewAction, name: str, view: type[_View]
+) -> _View:
+    """Send an action as the update `name` and wait until the workflow has accepted it.
+
+    Exactly once: an action without an `action_id` is sent with a new one. The id
+    becomes the update id, which Temporal attaches to the first update while the run
+    lasts, and the workflow drops an id it has seen in later runs too. When the outcome
+    is unknown (Temporal did not answer in time), `ActionUnconfirmed` carries the id:
+    send the action again with it, and it is applied once.
+    """
+    sent = action
+    if sent.action_id is None:
+        sent = action.model_copy(update={"action_id": new_action_id()})
+    try:
+        answer: _View = await handle.execute_update(
+            name, sent, id=f"{name}:{sent.action_id}", result_type=view
+        )
+    except WorkflowUpdateFailedError as err:
+        if isinstance(err.cause, ApplicationError) and err.cause.type in _NOT_YET:
+            raise ActionUnconfirmed(str(sent.action_id)) from err
+        if isinstance(err.cause, ApplicationError):
+            raise ActionRejected(err.cause.message) from err
+        raise
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        raise ActionUnconfirmed(str(sent.action_id)) from err
+    except RPCError as err:
+        if err.status in _UNCONFIRMED:
+            raise ActionUnconfirmed(str(sent.action_id)) from err
+        raise
+    return answer
 
 
 class TicketClient:
@@ -134,32 +174,9 @@ class TicketClient:
         return self._client.get_workflow_handle_for(TicketWorkflow.run, ticket_id)
 
     async def act(self, ticket_id: str, action: Action) -> TicketView:
-        """Send an action as its update and wait until the ticket has accepted it.
-
-        Exactly once: an action without an `action_id` is sent with a new one. The id
-        becomes the update id, which Temporal attaches to the first update while the run
-        lasts, and the ticket drops an id it has seen in later runs too. When the outcome
-        is unknown (Temporal did not answer in time), `ActionUnconfirmed` carries the id:
-        send the action again with it, and it is applied once.
-        """
-        sent = action
-        if sent.action_id is None:
-            sent = action.model_copy(update={"action_id": new_action_id()})
-        try:
-            view: TicketView = await self.handle(ticket_id).execute_update(
-                sent.type, sent, id=f"{sent.type}:{sent.action_id}", result_type=TicketView
-            )
-        except WorkflowUpdateFailedError as err:
-            if isinstance(err.cause, ApplicationError):
-                raise ActionRejected(err.cause.message) from err
-            raise
-        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-            raise ActionUnconfirmed(str(sent.action_id)) from err
-        except RPCError as err:
-            if err.status in _UNCONFIRMED:
-                raise ActionUnconfirmed(str(sent.action_id)) from err
-            raise
-        return view
+        """Send an action as its update and wait until the ticket has accepted it (see
+        `_send_action`)."""
+        return await _send_action(self.handle(ticket_id), action, action.type, TicketView)
 
     async def act_later(self, ticket_id: str, action: TicketAction) -> None:
         """Fire and forget: a misfit becomes an `action_rejected` event on the ticket."""
@@ -240,24 +257,9 @@ class ReviewClient:
         return True
 
     async def act(self, week: str, action: ReviewAction) -> ReviewView:
-        """A lead's action as its update, applied once (see `TicketClient.act`)."""
-        sent = action
-        if sent.action_id is None:
-            sent = action.model_copy(update={"action_id": new_action_id()})
-        name = review_action_name(type(sent))
-        try:
-            view: ReviewView = await self.handle(week).execute_update(
-                name, sent, id=f"{name}:{sent.action_id}", result_type=ReviewView
-            )
-        except WorkflowUpdateFailedError as err:
-            if isinstance(err.cause, ApplicationError) and err.cause.type == "ReviewNotReady":
-                raise ActionUnconfirmed(str(sent.action_id)) from err
-            if isinstance(err.cause, ApplicationError):
-                raise ActionRejected(err.cause.message) from err
-            raise
-        except WorkflowUpdateRPCTimeoutOrCancelledError as err:
-            raise ActionUnconfirmed(str(sent.action_id)) from err
-        return view
+        """A lead's action as its update, applied once (see `_send_action`)."""
+        name = review_action_name(type(action))
+        return await _send_action(self.handle(week), action, name, ReviewView)
 
     async def view(self, week: str) -> ReviewView:
         return await self.handle(week).query(WeeklyReviewWorkflow.state)

@@ -38,14 +38,14 @@ log = structlog.get_logger(__name__)
 
 
 async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Services:
-    """Connect the API to Temporal and PostgreSQL, and create the API's own table."""
+    """Connect the API to Temporal and PostgreSQL (migrated by the workers or
+    `ticketflow migrate`: the API creates no table)."""
     api = config.api
     keys = KeyRing(configured_keys(api))
     if not keys:
         log.warning("no API keys configured: every /v1 request will be refused (401)")
     signatures = SeenSignatures(pool, api.signature_tolerance)
     knowledge = KnowledgeStore(pool)
-    await signatures.create_schema()
     return Services(
         tickets=TicketClient(client, task_queue=config.task_queue, policy=config.policy),
         pool=pool,

@@ -3,9 +3,9 @@ own deliveries are signed with): HMAC-SHA256 over `<timestamp>.<body>`.
 
 A signature older (or further ahead) than the tolerance is refused, and so is one seen
 before: every accepted signature is remembered in PostgreSQL (table `api_seen_signatures`,
-created by the API at start) for twice the tolerance, after which its timestamp alone
-refuses it. The table lives in the database every API process shares, so a replay sent
-to another API instance is caught too.
+activities/migrations/0009_seen_signatures.sql) for twice the tolerance, after which its
+timestamp alone refuses it. The table lives in the database every API process shares, so
+a replay sent to another API instance is caught too.
 """
 
 from __future__ import annotations
@@ -17,18 +17,6 @@ from datetime import timedelta
 from activities.database import Pool, PoolConnection
 from activities.signing import SignatureError, check_signature
 from api.errors import ApiError
-
-# Two-key advisory lock, so API processes starting together take turns creating the table.
-_SCHEMA_LOCK = (0x7466, 0x617069)  # "tf", "api"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_seen_signatures (
-    signature text        PRIMARY KEY,
-    partner   text        NOT NULL,
-    seen_at   timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS api_seen_signatures_seen_at ON api_seen_signatures (seen_at);
-"""
 
 
 def verify(
@@ -52,11 +40,6 @@ class SeenSignatures:
     def __init__(self, pool: Pool, tolerance: timedelta) -> None:
         self._pool = pool
         self._keep = tolerance * 2
-
-    async def create_schema(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *_SCHEMA_LOCK)
-            await conn.execute(SCHEMA)
 
     @asynccontextmanager
     async def claim(self, partner: str, signature: str) -> AsyncIterator[PoolConnection]:

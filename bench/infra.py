@@ -1,9 +1,9 @@
 """What a bench run stands on: its own Temporal dev server, PostgreSQL and worker process.
 
-The dev server is the pip-installed binary run with temporal-dev.yml's behaviour flags
-(pragmas, search attributes, dynamic config, read through `workers.devspec`), on free
-ports and a SQLite file in the run's temporary directory, so a bench never touches the
-developer's `make dev` stack. PostgreSQL is an embedded server in the same directory
+The dev server is `make dev`'s launcher (`workers.devstack.TemporalDevServer`) with
+temporal-dev.yml's behaviour flags (pragmas, search attributes, dynamic config, read
+through `workers.devspec`), on free ports and a SQLite file in the run's temporary
+directory, so a bench never touches the developer's `make dev` stack. PostgreSQL is an embedded server in the same directory
 unless `DATABASE_URL` is set; then the bench works in a schema of its own and drops it.
 The worker runs in a child process so its memory and CPU are its own.
 """
@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import secrets
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -27,11 +25,10 @@ import asyncpg
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from temporalio.client import Client
 
-from activities.database import with_search_path
-from workers.cluster import register_search_attributes
+from activities.database import schema_for_run
 from workers.codec import StaticKeys, data_converter
-from workers.devspec import LOCAL_IP, SUBCOMMAND, DevServerSpec, load_dev_spec
-from workers.devstack import free_port, temporal_binary
+from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
+from workers.devstack import TemporalDevServer, free_port, log_tail, stop_process
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -39,14 +36,6 @@ STOP_TIMEOUT_S = 15.0
 
 class BenchSetupError(Exception):
     """Something the bench needs could not be started."""
-
-
-def _log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclass
@@ -67,7 +56,7 @@ class DevServer:
         return self.process.pid
 
     async def stop(self) -> None:
-        await stop_process(self.process)
+        await stop_process(self.process, STOP_TIMEOUT_S)
 
 
 async def start_dev_server(
@@ -81,36 +70,19 @@ async def start_dev_server(
     port, ui_port = free_port(), free_port()
     db_path = work_dir / f"{name}.db"
     extra = tuple(f"--dynamic-config-value={item}" for item in dynamic_config)
-    args = [
-        *SUBCOMMAND,
-        f"--ip={LOCAL_IP}",
-        f"--port={port}",
-        f"--ui-port={ui_port}",
-        f"--db-filename={db_path}",
-        f"--namespace={spec.namespace}",
-        *spec.behaviour_args(),
-        *extra,
-    ]
-    log_path = work_dir / f"{name}.log"
-    log_file: IO[bytes] = log_path.open("wb")
-    try:
-        process = await asyncio.create_subprocess_exec(
-            str(temporal_binary()),
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        log_file.close()
     target = f"{LOCAL_IP}:{port}"
+    server = await TemporalDevServer.launch(
+        [*spec.placed_args(port, ui_port, db_path), *extra], work_dir / f"{name}.log", target
+    )
     try:
-        client = await _wait_ready(process, target, spec.namespace, log_path)
+        client = await server.wait_ready(lambda: connect(target, spec.namespace), spec.namespace)
     except BaseException:
-        await stop_process(process)
+        await stop_process(server.process, STOP_TIMEOUT_S)
         raise
-    return DevServer(process, client, target, spec.namespace, log_path, db_path, extra)
+    assert client is not None  # asked to stop by nobody: a client, or an error
+    return DevServer(
+        server.process, client, target, spec.namespace, server.log_path, db_path, extra
+    )
 
 
 # Payloads are sealed as in production (workers/codec.py), so the figures include the
@@ -122,44 +94,6 @@ async def connect(target: str, namespace: str) -> Client:
     return await Client.connect(
         target, namespace=namespace, data_converter=data_converter(BENCH_KEYS)
     )
-
-
-async def _wait_ready(
-    process: asyncio.subprocess.Process, target: str, namespace: str, log_path: Path
-) -> Client:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    last_error: BaseException | None = None
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise BenchSetupError(
-                f"the Temporal dev server exited with status {process.returncode}:\n"
-                f"{_log_tail(log_path)}"
-            )
-        try:
-            client = await asyncio.wait_for(connect(target, namespace), timeout=5)
-            # Proves the namespace is there; the yml registered the attributes already.
-            await register_search_attributes(client, namespace)
-            return client
-        except Exception as error:  # not up yet
-            last_error = error
-            await asyncio.sleep(0.25)
-    raise BenchSetupError(
-        f"the Temporal dev server was not ready in {READY_TIMEOUT_S:.0f} s ({last_error}); "
-        f"see {log_path}"
-    )
-
-
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -185,20 +119,8 @@ class Database:
 async def database(work_dir: Path) -> AsyncIterator[Database]:
     configured = os.environ.get("DATABASE_URL")
     if configured:
-        schema = f"ticketflow_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(configured)
-        try:
-            await conn.execute(f'CREATE SCHEMA "{schema}"')
-        finally:
-            await conn.close()
-        try:
-            yield Database(with_search_path(configured, schema), embedded=False, schema=schema)
-        finally:
-            conn = await asyncpg.connect(configured)
-            try:
-                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            finally:
-                await conn.close()
+        async with schema_for_run(configured, "ticketflow_bench") as schema:
+            yield Database(schema.url, embedded=False, schema=schema.name)
         return
     from workers.embedded_db import start_embedded_postgres
 
@@ -234,7 +156,7 @@ class WorkerProcess:
         return self.process.pid
 
     async def stop(self) -> None:
-        await stop_process(self.process)
+        await stop_process(self.process, STOP_TIMEOUT_S)
 
 
 async def start_worker_process(
@@ -291,8 +213,8 @@ async def start_worker_process(
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not ready.exists():
         if process.returncode is not None or time.monotonic() > deadline:
-            await stop_process(process)
-            raise BenchSetupError(f"the bench worker did not start:\n{_log_tail(log_path)}")
+            await stop_process(process, STOP_TIMEOUT_S)
+            raise BenchSetupError(f"the bench worker did not start:\n{log_tail(log_path)}")
         await asyncio.sleep(0.1)
     return WorkerProcess(process, log_path)
 

@@ -14,20 +14,18 @@ import contextlib
 import os
 import shutil
 import sys
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
 from temporalio.testing import WorkflowEnvironment
 
-from activities import DEFAULT_MODELS
+from activities import DEFAULT_MODELS, database
 from activities.classifier import embed, model_in
-from activities.database import Pool, create_pool, migrate, with_search_path
+from activities.database import Pool, create_pool, migrate
 from tests.codec_keys import CONVERTER
 from workers.devspec import DevServerSpec, load_dev_spec
 
@@ -139,26 +137,15 @@ async def browser() -> AsyncIterator[Browser]:
 
 @contextlib.asynccontextmanager
 async def schema_of_its_own(database_url: str, prefix: str) -> AsyncIterator[Pool]:
-    """A migrated pool on a fresh schema of the database (DATABASE_URL may name one we
-    cannot add databases to), dropped afterwards: a module whose numbers or whose relay
-    must see only its own rows."""
-    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    pool = await create_pool(with_search_path(database_url, schema))
-    try:
-        await migrate(pool)
-        yield pool
-    finally:
-        await pool.close()
-        admin = await asyncpg.connect(database_url)
+    """A migrated pool on a fresh schema of the database, dropped afterwards: a module
+    whose numbers or whose relay must see only its own rows."""
+    async with database.schema_for_run(database_url, prefix) as schema:
+        pool = await create_pool(schema.url)
         try:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await migrate(pool)
+            yield pool
         finally:
-            await admin.close()
+            await pool.close()
 
 
 @dataclass

@@ -106,6 +106,19 @@ class DevServerSpec:
             args.extend(flag.tokens())
         return args
 
+    def placed_args(self, port: int, ui_port: int, db_path: Path) -> list[str]:
+        """The command on ports and a file of one's own (the bench, beside `make dev`):
+        the yml's behaviour and namespace, on loopback."""
+        return [
+            *SUBCOMMAND,
+            f"--ip={LOCAL_IP}",
+            f"--port={port}",
+            f"--ui-port={ui_port}",
+            f"--db-filename={db_path}",
+            f"--namespace={self.namespace}",
+            *self.behaviour_args(),
+        ]
+
     def behaviour_args(self) -> list[str]:
         """What the server *is* (pragmas, search attributes, dynamic config) without
         where it listens or stores: for test fixtures that pick their own ports and files."""

@@ -15,6 +15,7 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,26 +77,50 @@ def ensure_port_free(
             ) from None
 
 
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The end of a child's log, for an error that says why it did not start."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+async def stop_process(process: asyncio.subprocess.Process, grace: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, and SIGKILL if the child is still there `grace` seconds later."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
 class TemporalDevServer:
+    """The pip-installed `temporal server start-dev` as a child process: `make dev`'s on
+    temporal-dev.yml's ports, or the bench's on free ones beside it."""
+
     def __init__(self, process: asyncio.subprocess.Process, log_path: Path, target: str) -> None:
         self.process = process
         self.log_path = log_path
         self.target = target
 
     @classmethod
-    async def start(
-        cls, spec: DevServerSpec, data_dir: Path, extra_args: list[str] | None = None
+    async def launch(
+        cls, args: Sequence[str], log_path: Path, target: str, marker: str = ""
     ) -> TemporalDevServer:
-        log_path = data_dir / "temporal.log"
+        """`temporal <args>`, its output appended to `log_path` after `marker`."""
         log_file: IO[bytes] = log_path.open("ab")
-        # The log is kept across restarts; mark where this run begins.
-        log_file.write(f"\n--- ticketflow dev, pid {os.getpid()} ---\n".encode())
+        log_file.write(marker.encode())
         log_file.flush()
         try:
             process = await asyncio.create_subprocess_exec(
                 str(temporal_binary()),
-                *spec.local_args(data_dir),
-                *(extra_args or []),
+                *args,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
@@ -105,19 +130,32 @@ class TemporalDevServer:
             )
         finally:
             log_file.close()  # the child holds its own descriptor
-        return cls(process, log_path, f"{LOCAL_IP}:{spec.port}")
+        return cls(process, log_path, target)
+
+    @classmethod
+    async def start(
+        cls, spec: DevServerSpec, data_dir: Path, extra_args: list[str] | None = None
+    ) -> TemporalDevServer:
+        """`make dev`'s server: temporal-dev.yml's ports, its SQLite file under `data_dir`."""
+        return await cls.launch(
+            [*spec.local_args(data_dir), *(extra_args or [])],
+            data_dir / "temporal.log",
+            f"{LOCAL_IP}:{spec.port}",
+            # The log is kept across restarts; mark where this run begins.
+            marker=f"\n--- ticketflow dev, pid {os.getpid()} ---\n",
+        )
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     async def wait_ready(
-        self, settings: Settings, namespace: str, stop: asyncio.Event
+        self,
+        connect: Callable[[], Awaitable[Client]],
+        namespace: str,
+        stop: asyncio.Event | None = None,
     ) -> Client | None:
-        """A connected client, or None if a stop was requested first."""
+        """A client from `connect`, or None if a stop was requested first."""
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_TIMEOUT_S
         last_error: BaseException | None = None
@@ -128,10 +166,7 @@ class TemporalDevServer:
                     f"end of {self.log_path}:\n{self.log_tail()}"
                 )
             try:
-                client = await asyncio.wait_for(
-                    connect_temporal(settings, target_host=self.target, namespace=namespace),
-                    timeout=5,
-                )
+                client = await asyncio.wait_for(connect(), timeout=5)
                 # Also proves the namespace exists. Re-registering covers a SQLite file
                 # created before an attribute was added to the code.
                 await register_search_attributes(client, namespace)
@@ -150,14 +185,7 @@ class TemporalDevServer:
         )
 
     async def stop(self) -> None:
-        if self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+        await stop_process(self.process)
 
 
 def banner(settings: Settings, spec: DevServerSpec, database_url: str) -> str:
@@ -372,7 +400,13 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
             )
             stack.push_async_callback(server.stop)
             reaper.watch(server.process.pid, signal.SIGTERM, "temporal")
-            client = await server.wait_ready(settings, spec.namespace, stop)
+            client = await server.wait_ready(
+                lambda: connect_temporal(
+                    settings, target_host=server.target, namespace=spec.namespace
+                ),
+                spec.namespace,
+                stop,
+            )
             if client is None:  # Ctrl-C while starting
                 return
             database_url = await stack.enter_async_context(worker_database(settings, dev=True))

@@ -18,6 +18,7 @@ from activities.database import (
     create_pool,
     load_migrations,
     migrate,
+    schema_for_run,
 )
 
 
@@ -84,3 +85,65 @@ async def test_jsonb_columns_take_and_return_python_values(pg_pool: Pool) -> Non
     # Stored as a JSON object, not as a JSON string holding an object.
     assert await pg_pool.fetchval("SELECT jsonb_typeof($1::jsonb)", value) == "object"
     assert json.loads(await pg_pool.fetchval("SELECT ($1::jsonb)::text", value)) == value
+
+
+async def test_a_run_of_its_own_sees_only_its_schema_which_goes_with_it(
+    database_url: str, pg_pool: Pool
+) -> None:
+    """The one schema-per-run helper (tests' modules and the bench): its URL's tables are
+    its own, and the schema is dropped when the run ends, even when it fails."""
+    with pytest.raises(RuntimeError, match="the run failed"):
+        async with schema_for_run(database_url, "own") as schema:
+            assert schema.name.startswith("own_")
+            pool = await create_pool(schema.url, max_size=1)
+            try:
+                assert await pool.fetchval("SELECT current_schema()") == schema.name
+                assert await pool.fetchval("SELECT to_regclass('ticket_events')") is None
+                await migrate(pool)
+                count = await pool.fetchval("SELECT count(*) FROM ticket_events")
+                assert count == 0  # the session's tickets are in another schema
+            finally:
+                await pool.close()
+            raise RuntimeError("the run failed")
+    gone = await pg_pool.fetchval(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", schema.name
+    )
+    assert gone == 0
+
+
+async def test_the_seen_signatures_table_comes_from_the_migrations(database_url: str) -> None:
+    """Every table is created by activities/migrations/, the API's included."""
+    async with schema_for_run(database_url, "signatures") as schema:
+        pool = await create_pool(schema.url, max_size=1)
+        try:
+            await migrate(pool)
+            assert await pool.fetchval("SELECT to_regclass('api_seen_signatures')") is not None
+            index = "api_seen_signatures_seen_at"
+            assert await pool.fetchval("SELECT to_regclass($1)", index) is not None
+        finally:
+            await pool.close()
+
+
+async def test_a_database_whose_api_made_the_signatures_table_migrates_cleanly(
+    database_url: str,
+) -> None:
+    """Before the table moved into the migrations, the API created it at start: such a
+    database takes the new migration without an error, and keeps the signatures it holds."""
+    async with schema_for_run(database_url, "signatures") as schema:
+        pool = await create_pool(schema.url, max_size=1)
+        try:
+            await migrate(pool)
+            [moved] = [m for m in load_migrations() if "api_seen_signatures" in m.sql]
+            # As the previous build left it: every earlier migration, and the API's table.
+            await pool.execute("DELETE FROM schema_migrations WHERE version >= $1", moved.version)
+            await pool.execute("DROP TABLE api_seen_signatures")
+            await pool.execute(
+                "CREATE TABLE api_seen_signatures (signature text PRIMARY KEY,"
+                " partner text NOT NULL, seen_at timestamptz NOT NULL DEFAULT now());"
+                " CREATE INDEX api_seen_signatures_seen_at ON api_seen_signatures (seen_at)"
+            )
+            await pool.execute("INSERT INTO api_seen_signatures VALUES ('abc', 'sf-express')")
+            assert await migrate(pool) == [m.name for m in load_migrations()[moved.version - 1 :]]
+            assert await pool.fetchval("SELECT partner FROM api_seen_signatures") == "sf-express"
+        finally:
+            await pool.close()

@@ -4,17 +4,15 @@ unknown, 503 when Temporal or PostgreSQL cannot be reached."""
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.database import create_pool, migrate, with_search_path
+from activities.database import create_pool, migrate, schema_for_run
 from api.app import create_app
 from api.client import TicketClient
 from tests.api.conftest import BASE_URL, Stack, eventually, intake, unknown_ticket
@@ -271,30 +269,26 @@ async def test_an_api_on_an_unmigrated_database_is_not_ready_and_never_answers_5
     stack: Stack, database_url: str
 ) -> None:
     """Started before any worker migrated its database: 503 with the reason, not 500s."""
-    admin = await asyncpg.connect(database_url)
-    schema = f"bare_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    pool = await create_pool(with_search_path(database_url, schema))
-    try:
-        services = dataclasses.replace(
-            stack.services,
-            pool=pool,
-            events=type(stack.services.events)(pool),
-        )
-        transport = httpx.ASGITransport(app=create_app(services))
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-            ready = await http.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["checks"]["schema"].startswith(
-                "migrations missing: 0001_event_store"
+    async with schema_for_run(database_url, "bare") as schema:
+        pool = await create_pool(schema.url)
+        try:
+            services = dataclasses.replace(
+                stack.services,
+                pool=pool,
+                events=type(stack.services.events)(pool),
             )
-            assert "ticketflow migrate" in ready.json()["checks"]["schema"]
-            listed = await http.get("/v1/tickets", headers=stack.auth("agent"))
-            assert listed.status_code == 503, listed.text
-            assert "not migrated" in listed.json()["detail"]
-            await migrate(pool)
-            assert (await http.get("/readyz")).status_code == 200
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
+            transport = httpx.ASGITransport(app=create_app(services))
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+                ready = await http.get("/readyz")
+                assert ready.status_code == 503
+                assert ready.json()["checks"]["schema"].startswith(
+                    "migrations missing: 0001_event_store"
+                )
+                assert "ticketflow migrate" in ready.json()["checks"]["schema"]
+                listed = await http.get("/v1/tickets", headers=stack.auth("agent"))
+                assert listed.status_code == 503, listed.text
+                assert "not migrated" in listed.json()["detail"]
+                await migrate(pool)
+                assert (await http.get("/readyz")).status_code == 200
+        finally:
+            await pool.close()

@@ -23,12 +23,13 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 from api.dev_keys import load_or_create
 from tests.codec_keys import CODEC_ENV, TEST_KEYS
 from workers.codec import EncryptionCodec
-from workers.devspec import DEV_FILE, LOCAL_IP, parse_command
+from workers.devspec import DEV_FILE, LOCAL_IP, load_dev_spec, parse_command
 from workers.devstack import ensure_port_free, free_port
 from workers.reaper import PID_FILE, Child, child, clean_leftovers, record
 from workers.temporal_client import connect_options, default_address
@@ -297,6 +298,30 @@ def test_one_port_setting_moves_every_client(monkeypatch: pytest.MonkeyPatch) ->
     assert connect_options(Settings())["target_host"] == f"{LOCAL_IP}:7399"
     monkeypatch.setenv("TEMPORAL_ADDRESS", "temporal.example:7233")
     assert connect_options(Settings())["target_host"] == "temporal.example:7233"
+
+
+async def test_the_bench_starts_its_server_with_the_dev_stacks_launcher(tmp_path: Path) -> None:
+    """One launcher: the bench's server is `make dev`'s (temporal-dev.yml's behaviour) on
+    ports and a file of its own, with the bench's extra dynamic config, and stops for good."""
+    from bench.infra import start_dev_server
+
+    spec = load_dev_spec()
+    lowered = "limit.historyCount.suggestContinueAsNew=60"
+    server = await start_dev_server(tmp_path, "bench-temporal", [lowered])
+    try:
+        running = await asyncio.to_thread(processes_mentioning, str(server.db_path))
+        command = running[server.pid].split()
+        assert command[-1] == f"--dynamic-config-value={lowered}"
+        assert set(spec.behaviour_args()) <= set(command)
+        assert server.target != f"{LOCAL_IP}:{spec.port}"
+        listed = await server.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=server.namespace)
+        )
+        assert set(spec.search_attributes()) <= set(listed.custom_attributes)
+    finally:
+        await server.stop()
+    assert server.process.returncode is not None
+    assert await asyncio.to_thread(processes_mentioning, str(server.db_path)) == {}
 
 
 def test_the_next_start_stops_what_the_last_one_left(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from workflows.review_contracts import (
     NewFollowUp,
     RecordProblem,
     ReviewKickoff,
+    ReviewView,
     SampleReason,
     SampleRequest,
     review_id,
@@ -177,6 +178,17 @@ async def review_desk(
         yield desk, ReviewClient(time_env.client, task_queue=desk.task_queue, policy=POLICY)
 
 
+async def sampled(desk: Desk, reviews: ReviewClient, name: str) -> ReviewView:
+    """The review once it has taken its sample (an activity: moments after its start)."""
+    view = await reviews.view(name)
+    for _ in range(100):
+        if view.state.sample:
+            break
+        await desk.env.sleep(timedelta(milliseconds=50))
+        view = await reviews.view(name)
+    return view
+
+
 async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
     review_desk: tuple[Desk, ReviewClient],
 ) -> None:
@@ -187,12 +199,7 @@ async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
     assert await reviews.start(name) is True
     assert await reviews.start(name) is False  # the same week: the same review
 
-    view = await reviews.view(name)
-    for _ in range(100):
-        if view.state.sample:
-            break
-        await desk.env.sleep(timedelta(milliseconds=50))
-        view = await reviews.view(name)
+    view = await sampled(desk, reviews, name)
     ticket = week.tickets["breached"][0]
     assert ticket in [t.ticket_id for t in view.state.sample]
 
@@ -288,6 +295,35 @@ async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
             data_converter=CONVERTER,
             workflow_runner=workflow_runner(),
         ).replay_workflow(replayed)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the review keeps the ids it applied, not what each asked (the ticket's "
+    "fingerprint, workflows.ticket_rules.fingerprint): workflows/review.py must keep it",
+)
+async def test_an_action_id_names_one_review_action(
+    review_desk: tuple[Desk, ReviewClient],
+) -> None:
+    """Like a ticket's (tests/api/test_record.py): the same id on another action is a
+    caller's mistake, refused rather than mistaken for a resend."""
+    desk, reviews = review_desk
+    now = await desk.env.get_current_time()
+    name = week_before(now, review_zone(POLICY))
+    week = await seed_week(desk.pool, name)
+    assert await reviews.start(name) is True
+    view = await sampled(desk, reviews, name)
+    ticket = week.tickets["breached"][0]
+    assert ticket in [t.ticket_id for t in view.state.sample]
+    problem = RecordProblem(actor=LEAD, ticket_id=ticket, text="客户等了两天", action_id="lead-7")
+    await reviews.act(name, problem)
+    await reviews.act(name, problem)  # a resend: applied once
+    with pytest.raises(ActionRejected, match="lead-7"):
+        await reviews.act(
+            name, AddWhy(actor=LEAD, ticket_id=ticket, text="没人跟进", action_id="lead-7")
+        )
+    [analysis] = (await reviews.view(name)).state.analyses.values()
+    assert analysis.whys == []
 
 
 async def test_a_reminder_that_cannot_be_delivered_tells_the_supervisors_once(
