@@ -7,9 +7,10 @@ without importing each other.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -134,3 +135,14 @@ def typed_update(
 
     update.__annotations__ = {"sent": argument, "return": result}
     return update
+
+
+def fingerprint(action: BaseModel, kind: str, leave_out: Iterable[str] = ()) -> str:
+    """What an action asks, whoever sends it: an action id seen again with the same
+    fingerprint is a resend, with another it is a different action (a caller's mistake)."""
+    asked = action.model_dump_json(exclude={"actor", "action_id", *leave_out})
+    return f"{kind}:{hashlib.sha256(asked.encode()).hexdigest()[:16]}"
+
+
+def reused_action_id(action_id: str) -> str:
+    return f"action_id {action_id} was already used for another action; use a new id"

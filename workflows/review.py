@@ -41,7 +41,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows import delivery_failures, review_rules
     from workflows.contracts import DeliveryFailure, Handoff, HandoffFacts, HandoffKind
     from workflows.policy import AGENT_PREFIX
-    from workflows.primitives import SYSTEM, Actor, typed_update
+    from workflows.primitives import (
+        SYSTEM,
+        Actor,
+        fingerprint,
+        reused_action_id,
+        typed_update,
+    )
     from workflows.review_contracts import (
         REVIEW_ACTIONS,
         AddWhy,
@@ -76,6 +82,10 @@ _STORE_TIMEOUT = timedelta(seconds=30)
 _ACTION_IDS_KEPT = 500
 _FAILURES_KEPT = 50
 _SCHEDULED_AT = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+
+
+def _fingerprint(action: ReviewAction) -> str:
+    return fingerprint(action, review_action_name(type(action)))
 
 
 @workflow.defn
@@ -253,6 +263,11 @@ class WeeklyReviewWorkflow:
 
     def _validate(self, action: ReviewAction) -> None:
         if action.action_id is not None and action.action_id in self._state.seen_actions:
+            known = self._state.action_fingerprints.get(action.action_id)
+            if known is not None and known != _fingerprint(action):
+                raise ApplicationError(
+                    reused_action_id(action.action_id), type="ActionRejected", non_retryable=True
+                )
             return  # sent again after a timeout: accepted, applied once
         if not self._sampled:
             raise ApplicationError(
@@ -270,6 +285,10 @@ class WeeklyReviewWorkflow:
             if action.action_id is not None:
                 seen.append(action.action_id)
                 del seen[:-_ACTION_IDS_KEPT]
+                kept = self._state.action_fingerprints
+                kept[action.action_id] = _fingerprint(action)
+                for forgotten in kept.keys() - set(seen):
+                    del kept[forgotten]
             handler: Callable[[Any], None] = getattr(
                 self, f"_on_{review_action_name(type(action))}"
             )

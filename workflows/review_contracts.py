@@ -175,6 +175,9 @@ class ReviewState(Contract):
     runs: int = 1
     next_seq: int = 1
     seen_actions: list[str] = Field(default_factory=list)
+    # What each remembered id asked (primitives.fingerprint): the same id on another
+    # action is refused. Ids applied before fingerprints were kept have none.
+    action_fingerprints: dict[str, str] = Field(default_factory=dict)
     # Reminders or escalations the relay gave up on: shown in the report.
     delivery_failures: list[str] = Field(default_factory=list)
 

@@ -33,7 +33,7 @@ from workflows.contracts import (
     TicketState,
 )
 from workflows.policy import ServicePolicy, is_live
-from workflows.primitives import Actor
+from workflows.primitives import Actor, reused_action_id
 
 # Writes to our own PostgreSQL: quick, and worth retrying for as long as it is down.
 # Bad data will not get better by retrying, so it fails at once.
@@ -237,7 +237,7 @@ class TicketRecord:
         assert action.action_id is not None
         if self._state.seen_actions[action.action_id] == ticket_rules.fingerprint(action):
             return None
-        return f"action_id {action.action_id} was already used for another action; use a new id"
+        return reused_action_id(action.action_id)
 
     # ------------------------------------------------------------ storing it
 

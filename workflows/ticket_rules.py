@@ -5,12 +5,12 @@ read (and test) as plain logic.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from workflows import events as ev
+from workflows import primitives
 from workflows.contracts import (
     Action,
     Assign,
@@ -66,8 +66,7 @@ def fingerprint(action: Action) -> str:
         # The API renders a script again on a retry, and its words may differ by then (a
         # paused SLA has no due date to show): a script reply is the script it names.
         defaulted.add("message")
-    asked = action.model_dump_json(exclude={"actor", "action_id", *defaulted})
-    return f"{action.type}:{hashlib.sha256(asked.encode()).hexdigest()[:16]}"
+    return primitives.fingerprint(action, action.type, defaulted)
 
 
 def open_order(state: TicketState, department: str) -> WorkOrderState | None:

@@ -297,11 +297,6 @@ async def test_a_review_rejects_a_short_5_why_and_chases_its_follow_ups(
         ).replay_workflow(replayed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the review keeps the ids it applied, not what each asked (the ticket's "
-    "fingerprint, workflows.ticket_rules.fingerprint): workflows/review.py must keep it",
-)
 async def test_an_action_id_names_one_review_action(
     review_desk: tuple[Desk, ReviewClient],
 ) -> None:
