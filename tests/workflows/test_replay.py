@@ -297,12 +297,8 @@ LONG_LIVED = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LONG_LIVED))
-async def test_saved_histories_of_the_auto_upgrading_workflows_replay(name: str) -> None:
-    """The relay, reviews and surges move to each new build as soon as it is current: every
-    history saved from an earlier build replays on today's code."""
-    history = WorkflowHistory.from_json(name, LONG_LIVED[name])
-    result = await Replayer(
+def long_lived_replayer() -> Replayer:
+    return Replayer(
         workflows=[
             OutboxRelayWorkflow,
             WeeklyReviewWorkflow,
@@ -312,5 +308,13 @@ async def test_saved_histories_of_the_auto_upgrading_workflows_replay(name: str)
         ],
         data_converter=CONVERTER,
         workflow_runner=workflow_runner(),
-    ).replay_workflow(history, raise_on_replay_failure=False)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(LONG_LIVED))
+async def test_saved_histories_of_the_auto_upgrading_workflows_replay(name: str) -> None:
+    """The relay, reviews and surges move to each new build as soon as it is current: every
+    history saved from an earlier build replays on today's code."""
+    history = WorkflowHistory.from_json(name, LONG_LIVED[name])
+    result = await long_lived_replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{name}: {result.replay_failure}"
