@@ -26,7 +26,7 @@ from workflows.contracts import (
     ModelClassification,
     TicketState,
 )
-from workflows.policy import ServicePolicy, is_live, is_raise, sla_due, sla_target, tag_for
+from workflows.policy import ServicePolicy, is_live, is_raise, sla_target, tag_for
 from workflows.ticket_record import Entry, HandOff, Say
 from workflows.vocabulary import Category, Priority, Topic
 
@@ -266,12 +266,11 @@ def reclassify(
     now_is: Classification,
     now: datetime,
     *,
-    calendar: bool,
     automatic: bool = False,
     model_version: str | None = None,
 ) -> list[Entry]:
     """A new classification, by an agent or the learned model: its tag and the SLA of
-    its priority (on the SLA clock since the "sla-calendar" patch: `calendar`)."""
+    its priority, on the SLA clock (workflows.sla_clock.rebase)."""
     previous = state.classification
     previous_tag = state.tag
     state.classification = now_is
@@ -279,11 +278,7 @@ def reclassify(
     counts_from: datetime | None = None
     if now_is.priority is not previous.priority and state.sla_met_at is None:
         state.sla_milestone = sla_target(policy, now_is.priority).met_by
-        if calendar:
-            counts_from = sla_clock.rebase(state, policy, previous.priority, now_is.priority, now)
-        elif not state.sla_breached:
-            # The promise follows the new priority, counted from intake.
-            state.deadlines.sla = sla_due(policy, now_is.priority, state.opened_at)
+        counts_from = sla_clock.rebase(state, policy, previous.priority, now_is.priority, now)
     due = state.deadlines.sla
     told = not automatic or not is_live(policy, state.intake.channel)
     effects: tuple[Say, ...] = ()

@@ -613,7 +613,8 @@ class TicketState(Contract):
     next_effect: int = 1
     last_message: LastMessage | None = None
     # The SLA promise's clock (workflows.sla_clock): from when it counts, on which clock, and its
-    # pauses. None in runs started before the "sla-calendar" patch.
+    # pauses. Set at opening; optional because states of runs opened before the
+    # "sla-calendar" patch (carried over, or returned by the `state` query) have none.
     sla_clock: SlaClock | None = None
     sla_warnings_sent: int = 0
     sla_breached_at: datetime | None = None

@@ -505,28 +505,6 @@ def sla_target(policy: ServicePolicy, priority: Priority) -> SlaTarget:
     return policy.sla[priority]
 
 
-def sla_due(policy: ServicePolicy, priority: Priority, since: datetime) -> datetime:
-    return since + scaled(policy, policy.sla[priority].within)
-
-
-def next_progress_check(policy: ServicePolicy, now: datetime) -> datetime:
-    """The next `progress_check_at` wall-clock time in the policy's zone, strictly after now.
-
-    Computed on the local calendar date and converted back to an aware instant, so a day
-    with a DST jump still fires at 10:00 local. With a time scale, the real wait is
-    shortened by the same factor as every other duration.
-    """
-    zone = ZoneInfo(policy.time_zone)
-    local_now = now.astimezone(zone)
-    candidate = datetime.combine(local_now.date(), policy.progress_check_at, tzinfo=zone)
-    if candidate <= local_now:
-        candidate = datetime.combine(
-            local_now.date() + timedelta(days=1), policy.progress_check_at, tzinfo=zone
-        )
-    wait = candidate.astimezone(now.tzinfo) - now
-    return now + scaled(policy, wait)
-
-
 # ---------------------------------------------------------------- clocks
 #
 # Promises are computed in policy time: with a time scale, policy time runs `time_scale`

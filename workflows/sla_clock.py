@@ -8,8 +8,9 @@ on (the clock, its deadlines, its counters) and returns the events to record, in
 The ticket records them; the two that tell someone (`SlaWarned`, `SlaEscalated`) name
 whom, and the ticket hands each of those to the people it names.
 
-The ticket applies these rules only since the "sla-calendar" patch; runs from before it
-have no clock (`state.sla_clock` is None) and keep their plain deadlines.
+The ticket starts the clock at opening. `state.sla_clock` stays optional in the state's
+model, so these rules do nothing without one: a state the `state` query returns is read
+by clients of every build.
 
 Imported into workflows through `imports_passed_through()`, like `workflows.policy`.
 """

@@ -82,33 +82,20 @@ with workflow.unsafe.imports_passed_through():
         TicketStatus,
     )
 
-# Patches: runs started before each keep its behaviour (docs/upgrades.md). The record's
-# own patch (effects stored with their events) is in workflows.ticket_record.
-# - A closed ticket asks for CSAT / NPS and waits policy.feedback_window for them.
-_FEEDBACK_WINDOW = "feedback-window"
-# - The typed record. Without it, a run's next appends would leave gaps in the store and
-#   its replays would fail:
-#   - every agent reply is an event of its own (`agent_replied`); before, only the first
-#     one was (`first_responded`), so later replies took no seq;
-#   - an action sent again with its action_id is applied once, and an id reused for a
-#     different action is refused; before, updates were applied whatever their id;
-#   - what a partner or customer sends a closed ticket is recorded, not dropped.
-_TYPED_RECORD = "every-reply-recorded"
-# - Calendars and the SLA clock: promises on business or calendar clocks in policy time
-#   (a scaled daily check keeps its rhythm), the SLA paused while the ticket waits on the
-#   customer, warnings before a breach and an escalation ladder after it, a raised
-#   priority's promise counted from the reclassification, and reviews that follow a
-#   decision's checkpoint and stop once the ticket is resolved.
-_CALENDAR = "sla-calendar"
-# - The learned classifier runs as an activity after intake and may reclassify the
-#   ticket where it is surer than the policy's threshold.
-_MODEL_CLASSIFICATION = "model-classification"
-# - The learned classifier runs as a local activity, inside the intake's workflow task:
-#   it takes about 5 ms, and as a regular activity its own task and round trip cost the
-#   worker more than the classification itself (docs/benchmarks.md).
-_LOCAL_CLASSIFICATION = "local-classification"
-# - Our own bound on a run's history (policy.history_events_per_run).
-_BOUNDED_HISTORY = "bounded-history-per-run"
+# Retired patches (docs/upgrades.md, "Retiring a patch"). Tickets are pinned to the build
+# that opened them, so the branches for runs from before each patch are gone: only today's
+# behaviour is left. Each `workflow.deprecate_patch` stands where `patched` stood, because
+# runs opened since the patch recorded its marker at that point of their history and must
+# keep replaying; the next stage removes the calls. The record's own retired patch
+# (effects stored with their events) is in workflows.ticket_record.
+_TYPED_RECORD = "every-reply-recorded"  # every reply an event; an action id applied once
+_CALENDAR = "sla-calendar"  # promises on the SLA clock: calendars, pauses, warnings, ladder
+_MODEL_CLASSIFICATION = "model-classification"  # the learned classifier after intake
+_LOCAL_CLASSIFICATION = "local-classification"  # ... as a local activity
+_BOUNDED_HISTORY = "bounded-history-per-run"  # policy.history_events_per_run
+_FEEDBACK_WINDOW = "feedback-window"  # CSAT / NPS asked for, and waited for, after closing
+# Why each call below stays, and when it goes, in one line: its marker's runs replay
+# through it until the builds that recorded it have drained (`ticketflow tickets-before`).
 _CLASSIFY_TIMEOUT = timedelta(seconds=30)
 
 
@@ -123,8 +110,8 @@ class TicketWorkflow:
         self._policy = start.policy
         self._woken = False
         self._indexed: dict[str, Any] = {}
-        self._typed_record = workflow.patched(_TYPED_RECORD)
-        self._calendar = workflow.patched(_CALENDAR)
+        workflow.deprecate_patch(_TYPED_RECORD)  # marker of every run; goes in the next stage
+        workflow.deprecate_patch(_CALENDAR)  # marker of every run; goes in the next stage
         for action in ACTIONS:
             workflow.set_update_handler(
                 action_name(action),
@@ -134,17 +121,12 @@ class TicketWorkflow:
         if start.carried_state is not None:
             self._keep(start.carried_state)
             self._state.runs += 1
-            if self._calendar and self._state.sla_clock is None:
-                # Carried from a run before the patch: its SLA counts on as it did.
-                self._state.sla_clock = sla_clock.clock_from(
-                    self._state, self._policy, self._state.opened_at
-                )
         else:
             self._open(start, workflow.now())
 
     def _keep(self, state: TicketState) -> None:
         self._state = state
-        self._record = TicketRecord(state, self._policy, typed_record=self._typed_record)
+        self._record = TicketRecord(state, self._policy)
 
     # ------------------------------------------------------------ the run loop
 
@@ -155,7 +137,9 @@ class TicketWorkflow:
             state.duplicate_of_earlier_run = True
             return ticket_view.outcome(state)
         learned = self._policy.model_min_confidence < 1.0
-        if start.carried_state is None and learned and workflow.patched(_MODEL_CLASSIFICATION):
+        if start.carried_state is None and learned:
+            # Marker of runs opened with a learned model; goes in the next stage.
+            workflow.deprecate_patch(_MODEL_CLASSIFICATION)
             await self._carry_out_effects()  # intake first: its clock and its messages
             await self._classify_with_model()
 
@@ -194,9 +178,10 @@ class TicketWorkflow:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
-        # Guarded, as it changes commands for long runs.
-        bound = self._policy.history_events_per_run
-        return info.get_current_history_length() >= bound and workflow.patched(_BOUNDED_HISTORY)
+        if info.get_current_history_length() < self._policy.history_events_per_run:
+            return False
+        workflow.deprecate_patch(_BOUNDED_HISTORY)  # marker of long runs; goes in the next stage
+        return True
 
     async def _is_duplicate_intake(self, start: TicketInput) -> bool:
         """Temporal forgets a closed workflow id after retention; PostgreSQL does not."""
@@ -251,17 +236,11 @@ class TicketWorkflow:
         )
         self._keep(state)
         deadlines = state.deadlines
-        if self._calendar:
-            deadlines.first_response = rules.first_response_due(
-                self._policy, now, intake.channel, intake.tier, classification.priority
-            )
-            state.sla_clock = sla_clock.clock_from(state, self._policy, now)
-            sla_clock.arm(state, self._policy, now)
-        else:
-            deadlines.first_response = now + rules.first_response_window(
-                self._policy, intake.channel, intake.tier
-            )
-            deadlines.sla = rules.sla_due(self._policy, classification.priority, now)
+        deadlines.first_response = rules.first_response_due(
+            self._policy, now, intake.channel, intake.tier, classification.priority
+        )
+        state.sla_clock = sla_clock.clock_from(state, self._policy, now)
+        sla_clock.arm(state, self._policy, now)
         deadlines.upgrade_review = now + rules.scaled(
             self._policy, self._policy.upgrade_review_after
         )
@@ -285,11 +264,13 @@ class TicketWorkflow:
         text = TextToClassify(
             subject=intake.subject, description=intake.description, locale=intake.locale
         )
+        # Marker of runs opened with a learned model; goes in the next stage.
+        workflow.deprecate_patch(_LOCAL_CLASSIFICATION)
         try:
-            # Local (inside this workflow task) since the patch; a regular activity before.
-            local = workflow.patched(_LOCAL_CLASSIFICATION)
-            execute = workflow.execute_local_activity if local else workflow.execute_activity
-            found: ModelClassification = await execute(
+            # Local, inside the intake's workflow task: it takes about 5 ms, and as a
+            # regular activity its own task and round trip cost the worker more than the
+            # classification itself (docs/benchmarks.md).
+            found: ModelClassification = await workflow.execute_local_activity(
                 activity.CLASSIFY_TEXT,
                 text,
                 result_type=ModelClassification,
@@ -320,11 +301,11 @@ class TicketWorkflow:
             self._record.write(ticket_timers.first_response_missed(state, policy), SYSTEM)
         if deadlines.sla and deadlines.sla <= now:
             deadlines.sla = None
-            entries = ticket_timers.sla_breached(state, policy, now, calendar=self._calendar)
+            entries = ticket_timers.sla_breached(state, policy, now)
             self._record.write(entries, SYSTEM)
         if deadlines.progress_check and deadlines.progress_check <= now:
             deadlines.progress_check = None
-            entries = ticket_timers.progress_check(state, policy, now, calendar=self._calendar)
+            entries = ticket_timers.progress_check(state, policy, now)
             self._record.write(entries, SYSTEM)
         if deadlines.upgrade_review and deadlines.upgrade_review <= now:
             deadlines.upgrade_review = None
@@ -381,7 +362,7 @@ class TicketWorkflow:
             raise ApplicationError(reason, type="ActionRejected", non_retryable=True)
 
     def _accept(self, action: Action) -> TicketView:
-        if not self._typed_record or self._record.first_sighting_of(action):
+        if self._record.first_sighting_of(action):
             self._apply(action)
         return self.view()
 
@@ -397,22 +378,17 @@ class TicketWorkflow:
     def _on_respond(self, action: Respond) -> None:
         state = self._state
         now = workflow.now()
-        if self._typed_record:
-            seq = self._record.event(
-                ev.AgentReplied(message=action.message or "", script_id=action.script_id),
-                action.actor,
-            )
-        else:
-            seq = None  # runs from before: the reply has no event of its own
-        self._record.message(MessageKind.AGENT_REPLY, seq, MessageParams(text=action.message))
-        if self._calendar:
-            # A question to the customer pauses the SLA (sla_clock.follow_pause); any other
-            # reply means the next step is ours again.
-            state.waiting_on_customer_since = now if action.awaiting_customer else None
+        reply = MessageParams(text=action.message)
+        self._record.event(
+            ev.AgentReplied(message=action.message or "", script_id=action.script_id),
+            action.actor,
+            Say(MessageKind.AGENT_REPLY, reply),
+        )
+        # A question to the customer pauses the SLA (sla_clock.follow_pause); any other
+        # reply means the next step is ours again.
+        state.waiting_on_customer_since = now if action.awaiting_customer else None
         if state.first_response_at is None:
-            entries = ticket_timers.first_responded(
-                state, self._policy, now, calendar=self._calendar
-            )
+            entries = ticket_timers.first_responded(state, self._policy, now)
             self._record.write(entries, action.actor)
 
     def _on_classify(self, action: Classify) -> None:
@@ -435,7 +411,6 @@ class TicketWorkflow:
             self._policy,
             now_is,
             workflow.now(),
-            calendar=self._calendar,
             automatic=automatic,
             model_version=model_version,
         )
@@ -464,7 +439,7 @@ class TicketWorkflow:
             work,
         )
         if state.deadlines.progress_check is None:
-            ticket_timers.arm_progress_check(state, self._policy, now, calendar=self._calendar)
+            ticket_timers.arm_progress_check(state, self._policy, now)
 
     def _on_post_progress(self, action: PostProgress) -> None:
         state = self._state
@@ -483,7 +458,7 @@ class TicketWorkflow:
         if action.work_order_done:
             order.done = True
             self._record.event(ev.WorkOrderDone(department=action.department), action.actor)
-            ticket_timers.arm_progress_check(state, self._policy, now, calendar=self._calendar)
+            ticket_timers.arm_progress_check(state, self._policy, now)
 
     def _on_record_milestone(self, action: RecordMilestone) -> None:
         self._on_milestone(action.milestone, action.actor, action.note)
@@ -491,7 +466,7 @@ class TicketWorkflow:
     def _on_milestone(self, milestone: Milestone, actor: Actor, note: str | None) -> None:
         state = self._state
         now = workflow.now()
-        if self._calendar and milestone is Milestone.RESOLVED:
+        if milestone is Milestone.RESOLVED:
             state.deadlines.upgrade_review = None  # reviews stop once it is resolved
         elif state.resolved_at is None:
             state.deadlines.upgrade_review = now + rules.scaled(
@@ -503,9 +478,8 @@ class TicketWorkflow:
         )
         if meets_sla:
             state.sla_met_at = now
-            if self._calendar:
-                # The promise is kept: its clock stops for good.
-                self._record_clock(sla_clock.end_pause(state, self._policy, now))
+            # The promise is kept: its clock stops for good.
+            self._record_clock(sla_clock.end_pause(state, self._policy, now))
             state.deadlines.sla = None
             state.deadlines.sla_warning = None
             state.deadlines.escalation = None
@@ -578,7 +552,7 @@ class TicketWorkflow:
         state = self._state
         state.review_decisions.append(action.decision)
         next_review_at = None
-        if self._calendar and state.resolved_at is None:
+        if state.resolved_at is None:
             # The board looks again at the checkpoint it named, not 24 h after it met.
             checkpoint = action.next_checkpoint or self._policy.upgrade_review_after
             next_review_at = workflow.now() + rules.scaled(self._policy, checkpoint)
@@ -602,8 +576,6 @@ class TicketWorkflow:
             # While it waits for the ratings it asked for, a closed ticket records them,
             # and records anything else the customer says without reopening: closed is
             # final (SPEC §4), but nothing the customer sent is lost.
-            if state.feedback_until is None and not self._typed_record:
-                return
             if not self._record.first_sighting(f"reply:{reply.reply_id}"):
                 return
             if reply.kind in (CustomerReplyKind.CSAT, CustomerReplyKind.NPS):
@@ -654,10 +626,7 @@ class TicketWorkflow:
     @workflow.signal
     def partner_callback(self, callback: PartnerCallback) -> None:
         state = self._state
-        closed = state.status is TicketStatus.CLOSED
-        if (closed and not self._typed_record) or not self._record.first_sighting(
-            f"partner:{callback.callback_id}"
-        ):
+        if not self._record.first_sighting(f"partner:{callback.callback_id}"):
             return
         partner = Actor(id=callback.partner, role=Role.PARTNER)
         engagement = state.partners.get(callback.partner)
@@ -704,8 +673,7 @@ class TicketWorkflow:
     def _close(self, reason: CloseReason, actor: Actor, long_term_plan: str | None = None) -> None:
         state = self._state
         state.closed_at = workflow.now()
-        if self._calendar:
-            self._record_clock(sla_clock.end_pause(state, self._policy, state.closed_at))
+        self._record_clock(sla_clock.end_pause(state, self._policy, state.closed_at))
         state.close_reason = reason
         state.deadlines = Deadlines()
         told = long_term_plan is not None
@@ -724,8 +692,9 @@ class TicketWorkflow:
         """CSAT and NPS (SPEC §5's outcome indicators) can only come after closing: ask
         now, in the closing drain, and listen for policy.feedback_window."""
         window = rules.scaled(self._policy, self._policy.feedback_window)
-        if window <= timedelta(0) or not workflow.patched(_FEEDBACK_WINDOW):
+        if window <= timedelta(0):
             return
+        workflow.deprecate_patch(_FEEDBACK_WINDOW)  # marker of closed runs; goes in the next stage
         state = self._state
         until = workflow.now() + window
         state.feedback_until = until
@@ -770,12 +739,11 @@ class TicketWorkflow:
             old = state.status
             state.status = new
             self._record.event(ev.StatusChanged(previous=old, to=new), actor)
-        if self._calendar:
-            self._record_clock(sla_clock.follow_pause(state, self._policy, workflow.now()))
+        self._record_clock(sla_clock.follow_pause(state, self._policy, workflow.now()))
 
     def _publish_for_operators(self) -> None:
         """Search attributes (only what changed) and the UI's current details."""
-        wanted = ticket_view.search_attributes(self._state, calendar=self._calendar)
+        wanted = ticket_view.search_attributes(self._state)
         changed = ticket_view.changed_attributes(wanted, self._indexed)
         if changed:
             workflow.upsert_search_attributes(changed)

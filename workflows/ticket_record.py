@@ -15,7 +15,6 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 from workflows import activity_names as activity
 from workflows import events as ev
@@ -44,8 +43,8 @@ STORE_RETRY = RetryPolicy(
     non_retryable_error_types=["BadData"],
 )
 STORE_TIMEOUT = timedelta(seconds=15)
-# Patch: effects are stored with their events in one activity (before: one activity per
-# customer message and hand-off, then the append).
+# Retired patch (docs/upgrades.md): effects are stored with their events in one activity
+# (before it, one activity per customer message and hand-off, then the append).
 _EFFECTS_STORED_WITH_EVENTS = "effects-stored-with-events"
 # Action ids remembered for dropping resends, the most recent kept.
 _ACTION_IDS_KEPT = 2000
@@ -89,12 +88,9 @@ class Entry:
 class TicketRecord:
     """The record of one ticket run, kept in (and carried with) its state."""
 
-    def __init__(self, state: TicketState, policy: ServicePolicy, *, typed_record: bool) -> None:
+    def __init__(self, state: TicketState, policy: ServicePolicy) -> None:
         self._state = state
         self._policy = policy
-        # The "every-reply-recorded" patch (workflows.ticket): action ids are checked
-        # against what they named only in runs started after it.
-        self._typed_record = typed_record
 
     # ------------------------------------------------------------ adding to it
 
@@ -135,7 +131,7 @@ class TicketRecord:
                 )
         return event.seq
 
-    def message(self, kind: MessageKind, seq: int | None, params: MessageParams) -> None:
+    def message(self, kind: MessageKind, seq: int, params: MessageParams) -> None:
         """Say something to the customer: what, as data. The words are the templates' of
         the customer's locale (activities.messages), rendered when it is delivered."""
         state = self._state
@@ -191,11 +187,11 @@ class TicketRecord:
             )
         )
 
-    def _effect_key(self, seq: int | None, kind: str) -> str:
+    def _effect_key(self, seq: int, kind: str) -> str:
         """An outbox row's identity: the event that sent it, and a number of its own (one
-        event may send several rows; a reply before the every-reply patch sent none)."""
+        event may send several rows)."""
         state = self._state
-        key = f"{state.ticket_id}:{seq or 0}:{kind}:{state.next_effect}"
+        key = f"{state.ticket_id}:{seq}:{kind}:{state.next_effect}"
         state.next_effect += 1
         return key
 
@@ -215,8 +211,6 @@ class TicketRecord:
         later run) is applied once."""
         if action.action_id is None:
             return True
-        if not self._typed_record:
-            return self.first_sighting(f"action:{action.action_id}")  # signals, as before
         seen = self._state.seen_actions
         if action.action_id in seen:
             return False
@@ -227,7 +221,7 @@ class TicketRecord:
 
     def is_resend(self, action: Action) -> bool:
         seen = self._state.seen_actions
-        return self._typed_record and action.action_id is not None and action.action_id in seen
+        return action.action_id is not None and action.action_id in seen
 
     def reused_id(self, action: Action) -> str | None:
         """An action id names one action: the same id on another action is a caller's
@@ -246,74 +240,31 @@ class TicketRecord:
         return bool(state.pending_messages or state.pending_handoffs or state.pending_events)
 
     async def store(self) -> None:
-        """Store every queued event together with the messages and hand-offs it describes."""
+        """Store every queued event together with the messages and hand-offs it describes.
+
+        One activity per drain: the outbox rows and the events go into PostgreSQL in one
+        transaction, so a row exists exactly when its event does, and a lifecycle costs
+        one activity per step instead of one per message and hand-off."""
+        state = self._state
         while self.pending():
-            if workflow.patched(_EFFECTS_STORED_WITH_EVENTS):
-                await self._store_effects_with_events()
-            else:
-                await self._run_effects_one_by_one()
-
-    async def _store_effects_with_events(self) -> None:
-        # One activity per drain: the outbox rows and the events go into PostgreSQL in
-        # one transaction, so a row exists exactly when its event does, and a lifecycle
-        # costs one activity per step instead of one per message and hand-off.
-        state = self._state
-        batch = EventBatch(
-            ticket_id=state.ticket_id,
-            events=list(state.pending_events),
-            messages=list(state.pending_messages),
-            handoffs=list(state.pending_handoffs),
-        )
-        effects = [m.kind.value for m in batch.messages] + [h.kind.value for h in batch.handoffs]
-        await self._append(batch, f" + {', '.join(effects)}" if effects else "")
-        # Handlers may have queued more while we awaited: keep those.
-        del state.pending_events[: len(batch.events)]
-        del state.pending_messages[: len(batch.messages)]
-        del state.pending_handoffs[: len(batch.handoffs)]
-
-    async def _run_effects_one_by_one(self) -> None:
-        """Runs started before _EFFECTS_STORED_WITH_EVENTS replay through this path."""
-        state = self._state
-        while state.pending_messages:
-            message = state.pending_messages[0]
-            await self._run_effect(
-                activity.NOTIFY_CUSTOMER, message, f"{message.kind.value} → customer"
+            # Marker of every run (at its first drain); goes in the next stage.
+            workflow.deprecate_patch(_EFFECTS_STORED_WITH_EVENTS)
+            batch = EventBatch(
+                ticket_id=state.ticket_id,
+                events=list(state.pending_events),
+                messages=list(state.pending_messages),
+                handoffs=list(state.pending_handoffs),
             )
-            state.pending_messages.pop(0)
-        while state.pending_handoffs:
-            handoff = state.pending_handoffs[0]
-            await self._run_effect(
-                activity.HANDOFF_ACTIVITY[handoff.kind],
-                handoff,
-                f"{handoff.kind.value} → {', '.join(handoff.recipients)}",
-            )
-            state.pending_handoffs.pop(0)
-        if state.pending_events:
-            batch = list(state.pending_events)
-            await self._append(EventBatch(ticket_id=state.ticket_id, events=batch))
-            del state.pending_events[: len(batch)]
-
-    async def _append(self, batch: EventBatch, carrying: str = "") -> None:
-        await workflow.execute_activity(
-            activity.APPEND_EVENTS,
-            batch,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-            summary=f"append {len(batch.events)} events{carrying}",
-        )
-
-    async def _run_effect(
-        self, name: str, payload: CustomerMessage | Handoff, summary: str
-    ) -> None:
-        try:
+            kinds = [m.kind.value for m in batch.messages] + [h.kind.value for h in batch.handoffs]
+            carrying = f" + {', '.join(kinds)}" if kinds else ""
             await workflow.execute_activity(
-                name,
-                payload,
+                activity.APPEND_EVENTS,
+                batch,
                 start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=STORE_RETRY,
-                summary=summary,
+                summary=f"append {len(batch.events)} events{carrying}",
             )
-        except ActivityError as err:
-            # Only non-retryable failures get here: a bug in what we sent, not in the
-            # customer's data (validators checked that). Keep the ticket alive and say so.
-            workflow.logger.error("effect %s failed and was dropped: %s", name, err.cause)
+            # Handlers may have queued more while we awaited: keep those.
+            del state.pending_events[: len(batch.events)]
+            del state.pending_messages[: len(batch.messages)]
+            del state.pending_handoffs[: len(batch.handoffs)]

@@ -20,7 +20,6 @@ from workflows.policy import (
     first_response_promise,
     first_response_window,
     next_daily_check,
-    next_progress_check,
     scaled,
     sla_target,
 )
@@ -47,24 +46,18 @@ def first_response_missed(state: TicketState, policy: ServicePolicy) -> list[Ent
     ]
 
 
-def arm_progress_check(
-    state: TicketState, policy: ServicePolicy, now: datetime, *, calendar: bool
-) -> None:
+def arm_progress_check(state: TicketState, policy: ServicePolicy, now: datetime) -> None:
     """The next daily check while a work order is open; none once all are done."""
     deadlines = state.deadlines
     if not any(not order.done for order in state.work_orders.values()):
         deadlines.progress_check = None
-    elif calendar:
+    else:
         # In policy time from the ticket's opening: a scaled day keeps one check.
         priority = state.classification.priority
         deadlines.progress_check = next_daily_check(policy, state.opened_at, now, priority)
-    else:
-        deadlines.progress_check = next_progress_check(policy, now)
 
 
-def progress_check(
-    state: TicketState, policy: ServicePolicy, now: datetime, *, calendar: bool
-) -> list[Entry]:
+def progress_check(state: TicketState, policy: ServicePolicy, now: datetime) -> list[Entry]:
     """Remind only the departments that have not posted since the previous check."""
     previous_check = state.last_progress_check_at
     silent = [
@@ -78,7 +71,7 @@ def progress_check(
     ]
     state.last_progress_check_at = now
     # Armed first: the reminder names the next check as the time progress is due by.
-    arm_progress_check(state, policy, now, calendar=calendar)
+    arm_progress_check(state, policy, now)
     if not silent:
         return []
     for department in silent:
@@ -120,41 +113,26 @@ def partner_updates(state: TicketState, policy: ServicePolicy, now: datetime) ->
     return entries
 
 
-def first_responded(
-    state: TicketState, policy: ServicePolicy, now: datetime, *, calendar: bool
-) -> list[Entry]:
-    """The first agent reply stops the first-response clock: in time or not."""
+def first_responded(state: TicketState, policy: ServicePolicy, now: datetime) -> list[Entry]:
+    """The first agent reply stops the first-response clock: in time if before the
+    instant its clock (calendar or business) set."""
     intake = state.intake
     state.first_response_at = now
     state.deadlines.first_response = None
-    target = first_response_window(policy, intake.channel, intake.tier)
+    priority = state.classification.priority
+    due = first_response_due(policy, state.opened_at, intake.channel, intake.tier, priority)
     seconds = (now - state.opened_at).total_seconds()
-    within = seconds <= target.total_seconds()
-    if calendar:
-        # On a business clock, in time if before the instant the clock set.
-        priority = state.classification.priority
-        due = first_response_due(policy, state.opened_at, intake.channel, intake.tier, priority)
-        within = now <= due
-    return [Entry(ev.FirstResponded(seconds=seconds, within_target=within))]
+    return [Entry(ev.FirstResponded(seconds=seconds, within_target=now <= due))]
 
 
-def sla_breached(
-    state: TicketState, policy: ServicePolicy, now: datetime, *, calendar: bool
-) -> list[Entry]:
-    """The SLA is broken: on the SLA clock (`calendar`), the escalation ladder starts;
-    in runs from before it, the supervisors hear of the breach itself."""
+def sla_breached(state: TicketState, policy: ServicePolicy, now: datetime) -> list[Entry]:
+    """The SLA is broken: the escalation ladder starts (workflows.sla_clock.breach)."""
     state.sla_breached = True
     state.escalated = True
     breached = ev.SlaBreached(
         priority=state.classification.priority, milestone=state.sla_milestone, due_at=now
     )
-    if calendar:
-        return [Entry(breached), *sla_told(state, policy, sla_clock.breach(state, policy, now))]
-    target = sla_target(policy, state.classification.priority)
-    facts = HandoffFacts(within=target.within, milestone=target.met_by)
-    return [
-        Entry(breached, (HandOff(HandoffKind.SLA_ESCALATION, [policy.supervisor_queue], facts),))
-    ]
+    return [Entry(breached), *sla_told(state, policy, sla_clock.breach(state, policy, now))]
 
 
 def sla_told(

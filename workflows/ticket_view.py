@@ -39,9 +39,13 @@ def next_deadline(
     return name, due
 
 
-def search_attributes(state: TicketState, *, calendar: bool) -> dict[str, Any]:
+def search_attributes(state: TicketState) -> dict[str, Any]:
     """What operators filter tickets on, by attribute name."""
-    return _calendar_attributes(state, calendar) | {
+    sla = state.sla_clock
+    _, next_at = next_deadline(state.deadlines, PROMISES)
+    return {
+        sa.TICKET_SLA_PAUSED.name: sla is not None and sla.paused_since is not None,
+        sa.TICKET_NEXT_DEADLINE.name: next_at,
         sa.TICKET_STATUS.name: state.status.value,
         sa.TICKET_PRIORITY.name: state.classification.priority.value,
         sa.TICKET_CATEGORY.name: state.classification.category.value,
@@ -54,19 +58,6 @@ def search_attributes(state: TicketState, *, calendar: bool) -> dict[str, Any]:
         sa.TICKET_SLA_BREACHED.name: state.sla_breached,
         sa.TICKET_ESCALATED.name: state.escalated,
         sa.TICKET_ROOT_CAUSE.name: state.root_cause,
-    }
-
-
-def _calendar_attributes(state: TicketState, calendar: bool) -> dict[str, Any]:
-    # Runs from before the calendar patch never set these: upserting them would add
-    # commands their histories do not have.
-    if not calendar:
-        return {}
-    sla = state.sla_clock
-    _, next_at = next_deadline(state.deadlines, PROMISES)
-    return {
-        sa.TICKET_SLA_PAUSED.name: sla is not None and sla.paused_since is not None,
-        sa.TICKET_NEXT_DEADLINE.name: next_at,
     }
 
 

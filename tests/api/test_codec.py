@@ -342,22 +342,22 @@ async def test_a_browser_on_the_ui_origin_passes_the_preflight(
 
 
 async def test_a_history_saved_before_encryption_still_replays() -> None:
-    """The saved histories were recorded in plaintext; the encrypting converter replays
+    """Some saved histories were recorded in plaintext; the encrypting converter replays
     them (tests/workflows/test_replay.py replays every one of them the same way)."""
     from temporalio.client import WorkflowHistory
 
-    from tests.workflows.test_replay import SAVED, replayer
+    from tests.workflows.test_replay import LONG_LIVED, SAVED, long_lived_replayer
 
-    # Recorded in session 4, before payloads were sealed; today's recording is sealed.
-    name = "standard_lifecycle.before_local_classification"
+    # The weekly review's, recorded before payloads were sealed; today's recordings are.
+    name = "review/weekly_review"
     sealed = WorkflowHistory.from_json("standard_lifecycle", SAVED["standard_lifecycle"])
     first = sealed.events[0].workflow_execution_started_event_attributes.input.payloads[0]
     assert first.metadata["encoding"] == ENCODING
-    history = WorkflowHistory.from_json(name, SAVED[name])
+    history = WorkflowHistory.from_json(name, LONG_LIVED[name])
     started = history.events[0].workflow_execution_started_event_attributes
     assert started.input.payloads
     assert all(p.metadata["encoding"] != ENCODING for p in started.input.payloads)
-    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    result = await long_lived_replayer().replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None
 
 

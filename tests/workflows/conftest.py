@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,6 +30,7 @@ from activities.messages import MessageTemplates
 from api.client import ActionRejected, OpenedTicket, TicketClient
 from tests.codec_keys import CONVERTER
 from workers.cluster import register_search_attributes
+from workers.devspec import DevServerSpec
 from workers.main import build_worker
 from workflows.contracts import Intake, Resolve, TicketAction, TicketOutcome
 from workflows.policy import ServicePolicy
@@ -72,6 +74,27 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     # The test server knows no custom search attributes until told; without them every
     # upsert fails the workflow task.
     await register_search_attributes(env.client, env.client.namespace)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def eager_can_env(
+    dev_spec: DevServerSpec, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server, told to suggest continue-as-new after 60 events instead of ~10k."""
+    env = await WorkflowEnvironment.start_local(
+        namespace=dev_spec.namespace,
+        dev_server_existing_path=f"{sys.prefix}/bin/temporal",
+        dev_server_database_filename=str(Path(tmp_path_factory.mktemp("can")) / "t.db"),
+        dev_server_extra_args=[
+            *dev_spec.behaviour_args(),
+            "--dynamic-config-value",
+            "limit.historyCount.suggestContinueAsNew=60",
+        ],
+        ui=False,
+        data_converter=CONVERTER,
+    )
     yield env
     await env.shutdown()
 

@@ -251,15 +251,16 @@ async def test_partner_updates_every_6h_until_the_partner_answers(desk: Desk) ->
     ]
 
 
-def test_next_progress_check_is_dst_safe() -> None:
-    from workflows.policy import ServicePolicy, next_progress_check
+def test_next_daily_check_is_dst_safe() -> None:
+    from workflows.policy import ServicePolicy, next_daily_check
 
     policy = ServicePolicy(time_zone="America/New_York")
     # The night clocks go forward (2026-03-08): still 10:00 local, 23 h after the last one.
     before = datetime(2026, 3, 7, 15, 30, tzinfo=UTC)  # 10:30 EST on the 7th
-    check = next_progress_check(policy, before)
+    check = next_daily_check(policy, before, before, Priority.B)
     local = check.astimezone(ZoneInfo("America/New_York"))
     assert (local.day, local.hour, local.minute) == (8, 10, 0)
     assert check.utcoffset() == timedelta(0)
-    shanghai = next_progress_check(ServicePolicy(), datetime(2026, 11, 24, 1, 59, tzinfo=UTC))
+    opened = datetime(2026, 11, 24, 1, 59, tzinfo=UTC)
+    shanghai = next_daily_check(ServicePolicy(), opened, opened, Priority.B)
     assert shanghai == datetime(2026, 11, 24, 2, 0, tzinfo=UTC)

@@ -4,13 +4,9 @@ exactly-once events under retries, bounded history, and continue-as-new that kee
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import asyncpg
-import pytest
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
@@ -19,7 +15,6 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from tests.codec_keys import CONVERTER
 from tests.workflows.conftest import (
     AGENT,
     STANDARD_LIFECYCLE_EVENTS,
@@ -29,7 +24,6 @@ from tests.workflows.conftest import (
     _desks,
     resolve,
 )
-from workers.devspec import DevServerSpec
 from workflows import activity_names as names
 from workflows.contracts import CustomerReply, Dispatch, PostProgress, Respond
 from workflows.policy import ServicePolicy
@@ -223,27 +217,6 @@ async def test_ticket_open_for_months_keeps_each_run_bounded(desk_factory: DeskF
     assert await history_length(desk, tid) < 200 + 40
     reminded = [r for r in await desk.events(tid) if r["type"] == "progress_reminded"]
     assert len(reminded) == 60
-
-
-@pytest.fixture(scope="module")
-async def eager_can_env(
-    dev_spec: DevServerSpec, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[WorkflowEnvironment]:
-    """The dev server, told to suggest continue-as-new after 60 events instead of ~10k."""
-    env = await WorkflowEnvironment.start_local(
-        namespace=dev_spec.namespace,
-        dev_server_existing_path=f"{sys.prefix}/bin/temporal",
-        dev_server_database_filename=str(Path(tmp_path_factory.mktemp("can")) / "t.db"),
-        dev_server_extra_args=[
-            *dev_spec.behaviour_args(),
-            "--dynamic-config-value",
-            "limit.historyCount.suggestContinueAsNew=60",
-        ],
-        ui=False,
-        data_converter=CONVERTER,
-    )
-    yield env
-    await env.shutdown()
 
 
 async def test_long_ticket_continues_as_new_keeping_state(

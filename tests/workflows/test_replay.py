@@ -5,10 +5,17 @@ TicketWorkflow that alters its commands fails here until it is guarded with
 `workflow.patched(...)`. Record new ones after a deliberate, guarded change with
 `TICKETFLOW_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py`, after renaming
 the previous recordings to `<scenario>.<what changed>.json` so they keep replaying.
+A retired patch takes the histories of the runs from before it along
+(docs/upgrades.md, "Retiring a patch").
+
+The long workflows that follow each new build (workers.main.AUTO_UPGRADING: the outbox
+relay, weekly reviews, surge investigations) have saved histories too, in a folder each
+(`histories/relay/`, `review/`, `surge/`), recorded by their own tests; all replay here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +37,7 @@ from activities.delivery import words_of
 from activities.messages import MessageTemplates
 from tests.codec_keys import CONVERTER
 from tests.workflows.conftest import AGENT, TECH, Desk, resolve
-from workflows.activity_names import APPEND_EVENTS, HANDOFF_ACTIVITY
+from workflows.activity_names import APPEND_EVENTS
 from workflows.contracts import (
     Assign,
     Classify,
@@ -45,7 +52,10 @@ from workflows.contracts import (
     Respond,
 )
 from workflows.policy import ServicePolicy
+from workflows.relay import OutboxRelayWorkflow
+from workflows.review import WeeklyReviewKickoffWorkflow, WeeklyReviewWorkflow
 from workflows.sandbox import workflow_runner
+from workflows.surge import SurgeCheckWorkflow, SurgeInvestigationWorkflow
 from workflows.ticket import TicketWorkflow
 from workflows.vocabulary import Category, CustomerReplyKind, Priority, Topic
 
@@ -147,24 +157,41 @@ async def test_fresh_histories_replay(desk: Desk) -> None:
 SAVED = {path.stem: path.read_text() for path in sorted(HISTORIES.glob("*.json"))}
 
 
+PATCH_MARKERS = ("every-reply-recorded", "sla-calendar", "model-classification")
+
+
+def patch_markers(history: WorkflowHistory) -> list[tuple[str, bool]]:
+    """The patch markers a run recorded: each patch id, and whether it was deprecated."""
+    found = []
+    for event in history.events:
+        attributes = event.marker_recorded_event_attributes
+        if event.HasField("marker_recorded_event_attributes") and (
+            attributes.marker_name == "core_patch"
+        ):
+            [data] = attributes.details["patch-data"].payloads
+            marker = json.loads(data.data)
+            found.append((marker["id"], marker["deprecated"]))
+    return found
+
+
 def test_histories_are_saved() -> None:
-    scenarios = {"standard_lifecycle", "departments_partner_reopen_autoclose"}
-    assert scenarios | {"sla_clock"} <= set(SAVED)
-    # Recorded before the "effects-stored-with-events" patch (one activity per message
-    # and hand-off), before the "feedback-window" patch (the run ends at closing) and
-    # before the "every-reply-recorded" patch (only the first agent reply was an event)
-    # and before the "sla-calendar" patch (no SLA clock: no pauses, warnings or ladder).
-    # Runs like these may still be open when a worker upgrades.
-    befores = ("effects_one_by_one", "before_feedback_window", "before_every_reply_recorded")
-    for before in (*befores, "before_sla_calendar"):
-        assert {f"{name}.{before}" for name in scenarios} <= set(SAVED)
-    # And before the "model-classification" patch (no learned classifier at intake), and
-    # before the "local-classification" patch (the classifier as a regular activity).
-    for name in (*scenarios, "sla_clock"):
-        assert f"{name}.before_model_classification" in SAVED
-        assert f"{name}.before_local_classification" in SAVED
-        # Today's recording classifies inside a workflow task: a local activity's marker.
+    for name in ("standard_lifecycle", "departments_partner_reopen_autoclose", "sla_clock"):
+        # Recorded by today's code: the retired patches' markers, deprecated, where
+        # `deprecate_patch` records them; the calls' next stage (removed) replays these.
+        today = patch_markers(WorkflowHistory.from_json(name, SAVED[name]))
+        assert {(marker, True) for marker in PATCH_MARKERS} <= set(today)
+        # Recorded while the patches were live (`workflow.patched`): runs like these may
+        # still be open when a worker upgrades, until `ticketflow tickets-before` says none.
+        before = f"{name}.patched_markers"
+        patched = patch_markers(WorkflowHistory.from_json(before, SAVED[before]))
+        assert {(marker, False) for marker in PATCH_MARKERS} <= set(patched)
+        # Both classify inside a workflow task: a local activity's marker.
         assert '"core_local_activity"' in SAVED[name]
+        assert '"core_local_activity"' in SAVED[before]
+    # Runs from before any of the ticket's patches are gone with their branches.
+    assert not [name for name in SAVED if ".before_" in name or "one_by_one" in name]
+    for folder in ("relay", "review", "surge"):
+        assert list((HISTORIES / folder).glob("*.json")), f"no saved {folder} history"
 
 
 @pytest.mark.parametrize("name", sorted(SAVED))
@@ -235,18 +262,13 @@ async def test_replay_numbers_events_as_the_recorded_run_did(name: str) -> None:
 async def _recorded_hand_offs(history: WorkflowHistory) -> list[Handoff]:
     """Every hand-off the recorded run passed to an activity, decoded with today's models."""
     found: list[Handoff] = []
-    one_by_one = set(HANDOFF_ACTIVITY.values())
     for event in history.events:
         if not event.HasField("activity_task_scheduled_event_attributes"):
             continue
         attributes = event.activity_task_scheduled_event_attributes
-        payloads = list(attributes.input.payloads)
         if attributes.activity_type.name == APPEND_EVENTS:
-            [batch] = await CONVERTER.decode(payloads, [EventBatch])
+            [batch] = await CONVERTER.decode(list(attributes.input.payloads), [EventBatch])
             found += batch.handoffs
-        elif attributes.activity_type.name in one_by_one:
-            [handoff] = await CONVERTER.decode(payloads, [Handoff])
-            found.append(handoff)
     return found
 
 
@@ -267,3 +289,32 @@ async def test_recorded_hand_offs_still_render() -> None:
                 assert locale == "zh-Hans" and handoff.ticket_id in words
             rendered += 1
     assert rendered > 0
+
+
+# Saved by the tests of each (test_relay.py, test_review.py, test_surge.py).
+LONG_LIVED = {
+    f"{p.parent.name}/{p.stem}": p.read_text() for p in sorted(HISTORIES.glob("*/*.json"))
+}
+
+
+def long_lived_replayer() -> Replayer:
+    return Replayer(
+        workflows=[
+            OutboxRelayWorkflow,
+            WeeklyReviewWorkflow,
+            WeeklyReviewKickoffWorkflow,
+            SurgeCheckWorkflow,
+            SurgeInvestigationWorkflow,
+        ],
+        data_converter=CONVERTER,
+        workflow_runner=workflow_runner(),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(LONG_LIVED))
+async def test_saved_histories_of_the_auto_upgrading_workflows_replay(name: str) -> None:
+    """The relay, reviews and surges move to each new build as soon as it is current: every
+    history saved from an earlier build replays on today's code."""
+    history = WorkflowHistory.from_json(name, LONG_LIVED[name])
+    result = await long_lived_replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{name}: {result.replay_failure}"

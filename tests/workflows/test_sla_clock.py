@@ -114,7 +114,7 @@ def test_a_breach_climbs_the_ladder_one_step_at_a_time() -> None:
     state = ticket()
     breach = OPENED + 24 * HOUR
 
-    entries = sla_breached(state, POLICY, breach, calendar=True)
+    entries = sla_breached(state, POLICY, breach)
 
     assert [e.event for e in entries] == [
         ev.SlaBreached(priority=Priority.B, milestone=state.sla_milestone, due_at=breach),
@@ -129,18 +129,6 @@ def test_a_breach_climbs_the_ladder_one_step_at_a_time() -> None:
         ev.SlaEscalated(level=2, to="service_lead")
     ]
     assert state.deadlines.escalation is None
-
-
-def test_a_breach_in_a_run_before_the_clock_tells_the_supervisors_only() -> None:
-    state = ticket()
-
-    (entry,) = sla_breached(state, POLICY, OPENED + 24 * HOUR, calendar=False)
-
-    assert isinstance(entry.event, ev.SlaBreached)
-    assert [(h.kind, h.recipients) for h in entry.effects if isinstance(h, HandOff)] == [
-        (HandoffKind.SLA_ESCALATION, ["customer_service"])
-    ]
-    assert state.escalation_level == 0
 
 
 def test_a_raised_priority_counts_from_now_and_keeps_the_pauses() -> None:
@@ -174,6 +162,6 @@ def test_a_lowered_priority_counts_from_intake() -> None:
 
 def test_a_breached_promise_is_not_rebased() -> None:
     state = ticket()
-    sla_breached(state, POLICY, OPENED + 24 * HOUR, calendar=True)
+    sla_breached(state, POLICY, OPENED + 24 * HOUR)
 
     assert sla_clock.rebase(state, POLICY, Priority.B, Priority.A, OPENED + 25 * HOUR) is None
