@@ -32,7 +32,7 @@ browser:
 # install under PYTHONDONTWRITEBYTECODE=1 has no bytecode, so each import would compile
 # workflows/ticket.py again (docs/benchmarks.md, "Bytecode"); compileall writes it anyway.
 bytecode: $(STAMP)
-	$(PYTHON) -m compileall -q workflows activities
+	$(PYTHON) -m compileall -q workflows activities stores
 
 dev: bytecode
 	$(BIN)/ticketflow dev

@@ -1,4 +1,6 @@
-"""Activities: every side effect of a ticket (event store, outbox) lives here.
+"""Activities: every side effect of a ticket (event store, outbox) lives here, with the
+library they share with the API (the pool and migrations, templates, signing). The stores
+and readers the API uses without a worker are in `stores`, one layer above.
 
 Workflow code never imports this package (the activity names it schedules are in
 `workflows.activity_names`). Importing it stays cheap all the same: asyncpg and the

@@ -31,13 +31,13 @@ from activities.outbox import (
     CUSTOMER_MESSAGE_PREFIX,
     ROW_ARRAYS,
     Outbox,
+    OutboxMessage,
     OutboxRow,
     insert_rows_sql,
     log_unroutable,
     row_arrays,
 )
 from activities.projection import COLUMNS, TicketRow, project_all
-from activities.thread import OutboxMessage
 from workflows.activity_names import APPEND_EVENTS, CLAIM_INTAKE
 from workflows.contracts import CustomerMessage, EventBatch, IntakeClaim, IntakeClaimResult
 from workflows.events import DomainEvent, stored_data
@@ -320,7 +320,7 @@ class EventStore:
         return [_event(record) for record in records]
 
     async def thread(self, ticket_id: str) -> tuple[list[DomainEvent], list[OutboxMessage]]:
-        """What `activities.thread.conversation` reads: the ticket's events, and the
+        """What `stores.thread.conversation` reads: the ticket's events, and the
         customer messages of its outbox in the order they were queued."""
         events = await self.events(ticket_id)
         records = await self._pool.fetch(_SELECT_MESSAGES, ticket_id)

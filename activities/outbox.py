@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
 from activities.database import Pool, encode_json
@@ -54,6 +54,21 @@ UNROUTABLE_PREFIX = "unroutable:"
 
 
 CUSTOMER_MESSAGE_PREFIX = "customer_message:"
+
+
+class OutboxMessage(BaseModel):
+    """A customer message as the outbox holds it, as the event store reads it back for a
+    ticket's thread (`stores.thread`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_seq: int | None  # None: written before rows named their event
+    kind: str
+    channel: str
+    message: CustomerMessage
+    # The words as delivered; None while the message is on its way.
+    rendered: str | None
+    created_at: datetime
 
 
 @dataclass(frozen=True)

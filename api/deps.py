@@ -16,10 +16,8 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from activities.database import Pool
 from activities.event_store import EventStore
-from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates
 from activities.review_store import ReviewStore
-from activities.suggestions import Suggester
 from api.access import Caller, KeyRing, Rule, allows
 from api.client import ReviewClient, TicketClient
 from api.errors import ApiError, not_found
@@ -27,6 +25,8 @@ from api.middleware import API_KEY_HEADER
 from api.schemas import TICKET_ID
 from api.settings import ApiSettings
 from api.signatures import SeenSignatures
+from stores.knowledge import KnowledgeStore
+from stores.suggestions import Suggester
 from workflows.policy import ServicePolicy
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from api.errors import ApiError
 from api.schemas import TicketPage, TicketSummary
 
 # Every field is a column of `tickets`, but `erased`: an erasure pseudonymises the
-# customer id (activities/erasure.py names pseudonyms `erased-…`).
+# customer id (stores/erasure.py names pseudonyms `erased-…`).
 _COLUMNS = tuple(name for name in TicketSummary.model_fields if name != "erased")
 _SELECT = ", ".join(_COLUMNS) + ", customer_id LIKE 'erased-%' AS erased"
 

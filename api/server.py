@@ -21,11 +21,8 @@ from temporalio.client import Client
 
 from activities.database import Pool, create_pool
 from activities.event_store import EventStore
-from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates
-from activities.policy_store import compare as compare_policy
 from activities.review_store import ReviewStore
-from activities.suggestions import Suggester
 from api.access import KeyRing, configured_keys
 from api.app import create_app
 from api.client import ReviewClient, TicketClient
@@ -33,6 +30,9 @@ from api.deps import Services
 from api.http_bounds import BoundedH11Protocol
 from api.settings import ApiConfig
 from api.signatures import SeenSignatures
+from stores.knowledge import KnowledgeStore
+from stores.policy_store import compare as compare_policy
+from stores.suggestions import Suggester
 
 log = structlog.get_logger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from activities.classifier import Classifier, builtin_examples, embed
-from activities.knowledge import Entry, starter_entries
-from activities.suggestions import KnowledgeIndex
+from stores.knowledge import Entry, starter_entries
+from stores.suggestions import KnowledgeIndex
 
 
 def rss_mib() -> float:

@@ -1,7 +1,8 @@
-"""Imports flow one way: workflows <- activities <- api <- cli <- workers.
+"""Imports flow one way: workflows <- activities <- stores <- api <- cli <- workers.
 
 Workflow code runs in Temporal's sandbox and must not drag in side effects; activities
-must not know who calls them; the API is started by the workers' CLI and dev stack, never
+must not know who calls them; the stores and readers the API uses (`stores`) build on the
+activities' pool and outbox but are never run by a worker's activity; the API is started by the workers' CLI and dev stack, never
 the other way round; the terminal commands (`cli`) call the API over HTTP and speak its
 models, and `workers.cli` wires them into `ticketflow`. Every import counts, wherever it
 is written: module level, inside a function, under `if TYPE_CHECKING:`.
@@ -18,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # package -> the packages it must never import
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "workflows": frozenset({"activities", "api", "cli", "workers", "bench"}),
-    "activities": frozenset({"api", "cli", "workers", "bench"}),
+    "workflows": frozenset({"activities", "stores", "api", "cli", "workers", "bench"}),
+    "activities": frozenset({"stores", "api", "cli", "workers", "bench"}),
+    "stores": frozenset({"api", "cli", "workers", "bench"}),
     "api": frozenset({"cli", "workers", "bench"}),
     "cli": frozenset({"workers", "bench"}),
     "workers": frozenset({"bench"}),

@@ -38,9 +38,9 @@ from activities import all_activities
 from activities.classifier import model_in
 from activities.database import Pool, create_pool, migrate
 from activities.delivery import OutboxRelay
-from activities.knowledge import KnowledgeStore
 from activities.messages import MessageTemplates, TemplateError
-from activities.policy_store import publish as publish_policy
+from stores.knowledge import KnowledgeStore
+from stores.policy_store import publish as publish_policy
 from workers.settings import GRACEFUL_SHUTDOWN, ConfigurationError, Settings
 from workflows.policy import ServicePolicy, Weekday
 from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_workflow_id

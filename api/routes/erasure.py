@@ -5,7 +5,7 @@
 2. The workflows of closed tickets still in their feedback window are terminated, so
    nothing more is appended. No other workflow is touched.
 3. PostgreSQL: event store, outbox, read model and intake keys, in one transaction
-   (activities/erasure.py). Counts, durations, scores and categories stay.
+   (stores/erasure.py). Counts, durations, scores and categories stay.
 4. The workflow histories are deleted from Temporal, every run of each (they hold the
    words too, sealed with the payload key). A later intake with one of the erased
    tickets' idempotency keys answers 410 instead of bringing the ticket back.
@@ -22,10 +22,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from activities.erasure import Erasure, OpenTickets, erase_customer, tickets_of
 from api.access import Caller, Rule
 from api.deps import Svc, require
 from api.errors import COMMON_RESPONSES, ApiError
+from stores.erasure import Erasure, OpenTickets, erase_customer, tickets_of
 
 erasures = APIRouter(tags=["erasure"], responses=COMMON_RESPONSES)
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 from fastapi import APIRouter, Response
 
 from activities.database import pending_migrations
-from activities.policy_store import compare as compare_policy
 from api.deps import Services, Svc
 from api.schemas import Health
+from stores.policy_store import compare as compare_policy
 
 READY_CHECK_TIMEOUT_S = 2.0
 

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.erasure import is_erased
 from api.access import Caller, Rule
 from api.deps import Svc, require
 from api.errors import COMMON_RESPONSES, ApiError, Problem, not_found
 from api.schemas import IntakeRequest, TicketOpened, opened, opened_from_read_model
+from stores.erasure import is_erased
 from workflows.contracts import Intake
 from workflows.primitives import Identifier
 

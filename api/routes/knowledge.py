@@ -9,7 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from activities.knowledge import (
+from api.access import Caller, Rule
+from api.deps import Services, Svc, TicketIdPath, known, require
+from api.errors import COMMON_RESPONSES, ApiError
+from stores.knowledge import (
     Entry,
     EntryBody,
     EntryId,
@@ -17,10 +20,7 @@ from activities.knowledge import (
     parse_import,
     render,
 )
-from activities.suggestions import Suggestion
-from api.access import Caller, Rule
-from api.deps import Services, Svc, TicketIdPath, known, require
-from api.errors import COMMON_RESPONSES, ApiError
+from stores.suggestions import Suggestion
 from workflows.contracts import Respond, TicketView
 from workflows.vocabulary import Category, Topic
 

@@ -12,14 +12,14 @@ from pydantic import BaseModel
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.delivery import words_of
-from activities.erasure import is_erased
 from activities.outbox import Delivery, deliveries
-from activities.thread import Thread, conversation
 from api.access import Caller, RoleKind, Rule
 from api.deps import Services, Svc, TicketIdPath, known, require, utc
 from api.errors import TICKET_RESPONSES, ApiError, Problem
 from api.read_model import Sort, TicketFilter, list_tickets
 from api.schemas import EventOut, EventPage, TicketPage
+from stores.erasure import is_erased
+from stores.thread import Thread, conversation
 from workflows.contracts import CustomerMessage, TicketView
 from workflows.vocabulary import Category, Priority, TicketStatus, Tier
 

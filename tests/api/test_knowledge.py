@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from activities.classifier import agent_labels
-from activities.knowledge import starter_entries
+from stores.knowledge import starter_entries
 from tests.api.conftest import Stack, eventually
 from workers.cli import main
 

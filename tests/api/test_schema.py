@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from activities.policy_store import publish as publish_policy
 from activities.signing import signed_headers
+from stores.policy_store import publish as publish_policy
 from tests.api.conftest import PARTNER_SECRETS, ROLES, Stack
 
 EXAMPLES = 150

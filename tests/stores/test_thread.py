@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from activities.thread import OutboxMessage, conversation
+from activities.outbox import OutboxMessage
+from stores.thread import conversation
 from tests.activities.factories import AGENT, CUSTOMER, T0, event, new_ticket_id
 from workflows.contracts import CustomerMessage, MessageKind
 from workflows.events import Audience, EventType

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from activities.classifier import embed
-from activities.knowledge import LOCALES, Entry, KnowledgeStore, locale_of
+from stores.knowledge import LOCALES, Entry, KnowledgeStore, locale_of
 
 jieba.setLogLevel(60)  # its start-up chatter would land in the JSON log
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # one debug line per index build

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from activities.erasure import ERASED
+from activities.outbox import OutboxMessage
+from stores.erasure import ERASED
 from workflows.contracts import CustomerMessage, MessageKind
 from workflows.events import Audience, DomainEvent, EventType, TicketOpened
 from workflows.primitives import SYSTEM, Actor
@@ -25,20 +26,6 @@ _DELIVERS_WORDS_OF = {
     MessageKind.RESULT: EventType.RESOLVED,
     MessageKind.LONG_TERM_PLAN: EventType.CLOSED,
 }
-
-
-class OutboxMessage(BaseModel):
-    """A customer message as the outbox holds it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    event_seq: int | None  # None: written before rows named their event
-    kind: str
-    channel: str
-    message: CustomerMessage
-    # The words as delivered; None while the message is on its way.
-    rendered: str | None
-    created_at: datetime
 
 
 class ThreadEntry(BaseModel):

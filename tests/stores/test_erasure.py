@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from activities.database import Pool
-from activities.erasure import erase_customer
 from activities.event_store import EventStore
 from activities.outbox import Outbox
+from stores.erasure import erase_customer
 from tests.activities.factories import AGENT, MINIMAL, batch, event, new_ticket_id
 from tests.conftest import schema_of_its_own
 from workflows.contracts import CustomerMessage, Handoff, HandoffKind, MessageKind, MessageParams

@@ -252,7 +252,7 @@ class KnowledgeStore:
         return int(row["n"]), int(row["versions"])
 
     async def seed_if_empty(self) -> int:
-        """The starter set (activities/data/knowledge_starter.json) into an empty base."""
+        """The starter set (stores/data/knowledge_starter.json) into an empty base."""
         if await self._pool.fetchval("SELECT count(*) FROM knowledge_entries"):
             return 0
         return await self.import_entries(starter_entries(), "starter-set")
@@ -271,7 +271,7 @@ class KnowledgeStore:
 
 
 def starter_entries() -> list[ImportedEntry]:
-    text = resources.files("activities").joinpath("data/knowledge_starter.json").read_text("utf-8")
+    text = resources.files("stores").joinpath("data/knowledge_starter.json").read_text("utf-8")
     return [ImportedEntry.model_validate(item) for item in json.loads(text)]
 
 
