@@ -50,7 +50,7 @@ Instant = Annotated[datetime, AfterValidator(_utc)]
 
 # ---------------------------------------------------------------- personal data
 # Every text field of an event (a `str`, a list of them, a model holding one) may hold
-# what a person typed, and an erasure clears it (activities/erasure.py), unless the field
+# what a person typed, and an erasure clears it (stores/erasure.py), unless the field
 # says why it cannot hold personal data. A new field is personal until its author says so:
 # no event type leaks by being forgotten.
 
