@@ -333,6 +333,15 @@ class DeliveryFailure(Contract):
     error: str
 
 
+class RelayRound(Contract):
+    """What one `deliver_due` activity (the outbox relay's) did before it handed back to
+    its workflow (workflows/relay.py)."""
+
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
 class PartnerCallback(Contract):
     callback_id: Identifier
     partner: Identifier

@@ -14,9 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows import activity_names as activity
+from workflows import activity_stubs as activity
 from workflows import events as ev
 from workflows import ticket_rules
 from workflows.contracts import (
@@ -34,14 +33,6 @@ from workflows.contracts import (
 from workflows.policy import ServicePolicy, is_live
 from workflows.primitives import Actor, reused_action_id
 
-# Writes to our own PostgreSQL: quick, and worth retrying for as long as it is down.
-# Bad data will not get better by retrying, so it fails at once.
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["BadData"],
-)
 STORE_TIMEOUT = timedelta(seconds=15)
 # Retired patch (docs/upgrades.md): effects are stored with their events in one activity
 # (before it, one activity per customer message and hand-off, then the append).
@@ -258,10 +249,10 @@ class TicketRecord:
             kinds = [m.kind.value for m in batch.messages] + [h.kind.value for h in batch.handoffs]
             carrying = f" + {', '.join(kinds)}" if kinds else ""
             await workflow.execute_activity(
-                activity.APPEND_EVENTS,
+                activity.append_events,
                 batch,
                 start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
+                retry_policy=activity.STORE_RETRY,
                 summary=f"append {len(batch.events)} events{carrying}",
             )
             # Handlers may have queued more while we awaited: keep those.
