@@ -35,7 +35,13 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from workflows import activity_stubs as activity
     from workflows import delivery_failures, review_rules
-    from workflows.contracts import DeliveryFailure, Handoff, HandoffFacts, HandoffKind
+    from workflows.contracts import (
+        DeliveryFailure,
+        Handoff,
+        HandoffData,
+        HandoffFacts,
+        HandoffKind,
+    )
     from workflows.policy import AGENT_PREFIX
     from workflows.primitives import (
         SYSTEM,
@@ -50,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         Analysis,
         CloseFollowUp,
         Conclude,
+        FailedReminder,
         FollowUp,
         FollowUpStatus,
         RecordProblem,
@@ -353,9 +360,9 @@ class WeeklyReviewWorkflow:
         state = self._state
         failures = state.delivery_failures
         said = f"{failure.kind} to {failure.destination}: {failure.error}"
-        if failure.dedupe_key in {f.split(" ", 1)[0] for f in failures}:
+        if failure.dedupe_key in {f.dedupe_key for f in failures}:
             return  # delivered again by the relay: already recorded
-        failures.append(f"{failure.dedupe_key} {said}")
+        failures.append(FailedReminder(dedupe_key=failure.dedupe_key, said=said))
         del failures[:-_FAILURES_KEPT]
         self._entry(ReviewEntryKind.DELIVERY_FAILED, SYSTEM, text=said)
         # Stored with the entry by the `record_review` the entry brings about anyway:
@@ -421,7 +428,7 @@ class WeeklyReviewWorkflow:
                 summary=follow_up.description,
                 tag=f"review-{state.week}-{follow_up.kind.value}",
                 priority=Priority.B,
-                data={"follow_up": follow_up.number, "ticket_id": follow_up.ticket_id},
+                data=HandoffData(follow_up=follow_up.number, ticket_id=follow_up.ticket_id),
                 facts=facts,
             )
         )

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         DeliveryFailure,
         Handoff,
         HandoffBatch,
+        HandoffData,
         HandoffFacts,
         HandoffKind,
         SurgeFacts,
@@ -188,7 +189,7 @@ class SurgeInvestigationWorkflow:
             facts=HandoffFacts(surge=facts),
             tag=self._tag(surge),
             priority=Priority.E,
-            data={"sample": surge.sample},
+            data=HandoffData(sample=surge.sample),
         )
         if workflow.patched(_ONE_OUTBOX_PATH):
             await self._send(me, [convene], "convene the emergency group")

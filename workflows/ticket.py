@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         DeliveryFailure,
         Dispatch,
         EngagePartner,
+        HandoffData,
         HandoffFacts,
         HandoffKind,
         IntakeClaim,
@@ -496,7 +497,7 @@ class TicketWorkflow:
             HandoffFacts(due_at=action.expected_by),
             action.problem,
             snapshot=True,
-            data={"checkpoints": action.checkpoints},
+            data=HandoffData(checkpoints=action.checkpoints),
         )
         self._record.event(
             ev.PartnerEngaged(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 
@@ -23,6 +22,7 @@ from workflows.contracts import (
     CustomerMessage,
     EventBatch,
     Handoff,
+    HandoffData,
     HandoffFacts,
     HandoffKind,
     LastMessage,
@@ -62,7 +62,7 @@ class HandOff:
     # snapshot and attachments go with it (work for departments and partners).
     words: str | None = None
     snapshot: bool = False
-    data: dict[str, Any] = field(default_factory=dict)
+    data: HandoffData = field(default_factory=HandoffData)
 
 
 Effect = Say | HandOff
@@ -118,7 +118,7 @@ class TicketRecord:
                     effect.facts,
                     words=effect.words,
                     snapshot=effect.snapshot,
-                    **effect.data,
+                    data=effect.data,
                 )
         return event.seq
 
@@ -152,17 +152,24 @@ class TicketRecord:
         *,
         words: str | None = None,
         snapshot: bool = False,
-        **data: Any,
+        data: HandoffData | None = None,
     ) -> None:
         """Tell people of the company something: what, as facts. The words are the staff
         templates' of the company's locale (activities.messages), rendered at delivery;
         `words` are a person's own (a work order's note), carried as they are."""
         state = self._state
+        data = data or HandoffData()
         if snapshot:
-            # Departments and partners get the problem snapshot and attachments with the work.
-            data["snapshot"] = state.intake.context.model_dump(mode="json", exclude={"ip"})
-            data["attachments"] = list(state.intake.attachments)
-            data["description"] = state.intake.description
+            # Departments and partners get the problem snapshot and attachments with the
+            # work; the IP stays with the ticket.
+            intake = state.intake
+            data = data.model_copy(
+                update={
+                    "snapshot": intake.context.model_copy(update={"ip": None}),
+                    "attachments": list(intake.attachments),
+                    "description": intake.description,
+                }
+            )
         state.pending_handoffs.append(
             Handoff(
                 ticket_id=state.ticket_id,
