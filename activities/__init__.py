@@ -1,7 +1,8 @@
 """Activities: every side effect of a ticket (event store, outbox) lives here.
 
-Workflow code never imports this package (the activity names it schedules are in
-`workflows.activity_names`). Importing it stays cheap all the same: asyncpg and the
+Workflow code never imports this package: it calls typed stubs of these activities
+(`workflows.activity_stubs`), registered here under the same names
+(`workflows.activity_names`). Importing it stays cheap all the same: asyncpg and the
 activity classes load only when a worker calls `all_activities()`.
 """
 
