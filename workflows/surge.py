@@ -46,6 +46,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.surge_contracts import Openings, OpeningsRequest
     from workflows.vocabulary import Priority
 
+# Not the tickets' and reviews' STORE_RETRY (workflows.activity_stubs), which also names
+# BadData non-retryable. The same in effect (activities raise every BadData non-retryable
+# themselves, activities/errors.py), but another value in the commands the surge
+# workflows issue, so it stays as it was.
 _STORE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 # Patches (tests/workflows/histories/surge/ holds runs from before each). Their else

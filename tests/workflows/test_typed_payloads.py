@@ -90,6 +90,9 @@ async def test_recorded_hand_offs_read_their_data_typed_and_write_it_back_unchan
             assert isinstance(handoff.data.snapshot, ContextSnapshot)
         if recorded["kind"] == "review_reminder":
             assert isinstance(handoff.data.follow_up, int)
+        if recorded["kind"] == "delivery_failed" and handoff.facts is not None:
+            assert isinstance(handoff.facts.failed_kind, HandoffKind | MessageKind)
+            assert handoff.facts.failed_kind == recorded["facts"]["failed_kind"]
 
 
 def test_hand_off_data_is_written_with_the_keys_it_was_given() -> None:
