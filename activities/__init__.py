@@ -2,8 +2,9 @@
 library they share with the API (the pool and migrations, templates, signing). The stores
 and readers the API uses without a worker are in `stores`, one layer above.
 
-Workflow code never imports this package (the activity names it schedules are in
-`workflows.activity_names`). Importing it stays cheap all the same: asyncpg and the
+Workflow code never imports this package: it calls typed stubs of these activities
+(`workflows.activity_stubs`), registered here under the same names
+(`workflows.activity_names`). Importing it stays cheap all the same: asyncpg and the
 activity classes load only when a worker calls `all_activities()`.
 """
 

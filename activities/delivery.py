@@ -46,10 +46,10 @@ from activities.messages import MessageTemplates
 from activities.outbox import CUSTOMER_MESSAGE_PREFIX, UNROUTABLE_PREFIX, handoff_recipient
 from activities.signing import signed_headers
 from workflows.activity_names import DELIVER_DUE
-from workflows.contracts import CustomerMessage, DeliveryFailure, Handoff
+from workflows.contracts import CustomerMessage, DeliveryFailure, Handoff, RelayRound
 from workflows.delivery_failures import SIGNAL
 from workflows.policy import ServicePolicy, delivery_retry_at, staff_locale
-from workflows.relay import ROUND, RelayRound
+from workflows.relay import ROUND
 
 log = structlog.get_logger(__name__)
 

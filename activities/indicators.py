@@ -30,7 +30,7 @@ from temporalio import activity
 from activities.database import Pool
 from workflows.activity_names import COUNT_OPENINGS
 from workflows.policy import ServicePolicy
-from workflows.surge import Openings, OpeningsRequest
+from workflows.surge_contracts import Openings, OpeningsRequest
 
 
 class GroupBy(StrEnum):

@@ -449,13 +449,12 @@ class MessageTemplates:
             # Queued before staff templates: the sentence was written then.
             return Rendered(None, handoff.summary or handoff.kind.value)
         chosen = self._staff.locale_for(locale)
-        checkpoints = handoff.data.get("checkpoints")
         values = handoff.facts.model_dump() | {
             "ticket_id": handoff.ticket_id,
             "tag": handoff.tag,
             "priority": handoff.priority.value,
             "text": handoff.summary,
-            "checkpoints": [str(c) for c in checkpoints] if isinstance(checkpoints, list) else [],
+            "checkpoints": handoff.data.checkpoints or [],
         }
         context = {name: values[name] for name in HANDOFF_PARAMETERS[handoff.kind]}
         return Rendered(

@@ -138,14 +138,14 @@ class Outbox:
         the relay to report rather than refused here."""
         await self.enqueue(batch.owner_id, self.rows([], batch.handoffs))
 
-    # One activity per message or hand-off kind, for runs from before two patches, until
-    # those runs have ended (new runs store effects through `append_events` and
-    # `send_handoffs`):
-    # - tickets started before "effects-stored-with-events" schedule every one of them
-    #   (`_run_effects_one_by_one` in workflows/ticket.py);
-    # - surge investigations started before "surge-one-outbox-path" convene their
-    #   emergency group through `convene_emergency_group` (workflows/surge.py); they stay
-    #   open until someone closes them (`TicketStatus = 'investigating'` lists them).
+    # One activity per message or hand-off kind, from before effects were stored through
+    # `append_events` and `send_handoffs` (docs/upgrades.md):
+    # - `convene_emergency_group` is still called: surge investigations started before
+    #   "surge-one-outbox-path" convene their emergency group through it
+    #   (workflows/surge.py, its stub in workflows/activity_stubs.py); they stay open until
+    #   someone closes them (`TicketStatus = 'investigating'` lists them);
+    # - no workflow code of this build calls the others (the ticket's one-per-message
+    #   path was retired): they stay registered until no worker of an older build runs.
 
     @activity.defn(name=names.NOTIFY_CUSTOMER)
     async def notify_customer(self, message: CustomerMessage) -> None:

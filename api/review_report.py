@@ -123,7 +123,7 @@ async def build_report(pool: Pool, policy: ServicePolicy, state: ReviewState) ->
         follow_ups=state.follow_ups,
         root_cause_counts=state.root_cause_counts,
         surged_categories=state.surged_categories,
-        delivery_failures=state.delivery_failures,
+        delivery_failures=[failure.line() for failure in state.delivery_failures],
         this_week=now,
         previous_week=before,
     )

@@ -34,9 +34,8 @@ from bench.store import readdress
 from bench.throughput import percentile
 from workers.devstack import free_port
 from workers.receiver import PATH, Inbox, serve_receiver
-from workflows.contracts import EventBatch
+from workflows.contracts import EventBatch, RelayRound
 from workflows.policy import ServicePolicy
-from workflows.relay import RelayRound
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Activity names, importable from workflow code.
 
-The workflow schedules activities by these names and the activities register under them,
-so they live beside the contracts rather than in `activities`: workflow code never imports
-the activities package. This module must stay cheap and sandbox-safe: no asyncpg, no
+The workflows' typed stubs (workflows.activity_stubs) and the activities' implementations
+register under these names, so they live beside the contracts rather than in
+`activities`: workflow code never imports the activities package. This module must stay cheap and sandbox-safe: no asyncpg, no
 structlog, nothing but the contracts' enums. Import it through
 `workflow.unsafe.imports_passed_through()` like the contracts.
 """

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from workflows.events import Audience, DomainEvent
 from workflows.policy import (
@@ -322,17 +333,6 @@ class CustomerReply(Contract):
         return value
 
 
-class DeliveryFailure(Contract):
-    """A message or hand-off the relay gave up on: the ticket records it and hands the
-    ticket to a person."""
-
-    dedupe_key: str
-    kind: str
-    destination: str
-    attempts: int
-    error: str
-
-
 class PartnerCallback(Contract):
     callback_id: Identifier
     partner: Identifier
@@ -420,6 +420,32 @@ class HandoffKind(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
 
 
+# What an outbox row carries, as the relay reports a failed one: a hand-off's kind, or a
+# customer message's (the row's `customer_message:` prefix left out). The two share no
+# value, and every value either ever had is still theirs, so any recorded one parses.
+OutboxKind: TypeAlias = HandoffKind | MessageKind
+
+
+class DeliveryFailure(Contract):
+    """A message or hand-off the relay gave up on: the ticket records it and hands the
+    ticket to a person."""
+
+    dedupe_key: str
+    kind: OutboxKind
+    destination: str
+    attempts: int
+    error: str
+
+
+class RelayRound(Contract):
+    """What one `deliver_due` activity (the outbox relay's) did before it handed back to
+    its workflow (workflows/relay.py)."""
+
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
 class SurgeFacts(Contract):
     """A category or topic rising (SPEC §5's warning indicator): the emergency group is
     convened to investigate it."""
@@ -453,12 +479,54 @@ class HandoffFacts(Contract):
     number: int | None = None
     # A delivery given up on: what it was, where it went, how often it was tried, and
     # the destination's answer.
-    failed_kind: str | None = None
+    failed_kind: OutboxKind | None = None
     destination: str | None = None
     attempts: int | None = None
     error: str | None = None
     # An emergency group convened for a surge rather than for one ticket.
     surge: SurgeFacts | None = None
+
+
+class HandoffData(Contract):
+    """What a hand-off carries beside its facts, by kind:
+    - `work_order`, `partner_contact`: the problem, as the customer gave it: the context
+      `snapshot` (without the IP), `attachments` and `description`;
+    - `partner_contact`: the `checkpoints` the partner is asked about;
+    - `emergency_group` convened for a surge: a `sample` of its tickets;
+    - `review_reminder`, `review_escalation`: which `follow_up` of the review, on which
+      ticket (`ticket_id`);
+    - the other kinds: nothing.
+    It was a free-form dict, and outbox rows, webhook bodies and histories hold it as
+    one: it is written with only the keys a hand-off was given, as the dict was, and keys
+    of older rows no kind writes any more (`due_at`, `expected_by`, `number`, from before
+    `HandoffFacts`) are kept as they came."""
+
+    model_config = ConfigDict(extra="allow")
+
+    snapshot: ContextSnapshot | None = None
+    attachments: list[str] | None = None
+    description: str | None = None
+    checkpoints: list[str] | None = None
+    sample: list[str] | None = None
+    follow_up: int | None = None
+    ticket_id: str | None = None
+
+    @field_serializer("snapshot", mode="wrap")
+    def _without_ip(
+        self, snapshot: ContextSnapshot | None, handler: SerializerFunctionWrapHandler
+    ) -> Any:
+        written = handler(snapshot)
+        if isinstance(written, dict):
+            written.pop("ip", None)  # personal: departments and partners never get it
+        return written
+
+    @model_serializer(mode="wrap")
+    def _as_given(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        written: dict[str, Any] = handler(self)
+        given = self.model_fields_set | set(self.model_extra or {})
+        return {key: value for key, value in written.items() if key in given}
 
 
 class Handoff(Contract):
@@ -475,7 +543,7 @@ class Handoff(Contract):
     summary: str | None = None
     tag: str
     priority: Priority
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: HandoffData = Field(default_factory=HandoffData)
     # None: queued before staff templates (or by a workflow that still writes its own
     # sentence): `summary` is said as it is.
     facts: HandoffFacts | None = None

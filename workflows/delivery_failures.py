@@ -32,7 +32,7 @@ def first_report(seen: list[str], failure: DeliveryFailure) -> bool:
 
 def alerts_supervisors(failure: DeliveryFailure) -> bool:
     """Not for a failed alert: the supervisors it could not reach would not get another."""
-    return failure.kind != HandoffKind.DELIVERY_FAILED.value
+    return failure.kind is not HandoffKind.DELIVERY_FAILED
 
 
 def alert_facts(failure: DeliveryFailure) -> HandoffFacts:

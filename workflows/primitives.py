@@ -122,6 +122,24 @@ class ContextSnapshot(Contract):
 
 A = TypeVar("A")
 R = TypeVar("R")
+S = TypeVar("S")
+P = TypeVar("P")
+
+# A rule of a table keyed by action class: why the action does not fit (None: it fits).
+Rule = Callable[[S, P, object, datetime], str | None]
+
+
+def rule_for(
+    kind: type[A], check: Callable[[S, P, A, datetime], str | None]
+) -> tuple[type[A], Rule[S, P]]:
+    """One entry of such a table: `check` declares the one action class it reads, and the
+    table (looked up by the action's own class) only ever hands it that class."""
+
+    def checked(state: S, policy: P, action: object, now: datetime) -> str | None:
+        assert isinstance(action, kind), f"{type(action).__name__} is no {kind.__name__}"
+        return check(state, policy, action, now)
+
+    return kind, checked
 
 
 def typed_update(

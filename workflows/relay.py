@@ -22,21 +22,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import activity_names as activity
+    from workflows import activity_stubs as activity
     from workflows.primitives import Contract
 
 
 class RelayInput(Contract):
     rounds: int = 0
     delivered: int = 0
-    failed: int = 0
-
-
-class RelayRound(Contract):
-    """What one `deliver_due` activity did before it handed back to the workflow."""
-
-    delivered: int = 0
-    retried: int = 0
     failed: int = 0
 
 
@@ -59,12 +51,11 @@ class OutboxRelayWorkflow:
     async def run(self, start: RelayInput) -> None:
         totals = start.model_copy()
         while totals.rounds - start.rounds < _ROUNDS_PER_RUN:
-            done: RelayRound = await workflow.execute_activity(
-                activity.DELIVER_DUE,
+            done = await workflow.execute_activity(
+                activity.deliver_due,
                 start_to_close_timeout=ROUND + timedelta(minutes=1),
                 heartbeat_timeout=_HEARTBEAT,
                 retry_policy=_RETRY,
-                result_type=RelayRound,
                 summary="deliver due outbox rows",
             )
             totals.rounds += 1

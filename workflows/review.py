@@ -28,18 +28,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import (
-    RetryPolicy,
-    SearchAttributeKey,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import SearchAttributeKey, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import activity_names as activity
+    from workflows import activity_stubs as activity
     from workflows import delivery_failures, review_rules
-    from workflows.contracts import DeliveryFailure, Handoff, HandoffFacts, HandoffKind
+    from workflows.contracts import (
+        DeliveryFailure,
+        Handoff,
+        HandoffData,
+        HandoffFacts,
+        HandoffKind,
+    )
     from workflows.policy import AGENT_PREFIX
     from workflows.primitives import (
         SYSTEM,
@@ -54,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         Analysis,
         CloseFollowUp,
         Conclude,
+        FailedReminder,
         FollowUp,
         FollowUpStatus,
         RecordProblem,
@@ -65,7 +68,6 @@ with workflow.unsafe.imports_passed_through():
         ReviewRecord,
         ReviewState,
         ReviewView,
-        Sample,
         SampleRequest,
         Step,
         review_action_name,
@@ -73,11 +75,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.vocabulary import Priority
 
-_STORE = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["BadData"],
-)
 _STORE_TIMEOUT = timedelta(seconds=30)
 _ACTION_IDS_KEPT = 500
 _FAILURES_KEPT = 50
@@ -182,17 +179,16 @@ class WeeklyReviewWorkflow:
 
     async def _take_sample(self, start: ReviewInput) -> None:
         state = self._state
-        sample: Sample = await workflow.execute_activity(
-            activity.SAMPLE_WEEK,
+        sample = await workflow.execute_activity(
+            activity.sample_week,
             SampleRequest(
                 week=start.week,
                 period_start=start.period_start,
                 period_end=start.period_end,
                 policy=self._policy,
             ),
-            result_type=Sample,
             start_to_close_timeout=_STORE_TIMEOUT,
-            retry_policy=_STORE,
+            retry_policy=activity.STORE_RETRY,
             summary=f"sample the typical tickets of {start.week}",
         )
         state.sample = sample.tickets
@@ -364,9 +360,9 @@ class WeeklyReviewWorkflow:
         state = self._state
         failures = state.delivery_failures
         said = f"{failure.kind} to {failure.destination}: {failure.error}"
-        if failure.dedupe_key in {f.split(" ", 1)[0] for f in failures}:
+        if failure.dedupe_key in {f.dedupe_key for f in failures}:
             return  # delivered again by the relay: already recorded
-        failures.append(f"{failure.dedupe_key} {said}")
+        failures.append(FailedReminder(dedupe_key=failure.dedupe_key, said=said))
         del failures[:-_FAILURES_KEPT]
         self._entry(ReviewEntryKind.DELIVERY_FAILED, SYSTEM, text=said)
         # Stored with the entry by the `record_review` the entry brings about anyway:
@@ -432,7 +428,7 @@ class WeeklyReviewWorkflow:
                 summary=follow_up.description,
                 tag=f"review-{state.week}-{follow_up.kind.value}",
                 priority=Priority.B,
-                data={"follow_up": follow_up.number, "ticket_id": follow_up.ticket_id},
+                data=HandoffData(follow_up=follow_up.number, ticket_id=follow_up.ticket_id),
                 facts=facts,
             )
         )
@@ -442,7 +438,7 @@ class WeeklyReviewWorkflow:
         while self._pending or self._handoffs or not self._stored_once:
             entries, handoffs = list(self._pending), list(self._handoffs)
             await workflow.execute_activity(
-                activity.RECORD_REVIEW,
+                activity.record_review,
                 ReviewRecord(
                     review_id=self._state.review_id,
                     state=self._state,
@@ -450,7 +446,7 @@ class WeeklyReviewWorkflow:
                     handoffs=handoffs,
                 ),
                 start_to_close_timeout=_STORE_TIMEOUT,
-                retry_policy=_STORE,
+                retry_policy=activity.STORE_RETRY,
                 summary=f"record {len(entries)} entries, {len(handoffs)} reminders",
             )
             del self._pending[: len(entries)]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from workflows.contracts import Handoff, check_root_cause
 from workflows.policy import ServicePolicy
@@ -159,6 +159,30 @@ class ReviewEntry(Contract):
     text: str | None = None
 
 
+class FailedReminder(Contract):
+    """A reminder or escalation the relay gave up on, as the report shows it: the outbox
+    row's key, and what failed where (`<kind> to <destination>: <error>`).
+
+    Written as the one line `<key> <said>` it always was, so states already stored (the
+    report reads them), carried across continue-as-new or read by another build keep
+    their shape; such a line reads back into the two fields."""
+
+    dedupe_key: str
+    said: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_line(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            dedupe_key, _, said = value.partition(" ")
+            return {"dedupe_key": dedupe_key, "said": said}
+        return value
+
+    @model_serializer(mode="plain")
+    def line(self) -> str:
+        return f"{self.dedupe_key} {self.said}"
+
+
 class ReviewState(Contract):
     review_id: str
     week: str
@@ -179,7 +203,7 @@ class ReviewState(Contract):
     # action is refused. Ids applied before fingerprints were kept have none.
     action_fingerprints: dict[str, str] = Field(default_factory=dict)
     # Reminders or escalations the relay gave up on: shown in the report.
-    delivery_failures: list[str] = Field(default_factory=list)
+    delivery_failures: list[FailedReminder] = Field(default_factory=list)
 
 
 class ReviewInput(Contract):

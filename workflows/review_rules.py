@@ -4,12 +4,12 @@ fits the review now, and when each follow-up is chased next."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from workflows.policy import ServicePolicy
+from workflows.primitives import Rule, rule_for
 from workflows.review_contracts import (
     AddWhy,
     Candidates,
@@ -118,13 +118,13 @@ def _analysis_open(state: ReviewState, ticket_id: str) -> str | None:
 
 
 def _reject_problem(
-    state: ReviewState, policy: ServicePolicy, action: Any, now: datetime
+    state: ReviewState, policy: ServicePolicy, action: RecordProblem, now: datetime
 ) -> str | None:
     return _analysis_open(state, action.ticket_id)
 
 
 def _reject_why(
-    state: ReviewState, policy: ServicePolicy, action: Any, now: datetime
+    state: ReviewState, policy: ServicePolicy, action: AddWhy | Conclude, now: datetime
 ) -> str | None:
     reason = _analysis_open(state, action.ticket_id)
     if reason is not None:
@@ -136,7 +136,7 @@ def _reject_why(
 
 
 def _reject_conclusion(
-    state: ReviewState, policy: ServicePolicy, action: Any, now: datetime
+    state: ReviewState, policy: ServicePolicy, action: Conclude, now: datetime
 ) -> str | None:
     reason = _reject_why(state, policy, action, now)
     if reason is not None:
@@ -160,7 +160,7 @@ def _reject_conclusion(
 
 
 def _reject_close(
-    state: ReviewState, policy: ServicePolicy, action: Any, now: datetime
+    state: ReviewState, policy: ServicePolicy, action: CloseFollowUp, now: datetime
 ) -> str | None:
     if not 1 <= action.number <= len(state.follow_ups):
         return f"no follow-up {action.number} in the review of {state.week}"
@@ -170,13 +170,14 @@ def _reject_close(
     return None
 
 
-_RULES: dict[
-    type[ReviewAction], Callable[[ReviewState, ServicePolicy, Any, datetime], str | None]
-] = {
-    RecordProblem: _reject_problem,
-    AddWhy: _reject_why,
-    Conclude: _reject_conclusion,
-    CloseFollowUp: _reject_close,
+_RULES: dict[type[ReviewAction], Rule[ReviewState, ServicePolicy]] = {
+    kind: rule
+    for kind, rule in (
+        rule_for(RecordProblem, _reject_problem),
+        rule_for(AddWhy, _reject_why),
+        rule_for(Conclude, _reject_conclusion),
+        rule_for(CloseFollowUp, _reject_close),
+    )
 }
 
 

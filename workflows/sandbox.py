@@ -29,6 +29,8 @@ PURE_MODULES = (
     "workflows.search_attributes",
     "workflows.privacy",
     "workflows.activity_names",
+    "workflows.activity_stubs",
+    "workflows.surge_contracts",
     "workflows.review_contracts",
     "workflows.review_rules",
 )

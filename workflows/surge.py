@@ -28,7 +28,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field
 
-    from workflows import activity_names as activity
+    from workflows import activity_stubs as activity
     from workflows import delivery_failures as failures
     from workflows import policy as rules
     from workflows import search_attributes as sa
@@ -36,14 +36,20 @@ with workflow.unsafe.imports_passed_through():
         DeliveryFailure,
         Handoff,
         HandoffBatch,
+        HandoffData,
         HandoffFacts,
         HandoffKind,
         SurgeFacts,
     )
     from workflows.policy import ServicePolicy
     from workflows.primitives import Contract, NonEmpty
+    from workflows.surge_contracts import Openings, OpeningsRequest
     from workflows.vocabulary import Priority
 
+# Not the tickets' and reviews' STORE_RETRY (workflows.activity_stubs), which also names
+# BadData non-retryable. The same in effect (activities raise every BadData non-retryable
+# themselves, activities/errors.py), but another value in the commands the surge
+# workflows issue, so it stays as it was.
 _STORE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 # Patches (tests/workflows/histories/surge/ holds runs from before each). Their else
@@ -56,40 +62,6 @@ _ONE_PER_PROBLEM = "surge-one-per-problem"
 _ONE_OUTBOX_PATH = "surge-one-outbox-path"
 # a failed alert tells the supervisors.
 _FAILURES_TOLD = "surge-failures-told"
-
-
-class Openings(Contract):
-    """Tickets opened in a category or topic: the last 24 h and its two baselines."""
-
-    dimension: str  # "category" or "topic"
-    value: str
-    last_24h: int
-    day_before: int
-    week_before: int
-    sample: list[str] = Field(default_factory=list)
-    # A category's topics, counted within it (none before the one-per-problem patch).
-    parts: list[Openings] = Field(default_factory=list)
-
-    def rising(self, policy: ServicePolicy) -> bool:
-        """Up against both baselines."""
-        return rules.is_surge(policy, self.last_24h, self.day_before) and rules.is_surge(
-            policy, self.last_24h, self.week_before
-        )
-
-    def without(self, parts: list[Openings]) -> Openings:
-        """These counts less `parts`'."""
-        return self.model_copy(
-            update={
-                "last_24h": self.last_24h - sum(p.last_24h for p in parts),
-                "day_before": self.day_before - sum(p.day_before for p in parts),
-                "week_before": self.week_before - sum(p.week_before for p in parts),
-                "parts": [],
-            }
-        )
-
-
-class OpeningsRequest(Contract):
-    sample: int
 
 
 class SurgeCheckInput(Contract):
@@ -145,10 +117,9 @@ class SurgeCheckWorkflow:
     async def run(self, start: SurgeCheckInput) -> list[str]:
         """The ids of the investigations this check opened."""
         policy = start.policy
-        counted: list[Openings] = await workflow.execute_activity(
-            activity.COUNT_OPENINGS,
+        counted = await workflow.execute_activity(
+            activity.count_openings,
             OpeningsRequest(sample=policy.surge.sample),
-            result_type=list[Openings],
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=_STORE,
             summary="count tickets opened per category and topic",
@@ -222,13 +193,13 @@ class SurgeInvestigationWorkflow:
             facts=HandoffFacts(surge=facts),
             tag=self._tag(surge),
             priority=Priority.E,
-            data={"sample": surge.sample},
+            data=HandoffData(sample=surge.sample),
         )
         if workflow.patched(_ONE_OUTBOX_PATH):
             await self._send(me, [convene], "convene the emergency group")
         else:
             await workflow.execute_activity(
-                activity.CONVENE_EMERGENCY_GROUP,
+                activity.convene_emergency_group,
                 convene,
                 start_to_close_timeout=timedelta(seconds=15),
                 retry_policy=_STORE,
@@ -269,7 +240,7 @@ class SurgeInvestigationWorkflow:
 
     async def _send(self, me: str, handoffs: list[Handoff], summary: str) -> None:
         await workflow.execute_activity(
-            activity.SEND_HANDOFFS,
+            activity.send_handoffs,
             HandoffBatch(owner_id=me, handoffs=handoffs),
             start_to_close_timeout=timedelta(seconds=15),
             retry_policy=_STORE,

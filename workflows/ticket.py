@@ -31,7 +31,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import activity_names as activity
+    from workflows import activity_stubs as activity
     from workflows import events as ev
     from workflows import policy as rules
     from workflows import sla_clock, ticket_rules, ticket_timers, ticket_view
@@ -49,13 +49,12 @@ with workflow.unsafe.imports_passed_through():
         DeliveryFailure,
         Dispatch,
         EngagePartner,
+        HandoffData,
         HandoffFacts,
         HandoffKind,
         IntakeClaim,
-        IntakeClaimResult,
         MessageKind,
         MessageParams,
-        ModelClassification,
         PartnerCallback,
         PartnerEngagement,
         PostProgress,
@@ -73,7 +72,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.delivery_failures import alert_facts, alerts_supervisors
     from workflows.primitives import SYSTEM, Actor, typed_update
-    from workflows.ticket_record import STORE_RETRY, STORE_TIMEOUT, HandOff, Say, TicketRecord
+    from workflows.ticket_record import STORE_TIMEOUT, HandOff, Say, TicketRecord
     from workflows.vocabulary import (
         CloseReason,
         CustomerReplyKind,
@@ -185,8 +184,8 @@ class TicketWorkflow:
 
     async def _is_duplicate_intake(self, start: TicketInput) -> bool:
         """Temporal forgets a closed workflow id after retention; PostgreSQL does not."""
-        claim: IntakeClaimResult = await workflow.execute_activity(
-            activity.CLAIM_INTAKE,
+        claim = await workflow.execute_activity(
+            activity.claim_intake,
             IntakeClaim(
                 ticket_id=start.ticket_id,
                 idempotency_key=start.intake.idempotency_key,
@@ -194,9 +193,8 @@ class TicketWorkflow:
                 channel=start.intake.channel,
                 opened_at=self._state.opened_at,
             ),
-            result_type=IntakeClaimResult,
             start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            retry_policy=activity.STORE_RETRY,
             summary="claim idempotency key",
         )
         if claim.duplicate:
@@ -270,10 +268,9 @@ class TicketWorkflow:
             # Local, inside the intake's workflow task: it takes about 5 ms, and as a
             # regular activity its own task and round trip cost the worker more than the
             # classification itself (docs/benchmarks.md).
-            found: ModelClassification = await workflow.execute_local_activity(
-                activity.CLASSIFY_TEXT,
+            found = await workflow.execute_local_activity(
+                activity.classify_text,
                 text,
-                result_type=ModelClassification,
                 start_to_close_timeout=_CLASSIFY_TIMEOUT,
                 # However busy the workers, the ticket waits this long at most.
                 schedule_to_close_timeout=2 * _CLASSIFY_TIMEOUT,
@@ -500,7 +497,7 @@ class TicketWorkflow:
             HandoffFacts(due_at=action.expected_by),
             action.problem,
             snapshot=True,
-            data={"checkpoints": action.checkpoints},
+            data=HandoffData(checkpoints=action.checkpoints),
         )
         self._record.event(
             ev.PartnerEngaged(

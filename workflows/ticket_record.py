@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows import activity_names as activity
+from workflows import activity_stubs as activity
 from workflows import events as ev
 from workflows import ticket_rules
 from workflows.contracts import (
@@ -24,6 +22,7 @@ from workflows.contracts import (
     CustomerMessage,
     EventBatch,
     Handoff,
+    HandoffData,
     HandoffFacts,
     HandoffKind,
     LastMessage,
@@ -34,14 +33,6 @@ from workflows.contracts import (
 from workflows.policy import ServicePolicy, is_live
 from workflows.primitives import Actor, reused_action_id
 
-# Writes to our own PostgreSQL: quick, and worth retrying for as long as it is down.
-# Bad data will not get better by retrying, so it fails at once.
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["BadData"],
-)
 STORE_TIMEOUT = timedelta(seconds=15)
 # Retired patch (docs/upgrades.md): effects are stored with their events in one activity
 # (before it, one activity per customer message and hand-off, then the append).
@@ -71,7 +62,7 @@ class HandOff:
     # snapshot and attachments go with it (work for departments and partners).
     words: str | None = None
     snapshot: bool = False
-    data: dict[str, Any] = field(default_factory=dict)
+    data: HandoffData = field(default_factory=HandoffData)
 
 
 Effect = Say | HandOff
@@ -127,7 +118,7 @@ class TicketRecord:
                     effect.facts,
                     words=effect.words,
                     snapshot=effect.snapshot,
-                    **effect.data,
+                    data=effect.data,
                 )
         return event.seq
 
@@ -161,17 +152,24 @@ class TicketRecord:
         *,
         words: str | None = None,
         snapshot: bool = False,
-        **data: Any,
+        data: HandoffData | None = None,
     ) -> None:
         """Tell people of the company something: what, as facts. The words are the staff
         templates' of the company's locale (activities.messages), rendered at delivery;
         `words` are a person's own (a work order's note), carried as they are."""
         state = self._state
+        data = data or HandoffData()
         if snapshot:
-            # Departments and partners get the problem snapshot and attachments with the work.
-            data["snapshot"] = state.intake.context.model_dump(mode="json", exclude={"ip"})
-            data["attachments"] = list(state.intake.attachments)
-            data["description"] = state.intake.description
+            # Departments and partners get the problem snapshot and attachments with the
+            # work; the IP stays with the ticket.
+            intake = state.intake
+            data = data.model_copy(
+                update={
+                    "snapshot": intake.context.model_copy(update={"ip": None}),
+                    "attachments": list(intake.attachments),
+                    "description": intake.description,
+                }
+            )
         state.pending_handoffs.append(
             Handoff(
                 ticket_id=state.ticket_id,
@@ -258,10 +256,10 @@ class TicketRecord:
             kinds = [m.kind.value for m in batch.messages] + [h.kind.value for h in batch.handoffs]
             carrying = f" + {', '.join(kinds)}" if kinds else ""
             await workflow.execute_activity(
-                activity.APPEND_EVENTS,
+                activity.append_events,
                 batch,
                 start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
+                retry_policy=activity.STORE_RETRY,
                 summary=f"append {len(batch.events)} events{carrying}",
             )
             # Handlers may have queued more while we awaited: keep those.

@@ -5,9 +5,7 @@ read (and test) as plain logic.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from workflows import events as ev
 from workflows import primitives
@@ -29,6 +27,7 @@ from workflows.contracts import (
     WorkOrderState,
 )
 from workflows.policy import SHORTEST_REVIEW, ServicePolicy
+from workflows.primitives import Rule, rule_for
 from workflows.vocabulary import CustomerReplyKind, Milestone, TicketStatus
 
 
@@ -173,7 +172,7 @@ def callback_refusal(state: TicketState, callback: PartnerCallback) -> str | Non
 
 
 def _reject_classify(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: Classify, now: datetime
 ) -> str | None:
     current = state.classification
     if (current.category, current.topic, current.priority) == (
@@ -186,7 +185,7 @@ def _reject_classify(
 
 
 def _reject_assign(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: Assign, now: datetime
 ) -> str | None:
     if state.assignee == action.agent_id:
         return f"ticket is already assigned to {action.agent_id}"
@@ -194,7 +193,7 @@ def _reject_assign(
 
 
 def _reject_dispatch(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: Dispatch, now: datetime
 ) -> str | None:
     if state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
         return "ticket is resolved; it returns to handling only if the customer says not solved"
@@ -208,7 +207,7 @@ def _reject_dispatch(
 
 
 def _reject_progress(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: PostProgress, now: datetime
 ) -> str | None:
     if open_order(state, action.department) is None:
         return f"department {action.department} holds no open work order on this ticket"
@@ -216,7 +215,7 @@ def _reject_progress(
 
 
 def _reject_milestone(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: RecordMilestone, now: datetime
 ) -> str | None:
     if state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
         return "ticket is already resolved"
@@ -226,7 +225,7 @@ def _reject_milestone(
 
 
 def _reject_engage_partner(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: EngagePartner, now: datetime
 ) -> str | None:
     if state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
         return "ticket is resolved; no partner can be engaged now"
@@ -239,7 +238,7 @@ def _reject_engage_partner(
 
 
 def _reject_resolve(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: Resolve, now: datetime
 ) -> str | None:
     if state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION:
         return "ticket is already resolved and waits for the customer's confirmation"
@@ -253,7 +252,7 @@ def _reject_resolve(
 
 
 def _reject_close(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: Close, now: datetime
 ) -> str | None:
     if action.root_cause is None and state.root_cause is None:
         return "closing needs a root-cause tag such as 產品缺陷-支付流程"
@@ -261,7 +260,7 @@ def _reject_close(
 
 
 def _reject_review_decision(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: RecordReviewDecision, now: datetime
 ) -> str | None:
     if state.reviews_convened <= len(state.review_decisions):
         return "no upgrade review is waiting for a decision"
@@ -276,7 +275,7 @@ def _reject_review_decision(
 
 
 def _reject_respond(
-    state: TicketState, policy: ServicePolicy, action: Any, now: datetime
+    state: TicketState, policy: ServicePolicy, action: Respond, now: datetime
 ) -> str | None:
     if action.message is None:
         return "a script reply is rendered by the API (POST …/responses with script_id)"
@@ -285,17 +284,18 @@ def _reject_respond(
     return None
 
 
-_ACTION_RULES: dict[
-    type[Action], Callable[[TicketState, ServicePolicy, Any, datetime], str | None]
-] = {
-    Respond: _reject_respond,
-    Classify: _reject_classify,
-    Assign: _reject_assign,
-    Dispatch: _reject_dispatch,
-    PostProgress: _reject_progress,
-    RecordMilestone: _reject_milestone,
-    EngagePartner: _reject_engage_partner,
-    Resolve: _reject_resolve,
-    Close: _reject_close,
-    RecordReviewDecision: _reject_review_decision,
+_ACTION_RULES: dict[type[Action], Rule[TicketState, ServicePolicy]] = {
+    kind: rule
+    for kind, rule in (
+        rule_for(Respond, _reject_respond),
+        rule_for(Classify, _reject_classify),
+        rule_for(Assign, _reject_assign),
+        rule_for(Dispatch, _reject_dispatch),
+        rule_for(PostProgress, _reject_progress),
+        rule_for(RecordMilestone, _reject_milestone),
+        rule_for(EngagePartner, _reject_engage_partner),
+        rule_for(Resolve, _reject_resolve),
+        rule_for(Close, _reject_close),
+        rule_for(RecordReviewDecision, _reject_review_decision),
+    )
 }

@@ -339,7 +339,7 @@ async def test_nul_in_free_text_is_stored_as_a_replacement_character(
     dispatch = sent.events[1].data
     assert isinstance(dispatch, Dispatched)
     dispatch.note = "crash\x00log"
-    sent.handoffs[1].data["description"] = "app\x00crash"
+    sent.handoffs[1].data.description = "app\x00crash"
 
     assert await store.append_events(sent) == 2
 

@@ -13,7 +13,8 @@ from playwright.async_api import Browser
 
 from tests.api.conftest import Stack, eventually
 from tests.conftest import watch
-from workflows.surge import Findings, Investigation, Openings, SurgeInvestigationWorkflow
+from workflows.surge import Findings, Investigation, SurgeInvestigationWorkflow
+from workflows.surge_contracts import Openings
 
 DOCS = Path(__file__).parents[2] / "docs"
 

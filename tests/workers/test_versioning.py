@@ -25,7 +25,8 @@ from workers.upgrade_check import UnknownBuild, build_started, tickets_started_b
 from workflows.contracts import Close, Intake, Respond
 from workflows.policy import ServicePolicy
 from workflows.primitives import Actor
-from workflows.surge import Findings, Investigation, Openings, SurgeInvestigationWorkflow
+from workflows.surge import Findings, Investigation, SurgeInvestigationWorkflow
+from workflows.surge_contracts import Openings
 from workflows.vocabulary import TicketStatus
 
 AGENT = Actor(id="agent-7", role="agent")

@@ -35,12 +35,12 @@ from workflows.policy import ServicePolicy, SurgePolicy, is_surge, rise_p_value
 from workflows.sandbox import workflow_runner
 from workflows.surge import (
     Findings,
-    Openings,
     SurgeCheckInput,
     SurgeCheckWorkflow,
     SurgeInvestigationWorkflow,
     problems,
 )
+from workflows.surge_contracts import Openings
 
 POLICY = ServicePolicy()
 HISTORIES = Path(__file__).parent / "histories" / "surge"
