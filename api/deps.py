@@ -149,3 +149,8 @@ TicketIdPath = Annotated[
     str, Path(description="As returned by POST /v1/tickets, e.g. ticket-3f2a…", max_length=64)
 ]
 Svc = Annotated[Services, Depends(services)]
+
+
+def summary_of(action: type[Any]) -> str | None:
+    """An action route's summary in the OpenAPI document: its docstring's first paragraph."""
+    return action.__doc__.split("\n\n")[0].replace("\n", " ") if action.__doc__ else None

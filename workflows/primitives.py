@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+from temporalio import workflow
 
 from workflows.vocabulary import Role
 
@@ -153,6 +154,20 @@ def typed_update(
 
     update.__annotations__ = {"sent": argument, "return": result}
     return update
+
+
+def handle_actions(
+    actions: Iterable[type[Any]],
+    name_of: Callable[[type[Any]], str],
+    accept: Callable[[A], R],
+    validate: Callable[[A], None],
+    result: type[R],
+) -> None:
+    """Register one validated update per action of a table (a ticket's, a review's)."""
+    for action in actions:
+        workflow.set_update_handler(
+            name_of(action), typed_update(accept, action, result), validator=validate
+        )
 
 
 def fingerprint(action: BaseModel, kind: str, leave_out: Iterable[str] = ()) -> str:

@@ -47,8 +47,8 @@ with workflow.unsafe.imports_passed_through():
         SYSTEM,
         Actor,
         fingerprint,
+        handle_actions,
         reused_action_id,
-        typed_update,
     )
     from workflows.review_contracts import (
         REVIEW_ACTIONS,
@@ -126,12 +126,7 @@ class WeeklyReviewWorkflow:
         self._pending: list[ReviewEntry] = []
         self._handoffs: list[Handoff] = []
         self._stored_once = False
-        for action in REVIEW_ACTIONS:
-            workflow.set_update_handler(
-                review_action_name(action),
-                typed_update(self._accept, action, ReviewView),
-                validator=self._validate,
-            )
+        handle_actions(REVIEW_ACTIONS, review_action_name, self._accept, self._validate, ReviewView)
         if start.carried_state is not None:
             self._state = start.carried_state
             self._state.runs += 1

@@ -71,7 +71,7 @@ with workflow.unsafe.imports_passed_through():
         action_name,
     )
     from workflows.delivery_failures import alert_facts, alerts_supervisors
-    from workflows.primitives import SYSTEM, Actor, typed_update
+    from workflows.primitives import SYSTEM, Actor, handle_actions
     from workflows.ticket_record import STORE_TIMEOUT, HandOff, Say, TicketRecord
     from workflows.vocabulary import (
         CloseReason,
@@ -111,12 +111,7 @@ class TicketWorkflow:
         self._indexed: dict[str, Any] = {}
         workflow.deprecate_patch(_TYPED_RECORD)  # marker of every run; goes in the next stage
         workflow.deprecate_patch(_CALENDAR)  # marker of every run; goes in the next stage
-        for action in ACTIONS:
-            workflow.set_update_handler(
-                action_name(action),
-                typed_update(self._accept, action, TicketView),
-                validator=self._validate,
-            )
+        handle_actions(ACTIONS, action_name, self._accept, self._validate, TicketView)
         if start.carried_state is not None:
             self._keep(start.carried_state)
             self._state.runs += 1

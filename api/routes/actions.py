@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Response
 
 from api.access import STAFF, Caller, RoleKind, Rule
 from api.client import new_action_id
-from api.deps import ACTION_ID_HEADER, Svc, TicketIdPath, known, require
+from api.deps import ACTION_ID_HEADER, Svc, TicketIdPath, known, require, summary_of
 from api.errors import TICKET_RESPONSES, ApiError, translate
 from api.routes.knowledge import with_script
 from api.schemas import ACTION_REQUESTS, ActionRequest, to_action
@@ -74,7 +74,7 @@ for _action in ACTIONS:
         _action_route(_action),
         methods=["POST"],
         name=action_name(_action),
-        summary=_action.__doc__.split("\n\n")[0].replace("\n", " ") if _action.__doc__ else None,
+        summary=summary_of(_action),
         description=(
             f"The `{action_name(_action)}` update of the ticket. Answers the ticket's view "
             f"and the `{ACTION_ID_HEADER}` header: resend with that `action_id` after a "

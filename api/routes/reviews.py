@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from api.access import Caller, Rule
 from api.client import ActionUnconfirmed, new_action_id
-from api.deps import ACTION_ID_HEADER, Svc, require
+from api.deps import ACTION_ID_HEADER, Svc, require, summary_of
 from api.errors import COMMON_RESPONSES, ApiError, translate
 from api.review_report import ReviewReport, build_report, markdown
 from api.schemas import REVIEW_REQUESTS, ActionRequest, to_action
@@ -173,6 +173,6 @@ for _action in REVIEW_ACTIONS:
         _review_route(_action),
         methods=["POST"],
         name=f"review_{review_action_name(_action)}",
-        summary=_action.__doc__.split("\n\n")[0].replace("\n", " ") if _action.__doc__ else None,
+        summary=summary_of(_action),
         description=f"The `{review_action_name(_action)}` update of the week's review.",
     )
