@@ -1,4 +1,4 @@
-"""The learned classifier (issue 12): category, topic and priority from a ticket's words.
+"""The learned classifier: category, topic and priority from a ticket's words.
 
 Trained on labelled examples, which are the English Banking77 corpus mapped to our
 vocabulary (`activities/data/banking77`, CC BY 4.0) and our own colloquial zh-Hans /

@@ -1,4 +1,4 @@
-"""The agents' knowledge base (issue 12): FAQ entries and reply scripts in PostgreSQL,
+"""The agents' knowledge base: FAQ entries and reply scripts in PostgreSQL,
 each with zh-Hans, zh-Hant and en variants, a category and a topic, and placeholders for
 ticket data (never personal data: a text that holds an e-mail address or a phone number
 is refused). A script renders in the customer's locale with the ticket's data, through a

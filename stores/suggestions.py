@@ -1,4 +1,4 @@
-"""Suggestions for a ticket (issue 12): the knowledge base's FAQ entries and scripts that
+"""Suggestions for a ticket: the knowledge base's FAQ entries and scripts that
 fit its words, ranked by two retrievers fused, with the reason each matched.
 
 - Lexical: jieba segments Chinese (and splits English into words); BM25 (bm25s) ranks the
