@@ -21,6 +21,11 @@ AS_THE_CONSOLE_SCRIPT = (
     "import os, sys\n"
     "from workers.cli import main\n"
     "code = main(['register-search-attributes'])\n"
+    # The dropped runtime's threads end a moment after: wait for that, within a bound.
+    "import time\n"
+    "deadline = time.monotonic() + 5\n"
+    "while len(os.listdir('/proc/self/task')) > 1 and time.monotonic() < deadline:\n"
+    "    time.sleep(0.01)\n"
     "print('threads left:', len(os.listdir('/proc/self/task')))\n"
     "sys.exit(code)\n"
 )
