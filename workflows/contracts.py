@@ -158,6 +158,15 @@ class Respond(Action):
         return self
 
 
+class AddNote(Action):
+    """An internal note on the ticket, for staff only: the customer never sees it."""
+
+    route = "notes"
+    command = "note"
+    type: Literal["add_note"] = "add_note"
+    text: NonEmpty
+
+
 class Classify(Action):
     """Override the automatic classification; the SLA follows the new priority."""
 
@@ -278,6 +287,7 @@ class RecordReviewDecision(Action):
 
 TicketAction = Annotated[
     Respond
+    | AddNote
     | Classify
     | Assign
     | Dispatch

@@ -99,6 +99,7 @@ class EventType(StrEnum):
     FIRST_RESPONDED = "first_responded"
     FIRST_RESPONSE_BREACHED = "first_response_breached"
     AGENT_REPLIED = "agent_replied"
+    NOTE_ADDED = "note_added"
     ASSIGNED = "assigned"
     DISPATCHED = "dispatched"
     PROGRESS_POSTED = "progress_posted"
@@ -268,6 +269,15 @@ class AgentReplied(EventData):
     script_id: (
         Annotated[str, NotPersonal("a knowledge entry's id, which the API checks exists")] | None
     ) = None
+
+
+class NoteAdded(EventData):
+    """A staff member's internal note: in the thread for staff, never sent to the customer."""
+
+    type: Literal[EventType.NOTE_ADDED] = EventType.NOTE_ADDED
+    audience = Audience.INTERNAL
+    said_in = "text"
+    text: str
 
 
 class Assigned(EventData):
@@ -504,6 +514,7 @@ EventPayload = Annotated[
     | FirstResponded
     | FirstResponseBreached
     | AgentReplied
+    | NoteAdded
     | Assigned
     | Dispatched
     | ProgressPosted

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIONS,
         Action,
         ActionSignal,
+        AddNote,
         Assign,
         Classification,
         Classify,
@@ -408,6 +409,9 @@ class TicketWorkflow:
         )
         self._record.write(entries, actor)
         self._record.write(urgent_flows(self._policy, now_is, previous=previous), SYSTEM)
+
+    def _on_add_note(self, action: AddNote) -> None:
+        self._record.event(ev.NoteAdded(text=action.text), action.actor)
 
     def _on_assign(self, action: Assign) -> None:
         self._state.assignee = action.agent_id
