@@ -168,9 +168,10 @@ async def pending_migrations(pool: Pool) -> list[str]:
     return [m.name for m in shipped if m.version not in applied]
 
 
-async def migrate(pool: Pool) -> list[str]:
-    """Apply every migration not yet applied; returns the names applied by this call."""
-    migrations = load_migrations()
+async def migrate(pool: Pool, through: int | None = None) -> list[str]:
+    """Apply every migration not yet applied (up to version `through`, if given: the
+    schema a previous build left); returns the names applied by this call."""
+    migrations = [m for m in load_migrations() if through is None or m.version <= through]
     applied_now: list[str] = []
     async with pool.acquire() as conn:
         # A session lock (not a transaction lock) so that each migration can commit on

@@ -63,6 +63,11 @@ class TicketRow(BaseModel):
     # (on the SLA's clock: working time on a business clock).
     sla_paused_since: datetime | None = None
     sla_paused_seconds: float = 0.0
+    # Since the workspace (0010): the first reply still owed (None once sent or closed),
+    # and when the SLA still to keep was first warned of (None until then, and once it is
+    # met, rebased or closed).
+    first_response_due_at: datetime | None = None
+    sla_warned_at: datetime | None = None
     # The seq of the last event applied: the projection's checkpoint.
     last_seq: int = 0
     # When the ticket last changed (the last event's occurred_at), not when the row was
@@ -107,6 +112,7 @@ def _changes(row: TicketRow, event: DomainEvent) -> dict[str, Any]:
                 "customer_id": opened.customer_id,
                 "subject": opened.subject,
                 "due_at": opened.sla_due_at,
+                "first_response_due_at": opened.first_response_due_at,
                 **_classification(opened),
                 "sla_due_at": opened.sla_due_at,
             }
@@ -117,6 +123,8 @@ def _changes(row: TicketRow, event: DomainEvent) -> dict[str, Any]:
                 changes["sla_due_at"] = classified.sla_due_at
                 if row.status != TicketStatus.CLOSED.value:
                     changes["due_at"] = classified.sla_due_at
+                    # A new promise: its warnings start again (sla_clock.rebase).
+                    changes["sla_warned_at"] = None
             return changes
         case ev.Assigned() as assigned:
             return {"assignee": assigned.agent_id}
@@ -127,12 +135,15 @@ def _changes(row: TicketRow, event: DomainEvent) -> dict[str, Any]:
             return {
                 "first_response_at": event.occurred_at,
                 "first_response_seconds": responded.seconds,
+                "first_response_due_at": None,
             }
         case ev.Dispatched() as dispatched:
             added = [name for name in dispatched.departments if name not in row.departments]
             return {"departments": (*row.departments, *added), "transfers": dispatched.transfers}
         case ev.MilestoneRecorded(meets_sla=True):
-            return {"due_at": None, "sla_paused_since": None}
+            return {"due_at": None, "sla_paused_since": None, "sla_warned_at": None}
+        case ev.SlaWarned():
+            return {} if row.sla_warned_at is not None else {"sla_warned_at": event.occurred_at}
         case ev.SlaPaused():
             return {"sla_paused_since": event.occurred_at, "due_at": None}
         case ev.SlaResumed() as resumed:
@@ -165,6 +176,8 @@ def _changes(row: TicketRow, event: DomainEvent) -> dict[str, Any]:
                 "close_reason": closed.reason.value,
                 "due_at": None,
                 "sla_paused_since": None,
+                "first_response_due_at": None,
+                "sla_warned_at": None,
             }
             if closed.root_cause is not None:
                 changes["root_cause"] = closed.root_cause

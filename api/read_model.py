@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -43,6 +43,9 @@ class TicketFilter:
     priority: list[str] = field(default_factory=list)
     category: list[str] = field(default_factory=list)
     tier: list[str] = field(default_factory=list)
+    topic: list[str] = field(default_factory=list)
+    tag: list[str] = field(default_factory=list)
+    channel: list[str] = field(default_factory=list)
     department: str | None = None
     assignee: str | None = None
     unassigned: bool | None = None
@@ -50,6 +53,23 @@ class TicketFilter:
     paused: bool | None = None
     opened_after: datetime | None = None
     opened_before: datetime | None = None
+    # Not closed.
+    open: bool | None = None
+    # Past the first warning of an SLA still kept ("breaching soon").
+    warned: bool | None = None
+    # A promise broken and not yet met: the SLA, or the first reply.
+    overdue: bool | None = None
+    escalated: bool | None = None
+    customer_id: str | None = None
+
+    def merged(self, other: TicketFilter) -> TicketFilter:
+        """This filter with every value `other` sets (a view within the user's filters)."""
+        changes = {
+            name: value
+            for name, value in vars(other).items()
+            if value not in (None, []) and value != getattr(TicketFilter(), name)
+        }
+        return replace(self, **changes)
 
 
 def encode_cursor(sort: Sort, item: TicketSummary) -> str:
@@ -98,15 +118,36 @@ def _aware(text: Any) -> datetime:
     return instant.astimezone(UTC)
 
 
+_OVERDUE = (
+    "((due_at IS NOT NULL AND (sla_breached OR due_at <= now())) "
+    "OR first_response_due_at <= now())"
+)
+_WARNED = "(sla_warned_at IS NOT NULL AND NOT sla_breached AND due_at > now())"
+_FLAGS = {
+    "open": ("status <> 'closed'", "status = 'closed'"),
+    "warned": (_WARNED, f"NOT {_WARNED}"),
+    "overdue": (_OVERDUE, f"NOT COALESCE({_OVERDUE}, false)"),
+    "escalated": ("escalated", "NOT escalated"),
+}
+
+
 def _where(filters: TicketFilter, sort: Sort, cursor: str | None) -> tuple[str, list[Any]]:
-    clauses = ["opened_at IS NOT NULL"]
     args: list[Any] = []
+    clauses = _clauses(filters, args)
+    if cursor is not None:
+        clauses.append(_after(sort, cursor, args))
+    return " AND ".join(clauses), args
+
+
+def _clauses(filters: TicketFilter, args: list[Any]) -> list[str]:
+    """The filter's conditions, its values appended to `args` as query parameters."""
+    clauses = ["opened_at IS NOT NULL"]
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
-    for column in ("status", "priority", "category", "tier"):
+    for column in ("status", "priority", "category", "tier", "topic", "tag", "channel"):
         values = getattr(filters, column)
         if values:
             clauses.append(f"{column} = ANY({arg(values)}::text[])")
@@ -126,18 +167,31 @@ def _where(filters: TicketFilter, sort: Sort, cursor: str | None) -> tuple[str, 
         clauses.append(f"opened_at >= {arg(filters.opened_after)}")
     if filters.opened_before is not None:
         clauses.append(f"opened_at < {arg(filters.opened_before)}")
-    if cursor is not None:
-        key = decode_cursor(sort, cursor)
-        if sort is Sort.NEWEST:
-            clauses.append(f"(opened_at, ticket_id) < ({arg(key[0])}, {arg(key[1])})")
-        else:
-            opened_at, ticket_id, due_at, rank = (arg(value) for value in key)
-            clauses.append(
-                f"({_DUE}, {_RANK}, opened_at, ticket_id) > "
-                f"(COALESCE({due_at}::timestamptz, 'infinity'::timestamptz), {rank}::int, "
-                f"{opened_at}, {ticket_id})"
-            )
-    return " AND ".join(clauses), args
+    if filters.customer_id is not None:
+        clauses.append(f"customer_id = {arg(filters.customer_id)}")
+    for name, (yes, no) in _FLAGS.items():
+        flag = getattr(filters, name)
+        if flag is not None:
+            clauses.append(yes if flag else no)
+    return clauses
+
+
+def _after(sort: Sort, cursor: str, args: list[Any]) -> str:
+    """The keyset condition: rows after the cursor's, in the sort's order."""
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    key = decode_cursor(sort, cursor)
+    if sort is Sort.NEWEST:
+        return f"(opened_at, ticket_id) < ({arg(key[0])}, {arg(key[1])})"
+    opened_at, ticket_id, due_at, rank = (arg(value) for value in key)
+    return (
+        f"({_DUE}, {_RANK}, opened_at, ticket_id) > "
+        f"(COALESCE({due_at}::timestamptz, 'infinity'::timestamptz), {rank}::int, "
+        f"{opened_at}, {ticket_id})"
+    )
 
 
 _ORDER = {
@@ -158,3 +212,17 @@ async def list_tickets(
     items = [TicketSummary.model_validate(dict(row)) for row in rows[:limit]]
     next_cursor = encode_cursor(sort, items[-1]) if len(rows) > limit else None
     return TicketPage(items=items, next_cursor=next_cursor)
+
+
+async def count_views(
+    pool: Pool, common: TicketFilter, views: dict[str, TicketFilter]
+) -> dict[str, int]:
+    """How many tickets each view holds within the common filter, in one scan."""
+    args: list[Any] = []
+    where = " AND ".join(_clauses(common, args))
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE {' AND '.join(_clauses(view, args))}) AS \"{name}\""
+        for name, view in views.items()
+    )
+    row = await pool.fetchrow(f"SELECT {counts} FROM tickets WHERE {where}", *args)
+    return {name: int(row[name]) if row is not None else 0 for name in views}

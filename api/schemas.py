@@ -296,6 +296,12 @@ class TicketSummary(BaseModel):
         description="The SLA clock is paused (waiting on the customer) since then."
     )
     sla_paused_seconds: float = Field(description="Paused in all, on the SLA's clock.")
+    first_response_due_at: datetime | None = Field(
+        default=None, description="The first reply still owed, by then."
+    )
+    sla_warned_at: datetime | None = Field(
+        default=None, description="The SLA still to keep was first warned of then."
+    )
     updated_at: datetime
     erased: bool = Field(
         default=False, description="The customer's data was erased (`GET` the ticket: 410)."

@@ -74,6 +74,7 @@ MINIMAL: dict[EventType, dict[str, Any]] = {
     EventType.FIRST_RESPONDED: {"seconds": 12.0, "within_target": True},
     EventType.FIRST_RESPONSE_BREACHED: {"target_seconds": 30.0},
     EventType.AGENT_REPLIED: {"message": "我们正在处理"},
+    EventType.NOTE_ADDED: {"text": "客户是老用户,先查订单"},
     EventType.ASSIGNED: {"agent_id": "agent-7"},
     EventType.DISPATCHED: {"departments": ["tech"], "transfers": 1, "note": "please check"},
     EventType.PROGRESS_POSTED: {"department": "tech", "response_seconds": 60.0, "note": "found it"},
