@@ -256,6 +256,7 @@ class Delivery(BaseModel):
     """One outbox row as people look at it: what went where, and when it arrived."""
 
     key: str = Field(exclude=True)
+    event_seq: int | None = Field(default=None, description="The event that decided it.")
     kind: str
     destination: str
     customer_facing: bool
@@ -270,7 +271,7 @@ class Delivery(BaseModel):
 
 
 _DELIVERIES = """
-    SELECT dedupe_key AS key, kind, channel_or_recipient AS destination, rendered AS text, locale,
+    SELECT dedupe_key AS key, event_seq, kind, channel_or_recipient AS destination, rendered AS text, locale,
         created_at AS queued_at, dispatched_at AS delivered_at, attempts, failed_at,
         last_error AS error, payload
     FROM outbox WHERE ticket_id = $1 ORDER BY id

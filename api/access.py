@@ -114,6 +114,11 @@ class KeyRing:
             return None
         return self._callers.get(hash_key(key))
 
+    def by_hash(self, sha256: str) -> Caller | None:
+        """The caller of a key known by its SHA-256 (a workspace session's): None once the
+        key is no longer configured."""
+        return self._callers.get(sha256)
+
 
 def configured_keys(settings: ApiSettings) -> list[ApiKeyEntry]:
     """`api.keys` plus the entries of `api.keys_file`, if one is set."""

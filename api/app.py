@@ -27,6 +27,7 @@ from api.routes.metrics import metrics
 from api.routes.pages import pages
 from api.routes.reads import reads
 from api.routes.reviews import reviews
+from api.workspace.routes import install as install_workspace
 
 DESCRIPTION = """
 Customer-service tickets as durable Temporal workflows.
@@ -58,6 +59,8 @@ def create_app(svc: Services) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    # The agents' workspace at /app (api/workspace/): pages, forms and the live stream.
+    install_workspace(app, svc)
     app.state.http_metrics = HttpMetrics()
     app.add_middleware(RequestContext, keys=svc.keys, metrics=app.state.http_metrics)
     return app

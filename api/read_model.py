@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -62,15 +62,6 @@ class TicketFilter:
     escalated: bool | None = None
     customer_id: str | None = None
 
-    def merged(self, other: TicketFilter) -> TicketFilter:
-        """This filter with every value `other` sets (a view within the user's filters)."""
-        changes = {
-            name: value
-            for name, value in vars(other).items()
-            if value not in (None, []) and value != getattr(TicketFilter(), name)
-        }
-        return replace(self, **changes)
-
 
 def encode_cursor(sort: Sort, item: TicketSummary) -> str:
     assert item.opened_at is not None  # filtered in the query
@@ -119,8 +110,7 @@ def _aware(text: Any) -> datetime:
 
 
 _OVERDUE = (
-    "((due_at IS NOT NULL AND (sla_breached OR due_at <= now())) "
-    "OR first_response_due_at <= now())"
+    "((due_at IS NOT NULL AND (sla_breached OR due_at <= now())) OR first_response_due_at <= now())"
 )
 _WARNED = "(sla_warned_at IS NOT NULL AND NOT sla_breached AND due_at > now())"
 _FLAGS = {
@@ -221,7 +211,7 @@ async def count_views(
     args: list[Any] = []
     where = " AND ".join(_clauses(common, args))
     counts = ", ".join(
-        f"count(*) FILTER (WHERE {' AND '.join(_clauses(view, args))}) AS \"{name}\""
+        f'count(*) FILTER (WHERE {" AND ".join(_clauses(view, args))}) AS "{name}"'
         for name, view in views.items()
     )
     row = await pool.fetchrow(f"SELECT {counts} FROM tickets WHERE {where}", *args)

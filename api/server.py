@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import structlog
@@ -85,18 +85,30 @@ async def serve(config: ApiConfig, client: Client, stop: asyncio.Event, database
             policy = await compare_policy(pool, config.task_queue, config.policy)
             if not policy.startswith("ok"):
                 log.warning("this API's ticket policy " + policy, task_queue=config.task_queue)
-        await serve_app(
-            app,
-            api.host,
-            api.port,
-            stop,
-            proxy_headers=True,
-            forwarded_allow_ips=api.forwarded_allow_ips,
-            timeout_graceful_shutdown=10,
-        )
+        # Open workspace pages hold a live stream each: they end first, or the server
+        # would wait out its grace for them.
+        closing = asyncio.create_task(_close_on(stop, app.state.desk.close))
+        try:
+            await serve_app(
+                app,
+                api.host,
+                api.port,
+                stop,
+                proxy_headers=True,
+                forwarded_allow_ips=api.forwarded_allow_ips,
+                timeout_graceful_shutdown=10,
+            )
+        finally:
+            await app.state.desk.close()
+            closing.cancel()
         log.info("api stopped")
     finally:
         await pool.close()
+
+
+async def _close_on(stop: asyncio.Event, close: Callable[[], Awaitable[None]]) -> None:
+    await stop.wait()
+    await close()
 
 
 async def serve_app(

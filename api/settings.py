@@ -66,6 +66,43 @@ class ApiKeyEntry(BaseModel):
         return value
 
 
+class WorkspaceSettings(BaseModel):
+    """The agents' workspace at /app (docs/workspace.md)."""
+
+    # A signed-in browser stays signed in this long, then signs in again.
+    session_ttl: timedelta = timedelta(hours=12)
+    # Session cookies only over HTTPS. Requests that arrive over HTTPS (or through a proxy
+    # in `forwarded_allow_ips` that says so) get them anyway; this forces it.
+    secure_cookies: bool = False
+    # Rows per queue page.
+    page_size: int = Field(default=50, ge=10, le=500)
+    # The interface's languages (a Babel catalogue each); the policy's `staff_locale` is
+    # the default.
+    locales: list[str] = Field(default_factory=lambda: ["zh-Hans", "zh-Hant", "en"])
+    # Changes that reach an open page within this window are sent together.
+    live_coalesce: timedelta = timedelta(milliseconds=100)
+    # A comment on every idle stream this often, so proxies keep it open.
+    live_heartbeat: timedelta = timedelta(seconds=15)
+    # A viewer not heard from for this long has left (a browser that vanished).
+    presence_ttl: timedelta = timedelta(seconds=45)
+    # "Typing…" lasts this long after the last keystroke sent.
+    typing_ttl: timedelta = timedelta(seconds=6)
+    # Where the Temporal UI is, for the link from a ticket to its workflow's history.
+    temporal_ui_url: str | None = None
+
+    @field_validator(
+        "session_ttl",
+        "live_coalesce",
+        "live_heartbeat",
+        "presence_ttl",
+        "typing_ttl",
+        mode="before",
+    )
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -91,6 +128,7 @@ class ApiSettings(BaseModel):
     # right after `make demo`; that week's Monday review then finds it done. `make dev`
     # turns it on; a production API leaves it off.
     open_week_reviews: bool = False
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
 
     @property
     def url(self) -> str:
@@ -122,5 +160,6 @@ __all__ = [
     "ApiKeyEntry",
     "ApiSettings",
     "ConfigurationError",
+    "WorkspaceSettings",
     "parse_duration",
 ]

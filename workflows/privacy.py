@@ -49,3 +49,12 @@ def excerpt(text: str, limit: int = 40) -> str:
     """A masked, single-line excerpt of at most `limit` characters."""
     flat = " ".join(mask(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def mask_ip(ip: str) -> str:
+    """An IP with its host part hidden: the network stays readable for a fault's region
+    (`203.0.113.x`, `2001:db8:85a3:x`)."""
+    if ":" in ip:
+        return ":".join(ip.split(":")[:3]) + ":x"
+    parts = ip.split(".")
+    return ".".join(parts[:3]) + ".x" if len(parts) == 4 else "[ip]"

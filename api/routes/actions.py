@@ -10,13 +10,52 @@ from fastapi import APIRouter, Depends, Response
 
 from api.access import STAFF, Caller, RoleKind, Rule
 from api.client import new_action_id
-from api.deps import ACTION_ID_HEADER, Svc, TicketIdPath, known, require, summary_of
+from api.deps import ACTION_ID_HEADER, Services, Svc, TicketIdPath, known, require, summary_of
 from api.errors import TICKET_RESPONSES, ApiError, translate
 from api.routes.knowledge import with_script
 from api.schemas import ACTION_REQUESTS, ActionRequest, to_action
 from workflows.contracts import ACTIONS, Action, Respond, TicketView, action_name
 
 actions = APIRouter(tags=["actions"], responses=TICKET_RESPONSES)
+
+
+async def perform(
+    svc: Services,
+    ticket_id: str,
+    action: type[Action],
+    body: ActionRequest,
+    caller: Caller,
+    action_id: str,
+) -> TicketView:
+    """One action on a ticket, as `caller`, under `action_id` (sent again, applied once):
+    what the action's route and the workspace's forms both do."""
+    if body.actor_id is not None and caller.kind not in STAFF:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"role {caller.role} acts as itself; only agent and operator keys name the "
+            "person acting (actor_id)",
+        )
+    department = getattr(body, "department", None)
+    if caller.kind is RoleKind.DEPARTMENT and department != caller.scope:
+        raise ApiError(403, "forbidden", f"role {caller.role} may act only for {caller.scope}")
+    sent = to_action(action, body, caller.actor(body.actor_id), action_id)
+    if isinstance(sent, Respond):
+        sent = await with_script(svc, known(ticket_id), sent)
+    try:
+        return await svc.call(svc.tickets.act(known(ticket_id), sent))
+    except Exception as error:
+        mapped = translate(error)
+        if mapped is None or mapped.status != 503:
+            raise
+        # The update may still be applied later: the caller resends this id, and the
+        # ticket applies it once.
+        raise ApiError(
+            503,
+            mapped.code,
+            f"{mapped.detail}; send the action again with action_id {action_id}",
+            {**mapped.headers, ACTION_ID_HEADER: action_id},
+        ) from error
 
 
 def _action_route(action: type[Action]) -> Callable[..., Awaitable[TicketView]]:
@@ -30,35 +69,9 @@ def _action_route(action: type[Action]) -> Callable[..., Awaitable[TicketView]]:
         svc: Svc,
         caller: Caller,
     ) -> TicketView:
-        if body.actor_id is not None and caller.kind not in STAFF:
-            raise ApiError(
-                403,
-                "forbidden",
-                f"role {caller.role} acts as itself; only agent and operator keys name the "
-                "person acting (actor_id)",
-            )
-        department = getattr(body, "department", None)
-        if caller.kind is RoleKind.DEPARTMENT and department != caller.scope:
-            raise ApiError(403, "forbidden", f"role {caller.role} may act only for {caller.scope}")
         action_id = body.action_id or new_action_id()
-        sent = to_action(action, body, caller.actor(body.actor_id), action_id)
-        if isinstance(sent, Respond):
-            sent = await with_script(svc, known(ticket_id), sent)
         response.headers[ACTION_ID_HEADER] = action_id
-        try:
-            return await svc.call(svc.tickets.act(known(ticket_id), sent))
-        except Exception as error:
-            mapped = translate(error)
-            if mapped is None or mapped.status != 503:
-                raise
-            # The update may still be applied later: the caller resends this id, and the
-            # ticket applies it once.
-            raise ApiError(
-                503,
-                mapped.code,
-                f"{mapped.detail}; send the action again with action_id {action_id}",
-                {**mapped.headers, ACTION_ID_HEADER: action_id},
-            ) from error
+        return await perform(svc, ticket_id, action, body, caller, action_id)
 
     # FastAPI reads the body model and the access rule from the annotations; they differ
     # per action, so this one function declares those of the action it serves.

@@ -128,10 +128,16 @@ async def ticket_suggestions(
     score and why it matched (words in common, closeness of meaning, use on tickets of the
     same category and topic)."""
     view = await svc.call(svc.tickets.view(known(ticket_id)))
+    return Suggestions(ticket_id=view.ticket_id, suggestions=await suggestions_for(svc, view, k))
+
+
+async def suggestions_for(svc: Services, view: TicketView, k: int) -> list[Suggestion]:
+    """The ticket's best `k` entries for what it says: its intake and the customer's
+    latest words."""
     words = [view.subject, view.description]
     if view.last_message is not None and view.last_message.actor.role.value == "customer":
         words.append(view.last_message.text)
-    found = await svc.call(
+    return await svc.call(
         svc.suggester.suggest(
             " ".join(words),
             view.locale,
@@ -140,7 +146,6 @@ async def ticket_suggestions(
             k,
         )
     )
-    return Suggestions(ticket_id=view.ticket_id, suggestions=found)
 
 
 async def with_script(svc: Services, ticket_id: str, action: Respond) -> Respond:
@@ -150,12 +155,27 @@ async def with_script(svc: Services, ticket_id: str, action: Respond) -> Respond
     (and the script's use count) never names an entry that is not there."""
     if action.script_id is None:
         return action
-    entry = await _entry(svc, action.script_id)
-    if entry.kind != "script":
-        raise ApiError(409, "not_a_script", f"{entry.entry_id} is an FAQ entry, not a reply script")
+    entry = await script_for(svc, action.script_id)
     if action.message is not None:
         return action
     view: TicketView = await svc.call(svc.tickets.view(ticket_id))
+    words = script_words(svc, entry, view)
+    try:
+        return Respond.model_validate(action.model_dump() | {"message": words})
+    except ValidationError as error:
+        raise ApiError(409, "script_unusable", f"{entry.entry_id}: {error}") from None
+
+
+async def script_for(svc: Services, entry_id: str) -> Entry:
+    """A reply script by id: 404 if there is none, 409 if the entry is an FAQ."""
+    entry = await _entry(svc, entry_id)
+    if entry.kind != "script":
+        raise ApiError(409, "not_a_script", f"{entry.entry_id} is an FAQ entry, not a reply script")
+    return entry
+
+
+def script_words(svc: Services, entry: Entry, view: TicketView) -> str:
+    """The script in the customer's locale, with the ticket's data."""
     facts = TicketFacts(
         ticket_id=view.ticket_id,
         tag=view.tag,
@@ -165,8 +185,4 @@ async def with_script(svc: Services, ticket_id: str, action: Respond) -> Respond
         sla_due=view.deadlines.sla,
         time_zone=svc.time_zone,
     )
-    words = render(entry, view.locale, facts)
-    try:
-        return Respond.model_validate(action.model_dump() | {"message": words})
-    except ValidationError as error:
-        raise ApiError(409, "script_unusable", f"{entry.entry_id}: {error}") from None
+    return render(entry, view.locale, facts)

@@ -152,6 +152,7 @@ async def stack(dev_env: WorkflowEnvironment, pg_pool: Pool) -> AsyncIterator[St
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             yield Stack(dev_env, settings, services, app, http, keys, pg_pool)
     finally:
+        await app.state.desk.close()
         # The dev server outlives these tests: leave no ticket of ours running on it.
         async for execution in dev_env.client.list_workflows(
             f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
