@@ -95,6 +95,8 @@ def banner(api: ApiSettings, access: DevAccess) -> str:
     lines += [
         f"    {'signing secret':<{width}}  {access.partner_secrets[DEV_PARTNER]}  "
         f"(callbacks of partner:{DEV_PARTNER})",
+        f"  Workspace       {api.url}/app/  (sign in with the agent, operator or "
+        f"department:{DEV_DEPARTMENT} key)",
         f"  API docs        {api.url}/docs",
         f'  Try             curl -H "Authorization: Bearer {access.keys["agent"]}" '
         f"{api.url}/v1/tickets",

@@ -87,7 +87,9 @@ class WorkspaceSettings(BaseModel):
     presence_ttl: timedelta = timedelta(seconds=45)
     # "Typing…" lasts this long after the last keystroke sent.
     typing_ttl: timedelta = timedelta(seconds=6)
-    # Where the Temporal UI is, for the link from a ticket to its workflow's history.
+    # The Temporal UI's workflows of the tickets' namespace, e.g.
+    # https://temporal.example.com/namespaces/tickets/workflows: a ticket's page links to
+    # its workflow's history there. `make dev` sets its own.
     temporal_ui_url: str | None = None
 
     @field_validator(

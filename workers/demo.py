@@ -143,6 +143,7 @@ async def main() -> None:
 
 
 NEXT_STEPS = """acting done. Next:
+  the workspace    {api}/app/  (sign in with the agent key `make dev` printed)
   the tickets      {ui}
                    e.g. TicketPriority = 'E' AND TicketStatus != 'closed'
   the dashboard    {api}/dashboard  (the manager key `make dev` printed)

@@ -384,6 +384,11 @@ async def run_devstack(settings: Settings, spec: DevServerSpec) -> None:
     stop_on_signals(stop, settings.stop_bound)  # the reaper stops the servers if it fires
     settings = with_dev_codec(settings)
     api_settings, keys_banner = prepare_dev_api(settings.api, settings.data_dir)
+    if api_settings.workspace.temporal_ui_url is None:
+        # A ticket's page links to its workflow in the dev server's UI.
+        ui = f"http://localhost:{spec.ui_port}/namespaces/{spec.namespace}/workflows"
+        workspace = api_settings.workspace.model_copy(update={"temporal_ui_url": ui})
+        api_settings = api_settings.model_copy(update={"workspace": workspace})
     operator_key = dev_operator_key(settings)
     stopped = clean_leftovers(data_dir)
     if stopped:
