@@ -112,7 +112,7 @@ async def test_only_workspace_keys_sign_in_and_only_from_the_form(stack: Stack) 
 
 
 async def test_the_queue_counts_and_shows_each_view(stack: Stack) -> None:
-    client, csrf = await sign_in(stack, "agent")
+    client, _ = await sign_in(stack, "agent")
     mine = (await stack.open(subject="会员怎么续费"))["ticket_id"]
     assigned = await stack.act(mine, "assignment", {"agent_id": "test-agent"})
     assert assigned.status_code == 200
