@@ -42,6 +42,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database import Pool
+from activities.event_store import tell_changed
 from activities.messages import MessageTemplates
 from activities.outbox import CUSTOMER_MESSAGE_PREFIX, UNROUTABLE_PREFIX, handoff_recipient
 from activities.signing import signed_headers
@@ -309,6 +310,10 @@ class OutboxRelay:
                 # Its bookkeeping failed (the database went away): the lease expires and
                 # the row is tried again; the other rows of the pass stand.
                 log.error("delivery bookkeeping failed", row=row.dedupe_key, error=repr(outcome))
+        settled = {row.ticket_id for row, o in zip(rows, outcomes, strict=True) if o != "retried"}
+        if settled:
+            # A message delivered (or given up on) shows as such on the ticket's page.
+            await tell_changed(self._pool, sorted(settled))
         return RelayRound(
             delivered=sum(1 for o in outcomes if o == "delivered"),
             retried=sum(1 for o in outcomes if o == "retried"),

@@ -240,6 +240,8 @@ class EventStore:
             # Projection ValueErrors and PostgreSQL data errors (a NUL byte in a string,
             # an out-of-range number) fail the same way on every retry.
             raise bad_data(f"cannot store events of ticket {batch.ticket_id}: {error}") from error
+        if stored.inserted:
+            await tell_changed(self._pool, [batch.ticket_id])
         return stored.inserted
 
     async def _append_on_known_row(
@@ -342,6 +344,26 @@ class EventStore:
         (metrics, exports) that checkpoint on global_position."""
         records = await self._pool.fetch(_READ_ALL, after_position, limit)
         return [StoredEvent(record["global_position"], _event(record)) for record in records]
+
+
+async def tell_changed(pool: Pool, ticket_ids: list[str]) -> None:
+    """Tell whoever listens (the workspace's live pages) that these tickets changed.
+
+    After the commit, in a statement of its own: a NOTIFY inside the append's transaction
+    would hold PostgreSQL's notification lock through the commit's WAL flush and make
+    concurrent appends commit one at a time (docs/benchmarks.md, "The agents' workspace").
+    A notification lost to a crash right here costs a page one update, never a row."""
+    try:
+        await pool.execute(_TELL_CHANGED, TICKETS_CHANNEL, ticket_ids)
+    except (OSError, asyncpg.PostgresError) as error:
+        log.warning(
+            "could not tell listeners of a change", tickets=len(ticket_ids), error=repr(error)
+        )
+
+
+# Where a ticket's changes are told (LISTEN ticketflow_tickets), its id as the payload.
+TICKETS_CHANNEL = "ticketflow_tickets"
+_TELL_CHANGED = "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t"
 
 
 @contextlib.asynccontextmanager

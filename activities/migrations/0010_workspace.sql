@@ -1,6 +1,7 @@
 -- The agents' workspace (docs/workspace.md): what its queue shows beside the SLA, its
--- sessions and the agents' choices, who has a ticket open, and a notification on every
--- change of a ticket, which the API turns into server-sent events.
+-- sessions and the agents' choices, and who has a ticket open. (A ticket's changes are
+-- told to the API by the store after each commit, `NOTIFY ticketflow_tickets`: not by a
+-- trigger, whose NOTIFY inside the append would serialise every append's commit.)
 
 -- The first reply still owed, and the first warning of the SLA still to keep: a row is
 -- "breaching soon" once warned, and its countdown names the deadline it counts to.
@@ -54,17 +55,3 @@ CREATE UNLOGGED TABLE workspace_presence (
     typing_until timestamptz,
     PRIMARY KEY (ticket_id, connection)
 );
-
--- Every change of a ticket's row or of its deliveries, told to whoever listens (the API's
--- live stream), delivered at commit and once per ticket per transaction.
-CREATE FUNCTION ticketflow_ticket_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('ticketflow_tickets', NEW.ticket_id);
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER tickets_changed AFTER INSERT OR UPDATE ON tickets
-    FOR EACH ROW EXECUTE FUNCTION ticketflow_ticket_changed();
-CREATE TRIGGER outbox_delivered AFTER UPDATE OF dispatched_at, failed_at ON outbox
-    FOR EACH ROW EXECUTE FUNCTION ticketflow_ticket_changed();

@@ -1,6 +1,7 @@
-"""Changes, live: PostgreSQL tells the API of every change of a ticket (migration 0010's
-trigger on `tickets` and on deliveries, `NOTIFY ticketflow_tickets`) and of who has one
-open (`NOTIFY ticketflow_presence`); the hub fans them out to every open page's stream.
+"""Changes, live: PostgreSQL tells the API of every change of a ticket (the event store
+after each append, and the relay after each delivery: `NOTIFY ticketflow_tickets`) and
+of who has one open (`NOTIFY ticketflow_presence`); the hub fans them out to every open
+page's stream.
 
 One listening connection per API process, whatever the number of pages; several API
 processes each listen for themselves. Nothing here asks Temporal anything: a page that
@@ -19,10 +20,10 @@ from typing import Any
 import structlog
 
 from activities.database import Pool
+from activities.event_store import TICKETS_CHANNEL
 
 log = structlog.get_logger(__name__)
 
-TICKETS_CHANNEL = "ticketflow_tickets"
 PRESENCE_CHANNEL = "ticketflow_presence"
 # A page that falls this far behind is told to read everything again instead.
 BACKLOG = 1000

@@ -319,8 +319,9 @@ def work_order(ticket_id: str, seq: int) -> Handoff:
 async def test_round_trips_of_an_append(database_url: str, pg_pool: Pool) -> None:
     """A ticket this store wrote last: one statement (events, outbox rows and the row
     projected in memory). A ticket it has not seen: BEGIN with the lock; the insert;
-    the upsert; COMMIT. A guard against an accidental extra round trip (a per-event
-    insert, a separate outbox insert, the pool's reset query on release)."""
+    the upsert; COMMIT. Then, outside the transaction, the notification of the change
+    (the workspace's live pages). A guard against an accidental extra round trip (a
+    per-event insert, a separate outbox insert, the pool's reset query on release)."""
     pool = await create_pool(database_url, min_size=1, max_size=1)  # pg_pool migrated it
     statements: list[str] = []
     try:
@@ -340,13 +341,15 @@ async def test_round_trips_of_an_append(database_url: str, pg_pool: Pool) -> Non
             "WITH queued AS ( INSERT INTO o",
             "INSERT INTO tickets (ticket_id",
             "COMMIT",
+            "SELECT pg_notify($1, t) FROM u",
         ]
 
         statements.clear()
         known = batch(events[8:10])
         known.handoffs.append(work_order(ticket_id, 9))
         assert await store.append_events(known) == 2
-        assert len(statements) == 1 and "INSERT INTO tickets" in statements[0]
+        assert len(statements) == 2 and "INSERT INTO tickets" in statements[0]
+        assert statements[1].startswith("SELECT pg_notify")
 
         assert (
             await pool.fetchval("SELECT count(*) FROM outbox WHERE ticket_id = $1", ticket_id) == 4

@@ -52,9 +52,9 @@ async def test_an_agent_signs_in_acts_as_themself_and_signs_out(stack: Stack) ->
     assert session.path == "/app"
     assert stack.keys["agent"] not in str(session.value)
 
-    ticket = (await stack.open(tier="vip", subject="支付失败 扣款了", description="付款失败但扣款了"))[
-        "ticket_id"
-    ]
+    ticket = (
+        await stack.open(tier="vip", subject="支付失败 扣款了", description="付款失败但扣款了")
+    )["ticket_id"]
     await stack.settled(ticket)
     page = await client.get(f"/app/tickets/{ticket}", headers=HTML)
     assert page.status_code == 200, page.text
@@ -67,7 +67,12 @@ async def test_an_agent_signs_in_acts_as_themself_and_signs_out(stack: Stack) ->
     for _ in range(2):
         note = await client.post(
             f"/app/tickets/{ticket}/actions/add_note",
-            data={"csrf": csrf, "action_id": "ws-note-once", "text": "先查扣款记录", "actor_id": "x"},
+            data={
+                "csrf": csrf,
+                "action_id": "ws-note-once",
+                "text": "先查扣款记录",
+                "actor_id": "x",
+            },
         )
         assert note.status_code == 200, note.text
         assert note.json()["action_id"] == "ws-note-once"
