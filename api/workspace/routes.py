@@ -482,7 +482,7 @@ async def ticket_page(ticket_id: TicketIdPath, me: AgentDep, found: DeskDep) -> 
 @workspace.get("/tickets/{ticket_id}/live")
 async def ticket_part(ticket_id: TicketIdPath, me: AgentDep, found: DeskDep) -> HTMLResponse:
     """The ticket's header, alerts and conversation, for the page to swap in."""
-    page = await read_ticket_page(found.svc, known(ticket_id), me.caller)
+    page = await read_ticket_page(found.svc, known(ticket_id), me.caller, whole=False)
     return _html(found, "_ticket_live.html", me, page=page)
 
 

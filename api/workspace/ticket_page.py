@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from activities.outbox import Delivery, deliveries
 from api.access import Caller, RoleKind
@@ -101,7 +102,11 @@ def alerts(events: list[DomainEvent]) -> list[Alert]:
     return found
 
 
-async def read_ticket_page(svc: Services, ticket_id: str, caller: Caller) -> TicketPage:
+async def read_ticket_page(
+    svc: Services, ticket_id: str, caller: Caller, *, whole: bool = True
+) -> TicketPage:
+    """The page; with `whole=False`, only what a change can alter (the header, alerts and
+    conversation): the customer's other tickets and the suggestions are left out."""
     view = await svc.call(svc.tickets.view(ticket_id))
     if caller.kind is RoleKind.DEPARTMENT and caller.scope not in view.departments:
         raise ApiError(403, "forbidden", f"{caller.scope} holds no work order on this ticket")
@@ -110,16 +115,8 @@ async def read_ticket_page(svc: Services, ticket_id: str, caller: Caller) -> Tic
     (events, messages), sent, others, suggested = await asyncio.gather(
         svc.call(svc.events.thread(ticket_id)),
         svc.call(deliveries(svc.pool, ticket_id)),
-        svc.call(
-            list_tickets(
-                svc.pool,
-                TicketFilter(customer_id=view.customer_id),
-                OTHER_TICKETS + 1,
-                None,
-                Sort.NEWEST,
-            )
-        ),
-        _suggestions(svc, view, caller),
+        _others(svc, view) if whole else _nothing(),
+        _suggestions(svc, view, caller) if whole else _nothing(),
     )
 
     def render(message: CustomerMessage) -> str:
@@ -133,9 +130,27 @@ async def read_ticket_page(svc: Services, ticket_id: str, caller: Caller) -> Tic
         alerts=alerts(events),
         context=context,
         masked_ip=mask_ip(context.ip) if context is not None and context.ip else None,
-        others=[as_row(t) for t in others.items if t.ticket_id != ticket_id][:OTHER_TICKETS],
+        others=[row for row in others if row.ticket.ticket_id != ticket_id][:OTHER_TICKETS],
         suggestions=suggested,
     )
+
+
+async def _others(svc: Services, view: TicketView) -> list[Row]:
+    """The customer's tickets, newest first (this one too: the caller leaves it out)."""
+    page = await svc.call(
+        list_tickets(
+            svc.pool,
+            TicketFilter(customer_id=view.customer_id),
+            OTHER_TICKETS + 1,
+            None,
+            Sort.NEWEST,
+        )
+    )
+    return [as_row(ticket) for ticket in page.items]
+
+
+async def _nothing() -> list[Any]:
+    return []
 
 
 async def _suggestions(svc: Services, view: TicketView, caller: Caller) -> list[Suggestion]:
