@@ -19,6 +19,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from babel import Locale
 from babel.messages.catalog import Catalog, Message
@@ -44,10 +45,17 @@ class ExtractionError(Exception):
     """A marked string the catalogues cannot hold (an empty msgid)."""
 
 
+def mapping() -> tuple[list[tuple[str, str]], dict[str, dict[str, Any]]]:
+    """babel.cfg read: (pattern, extractor) pairs and each pattern's options."""
+    with MAPPING.open(encoding="utf-8") as config:
+        # Babel's frontend is not annotated; the shapes are its documented ones.
+        method_map, options_map = parse_mapping_cfg(config, str(MAPPING))  # type: ignore[no-untyped-call]
+    return method_map, options_map
+
+
 def extract() -> Catalog:
     """Every marked string of the workspace, in file order, as a template catalogue."""
-    with MAPPING.open(encoding="utf-8") as config:
-        method_map, options_map = parse_mapping_cfg(config, str(MAPPING))
+    method_map, options_map = mapping()
     template = Catalog(domain=i18n.DOMAIN, fuzzy=False)
     for filename, lineno, message, comments, context in extract_from_dir(
         HERE, method_map, options_map, comment_tags=COMMENT_TAGS, strip_comment_tags=True
@@ -88,7 +96,6 @@ def _new(locale: str) -> Catalog:
         ),
         project="ticketflow",
         version="workspace",
-        msgid_bugs_address="",
         last_translator="ticketflow",
         language_team=locale,
         fuzzy=False,
@@ -164,7 +171,7 @@ def update(locale: str, template: Catalog) -> Update:
         catalog,
         text,
         changed,
-        added=[str(msgid) for msgid in after - before],
+        added=sorted(str(msgid) for msgid in after - before),
         dropped=[str(message.id) for message in catalog.obsolete.values()],
     )
 
@@ -191,11 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     updates = plan()
+    if not args.check:
+        for step in updates:
+            if step.changed:
+                _write(step.path, step.text)
     incomplete = False
     for step in updates:
         shown = step.path.relative_to(HERE.parent.parent)
-        if step.changed and not args.check:
-            _write(step.path, step.text)
         verb = ("out of date" if args.check else "updated") if step.changed else "up to date"
         print(f"{step.locale}: {shown} {verb} (+{len(step.added)} -{len(step.dropped)})")
         for msgid in step.dropped:
