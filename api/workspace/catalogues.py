@@ -3,10 +3,9 @@
 
 Every string marked in the code (`babel.cfg`: `N_`/`_` in Python, `_`/`gettext`/`ngettext`
 in the templates) is extracted and merged into each language's
-`locale/<locale>/LC_MESSAGES/messages.po`: translations are kept, new strings arrive
-empty, a changed string gets its old translation as a fuzzy suggestion (not shown until
-a translator clears the flag), strings the code no longer uses are dropped (git keeps
-them). A file is rewritten only when its messages changed, so a run over up-to-date
+`locale/<locale>/LC_MESSAGES/messages.po`: translations are kept, new (or reworded)
+strings arrive empty and read in English until translated, strings the code no longer
+uses are dropped and printed with their translation (git keeps them too). A file is rewritten only when its messages changed, so a run over up-to-date
 catalogues changes nothing. What still needs a translator is printed; `--check` writes
 nothing and fails if a catalogue is out of date or incomplete (for CI).
 """
@@ -148,7 +147,7 @@ class Update:
     text: str
     changed: bool
     added: list[str]
-    dropped: list[str]
+    dropped: list[Message]
 
 
 def update(locale: str, template: Catalog) -> Update:
@@ -156,7 +155,9 @@ def update(locale: str, template: Catalog) -> Update:
     old = read(locale)
     catalog = read(locale) or _new(locale)
     before = {message.id for message in catalog if message.id}
-    catalog.update(template, update_creation_date=False)
+    # No fuzzy matching: its guesses (e.g. "Apply filters" from "Filters") are hidden at
+    # run time anyway, and a translator would have to find and clear each flag.
+    catalog.update(template, no_fuzzy_matching=True, update_creation_date=False)
     after = {message.id for message in catalog if message.id}
     path = po_path(locale)
     old_text = render(old) if old is not None else None
@@ -172,7 +173,7 @@ def update(locale: str, template: Catalog) -> Update:
         text,
         changed,
         added=sorted(str(msgid) for msgid in after - before),
-        dropped=[str(message.id) for message in catalog.obsolete.values()],
+        dropped=[message for message in catalog.obsolete.values() if message.id],
     )
 
 
@@ -207,13 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         shown = step.path.relative_to(HERE.parent.parent)
         verb = ("out of date" if args.check else "updated") if step.changed else "up to date"
         print(f"{step.locale}: {shown} {verb} (+{len(step.added)} -{len(step.dropped)})")
-        for msgid in step.dropped:
-            print(f"  dropped: {msgid!r}")
+        for message in step.dropped:
+            print(f"  dropped: {message.id!r} (was {message.string!r})")
         for message in missing(step.catalog):
             incomplete = True
             state = "fuzzy" if message.fuzzy else "untranslated"
             where = ", ".join(sorted({filename for filename, _ in message.locations}))
             print(f"  {state}: {message.id!r} ({where})")
+    if incomplete:
+        print("translate the strings listed (msgstr in each .po; English is shown until then)")
     if args.check and (incomplete or any(step.changed for step in updates)):
         print("run `make catalogues` and translate what it lists", file=sys.stderr)
         return 1
