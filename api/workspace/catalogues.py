@@ -5,9 +5,14 @@ Every string marked in the code (`babel.cfg`: `N_`/`_` in Python, `_`/`gettext`/
 in the templates) is extracted and merged into each language's
 `locale/<locale>/LC_MESSAGES/messages.po`: translations are kept, new (or reworded)
 strings arrive empty and read in English until translated, strings the code no longer
-uses are dropped and printed with their translation (git keeps them too). A file is rewritten only when its messages changed, so a run over up-to-date
-catalogues changes nothing. What still needs a translator is printed; `--check` writes
-nothing and fails if a catalogue is out of date or incomplete (for CI).
+uses are dropped and printed with their translation (git keeps them too). A file is
+rewritten only when its messages changed, so a run over up-to-date catalogues changes
+nothing. What still needs a translator is printed; `--check` writes nothing and fails if
+a catalogue is out of date or incomplete (for CI).
+
+Plurals: `ngettext("%(num)d ticket", "%(num)d tickets", n)` in a template (`Words.ngettext`
+passes the count as `num`). A `{# Translators: ... #}` (or `# Translators: ...`) comment
+just above a marked string reaches the translator.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from api.settings import WorkspaceSettings
 from api.workspace import i18n
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 MAPPING = HERE / "babel.cfg"
 LOCALES = HERE / "locale"
 # Locations in the catalogues read from the repository's root, e.g. api/workspace/queue.py.
-PREFIX = "api/workspace"
+PREFIX = HERE.relative_to(ROOT).as_posix()
 # A comment starting so, just above a marked string, reaches the translator.
 COMMENT_TAGS = ("Translators:",)
 # Header lines that change on every run or every Babel release, not with the messages.
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 _write(step.path, step.text)
     incomplete = False
     for step in updates:
-        shown = step.path.relative_to(HERE.parent.parent)
+        shown = step.path.relative_to(ROOT)
         verb = ("out of date" if args.check else "updated") if step.changed else "up to date"
         print(f"{step.locale}: {shown} {verb} (+{len(step.added)} -{len(step.dropped)})")
         for message in step.dropped:
