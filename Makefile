@@ -10,7 +10,7 @@ PYTHON  := $(BIN)/python
 # Reinstall only when the dependency list changed, not on every run.
 STAMP   := $(VENV)/.installed
 
-.PHONY: install browser bytecode dev test lint format worker demo bench eval clean
+.PHONY: install browser bytecode dev test lint format worker demo bench eval catalogues clean
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -62,6 +62,11 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) -m bench
+
+# The workspace's Babel catalogues in step with its templates and code: new strings added
+# empty, unused ones dropped, the untranslated listed (api/workspace/catalogues.py).
+catalogues: $(STAMP)
+	$(PYTHON) -m api.workspace.catalogues
 
 # Forgets every ticket: the dev server's SQLite file and the embedded PostgreSQL.
 clean:
