@@ -397,6 +397,24 @@ def readme_filters() -> list[str]:
     return queries
 
 
+async def workspace_shows_the_demo(http: httpx.AsyncClient, key: str, ports: StackPorts) -> None:
+    signin = await http.get("/app/signin")
+    token = re.search(r'name="csrf" value="([^"]+)"', signin.text)
+    assert token is not None
+    signed = await http.post("/app/signin", data={"csrf": token.group(1), "key": key})
+    assert signed.status_code == 303, signed.text
+    queue = await http.get("/app/", params={"view": "all"}, headers={"Accept": "text/html"})
+    assert queue.status_code == 200
+    overdue = re.search(r'data-count="overdue">(\d+)<', queue.text)
+    assert overdue is not None and int(overdue.group(1)) > 0  # the demo's breaches
+    opened = re.findall(r'href="/app/tickets/(ticket-[0-9a-f]+)"', queue.text)
+    assert len(opened) >= 5
+    page = await http.get(f"/app/tickets/{opened[0]}", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    # Its workflow, one click away in the dev server's UI.
+    assert f"http://localhost:{ports.ui_port}/namespaces/default/workflows/{opened[0]}" in page.text
+
+
 async def test_make_dev_then_make_demo_then_a_restart(tmp_path: Path) -> None:
     """The README's first hour: `make dev` (no keys configured: it makes its own), then
     `make demo` in another terminal, which finds the stack's key by itself; then Ctrl-C and
@@ -447,6 +465,9 @@ async def test_make_dev_then_make_demo_then_a_restart(tmp_path: Path) -> None:
             assert health["groups"][0]["nps"] == 2
             review = await http.post("/v1/reviews", json={"so_far": True}, headers=lead)
             assert review.status_code == 201, review.text
+            # The README's next step: the workspace, signed in with the agent key printed.
+            assert "/app/  (sign in with the agent" in "".join(output)
+            await workspace_shows_the_demo(http, load_or_create(data_dir).keys["agent"], ports)
         # Every filter the README suggests for the UI finds some of the demo's tickets.
         temporal = await Client.connect(f"{LOCAL_IP}:{ports.port}")
         for query in readme_filters():
