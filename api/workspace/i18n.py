@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel import Locale
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -100,6 +100,14 @@ class Words:
         return format_datetime(
             instant, "short", tzinfo=ZoneInfo(self.time_zone), locale=self.babel_locale
         )
+
+    def language(self, code: str) -> str:
+        """A language's name in the agent's language, e.g. zh-TW as 中文 (繁體, 台灣)."""
+        try:
+            named = Locale.parse(code.replace("-", "_")).get_display_name(self.babel_locale)
+        except (ValueError, TypeError, UnknownLocaleError):
+            return code
+        return named or code
 
     def duration(self, seconds: float) -> str:
         return format_timedelta(timedelta(seconds=seconds), threshold=1.1, locale=self.babel_locale)

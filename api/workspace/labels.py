@@ -121,6 +121,38 @@ LABELS: dict[str, str] = {
     "next_checkpoint": N_("Next checkpoint (e.g. 24h)"),
 }
 
+# What each action's form is for, as staff read it above the form (the docstrings of the
+# table of actions speak to developers, in the API's reference).
+HELP: dict[str, str] = {
+    "respond": N_("Reply to the customer. The first reply stops the first-response clock."),
+    "add_note": N_("A note for staff only: the customer never sees it."),
+    "classify": N_("Change the category, topic or priority; the SLA follows the new priority."),
+    "assign": N_("Give the ticket to an agent."),
+    "dispatch": N_("Open work orders at departments, with the customer's problem snapshot."),
+    "post_progress": N_(
+        "A department's progress on its work order; mark it done to close the order."
+    ),
+    "record_milestone": N_(
+        "A breakthrough: meets this priority's SLA and resets the upgrade-review clock."
+    ),
+    "engage_partner": N_(
+        "Hand the problem to a partner; the customer is kept informed until the partner answers."
+    ),
+    "resolve": N_(
+        "Send the result and ask the customer to confirm; the ticket closes by itself if they "
+        "stay silent."
+    ),
+    "close": N_("Close a ticket that cannot be solved soon, once the long-term plan was told."),
+    "record_review_decision": N_("Record the upgrade review's decision."),
+}
+
+# The roles that sign in, as the header names them.
+ROLES: dict[str, str] = {
+    "agent": N_("Agent"),
+    "operator": N_("Supervisor"),
+    "department": N_("Department"),
+}
+
 # Every value of these is shown somewhere in the workspace.
 SHOWN: tuple[type[Enum], ...] = (
     Category,
@@ -134,10 +166,10 @@ SHOWN: tuple[type[Enum], ...] = (
 
 
 def unlabelled() -> list[str]:
-    """Values and action names the workspace would show untranslated (a test keeps it empty)."""
+    """Values and actions the workspace would show untranslated, or actions without the
+    words above their form (a test keeps it empty)."""
     values: Iterable[str] = [member.value for kind in SHOWN for member in kind]
     names = [action_name(action) for action in ACTIONS]
-    return sorted(
-        {name for name in [*values, *names] if name not in LABELS}
-        - {member.value for member in Priority}
-    )
+    priorities = {member.value for member in Priority}  # E, A, B, C read the same anywhere
+    missing = {name for name in [*values, *names] if name not in LABELS} - priorities
+    return sorted(missing | {name for name in names if name not in HELP})
