@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, ViewportSize
 from pydantic import SecretStr
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -59,7 +59,7 @@ PEOPLE = {
     "backend": "backend",
     "knowledge-editor": "knowledge",
 }
-VIEWPORT = {"width": 1400, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1400, "height": 900}
 
 
 @dataclass
@@ -139,9 +139,15 @@ def arrived(desk: Desk, ticket_id: str, text: str) -> Callable[[], Awaitable[lis
     return probe
 
 
-async def closed(page: Page, seen: PageWatch) -> None:
-    """Every page ends clean: no console error, nothing asked of another origin."""
-    assert seen.problems == []
+def refused(status: int, reason: str) -> str:
+    """What Chromium logs for an answer of `status` (a refusal the test asks for)."""
+    return f"Failed to load resource: the server responded with a status of {status} ({reason})"
+
+
+async def closed(page: Page, seen: PageWatch, *expected: str) -> None:
+    """Every page ends clean: no console error but the refusals the test asked for,
+    nothing asked of another origin."""
+    assert seen.problems == list(expected)
     assert seen.outside == []
     await page.context.close()
 
@@ -170,10 +176,12 @@ async def desk(
     dev_env: WorkflowEnvironment, database_url: str, browser: Browser
 ) -> AsyncIterator[Desk]:
     client = dev_env.client
-    stop = asyncio.Event()
+    stop, stop_receiver = asyncio.Event(), asyncio.Event()
     inbox = Inbox(secret=SECRET)
     receiver_port, api_port = free_port(), free_port()
-    receiving = asyncio.create_task(serve_receiver(inbox, "127.0.0.1", receiver_port, stop))
+    receiving = asyncio.create_task(
+        serve_receiver(inbox, "127.0.0.1", receiver_port, stop_receiver)
+    )
     async with schema_for_run(database_url, "workspace") as schema:
         pool = await create_pool(schema.url)
         await migrate(pool)
@@ -214,6 +222,7 @@ async def desk(
             await worker.shutdown()
             await working
             await relay.close()
+            stop_receiver.set()
             await receiving
             await pool.close()
 
@@ -228,6 +237,7 @@ def _healthy(http: httpx.AsyncClient) -> Callable[[], Awaitable[bool]]:
     return probe
 
 
+@pytest.fixture(scope="module")
 async def payment_script(desk: Desk) -> str:
     """A reply script for payment faults, written in all three languages."""
     entry_id = f"script-pay-{uuid.uuid4().hex[:6]}"
@@ -262,8 +272,10 @@ async def payment_script(desk: Desk) -> str:
 # ---------------------------------------------------------------- the agent's whole case
 
 
-async def test_an_agent_works_a_vip_payment_outage_without_a_reload(desk: Desk) -> None:
-    script = await payment_script(desk)
+async def test_an_agent_works_a_vip_payment_outage_without_a_reload(
+    desk: Desk, payment_script: str
+) -> None:
+    script = payment_script
     tid = await desk.open(
         tier="vip",
         locale="zh-TW",
@@ -281,9 +293,12 @@ async def test_an_agent_works_a_vip_payment_outage_without_a_reload(desk: Desk) 
     )
     assert "支付失敗" in await queue.inner_text(f'tr[data-ticket="{tid}"]')
 
+    # Opened beside the queue (same browser, same session): the queue stays in view.
+    href = await queue.get_attribute(f'tr[data-ticket="{tid}"] a', "href")
+    assert href == f"/app/tickets/{tid}"
     ticket = await queue.context.new_page()
     seen_ticket = watch(ticket, desk.url)
-    await ticket.goto(desk.url + await queue.get_attribute(f'tr[data-ticket="{tid}"] a', "href"))
+    await ticket.goto(desk.url + href)
     await ticket.wait_for_selector("body[data-page=ticket]")
     await mark(ticket)
 
@@ -371,7 +386,7 @@ async def test_a_refused_action_says_why_on_the_form(desk: Desk) -> None:
     await page.click('form[data-action="record_review_decision"] button[type=submit]')
     refusal = page.locator('form[data-action="record_review_decision"] .refusal')
     await refusal.filter(has_text="no upgrade review is waiting for a decision").wait_for()
-    await closed(page, seen)
+    await closed(page, seen, refused(409, "Conflict"))
 
 
 # ---------------------------------------------------------------- a department's view
@@ -415,7 +430,7 @@ async def test_a_department_sees_its_own_work_orders_and_posts_progress(desk: De
     # Another department's ticket is not this one's to open.
     await page.goto(f"{desk.url}/app/tickets/{theirs}")
     assert "403" in await page.inner_text("h1")
-    await closed(page, seen)
+    await closed(page, seen, refused(403, "Forbidden"), refused(403, "Forbidden"))
 
 
 # ---------------------------------------------------------------- the keyboard
@@ -485,8 +500,10 @@ async def test_the_chosen_language_is_remembered_across_sign_ins(desk: Desk) -> 
 # ---------------------------------------------------------------- pictures for the docs
 
 
-async def test_screenshots_of_the_queue_and_the_ticket(desk: Desk, tmp_path: Path) -> None:
-    script = await payment_script(desk)
+async def test_screenshots_of_the_queue_and_the_ticket(
+    desk: Desk, payment_script: str, tmp_path: Path
+) -> None:
+    script = payment_script
     shown = await desk.open(
         tier="vip",
         locale="zh-TW",
@@ -498,6 +515,8 @@ async def test_screenshots_of_the_queue_and_the_ticket(desk: Desk, tmp_path: Pat
     await desk.open(channel="web_form", subject="提现失败", description="提现一直失败，钱没到账")
     await desk.act(shown, "assignment", {"agent_id": "agent-wang"}, "agent-wang")
     await desk.act(shown, "notes", {"text": "已联系支付通道值班"}, "agent-wang")
+    replied = "您好，我們正在緊急處理支付問題，扣款會在修復後自動退回。"
+    await desk.act(shown, "responses", {"message": replied}, "agent-wang")
 
     page, seen = await desk.signed_in("agent-wang")
     await page.goto(f"{desk.url}/app/?view=all")
@@ -506,8 +525,9 @@ async def test_screenshots_of_the_queue_and_the_ticket(desk: Desk, tmp_path: Pat
     await page.screenshot(path=str(queue_shot))
 
     await page.goto(f"{desk.url}/app/tickets/{shown}")
+    await page.locator("ol.conversation li", has_text=replied).locator(".delivery.ok").wait_for()
     await page.click(f'[data-script="{script}"]')
-    await page.wait_for_function("document.querySelector('#reply').value.length > 0")
+    await page.wait_for_function("() => document.querySelector('#reply').value.length > 0")
     ticket_shot = tmp_path / "workspace-ticket.png"
     await page.screenshot(path=str(ticket_shot))
     for shot in (queue_shot, ticket_shot):
