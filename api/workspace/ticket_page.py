@@ -113,7 +113,11 @@ async def read_ticket_page(svc: Services, ticket_id: str, caller: Caller) -> Tic
         svc.call(
             list_tickets(
                 svc.pool,
-                TicketFilter(customer_id=view.customer_id),
+                # A department sees the customer's tickets it holds work orders on.
+                TicketFilter(
+                    customer_id=view.customer_id,
+                    department=caller.scope if caller.kind is RoleKind.DEPARTMENT else None,
+                ),
                 OTHER_TICKETS + 1,
                 None,
                 Sort.NEWEST,
