@@ -370,7 +370,9 @@ async def test_a_second_agent_sees_who_is_here_typing_and_the_reply_live(desk: D
     await second.wait_for_selector(
         "ol.conversation li.customer-facing:has-text('您好，退款正在处理')", timeout=1000
     )
+    # The first agent leaves: the second is alone on the ticket.
     await closed(first, seen_first)
+    await presence.filter(has_text="Nobody else has this ticket open").wait_for()
     await closed(second, seen_second)
 
 
@@ -393,8 +395,14 @@ async def test_a_refused_action_says_why_on_the_form(desk: Desk) -> None:
 
 
 async def test_a_department_sees_its_own_work_orders_and_posts_progress(desk: Desk) -> None:
-    ours = await desk.open(subject="登录一直报错", description="登录时提示系统错误 500")
-    theirs = await desk.open(subject="提现没到账", description="提现三天没到账")
+    # One customer, two tickets: tech holds a work order on one, finance on the other.
+    customer = f"cust-{uuid.uuid4().hex[:8]}"
+    ours = await desk.open(
+        customer_id=customer, subject="登录一直报错", description="登录时提示系统错误 500"
+    )
+    theirs = await desk.open(
+        customer_id=customer, subject="提现没到账", description="提现三天没到账"
+    )
     await desk.act(
         ours, "dispatches", {"departments": ["tech"], "note": "查登录服务"}, "agent-wang"
     )
@@ -405,7 +413,11 @@ async def test_a_department_sees_its_own_work_orders_and_posts_progress(desk: De
     page, seen = await desk.signed_in("tech-desk")
     await page.wait_for_selector(f'tr[data-ticket="{ours}"]')
     assert await page.locator(f'tr[data-ticket="{theirs}"]').count() == 0
+    rows = await page.locator("#queue tr[data-ticket]").count()
+    assert await page.inner_text('[data-count="all"]') == str(rows)
     await page.goto(f"{desk.url}/app/tickets/{ours}")
+    # The customer's other tickets are listed only where tech holds a work order too.
+    assert theirs not in await page.inner_html("ul.others")
     forms = await page.eval_on_selector_all(
         "form[data-action]", "forms => forms.map(f => f.dataset.action)"
     )
