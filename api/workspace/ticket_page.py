@@ -101,10 +101,21 @@ def alerts(events: list[DomainEvent]) -> list[Alert]:
     return found
 
 
-async def read_ticket_page(svc: Services, ticket_id: str, caller: Caller) -> TicketPage:
-    view = await svc.call(svc.tickets.view(ticket_id))
+def in_scope(caller: Caller, view: TicketView) -> None:
+    """A department works on the tickets it holds a work order on, and sees no other."""
     if caller.kind is RoleKind.DEPARTMENT and caller.scope not in view.departments:
         raise ApiError(403, "forbidden", f"{caller.scope} holds no work order on this ticket")
+
+
+async def may_watch(svc: Services, ticket_id: str, caller: Caller) -> None:
+    """Whether the caller may watch the ticket live (who has it open, who types)."""
+    if caller.kind is RoleKind.DEPARTMENT:
+        in_scope(caller, await svc.call(svc.tickets.view(ticket_id)))
+
+
+async def read_ticket_page(svc: Services, ticket_id: str, caller: Caller) -> TicketPage:
+    view = await svc.call(svc.tickets.view(ticket_id))
+    in_scope(caller, view)
     if await svc.call(is_erased(svc.pool, ticket_id)):
         raise ApiError(410, "ticket_erased", "this ticket's customer data was erased")
     (events, messages), sent, others, suggested = await asyncio.gather(
