@@ -439,10 +439,21 @@ async def test_a_department_sees_its_own_work_orders_and_posts_progress(desk: De
         f"/app/tickets/{ours}/actions/post_progress",
     )
     assert forged == 403
-    # Another department's ticket is not this one's to open.
+    # Another department's ticket is not this one's to open, nor to watch live (who
+    # else has it open).
+    watching = await page.evaluate(
+        """async (url) => {
+            const stop = new AbortController();
+            const answer = await fetch(url, {signal: stop.signal});
+            stop.abort();
+            return answer.status;
+        }""",
+        f"/app/live?ticket={theirs}",
+    )
+    assert watching == 403
     await page.goto(f"{desk.url}/app/tickets/{theirs}")
     assert "403" in await page.inner_text("h1")
-    await closed(page, seen, refused(403, "Forbidden"), refused(403, "Forbidden"))
+    await closed(page, seen, *[refused(403, "Forbidden")] * 3)
 
 
 # ---------------------------------------------------------------- the keyboard
