@@ -111,13 +111,20 @@ class LiveHub:
                 async with self._pool.acquire() as conn:
                     await conn.add_listener(TICKETS_CHANNEL, self._on_notify)
                     await conn.add_listener(PRESENCE_CHANNEL, self._on_notify)
-                    self._ready.set()
-                    if not first:
-                        self._publish(Change.RESYNC, "")
-                    first = False
-                    while True:
-                        await asyncio.sleep(self._check_every)
-                        await conn.execute("SELECT 1")
+                    try:
+                        self._ready.set()
+                        if not first:
+                            self._publish(Change.RESYNC, "")
+                        first = False
+                        while True:
+                            await asyncio.sleep(self._check_every)
+                            await conn.execute("SELECT 1")
+                    finally:
+                        # Back to the pool without listeners (asyncpg warns otherwise); a
+                        # lost connection has none left to remove.
+                        with contextlib.suppress(Exception):
+                            await conn.remove_listener(TICKETS_CHANNEL, self._on_notify)
+                            await conn.remove_listener(PRESENCE_CHANNEL, self._on_notify)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a lost connection, a restarted PostgreSQL
