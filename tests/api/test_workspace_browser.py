@@ -42,6 +42,8 @@ from workers.receiver import PATH, Inbox, Received, serve_receiver
 from workflows.policy import ServicePolicy, SlaWarning
 
 T = TypeVar("T")
+# The API stops cleanly: its live hub gives its listening connection back clean.
+pytestmark = pytest.mark.filterwarnings("error::asyncpg.InterfaceWarning")
 DOCS = Path(__file__).parents[2] / "docs"
 SECRET = "workspace-receiver-" + "w" * 16
 # E's 30 minutes last 3 real minutes; the first warning comes 1.8 s after intake.
