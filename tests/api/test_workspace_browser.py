@@ -294,6 +294,12 @@ async def test_an_agent_works_a_vip_payment_outage_without_a_reload(
         arg=tid,
     )
     assert "支付失敗" in await queue.inner_text(f'tr[data-ticket="{tid}"]')
+    # Its countdown runs in the page: the text changes without a request.
+    due = f'tr[data-ticket="{tid}"] [data-due]'
+    before = await queue.inner_text(due)
+    await queue.wait_for_function(
+        "([sel, was]) => document.querySelector(sel).textContent !== was", arg=[due, before]
+    )
 
     # Opened beside the queue (same browser, same session): the queue stays in view.
     href = await queue.get_attribute(f'tr[data-ticket="{tid}"] a', "href")
@@ -342,6 +348,8 @@ async def test_an_agent_works_a_vip_payment_outage_without_a_reload(
 
     # Off the list of what breaches soon, on the queue page that stayed open.
     await queue.wait_for_selector(f'tr[data-ticket="{tid}"]', state="detached")
+    shown = await queue.locator("#queue tr[data-ticket]").count()
+    assert await queue.inner_text('[data-count="breaching"]') == str(shown)
     assert await still_marked(queue)
     assert await still_marked(ticket)
     assert seen_ticket.problems == [] and seen_ticket.outside == []
