@@ -629,9 +629,10 @@ async def live(
                         yield _event(
                             "presence",
                             [
+                                # ISO 8601 instants (str() would write a space
+                                # for the T, which not every browser's Date reads).
                                 {
-                                    "staff_id": v.staff_id,
-                                    "typing_until": v.typing_until,
+                                    **v.model_dump(mode="json"),
                                     "me": v.staff_id == me.caller.name,
                                 }
                                 for v in viewers
