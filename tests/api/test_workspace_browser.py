@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -369,9 +370,22 @@ async def test_a_second_agent_sees_who_is_here_typing_and_the_reply_live(desk: D
     presence = second.locator("[data-presence]")
     await presence.filter(has_text="agent-wang").wait_for()
 
+    # What the stream says of typing: an ISO 8601 instant every browser's Date reads.
+    await second.evaluate(
+        """(id) => {
+            window.__typing = null;
+            new EventSource("/app/live?ticket=" + id).addEventListener("presence", (e) => {
+                for (const v of JSON.parse(e.data)) if (v.typing_until) window.__typing = v.typing_until;
+            });
+        }""",
+        tid,
+    )
     await first.click("#reply")
     await first.keyboard.type("您好，退款正在处理")
     await presence.filter(has_text="typing").wait_for()
+    await second.wait_for_function("() => window.__typing !== null")
+    typing_until = await second.evaluate("window.__typing")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", typing_until)
 
     async with first.expect_response(lambda r: r.url.endswith("/actions/respond")) as answer:
         await first.click('form[data-action="respond"] button[type=submit]')
