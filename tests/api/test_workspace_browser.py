@@ -519,6 +519,12 @@ async def test_the_keyboard_moves_through_the_queue_and_the_ticket(desk: Desk) -
     await page.evaluate("document.activeElement.blur()")
     await page.keyboard.press("a")
     await page.wait_for_selector("dd[data-assignee]:has-text('agent-wang')")
+    # j on a ticket opens the queue's next one; u goes back to the queue.
+    assert page.url.endswith(f"/app/tickets/{rows[0]}")
+    async with page.expect_navigation(url=f"{desk.url}/app/tickets/{rows[1]}"):
+        await page.keyboard.press("j")
+    async with page.expect_navigation(url=f"{desk.url}/app/"):
+        await page.keyboard.press("u")
     await closed(page, seen)
 
 
@@ -542,6 +548,22 @@ async def test_the_chosen_language_is_remembered_across_sign_ins(desk: Desk) -> 
         assert queue != "Queue"
         assert queue in await page.inner_text("header.top nav")
     await closed(page, seen)
+
+
+async def test_a_wrong_key_or_a_customers_key_is_refused_at_sign_in(desk: Desk) -> None:
+    context = await desk.browser.new_context(viewport=VIEWPORT, locale="en-GB")
+    page = await context.new_page()
+    seen = watch(page, desk.url)
+    for key in ("tfk_wrong", desk.keys["backend"], desk.keys["knowledge-editor"]):
+        await page.goto(f"{desk.url}/app/signin")
+        await page.fill("#key", key)
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("p.refusal[role=alert]")
+        assert page.url == f"{desk.url}/app/signin"
+    # A page of the workspace without a session goes to the sign-in form.
+    await page.goto(f"{desk.url}/app/?view=all")
+    assert page.url == f"{desk.url}/app/signin"
+    await closed(page, seen, *[refused(401, "Unauthorized")] * 3)
 
 
 # ---------------------------------------------------------------- pictures for the docs
