@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -36,13 +36,13 @@ from api.access import hash_key, new_key
 from api.server import serve
 from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
 from api.workspace import i18n
+from tests.api.conftest import eventually
 from tests.conftest import PageWatch, watch
 from workers.devstack import free_port
 from workers.main import build_worker, start_relay
 from workers.receiver import PATH, Inbox, Received, serve_receiver
 from workflows.policy import ServicePolicy, SlaWarning
 
-T = TypeVar("T")
 # The API stops cleanly: its live hub gives its listening connection back clean.
 pytestmark = pytest.mark.filterwarnings("error::asyncpg.InterfaceWarning")
 DOCS = Path(__file__).parents[2] / "docs"
@@ -121,18 +121,6 @@ async def sign_in(page: Page, url: str, key: str) -> None:
     async with page.expect_navigation(url=f"{url}/app/"):
         await page.click("button[type=submit]")
     await page.wait_for_selector("body[data-page=queue]")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], good: Callable[[T], bool], within: float = 20.0
-) -> T:
-    """Poll what is not on a page (the receiver, the event store) until `good`."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await probe()
-        if good(value) or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 def arrived(desk: Desk, ticket_id: str, text: str) -> Callable[[], Awaitable[list[Received]]]:
