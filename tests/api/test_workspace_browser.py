@@ -17,7 +17,7 @@ import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, ViewportSize
 from pydantic import SecretStr
+from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -33,6 +34,7 @@ from activities.database import create_pool, migrate, schema_for_run
 from activities.delivery import DeliveryConfig, OutboxRelay
 from activities.messages import MessageTemplates
 from api.access import hash_key, new_key
+from api.client import TicketClient
 from api.server import serve
 from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
 from api.workspace import i18n
@@ -41,7 +43,10 @@ from tests.conftest import PageWatch, watch
 from workers.devstack import free_port
 from workers.main import build_worker, start_relay
 from workers.receiver import PATH, Inbox, Received, serve_receiver
+from workflows.contracts import AddNote
 from workflows.policy import ServicePolicy, SlaWarning
+from workflows.primitives import Actor
+from workflows.vocabulary import Role
 
 # The API stops cleanly: its live hub gives its listening connection back clean.
 pytestmark = pytest.mark.filterwarnings("error::asyncpg.InterfaceWarning")
@@ -66,12 +71,43 @@ VIEWPORT: ViewportSize = {"width": 1400, "height": 900}
 
 
 @dataclass
+class Api:
+    """The API served by uvicorn, as `ticketflow api` serves it; it can be restarted."""
+
+    settings: ApiConfig
+    client: Client
+    database_url: str
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    serving: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.api.port}"
+
+    async def start(self) -> None:
+        self.stop = asyncio.Event()
+        self.serving = asyncio.create_task(
+            serve(self.settings, self.client, self.stop, self.database_url)
+        )
+        async with httpx.AsyncClient(base_url=self.url) as probe:
+            assert await eventually(_healthy(probe), lambda ok: ok)
+
+    async def halt(self) -> None:
+        assert self.serving is not None
+        self.stop.set()
+        await asyncio.wait_for(self.serving, 15)
+        self.serving = None
+
+
+@dataclass
 class Desk:
     url: str
     http: httpx.AsyncClient  # the API, over HTTP
     keys: dict[str, str]  # person -> key
     inbox: Inbox
     browser: Browser
+    api: Api
+    tickets: TicketClient  # the tickets themselves, without the API
 
     def auth(self, person: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[person]}"}
@@ -167,7 +203,7 @@ async def desk(
     dev_env: WorkflowEnvironment, database_url: str, browser: Browser
 ) -> AsyncIterator[Desk]:
     client = dev_env.client
-    stop, stop_receiver = asyncio.Event(), asyncio.Event()
+    stop_receiver = asyncio.Event()
     inbox = Inbox(secret=SECRET)
     receiver_port, api_port = free_port(), free_port()
     receiving = asyncio.create_task(
@@ -196,15 +232,15 @@ async def desk(
             policy=POLICY,
             api=ApiSettings(keys=entries, host="127.0.0.1", port=api_port),
         )
-        serving = asyncio.create_task(serve(settings, client, stop, schema.url))
-        url = f"http://127.0.0.1:{api_port}"
+        api = Api(settings, client, schema.url)
+        await api.start()
+        tickets = TicketClient(client, task_queue=task_queue, policy=POLICY)
         try:
-            async with httpx.AsyncClient(base_url=url) as http:
-                await eventually(_healthy(http), lambda ok: ok)
-                yield Desk(url, http, keys, inbox, browser)
+            async with httpx.AsyncClient(base_url=api.url) as http:
+                yield Desk(api.url, http, keys, inbox, browser, api, tickets)
         finally:
-            stop.set()
-            await asyncio.wait_for(serving, 15)
+            if api.serving is not None:
+                await api.halt()
             async for execution in client.list_workflows(
                 f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
             ):
@@ -552,6 +588,35 @@ async def test_a_wrong_key_or_a_customers_key_is_refused_at_sign_in(desk: Desk) 
     await page.goto(f"{desk.url}/app/?view=all")
     assert page.url == f"{desk.url}/app/signin"
     await closed(page, seen, *[refused(401, "Unauthorized")] * 3)
+
+
+# ---------------------------------------------------------------- an API restart
+
+
+async def test_a_page_reads_again_what_changed_while_the_api_restarted(desk: Desk) -> None:
+    # By e-mail: a day to the first reply, nothing else happens to it meanwhile.
+    tid = await desk.open(channel="email", subject="积分不见了", description="昨天的积分今天没了")
+    page, seen = await desk.signed_in("agent-wang")
+    await page.goto(f"{desk.url}/app/tickets/{tid}")
+    await page.wait_for_selector("ol.conversation .delivery.ok")  # the acknowledgement
+    await mark(page)
+    note = "API 重启期间记下的备注"
+    await desk.api.halt()
+    try:
+        await page.wait_for_selector(".live-state:not([hidden])")
+        # The ticket goes on without the API: a note arrives while no page can hear.
+        await desk.tickets.act(
+            tid, AddNote(actor=Actor(id="agent-lin", role=Role.AGENT), text=note)
+        )
+    finally:
+        await desk.api.start()
+    await page.wait_for_selector(".live-state", state="hidden")
+    await page.wait_for_selector(f"ol.conversation li:has-text('{note}')", timeout=5000)
+    assert await still_marked(page)
+    # Only the refused connections while the API was down.
+    assert all("ERR_CONNECTION_REFUSED" in problem for problem in seen.problems), seen.problems
+    assert seen.outside == []
+    await page.context.close()
 
 
 # ---------------------------------------------------------------- pictures for the docs
