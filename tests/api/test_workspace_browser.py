@@ -619,6 +619,32 @@ async def test_a_page_reads_again_what_changed_while_the_api_restarted(desk: Des
     await page.context.close()
 
 
+async def test_a_form_sent_while_the_api_is_down_is_sent_again_and_applied_once(
+    desk: Desk,
+) -> None:
+    tid = await desk.open(channel="email", subject="发票抬头错了", description="发票抬头写错了")
+    page, seen = await desk.signed_in("agent-wang")
+    await page.goto(f"{desk.url}/app/tickets/{tid}")
+    await page.wait_for_selector("ol.conversation .delivery.ok")
+    note = "客户要求重开发票，已转财务"
+    await page.keyboard.press("n")
+    await page.fill("#note", note)
+    await desk.api.halt()
+    try:
+        await page.click('form[data-action="add_note"] button[type=submit]')
+        # No answer: the form says it sends again, with the same action id.
+        retrying = page.locator('form[data-action="add_note"] .refusal')
+        await retrying.filter(has_text="sending again with the same action id").wait_for()
+    finally:
+        await desk.api.start()
+    await retrying.wait_for(state="hidden")
+    await page.wait_for_selector(f"ol.conversation li:has-text('{note}')")
+    assert await page.locator(f"ol.conversation li:has-text('{note}')").count() == 1
+    assert all("ERR_CONNECTION_REFUSED" in problem for problem in seen.problems), seen.problems
+    assert seen.outside == []
+    await page.context.close()
+
+
 # ---------------------------------------------------------------- pictures for the docs
 
 
