@@ -65,7 +65,8 @@ def negotiate(accept_language: str, available: list[str], default: str) -> str:
             traditional = any(mark in lowered for mark in ("hant", "-tw", "-hk", "-mo"))
             tag = "zh-Hant" if traditional else "zh-Hans"
         for locale in available:
-            if locale.lower() == tag.lower() or locale.split("-")[0] == tag.lower():
+            # en-US and en-GB read en: the language decides, not the region.
+            if locale.lower() == tag.lower() or locale.lower() == tag.split("-")[0].lower():
                 return locale
     return default
 

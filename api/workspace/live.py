@@ -121,11 +121,11 @@ class LiveHub:
                             await asyncio.sleep(self._check_every)
                             await conn.execute("SELECT 1")
                     finally:
-                        # Back in the pool, the connection listens no more.
-                        if not conn.is_closed():
-                            with contextlib.suppress(Exception):
-                                await conn.remove_listener(TICKETS_CHANNEL, self._on_notify)
-                                await conn.remove_listener(PRESENCE_CHANNEL, self._on_notify)
+                        # Back to the pool without listeners (asyncpg warns otherwise); a
+                        # lost connection has none left to remove.
+                        with contextlib.suppress(Exception):
+                            await conn.remove_listener(TICKETS_CHANNEL, self._on_notify)
+                            await conn.remove_listener(PRESENCE_CHANNEL, self._on_notify)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a lost connection, a restarted PostgreSQL

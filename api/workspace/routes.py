@@ -42,7 +42,7 @@ from api.workspace.live import Change, LiveHub
 from api.workspace.presence import Presence
 from api.workspace.queue import VIEWS, read_queue, view_named, views_for
 from api.workspace.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions
-from api.workspace.ticket_page import read_ticket_page
+from api.workspace.ticket_page import may_watch, read_ticket_page
 from workflows.contracts import TicketView
 from workflows.privacy import mask
 from workflows.vocabulary import Category, Channel, Priority, Tier, Topic
@@ -587,6 +587,8 @@ async def live(
     `presence` (who else has this ticket open, and who types), `resync` (read
     everything again). Nothing here polls Temporal."""
     watched = known(ticket) if ticket else None
+    if watched is not None:
+        await may_watch(found.svc, watched, me.caller)
     settings = found.settings
     connection = uuid.uuid4().hex
 
@@ -627,9 +629,10 @@ async def live(
                         yield _event(
                             "presence",
                             [
+                                # ISO 8601 instants (str() would write a space
+                                # for the T, which not every browser's Date reads).
                                 {
-                                    "staff_id": v.staff_id,
-                                    "typing_until": v.typing_until,
+                                    **v.model_dump(mode="json"),
                                     "me": v.staff_id == me.caller.name,
                                 }
                                 for v in viewers

@@ -102,20 +102,31 @@ def alerts(events: list[DomainEvent]) -> list[Alert]:
     return found
 
 
+def in_scope(caller: Caller, view: TicketView) -> None:
+    """A department works on the tickets it holds a work order on, and sees no other."""
+    if caller.kind is RoleKind.DEPARTMENT and caller.scope not in view.departments:
+        raise ApiError(403, "forbidden", f"{caller.scope} holds no work order on this ticket")
+
+
+async def may_watch(svc: Services, ticket_id: str, caller: Caller) -> None:
+    """Whether the caller may watch the ticket live (who has it open, who types)."""
+    if caller.kind is RoleKind.DEPARTMENT:
+        in_scope(caller, await svc.call(svc.tickets.view(ticket_id)))
+
+
 async def read_ticket_page(
     svc: Services, ticket_id: str, caller: Caller, *, whole: bool = True
 ) -> TicketPage:
     """The page; with `whole=False`, only what a change can alter (the header, alerts and
     conversation): the customer's other tickets and the suggestions are left out."""
     view = await svc.call(svc.tickets.view(ticket_id))
-    if caller.kind is RoleKind.DEPARTMENT and caller.scope not in view.departments:
-        raise ApiError(403, "forbidden", f"{caller.scope} holds no work order on this ticket")
+    in_scope(caller, view)
     if await svc.call(is_erased(svc.pool, ticket_id)):
         raise ApiError(410, "ticket_erased", "this ticket's customer data was erased")
     (events, messages), sent, others, suggested = await asyncio.gather(
         svc.call(svc.events.thread(ticket_id)),
         svc.call(deliveries(svc.pool, ticket_id)),
-        _others(svc, view) if whole else _nothing(),
+        _others(svc, view, caller) if whole else _nothing(),
         _suggestions(svc, view, caller) if whole else _nothing(),
     )
 
@@ -135,17 +146,12 @@ async def read_ticket_page(
     )
 
 
-async def _others(svc: Services, view: TicketView) -> list[Row]:
-    """The customer's tickets, newest first (this one too: the caller leaves it out)."""
-    page = await svc.call(
-        list_tickets(
-            svc.pool,
-            TicketFilter(customer_id=view.customer_id),
-            OTHER_TICKETS + 1,
-            None,
-            Sort.NEWEST,
-        )
-    )
+async def _others(svc: Services, view: TicketView, caller: Caller) -> list[Row]:
+    """The customer's tickets, newest first (this one too: the caller leaves it out). A
+    department sees those it holds work orders on."""
+    department = caller.scope if caller.kind is RoleKind.DEPARTMENT else None
+    chosen = TicketFilter(customer_id=view.customer_id, department=department)
+    page = await svc.call(list_tickets(svc.pool, chosen, OTHER_TICKETS + 1, None, Sort.NEWEST))
     return [as_row(ticket) for ticket in page.items]
 
 

@@ -87,8 +87,18 @@
     });
     source.addEventListener("resync", () => refresh());
     source.addEventListener("presence", (e) => showPresence(JSON.parse(e.data)));
-    source.addEventListener("open", () => { status.hidden = true; });
-    source.addEventListener("error", () => { status.textContent = t("offline"); status.hidden = false; });
+    // What changed while the stream was down (an API restart) was never told: on
+    // reconnecting, read the page's parts again.
+    let interrupted = false;
+    source.addEventListener("open", () => {
+      status.hidden = true;
+      if (interrupted) { interrupted = false; refresh(); }
+    });
+    source.addEventListener("error", () => {
+      interrupted = true;
+      status.textContent = t("offline");
+      status.hidden = false;
+    });
     window.addEventListener("pagehide", () => source.close());
   }
 
