@@ -52,7 +52,6 @@ class ActionForm:
     action: type[Action]
     name: str  # the update's name, e.g. post_progress
     route: str
-    summary: str
     widgets: tuple[Widget, ...]
 
     @property
@@ -100,8 +99,7 @@ def action_forms(departments: Sequence[str]) -> list[ActionForm]:
             for name, field in body.model_fields.items()
             if name not in ("action_id", "actor_id")
         )
-        summary = " ".join((action.__doc__ or action.__name__).split("\n\n")[0].split())
-        forms.append(ActionForm(action, action_name(action), action.route, summary, widgets))
+        forms.append(ActionForm(action, action_name(action), action.route, widgets))
     return forms
 
 

@@ -90,7 +90,7 @@ LABELS: dict[str, str] = {
     "record_milestone": N_("Record a milestone"),
     "engage_partner": N_("Engage a partner"),
     "resolve": N_("Resolve"),
-    "close": N_("Close"),
+    "close": N_("Close the ticket"),
     "record_review_decision": N_("Record the review's decision"),
     # The actions' fields.
     "message": N_("Message"),

@@ -37,7 +37,7 @@ from api.schemas import ACTION_REQUESTS
 from api.settings import WorkspaceSettings
 from api.workspace import i18n
 from api.workspace.forms import COMPOSER, ActionForm, FormError, action_forms, form_body
-from api.workspace.labels import LABELS
+from api.workspace.labels import HELP, LABELS, ROLES
 from api.workspace.live import Change, LiveHub
 from api.workspace.presence import Presence
 from api.workspace.queue import VIEWS, read_queue, view_named, views_for
@@ -101,7 +101,9 @@ class Desk:
 
     def __post_init__(self) -> None:
         self.templates.filters["mask"] = mask
-        self.templates.globals.update(view_query=view_query, cursor_query=cursor_query)
+        self.templates.globals.update(
+            view_query=view_query, cursor_query=cursor_query, help=HELP, roles=ROLES
+        )
 
     def later(self, work: Awaitable[None]) -> None:
         """Work that must finish even if the request that started it is gone."""

@@ -20,7 +20,7 @@
     const d = Math.floor(s / 86400); s -= d * 86400;
     const h = Math.floor(s / 3600); s -= h * 3600;
     const m = Math.floor(s / 60); s -= m * 60;
-    return sign + (d ? d + "d " : "") + h + ":" + pad(m) + ":" + pad(s);
+    return sign + (d ? t("days").replace("%(days)s", d) + " " : "") + h + ":" + pad(m) + ":" + pad(s);
   }
   function tick() {
     const now = Date.now();
