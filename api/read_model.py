@@ -60,6 +60,8 @@ class TicketFilter:
     # A promise broken and not yet met: the SLA, or the first reply.
     overdue: bool | None = None
     escalated: bool | None = None
+    # Resolved, awaiting the customer's confirmation.
+    resolved: bool | None = None
     customer_id: str | None = None
 
 
@@ -118,6 +120,10 @@ _FLAGS = {
     "warned": (_WARNED, f"NOT {_WARNED}"),
     "overdue": (_OVERDUE, f"NOT COALESCE({_OVERDUE}, false)"),
     "escalated": ("escalated", "NOT escalated"),
+    "resolved": (
+        "status = 'resolved_awaiting_confirmation'",
+        "status <> 'resolved_awaiting_confirmation'",
+    ),
 }
 
 

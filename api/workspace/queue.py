@@ -28,8 +28,20 @@ class View:
 
 
 VIEWS: tuple[View, ...] = (
-    View("mine", N_("My open tickets"), _AGENTS, lambda me: TicketFilter(assignee=me.name)),
-    View("unassigned", N_("Unassigned"), _AGENTS, lambda me: TicketFilter(unassigned=True)),
+    # A resolved ticket waits for the customer's confirmation (and closes by itself): it
+    # leaves the views of work to do, for "waiting on the customer", until it reopens.
+    View(
+        "mine",
+        N_("My open tickets"),
+        _AGENTS,
+        lambda me: TicketFilter(assignee=me.name, resolved=False),
+    ),
+    View(
+        "unassigned",
+        N_("Unassigned"),
+        _AGENTS,
+        lambda me: TicketFilter(unassigned=True, resolved=False),
+    ),
     View("breaching", N_("Breaching soon"), _AGENTS, lambda me: TicketFilter(warned=True)),
     View(
         "overdue",
@@ -41,7 +53,7 @@ VIEWS: tuple[View, ...] = (
         "waiting_customer",
         N_("Waiting on the customer"),
         _AGENTS,
-        lambda me: TicketFilter(status=["waiting_on_customer"]),
+        lambda me: TicketFilter(status=["waiting_on_customer", "resolved_awaiting_confirmation"]),
     ),
     View(
         "waiting_department",

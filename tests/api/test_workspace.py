@@ -132,9 +132,9 @@ async def test_the_queue_counts_and_shows_each_view(stack: Stack) -> None:
 
     # Every count is the read model's own.
     expected = {
-        "mine": "assignee = 'test-agent'",
-        "unassigned": "assignee IS NULL",
-        "waiting_customer": "status = 'waiting_on_customer'",
+        "mine": "assignee = 'test-agent' AND status <> 'resolved_awaiting_confirmation'",
+        "unassigned": "assignee IS NULL AND status <> 'resolved_awaiting_confirmation'",
+        "waiting_customer": "status IN ('waiting_on_customer', 'resolved_awaiting_confirmation')",
         "waiting_department": "status = 'waiting_on_department'",
         "all": "true",
     }
@@ -146,6 +146,17 @@ async def test_the_queue_counts_and_shows_each_view(stack: Stack) -> None:
         shown = re.search(rf'data-count="{view}">(\d+)<', body)
         assert shown is not None, view
         assert int(shown.group(1)) == count, view
+
+    # Resolved, the ticket waits for the customer's confirmation: no longer work of mine.
+    resolved = await stack.act(
+        mine,
+        "resolution",
+        {"result_kind": "suggestion", "message": "在设置里续费", "root_cause": "咨询-会员"},
+    )
+    assert resolved.status_code == 200, resolved.text
+    await stack.settled(mine)
+    assert mine not in (await client.get("/app/queue?view=mine")).text
+    assert mine in (await client.get("/app/queue?view=waiting_customer")).text
 
     # Filters narrow the rows; a value outside the vocabulary is a 422, not a 500.
     narrowed = await client.get(f"/app/queue?view=all&tag={await _tag(stack, mine)}")
