@@ -111,10 +111,10 @@ async def ticket_deliveries(
     rows = await svc.call(deliveries(svc.pool, ticket_id))
     if not rows:
         await svc.call(svc.tickets.handle(ticket_id).describe())
-    return DeliveryPage(ticket_id=ticket_id, deliveries=[_as_said(svc, row) for row in rows])
+    return DeliveryPage(ticket_id=ticket_id, deliveries=[as_said(svc, row) for row in rows])
 
 
-def _as_said(svc: Services, row: Delivery) -> Delivery:
+def as_said(svc: Services, row: Delivery) -> Delivery:
     """A row still on its way, with the words (and locale) it will be delivered with."""
     if row.text is not None:
         return row

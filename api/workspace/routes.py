@@ -33,6 +33,7 @@ from api.schemas import ACTION_REQUESTS
 from api.workspace.forms import COMPOSER, ActionForm, FormError, form_body
 from api.workspace.labels import LABELS
 from api.workspace.queue import VIEWS, read_queue, view_named, views_for
+from api.workspace.record import record
 from api.workspace.sessions import COOKIE, CSRF_FIELD
 from api.workspace.stream import stream
 from api.workspace.ticket_page import read_ticket_page
@@ -63,6 +64,7 @@ def install(app: FastAPI, svc: Services) -> None:
     app.state.desk = Desk.build(svc)
     app.include_router(workspace)
     app.include_router(stream)
+    app.include_router(record)
 
     async def not_signed_in(request: Request, _error: Exception) -> Response:
         wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")

@@ -82,6 +82,18 @@ async def test_an_agent_signs_in_acts_as_themself_and_signs_out(stack: Stack) ->
     )
     assert [row["actor_id"] for row in notes] == ["test-agent"]
 
+    # Its record, a click away with the same session: the note among the typed events,
+    # the acknowledgement among the deliveries, the customer's IP with its host hidden.
+    events = await client.get(f"/app/tickets/{ticket}/events", headers=HTML)
+    assert events.status_code == 200
+    assert "note_added" in events.text and "先查扣款记录" in events.text
+    deliveries = await client.get(f"/app/tickets/{ticket}/deliveries", headers=HTML)
+    assert deliveries.status_code == 200
+    assert "customer_message:acknowledgement" in deliveries.text
+    # (The intake took the caller's own address: the test transport's 127.0.0.1.)
+    for shown in (page.text, events.text):
+        assert "127.0.0.x" in shown and "127.0.0.1" not in shown
+
     forged = await client.post(
         f"/app/tickets/{ticket}/actions/add_note",
         data={"csrf": "forged", "action_id": "ws-note-2", "text": "x"},
@@ -201,7 +213,9 @@ async def test_a_department_sees_and_answers_only_its_own_work_orders(stack: Sta
 
     queue = (await client.get("/app/queue?view=all&department=finance")).text
     assert ours in queue and theirs not in queue
-    assert (await client.get(f"/app/tickets/{theirs}", headers=HTML)).status_code == 403
+    for part in ("", "/events", "/deliveries"):
+        refused = await client.get(f"/app/tickets/{theirs}{part}", headers=HTML)
+        assert refused.status_code == 403, part
     page = await client.get(f"/app/tickets/{ours}", headers=HTML)
     assert page.status_code == 200
     assert 'data-action="post_progress"' in page.text
