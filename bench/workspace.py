@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -575,6 +576,8 @@ class WorkspaceFigures:
     page: PageTimes
     live: LiveFigures
     seconds: float
+    # The machine's 1-minute load average as the part ended (the API shares it).
+    load_average: float
 
 
 @dataclass(frozen=True)
@@ -654,6 +657,7 @@ async def measure(
         page,
         live,
         time.perf_counter() - started,
+        os.getloadavg()[0],
     )
 
 
@@ -699,6 +703,7 @@ def add_to(report: Report, f: WorkspaceFigures) -> None:
         times.p(95) <= TICKET_PAGE_TARGET_MS,
     )
     report.facts["workspace_elapsed_s"] = round(f.seconds, 1)
+    report.facts["workspace_load_average"] = f.load_average
     failed = f", {live.failed_rounds} of {live.rounds} rounds failed" if live.failed_rounds else ""
     if not live.heard_s:
         report.add(PART, "live changes", f"nothing heard{failed}", "", False)
@@ -739,5 +744,7 @@ def add_to(report: Report, f: WorkspaceFigures) -> None:
     report.note(
         f"Part 8 times the ticket page once its {f.page_tickets} tickets had settled (a "
         f"further {f.settled_s:.1f} s after seeding the read model): before that, pages wait "
-        "for a worker still loading its sentence encoder for their intake."
+        "for a worker still loading its sentence encoder for their intake. The API served "
+        f"from the bench's own process; the machine's load average was {f.load_average:.1f} "
+        f"on {os.cpu_count()} cores as the part ended."
     )
