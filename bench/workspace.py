@@ -610,6 +610,13 @@ async def measure(
         await migrate(seeded_pool)
         say(f"workspace: opening {plan.page_tickets} tickets through the worker")
         ticket_ids = await open_tickets(tickets, plan.page_tickets, prefix)
+
+        async def stop_tickets() -> None:
+            # Nothing of this part runs on into the next (their timers would fire there).
+            for ticket_id in ticket_ids:
+                await tickets.stop(ticket_id, "bench part 8 done")
+
+        stack.push_async_callback(stop_tickets)
         say(f"workspace: seeding {plan.rows:,} tickets into schema {schema.name}")
         seeded = await seed(schema.url, plan.rows, seeded_policy)
         settled_s = await settle(tickets, database_url, ticket_ids)
