@@ -23,7 +23,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -171,7 +171,7 @@ def server_ms(response: httpx.Response) -> float:
 
 @dataclass
 class Timed:
-    """Server times of one kind of request, ms."""
+    """Server times, ms: all of them, and by kind of request."""
 
     samples: list[float] = field(default_factory=list)
     by_kind: dict[str, list[float]] = field(default_factory=dict)
@@ -597,7 +597,7 @@ async def measure(
     task_queue: str,
     tickets: TicketClient,
     prefix: str,
-    say: Any,
+    say: Callable[[str], None],
 ) -> WorkspaceFigures:
     started = time.perf_counter()
     keys = Keys.make()
