@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from bench import (
     profiling,
     store,
     throughput,
+    workspace,
 )
 from bench.machine import machine_facts
 from bench.report import Report, kib, mib, ms
@@ -87,6 +88,7 @@ class Plan:
     query_repeats: int
     delivery_backlog: int
     delivery_paced: int
+    workspace: workspace.WorkspacePlan
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -109,6 +111,14 @@ class Plan:
                 query_repeats=5,
                 delivery_backlog=50,
                 delivery_paced=20,
+                workspace=workspace.WorkspacePlan(
+                    rows=args.workspace_rows or 10_000,
+                    queue_requests=48,
+                    page_tickets=8,
+                    page_requests=24,
+                    live_clients=50,
+                    live_rounds=8,
+                ),
             )
         return cls(
             warmup_s=4,
@@ -127,6 +137,14 @@ class Plan:
             query_repeats=20,
             delivery_backlog=1000,
             delivery_paced=200,
+            workspace=workspace.WorkspacePlan(
+                rows=args.workspace_rows or 100_000,
+                queue_requests=200,
+                page_tickets=30,
+                page_requests=100,
+                live_clients=50,
+                live_rounds=30,
+            ),
         )
 
 
@@ -137,7 +155,7 @@ def say(text: str) -> None:
 async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) -> None:
     token = secrets.token_hex(3)
     report.facts["machine"] = machine_facts()
-    report.facts["plan"] = plan.__dict__
+    report.facts["plan"] = asdict(plan)
     if "knowledge" in args.parts:
         part_knowledge(report)
         if set(args.parts) == {"knowledge"}:
@@ -169,6 +187,10 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
         stack.push_async_callback(worker.stop)
         client = server.client
         tickets = TicketClient(client, task_queue=TICKET_QUEUE, policy=LIFECYCLE_POLICY)
+        if "workspace" in args.parts:
+            await part_workspace(plan, report, client, db.url, tickets, token)
+            if set(args.parts) <= {"knowledge", "workspace"}:
+                return
 
         say("calibrating the twin from a real ticket's history")
         calibration = await lifecycle.calibrate(
@@ -622,7 +644,16 @@ def part_knowledge(report: Report) -> None:
     )
 
 
-PARTS = ("floor", "history", "rest", "store", "delivery", "knowledge")
+async def part_workspace(
+    plan: Plan, report: Report, client: Client, database_url: str, tickets: TicketClient, token: str
+) -> None:
+    figures = await workspace.measure(
+        plan.workspace, client, database_url, TICKET_QUEUE, tickets, f"bench-{token}-ws", say
+    )
+    workspace.add_to(report, figures)
+
+
+PARTS = ("floor", "history", "rest", "store", "delivery", "knowledge", "workspace")
 
 
 def _parts(text: str) -> tuple[str, ...]:
@@ -641,6 +672,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--events", type=int, default=None, help="events in the store for the reads (1000000)"
+    )
+    parser.add_argument(
+        "--workspace-rows",
+        type=int,
+        default=None,
+        help="tickets in the workspace queue's read model (default 100000)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the worker at the high concurrency"

@@ -37,9 +37,22 @@ class Report:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def ordered(self) -> list[Row]:
+        """By part number (parts run in the order their servers allow), each part's
+        rows as added."""
+
+        def number(row: Row) -> float:
+            first = row.part.split(" ", 1)[0]
+            return int(first) if first.isdigit() else float("inf")
+
+        return sorted(self.rows, key=number)
+
     def text(self) -> str:
         headers = ("part", "measure", "figure", "target", "")
-        table = [headers, *((r.part, r.measure, r.figure, r.target, r.verdict) for r in self.rows)]
+        table = [
+            headers,
+            *((r.part, r.measure, r.figure, r.target, r.verdict) for r in self.ordered()),
+        ]
         widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
         lines = []
         for index, row in enumerate(table):
@@ -56,7 +69,7 @@ class Report:
             "| part | measure | figure | target | |",
             "| --- | --- | --- | --- | --- |",
         ]
-        for row in self.rows:
+        for row in self.ordered():
             cells = (row.part, row.measure, row.figure, row.target, row.verdict)
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         if self.notes:
