@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,6 +71,18 @@ def negotiate(accept_language: str, available: list[str], default: str) -> str:
     return default
 
 
+@cache
+def _babel_locale(locale: str) -> Locale:
+    return Locale.parse(_folder(locale))
+
+
+@lru_cache(maxsize=8192)
+def _short(instant: datetime, locale: str, time_zone: str) -> str:
+    return format_datetime(
+        instant, "short", tzinfo=ZoneInfo(time_zone), locale=_babel_locale(locale)
+    )
+
+
 @dataclass(frozen=True)
 class Words:
     """What templates call: `_()`, `ngettext()`, and times in the agent's zone."""
@@ -92,15 +104,15 @@ class Words:
 
     @property
     def babel_locale(self) -> Locale:
-        return Locale.parse(_folder(self.locale))
+        return _babel_locale(self.locale)
 
     def when(self, instant: datetime | None) -> str:
         """An instant in the agent's zone, e.g. `2026/12/3 10:00` or `Dec 3, 2026, 10:00 AM`."""
         if instant is None:
             return "-"
-        return format_datetime(
-            instant, "short", tzinfo=ZoneInfo(self.time_zone), locale=self.babel_locale
-        )
+        # To the minute, as shown: every page drawn after a change shows the same
+        # instants again (docs/benchmarks.md, "The agents' workspace").
+        return _short(instant.replace(second=0, microsecond=0), self.locale, self.time_zone)
 
     def language(self, code: str) -> str:
         """A language's name in the agent's language, e.g. zh-TW as 中文 (繁體, 台灣)."""
