@@ -79,6 +79,9 @@ class WorkspaceSettings(BaseModel):
     # The interface's languages (a Babel catalogue each); the policy's `staff_locale` is
     # the default.
     locales: list[str] = Field(default_factory=lambda: ["zh-Hans", "zh-Hant", "en"])
+    # A read of the queue serves every page that asks while nothing changed, for at most
+    # this long (overdue and breaching soon move with the clock). 0s: no sharing.
+    shared_reads_for: timedelta = timedelta(seconds=1)
     # Changes that reach an open page within this window are sent together.
     live_coalesce: timedelta = timedelta(milliseconds=100)
     # A comment on every idle stream this often, so proxies keep it open.
@@ -94,6 +97,7 @@ class WorkspaceSettings(BaseModel):
 
     @field_validator(
         "session_ttl",
+        "shared_reads_for",
         "live_coalesce",
         "live_heartbeat",
         "presence_ttl",

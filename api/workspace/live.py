@@ -61,6 +61,9 @@ class LiveHub:
         self._listening: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closed = False
+        # Changes heard so far (tickets, and every time some may have been missed): what
+        # a read made before the last one may no longer show (shared_reads.py).
+        self.epoch = 0
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:
@@ -82,6 +85,11 @@ class LiveHub:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def listening(self) -> bool:
+        """Changes are heard now (a read kept until the next one is still current)."""
+        return self._ready.is_set() and self._listening is not None and not self._listening.done()
+
     async def notify_presence(self, ticket_id: str) -> None:
         await self._pool.execute("SELECT pg_notify($1, $2)", PRESENCE_CHANNEL, ticket_id)
 
@@ -96,6 +104,8 @@ class LiveHub:
                 await self._listening
 
     def _publish(self, change: Change, ticket_id: str) -> None:
+        if change is not Change.PRESENCE:
+            self.epoch += 1
         for subscription in list(self._subscribers):
             subscription.put(change, ticket_id)
 
@@ -129,5 +139,7 @@ class LiveHub:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a lost connection, a restarted PostgreSQL
+                self._ready.clear()
+                self.epoch += 1
                 log.warning("live changes: listening again", error=type(error).__name__)
                 await asyncio.sleep(1.0)

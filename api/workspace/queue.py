@@ -9,11 +9,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from activities.database import Pool
 from api.access import Caller, RoleKind
-from api.read_model import Sort, TicketFilter, count_views, list_tickets
+from api.read_model import TicketFilter
 from api.schemas import TicketSummary
 from api.workspace.labels import N_
+from api.workspace.shared_reads import SharedReads
 from workflows.privacy import excerpt
 
 _AGENTS = frozenset({RoleKind.AGENT, RoleKind.OPERATOR})
@@ -25,6 +25,8 @@ class View:
     label: str
     roles: frozenset[RoleKind]
     filter: Callable[[Caller], TicketFilter]
+    # Different for each person (their own tickets): not shared between pages.
+    personal: bool = False
 
 
 VIEWS: tuple[View, ...] = (
@@ -35,6 +37,7 @@ VIEWS: tuple[View, ...] = (
         N_("My open tickets"),
         _AGENTS,
         lambda me: TicketFilter(assignee=me.name, resolved=False),
+        personal=True,
     ),
     View(
         "unassigned",
@@ -131,24 +134,31 @@ class Queue:
 
 
 async def read_queue(
-    pool: Pool,
+    reads: SharedReads,
     caller: Caller,
     view: View,
     chosen: TicketFilter,
     limit: int,
     cursor: str | None = None,
 ) -> Queue:
+    """The view's page and every view's count. The views all pages share are counted in
+    one scan of the open tickets; a personal view is counted apart, through its index,
+    so that fifty people's pages share that scan."""
     common = scoped(caller, chosen)
     shown = views_for(caller)
-    counts = await count_views(pool, common, {v.name: v.filter(caller) for v in shown})
-    page = await list_tickets(
-        pool,
-        scoped(caller, replace(common, **_set(view.filter(caller)))),
-        limit,
-        cursor,
-        Sort.ATTENTION,
+    counts = await reads.counts(common, {v.name: v.filter(caller) for v in shown if not v.personal})
+    for personal in (v for v in shown if v.personal):
+        own = scoped(caller, replace(common, **_set(personal.filter(caller))))
+        counts |= await reads.counts(own, {personal.name: TicketFilter()})
+    page = await reads.page(
+        scoped(caller, replace(common, **_set(view.filter(caller)))), limit, cursor
     )
-    return Queue(view, counts, [as_row(item) for item in page.items], page.next_cursor)
+    return Queue(
+        view,
+        {v.name: counts[v.name] for v in shown},
+        [as_row(item) for item in page.items],
+        page.next_cursor,
+    )
 
 
 def _set(view_filter: TicketFilter) -> dict[str, Any]:

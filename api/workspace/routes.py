@@ -209,7 +209,7 @@ async def _queue_context(found: Desk, me: Agent, picked: Chosen) -> dict[str, An
     view = view_named(me.caller, picked.view)
     queue = await found.svc.call(
         read_queue(
-            found.svc.pool, me.caller, view, picked.filters, found.settings.page_size, picked.cursor
+            found.reads, me.caller, view, picked.filters, found.settings.page_size, picked.cursor
         )
     )
     filters = picked.filters

@@ -24,6 +24,7 @@ from api.workspace.labels import HELP, LABELS, ROLES
 from api.workspace.live import LiveHub
 from api.workspace.presence import Presence
 from api.workspace.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions
+from api.workspace.shared_reads import SharedReads
 from workflows.privacy import mask
 
 # Nothing but this origin: no inline script, no CDN, no framing.
@@ -46,6 +47,7 @@ class Desk:
     settings: WorkspaceSettings
     sessions: Sessions
     live: LiveHub
+    reads: SharedReads
     presence: Presence
     forms: list[ActionForm]
     templates: jinja2.Environment
@@ -56,11 +58,13 @@ class Desk:
     def build(cls, svc: Services) -> Desk:
         settings = svc.settings.workspace
         departments = sorted(svc.policy.departments)
+        live = LiveHub(svc.pool)
         return cls(
             svc=svc,
             settings=settings,
             sessions=Sessions(svc.pool, svc.keys, settings.session_ttl),
-            live=LiveHub(svc.pool),
+            live=live,
+            reads=SharedReads(svc.pool, live, settings.shared_reads_for),
             presence=Presence(svc.pool, settings.presence_ttl, settings.typing_ttl),
             forms=action_forms(departments),
             templates=jinja2.Environment(
