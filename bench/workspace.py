@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
 import asyncpg
@@ -32,13 +33,14 @@ import httpx
 from temporalio.client import Client
 
 from activities.database import Pool, create_pool, migrate, schema_for_run
+from activities.event_store import TICKETS_CHANNEL
 from api.access import Caller, KeyRing, hash_key, new_key
 from api.client import TicketClient
 from api.read_model import TicketFilter
 from api.server import serve
 from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
-from api.workspace.live import TICKETS_CHANNEL
 from api.workspace.queue import read_queue, view_named
+from api.workspace.shared_reads import SharedReads
 from bench.report import Report, mib, ms
 from bench.throughput import percentile
 from bench.workspace_seed import AGENTS, SUBJECTS, Seeded, policy_of_ten, seed
@@ -304,6 +306,11 @@ class _Recorder:
         return row
 
 
+class _Unheard:
+    epoch = 0
+    listening = False
+
+
 async def explain_slowest(
     pool: Pool, keys: Keys, request: QueueRequest, page_size: int
 ) -> Explained:
@@ -311,7 +318,9 @@ async def explain_slowest(
     caller = keys.caller(request.who)
     recorder = _Recorder(pool)
     view = view_named(caller, request.view)
-    await read_queue(cast(Pool, recorder), caller, view, request.filters(), page_size, None)
+    # Read as one page alone reads it: nothing shared, no hub listening.
+    alone = SharedReads(cast(Pool, recorder), _Unheard(), timedelta(0))
+    await read_queue(alone, caller, view, request.filters(), page_size, None)
     query, _, sql, args = max(recorder.statements, key=lambda statement: statement[1])
     rows = await pool.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
     plan = [str(row[0]) for row in rows]
