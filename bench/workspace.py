@@ -310,6 +310,9 @@ class _Unheard:
     epoch = 0
     listening = False
 
+    def start(self) -> None:
+        pass
+
 
 async def explain_slowest(
     pool: Pool, keys: Keys, request: QueueRequest, page_size: int

@@ -72,14 +72,18 @@ class LiveHub:
             raise RuntimeError("the live hub is closed")
         subscription = Subscription()
         self._subscribers.add(subscription)
-        if self._listening is None:
-            self._listening = asyncio.create_task(self._listen(), name="live-hub")
+        self.start()
         try:
             async with asyncio.timeout(10):
                 await self._ready.wait()
             yield subscription
         finally:
             self._subscribers.discard(subscription)
+
+    def start(self) -> None:
+        """Listen from now on (the first page's stream, or the first shared read, starts it)."""
+        if self._listening is None and not self._closed:
+            self._listening = asyncio.create_task(self._listen(), name="live-hub")
 
     @property
     def subscribers(self) -> int:

@@ -33,6 +33,8 @@ class Heard(Protocol):
     @property
     def listening(self) -> bool: ...
 
+    def start(self) -> None: ...
+
 
 # Reads kept at most (each is a page of rows or a set of counts).
 MOST_KEPT = 2000
@@ -64,6 +66,7 @@ class SharedReads:
 
     async def _shared(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         if not self._live.listening:
+            self._live.start()  # the reads after this one may be shared
             return await read()
         epoch = self._live.epoch
         now = time.monotonic()

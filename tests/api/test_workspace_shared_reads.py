@@ -22,6 +22,10 @@ pytestmark = pytest.mark.usefixtures("database_url")
 class Heard:
     epoch: int = 0
     listening: bool = True
+    started: int = 0
+
+    def start(self) -> None:
+        self.started += 1
 
 
 async def test_pages_asking_at_once_share_one_read_until_a_change(pg_pool: Pool) -> None:
@@ -47,6 +51,7 @@ async def test_pages_asking_at_once_share_one_read_until_a_change(pg_pool: Pool)
     heard.listening = False  # no change would be heard: nothing is kept
     assert await reads._shared("k", read) == 3
     assert await reads._shared("k", read) == 4
+    assert heard.started == 2  # and the hub is asked to listen
 
 
 async def test_a_failed_read_is_not_kept(pg_pool: Pool) -> None:
