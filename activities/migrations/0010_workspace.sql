@@ -31,6 +31,8 @@ CREATE INDEX tickets_open ON tickets (status, assignee) WHERE status <> 'closed'
 CREATE TABLE workspace_sessions (
     token_sha256 text        PRIMARY KEY,
     key_sha256   text        NOT NULL,
+    -- The key's name when the session opened: its preferences are read with it.
+    staff_id     text        NOT NULL,
     csrf         text        NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
     expires_at   timestamptz NOT NULL

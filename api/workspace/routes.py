@@ -89,7 +89,7 @@ async def app_root() -> RedirectResponse:
 async def signin_page(request: Request, found: DeskDep) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     me = None
-    words = await words_for(request, found, None)
+    words = words_for(request, found, None)
     response = draw(found, "signin.html", me, signin_token=token, refused=False, lang=words.locale)
     _cookie(response, found, SIGNIN_COOKIE, token, request, path="/app/signin")
     return response
@@ -105,7 +105,7 @@ async def sign_in(request: Request, found: DeskDep) -> Response:
         raise ApiError(403, "csrf", "the sign-in form is out of date: reload it")
     opened = await found.svc.call(found.sessions.open(form.get("key", [""])[0].strip()))
     if opened is None:
-        words = await words_for(request, found, None)
+        words = words_for(request, found, None)
         return draw(
             found, "signin.html", None, 401, signin_token=expected, refused=True, lang=words.locale
         )

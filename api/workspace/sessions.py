@@ -25,10 +25,19 @@ WORKSPACE_ROLES = frozenset({RoleKind.AGENT, RoleKind.OPERATOR, RoleKind.DEPARTM
 
 
 @dataclass(frozen=True)
+class Preferences:
+    """The person's own choice of language and time zone, if they made one."""
+
+    locale: str
+    time_zone: str
+
+
+@dataclass(frozen=True)
 class Session:
     caller: Caller
     csrf: str
     token_sha256: str
+    preferences: Preferences | None = None
 
     def csrf_matches(self, sent: str | None) -> bool:
         return sent is not None and secrets.compare_digest(sent.encode(), self.csrf.encode())
@@ -55,10 +64,11 @@ class Sessions:
         # Sign-ins are rare: each sweeps the sessions that ran out.
         await self._pool.execute("DELETE FROM workspace_sessions WHERE expires_at < now()")
         await self._pool.execute(
-            "INSERT INTO workspace_sessions (token_sha256, key_sha256, csrf, expires_at)"
-            " VALUES ($1, $2, $3, now() + $4::interval)",
+            "INSERT INTO workspace_sessions (token_sha256, key_sha256, staff_id, csrf, expires_at)"
+            " VALUES ($1, $2, $3, $4, now() + $5::interval)",
             _digest(token),
             hash_key(key),
+            caller.name,
             csrf,
             self._ttl,
         )
@@ -67,17 +77,22 @@ class Sessions:
     async def find(self, token: str | None) -> Session | None:
         if not token or len(token) > 128:
             return None
+        # The session and the person's preferences in one round trip: every page and
+        # every live re-read starts here.
         row = await self._pool.fetchrow(
-            "SELECT key_sha256, csrf FROM workspace_sessions"
-            " WHERE token_sha256 = $1 AND expires_at > now()",
+            "SELECT s.key_sha256, s.staff_id, s.csrf, p.locale, p.time_zone"
+            " FROM workspace_sessions s"
+            " LEFT JOIN workspace_preferences p ON p.staff_id = s.staff_id"
+            " WHERE s.token_sha256 = $1 AND s.expires_at > now()",
             _digest(token),
         )
         if row is None:
             return None
         caller = self._keys.by_hash(row["key_sha256"])
-        if caller is None or caller.kind not in WORKSPACE_ROLES:
+        if caller is None or caller.kind not in WORKSPACE_ROLES or caller.name != row["staff_id"]:
             return None
-        return Session(caller=caller, csrf=row["csrf"], token_sha256=_digest(token))
+        chosen = None if row["locale"] is None else Preferences(row["locale"], row["time_zone"])
+        return Session(caller, row["csrf"], _digest(token), chosen)
 
     async def close(self, session: Session) -> None:
         await self._pool.execute(

@@ -148,26 +148,23 @@ async def _session(request: Request, found: Desk) -> Session:
     return session
 
 
-async def words_for(request: Request, found: Desk, staff_id: str | None) -> i18n.Words:
+def words_for(request: Request, found: Desk, session: Session | None) -> i18n.Words:
+    """The person's chosen language and zone; else the browser's language (or the
+    policy's staff locale for them) and the policy's zone."""
     policy = found.svc.policy
     locales = found.settings.locales
-    row = (
-        None
-        if staff_id is None
-        else await found.svc.pool.fetchrow(
-            "SELECT locale, time_zone FROM workspace_preferences WHERE staff_id = $1", staff_id
-        )
-    )
-    if row is not None and row["locale"] in locales:
-        return i18n.Words(row["locale"], row["time_zone"])
-    default = policy.staff_locales.get(staff_id or "", policy.staff_locale)
+    chosen = session.preferences if session is not None else None
+    if chosen is not None and chosen.locale in locales:
+        return i18n.Words(chosen.locale, chosen.time_zone)
+    staff_id = session.caller.name if session is not None else ""
+    default = policy.staff_locales.get(staff_id, policy.staff_locale)
     locale = i18n.negotiate(request.headers.get("accept-language", ""), locales, default)
     return i18n.Words(locale, policy.time_zone)
 
 
 async def agent(request: Request, found: DeskDep) -> Agent:
     session = await _session(request, found)
-    return Agent(session, await words_for(request, found, session.caller.name))
+    return Agent(session, words_for(request, found, session))
 
 
 async def posting_agent(request: Request, found: DeskDep) -> Agent:
