@@ -158,7 +158,12 @@ def _changes(row: TicketRow, event: DomainEvent) -> dict[str, Any]:
         case ev.UpgradeReviewConvened():
             return {"escalated": True}
         case ev.Resolved() as resolved:
-            return {"resolved_at": event.occurred_at, "root_cause": resolved.root_cause}
+            # The result reached the customer: no first reply is owed any more.
+            return {
+                "resolved_at": event.occurred_at,
+                "root_cause": resolved.root_cause,
+                "first_response_due_at": None,
+            }
         case ev.Reopened() as reopened:
             # "Not solved": the earlier resolution no longer stands; the next `resolved`
             # sets resolved_at again, so resolution-time metrics measure the real one.

@@ -45,12 +45,17 @@ VIEWS: tuple[View, ...] = (
         _AGENTS,
         lambda me: TicketFilter(unassigned=True, resolved=False),
     ),
-    View("breaching", N_("Breaching soon"), _AGENTS, lambda me: TicketFilter(warned=True)),
+    View(
+        "breaching",
+        N_("Breaching soon"),
+        _AGENTS,
+        lambda me: TicketFilter(warned=True, resolved=False),
+    ),
     View(
         "overdue",
         N_("Overdue"),
         _AGENTS | {RoleKind.DEPARTMENT},
-        lambda me: TicketFilter(overdue=True),
+        lambda me: TicketFilter(overdue=True, resolved=False),
     ),
     View(
         "waiting_customer",

@@ -196,3 +196,24 @@ def test_values_of_the_wrong_shape_raise_value_error() -> None:
         project(None, event(ticket_id, 1, EventType.CSAT_RECORDED, {"score": "excellent"}))
     with pytest.raises(ValueError):
         project(None, event(ticket_id, 1, EventType.TICKET_OPENED, {"sla_due_at": "soon"}))
+
+
+def test_the_workspace_columns_follow_the_first_reply_and_the_warnings() -> None:
+    """The queue's countdown and "breaching soon": the first reply owed until one is sent
+    (or the result is), the first warning of the SLA still kept until it is met."""
+    ticket_id = new_ticket_id()
+    reply_by = T0 + timedelta(seconds=30)
+    row = project(
+        None,
+        event(ticket_id, 1, EventType.TICKET_OPENED, {"first_response_due_at": reply_by}),
+    )
+    assert (row.first_response_due_at, row.sla_warned_at) == (reply_by, None)
+    row = project(row, event(ticket_id, 2, EventType.SLA_WARNED, {"notified": ["agent-7"]}))
+    warned = T0 + timedelta(minutes=2)
+    assert row.sla_warned_at == warned
+    row = project(row, event(ticket_id, 3, EventType.SLA_WARNED, {"share": 0.9}))
+    assert row.sla_warned_at == warned  # the first warning is when it began
+    row = project(row, event(ticket_id, 4, EventType.RESOLVED))
+    assert row.first_response_due_at is None  # the result reached the customer
+    row = project(row, event(ticket_id, 5, EventType.MILESTONE_RECORDED, {"meets_sla": True}))
+    assert row.sla_warned_at is None
