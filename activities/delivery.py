@@ -23,6 +23,7 @@ concurrently, each with its own timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import smtplib
 import time
@@ -34,6 +35,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
+import asyncpg
 import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -41,8 +43,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.database import Pool
-from activities.event_store import tell_changed
+from activities.database import Pool, PoolConnection
+from activities.event_store import OUTBOX_CHANNEL, tell_changed
 from activities.messages import MessageTemplates
 from activities.outbox import CUSTOMER_MESSAGE_PREFIX, UNROUTABLE_PREFIX, handoff_recipient
 from activities.signing import signed_headers
@@ -88,6 +90,8 @@ class DeliveryConfig(BaseModel):
     secret: SecretStr = SecretStr("")
     smtp: SmtpConfig | None = None
     batch: int = Field(default=50, ge=1, le=1000)
+    # A relay is woken by every commit that queues rows (`NOTIFY ticketflow_outbox`); it
+    # also looks this often, for retries coming due and a notification it missed.
     poll_interval: timedelta = timedelta(milliseconds=200)
     request_timeout: timedelta = timedelta(seconds=5)
     # A leased row another relay may take over if this one dies mid-delivery.
@@ -210,6 +214,26 @@ _FAILED = f"UPDATE outbox SET failed_at = now(), last_error = $3, rendered = $4 
 _HAND_BACK = f"UPDATE outbox SET next_attempt_at = now() WHERE {_HELD}"
 
 
+class _Listening:
+    """A relay's listening connection for one round (None: it only polls)."""
+
+    def __init__(self, pool: Pool, conn: PoolConnection | None, woken: asyncio.Event) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._woken = woken
+
+    def heard(self, *_: object) -> None:
+        self._woken.set()
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            await conn.remove_listener(OUTBOX_CHANNEL, self.heard)
+        await self._pool.release(conn)
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -265,8 +289,12 @@ class OutboxRelay:
 
         beating = asyncio.create_task(keep_alive())
         passing: asyncio.Task[RelayRound] | None = None
+        woken = asyncio.Event()
+        listening = await self._listen(woken)
         try:
             while time.monotonic() < ends and not stop.done():
+                # Cleared before the claim: rows queued during the pass wake the next one.
+                woken.clear()
                 passing = asyncio.create_task(self.deliver_once())
                 either: set[asyncio.Future[Any]] = {passing, stop}
                 await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
@@ -279,16 +307,41 @@ class OutboxRelay:
                     failed=done.failed + passed.failed,
                 )
                 if passed == RelayRound():
-                    await asyncio.wait({stop}, timeout=self._config.poll_interval.total_seconds())
+                    waking: asyncio.Future[Any] = asyncio.ensure_future(woken.wait())
+                    idle: set[asyncio.Future[Any]] = {stop, waking}
+                    await asyncio.wait(
+                        idle,
+                        timeout=self._config.poll_interval.total_seconds(),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    waking.cancel()
         finally:
             beating.cancel()
             stop.cancel()
+            await listening.aclose()
             if passing is not None and not passing.done():
                 # Stopping, or the activity itself was cancelled: the pass hands its
                 # rows back before the round ends.
                 passing.cancel()
                 await asyncio.wait({passing})
         return done
+
+    async def _listen(self, woken: asyncio.Event) -> _Listening:
+        """Hold a connection listening for queued rows while the round lasts; without one
+        (PostgreSQL refused it), the round polls as before."""
+        try:
+            conn = await self._pool.acquire()
+        except (TimeoutError, OSError, asyncpg.PostgresError) as error:
+            log.warning("relay polls without waking", error=repr(error))
+            return _Listening(self._pool, None, woken)
+        listening = _Listening(self._pool, conn, woken)
+        try:
+            await conn.add_listener(OUTBOX_CHANNEL, listening.heard)
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("relay polls without waking", error=repr(error))
+            await listening.aclose()
+            return _Listening(self._pool, None, woken)
+        return listening
 
     async def deliver_once(self) -> RelayRound:
         """One pass: lease up to a batch of due rows and deliver them concurrently.

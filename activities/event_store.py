@@ -241,7 +241,7 @@ class EventStore:
             # an out-of-range number) fail the same way on every retry.
             raise bad_data(f"cannot store events of ticket {batch.ticket_id}: {error}") from error
         if stored.inserted:
-            await tell_changed(self._pool, [batch.ticket_id])
+            await tell_changed(self._pool, [batch.ticket_id], queued=bool(rows))
         return stored.inserted
 
     async def _append_on_known_row(
@@ -346,24 +346,30 @@ class EventStore:
         return [StoredEvent(record["global_position"], _event(record)) for record in records]
 
 
-async def tell_changed(pool: Pool, ticket_ids: list[str]) -> None:
-    """Tell whoever listens (the workspace's live pages) that these tickets changed.
+async def tell_changed(pool: Pool, ticket_ids: list[str], *, queued: bool = False) -> None:
+    """Tell whoever listens (the workspace's live pages) that these tickets changed, and
+    the relays, if `queued`, that rows wait in the outbox.
 
     After the commit, in a statement of its own: a NOTIFY inside the append's transaction
     would hold PostgreSQL's notification lock through the commit's WAL flush and make
     concurrent appends commit one at a time (docs/benchmarks.md, "The agents' workspace").
     A notification lost to a crash right here costs a page one update, never a row."""
     try:
-        await pool.execute(_TELL_CHANGED, TICKETS_CHANNEL, ticket_ids)
+        await pool.execute(_TELL_CHANGED, TICKETS_CHANNEL, ticket_ids, OUTBOX_CHANNEL, queued)
     except (OSError, asyncpg.PostgresError) as error:
         log.warning(
             "could not tell listeners of a change", tickets=len(ticket_ids), error=repr(error)
         )
 
 
-# Where a ticket's changes are told (LISTEN ticketflow_tickets), its id as the payload.
+# Where a ticket's changes are told (LISTEN ticketflow_tickets), its id as the payload;
+# and where relays hear that rows were queued (one notification per commit).
 TICKETS_CHANNEL = "ticketflow_tickets"
-_TELL_CHANGED = "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t"
+OUTBOX_CHANNEL = "ticketflow_outbox"
+_TELL_CHANGED = """
+    SELECT pg_notify($1, t), CASE WHEN $4 THEN pg_notify($3, '') END
+    FROM unnest($2::text[]) AS t
+"""
 
 
 @contextlib.asynccontextmanager

@@ -36,9 +36,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.database import Pool
 from activities.delivery import DeliveryConfig, OutboxRelay, SmtpConfig
+from activities.event_store import EventStore
 from activities.messages import MessageTemplates, TemplateError
+from activities.outbox import Outbox
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_headers
 from api.client import TicketClient
+from tests.activities.factories import lifecycle
 from tests.conftest import schema_of_its_own
 from workers.devstack import free_port
 from workers.main import build_worker, start_relay
@@ -47,12 +50,14 @@ from workflows.contracts import (
     CustomerMessage,
     Dispatch,
     EngagePartner,
+    EventBatch,
     Handoff,
     HandoffFacts,
     HandoffKind,
     Intake,
     MessageKind,
     MessageParams,
+    RelayRound,
 )
 from workflows.policy import DeliveryRetry, ServicePolicy
 from workflows.primitives import Actor
@@ -464,3 +469,59 @@ def test_durations_are_said_exactly_and_missing_parameters_say_nothing() -> None
         update={"kind": MessageKind.RESULT, "params": MessageParams(text="已退款")}
     )
     assert templates.render(result, ZONE).text == "已退款"
+
+
+class CountingRelay(OutboxRelay):
+    """The real relay, telling the test how each of its passes went."""
+
+    passes: list[RelayRound]
+
+    async def deliver_once(self) -> RelayRound:
+        passed = await super().deliver_once()
+        self.passes.append(passed)
+        return passed
+
+
+async def test_a_commit_that_queues_rows_wakes_an_idle_relay(database_url: str) -> None:
+    """Rows queued while the relay idles go out at once, not at its next look: here it
+    looks once an hour, so only the commit's notification can have woken it."""
+    inbox = Inbox(secret=SECRET)
+    port = free_port()
+    stop = asyncio.Event()
+    receiving = asyncio.create_task(serve_receiver(inbox, "127.0.0.1", port, stop))
+    async with schema_of_its_own(database_url, "relay_wake") as pool:
+        config = DeliveryConfig(
+            webhook_url=f"http://127.0.0.1:{port}{PATH}",
+            secret=SecretStr(SECRET),
+            poll_interval=timedelta(hours=1),
+        )
+        relay = CountingRelay(pool, POLICY, MessageTemplates.load(), config, None)
+        relay.passes = []
+        ending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        rounds = asyncio.create_task(relay.deliver_for(timedelta(minutes=5), stopping=ending))
+        try:
+            # The relay found nothing and idles: the next pass is an hour away.
+            await eventually(held(lambda: list(relay.passes)), lambda passes: len(passes) >= 1)
+            assert relay.passes == [RelayRound()]
+            ticket_id = f"ticket-{uuid.uuid4().hex[:24]}"
+            events = lifecycle(ticket_id)
+            handoff = Handoff(
+                ticket_id=ticket_id,
+                dedupe_key=f"{ticket_id}:1:work_order",
+                kind=HandoffKind.WORK_ORDER,
+                recipients=["tech"],
+                summary="s",
+                tag="t",
+                priority=Priority.E,
+            )
+            await EventStore(pool, Outbox(pool, POLICY)).append_events(
+                EventBatch(ticket_id=ticket_id, events=events[:1], handoffs=[handoff])
+            )
+            arrived = await eventually(held(lambda: inbox.of(ticket_id)), bool, within=10)
+            assert [r.kind for r in arrived] == ["work_order"]
+        finally:
+            ending.set_result(None)
+            await rounds
+            await relay.close()
+            stop.set()
+            await receiving

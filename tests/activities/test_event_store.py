@@ -341,7 +341,7 @@ async def test_round_trips_of_an_append(database_url: str, pg_pool: Pool) -> Non
             "WITH queued AS ( INSERT INTO o",
             "INSERT INTO tickets (ticket_id",
             "COMMIT",
-            "SELECT pg_notify($1, t) FROM u",
+            "SELECT pg_notify($1, t), CASE ",
         ]
 
         statements.clear()
