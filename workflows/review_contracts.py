@@ -278,7 +278,10 @@ class NewFollowUp(Contract):
         # Kept and shown in UTC (the report renders it in the review's zone).
         if value.tzinfo is None:
             raise ValueError("a due date needs its UTC offset, e.g. 2026-12-04T18:00:00+08:00")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 has no UTC instant
+            raise ValueError("the due date is out of range") from None
 
 
 class Conclude(ReviewAction):

@@ -227,3 +227,20 @@ async def test_a_week_not_over_is_reviewed_so_far_only_where_the_api_allows_it(
         assert started.json()["week"] == this_week
     finally:
         stack.services.settings = settings
+
+
+def test_a_due_date_without_a_utc_instant_is_refused_not_a_500() -> None:
+    """Found by the schema's property test: 0001-01-01 at +01:00 is before year 1 in UTC."""
+    from pydantic import ValidationError
+
+    from workflows.review_contracts import NewFollowUp
+
+    with pytest.raises(ValidationError, match="out of range"):
+        NewFollowUp.model_validate(
+            {
+                "kind": "training",
+                "description": "d",
+                "owner": "o",
+                "due": "0001-01-01T00:00:00+01:00",
+            }
+        )
