@@ -29,6 +29,7 @@ from workflows.classification import classify_intake
 from workflows.contracts import (
     Action,
     ActionSignal,
+    Classification,
     CustomerReply,
     Intake,
     PartnerCallback,
@@ -70,6 +71,10 @@ def ticket_id_for(idempotency_key: str) -> str:
 class OpenedTicket:
     ticket_id: str
     created: bool
+    # The intake's rules, as the ticket's first workflow task will classify it: what the
+    # API says of a ticket it started but could not read back in time.
+    guess: Classification
+    tag: str
 
 
 class ActionRejected(Exception):
@@ -167,8 +172,8 @@ class TicketClient:
                 ),
             )
         except WorkflowAlreadyStartedError:
-            return OpenedTicket(ticket_id=ticket_id, created=False)
-        return OpenedTicket(ticket_id=ticket_id, created=True)
+            return OpenedTicket(ticket_id=ticket_id, created=False, guess=guess, tag=tag)
+        return OpenedTicket(ticket_id=ticket_id, created=True, guess=guess, tag=tag)
 
     def handle(self, ticket_id: str) -> WorkflowHandle[TicketWorkflow, TicketOutcome]:
         return self._client.get_workflow_handle_for(TicketWorkflow.run, ticket_id)

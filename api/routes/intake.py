@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.access import Caller, Rule
+from api.client import OpenedTicket
 from api.deps import Svc, require
 from api.errors import COMMON_RESPONSES, ApiError, Problem, not_found
 from api.schemas import IntakeRequest, TicketOpened, opened, opened_from_read_model
 from stores.erasure import is_erased
 from workflows.contracts import Intake
 from workflows.primitives import Identifier
+from workflows.vocabulary import TicketStatus
 
 intake = APIRouter(tags=["intake"])
 
@@ -26,6 +28,12 @@ intake = APIRouter(tags=["intake"])
         **COMMON_RESPONSES,
         200: {"model": TicketOpened, "description": "this key had opened the ticket before"},
         201: {"model": TicketOpened, "description": "a new ticket"},
+        202: {
+            "model": TicketOpened,
+            "description": "the ticket is started but could not be read back in time (an "
+            "overloaded worker): its id, and its classification by the intake's rules; "
+            "`GET` it later, never send it again as new",
+        },
         410: {"model": Problem, "description": "this key's ticket was erased with its customer"},
     },
 )
@@ -61,9 +69,10 @@ async def open_ticket(
     # no longer retains the workflow: starting it again would only make a run that ends
     # at once as a duplicate, and the caller would be told "created".
     earlier = await svc.call(svc.events.ticket_for_intake_key(key))
+    started: OpenedTicket | None = None
     if earlier is None:
-        ticket = await svc.call(svc.tickets.open(intake_))
-        ticket_id, created = ticket.ticket_id, ticket.created
+        started = await svc.call(svc.tickets.open(intake_))
+        ticket_id, created = started.ticket_id, started.created
     elif await svc.call(is_erased(svc.pool, earlier)):
         raise ApiError(
             410, "ticket_erased", "this key's ticket was erased with its customer's data"
@@ -73,6 +82,21 @@ async def open_ticket(
     response.status_code = 201 if created else 200
     try:
         return opened(await svc.call(svc.tickets.view(ticket_id)), created)
+    except TimeoutError:
+        if started is None:
+            raise
+        # Started, and Temporal keeps it: the worker has not answered yet. A 503 here
+        # would have the caller resend exactly when the system is overloaded.
+        response.status_code = 202
+        response.headers["Location"] = f"/v1/tickets/{ticket_id}"
+        return TicketOpened(
+            ticket_id=ticket_id,
+            created=started.created,
+            status=TicketStatus.NEW,
+            classification=started.guess,
+            tags=[started.tag],
+            deadlines={},
+        )
     except RPCError as error:
         if created or error.status is not RPCStatusCode.NOT_FOUND:
             raise

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
 
+from activities.database import Pool
+from api.access import new_key
+from api.app import create_app
 from api.client import ticket_id_for
-from tests.api.conftest import Stack, eventually, intake
+from api.server import build_services
+from api.settings import ApiConfig
+from tests.api.conftest import BASE_URL, Stack, api_settings, eventually, intake
 
 
 async def test_a_new_key_opens_a_ticket_and_the_same_key_finds_it(stack: Stack) -> None:
@@ -243,3 +253,35 @@ async def test_an_intake_without_a_locale_is_answered_in_its_words_script(stack:
     simplified = await stack.open()  # 会员怎么续费
     ack = await _acknowledgement(stack, simplified["ticket_id"])
     assert (ack["locale"], ack["text"][:8]) == ("zh-Hans", "您好，我们已收到")
+
+
+async def test_a_started_ticket_is_accepted_even_when_no_worker_answers_in_time(
+    dev_env: WorkflowEnvironment, pg_pool: Pool
+) -> None:
+    """The worker is overloaded (here: absent): the ticket is started, and the caller gets
+    its id (202) instead of a 503 that would have it resend the intake; a resend under the
+    same key gets the same ticket."""
+    keys = {"backend": new_key()}
+    config = ApiConfig(
+        task_queue=f"nobody-polls-{uuid.uuid4()}",
+        api=api_settings(keys, temporal_timeout=timedelta(seconds=1)),
+    )
+    app = create_app(await build_services(config, dev_env.client, pg_pool))
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {keys['backend']}", "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            first = await http.post("/v1/tickets", json=intake(), headers=headers)
+            assert first.status_code == 202, first.text
+            ticket_id = first.json()["ticket_id"]
+            assert first.headers["location"] == f"/v1/tickets/{ticket_id}"
+            assert first.json()["created"] is True
+            again = await http.post("/v1/tickets", json=intake(), headers=headers)
+            assert again.status_code == 202, again.text
+            assert (again.json()["ticket_id"], again.json()["created"]) == (ticket_id, False)
+        described = await dev_env.client.get_workflow_handle(ticket_id).describe()
+        assert described.status == WorkflowExecutionStatus.RUNNING
+    finally:
+        await app.state.desk.close()
+        with contextlib.suppress(RPCError):
+            await dev_env.client.get_workflow_handle(ticket_id).terminate("test done")
