@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install -e '.[dev,bench]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Installed as production installs it: with bytecode (a wheel or `pip install .` compiles
+# at install; an editable install does not, hence `bytecode`).
+install: bytecode
 
 # Headless Chromium and CJK fonts for the page tests: Debian's packages, installed once
 # (CI runs as root). Playwright drives this binary; it never downloads a browser.
@@ -32,7 +34,7 @@ browser:
 # install under PYTHONDONTWRITEBYTECODE=1 has no bytecode, so each import would compile
 # workflows/ticket.py again (docs/benchmarks.md, "Bytecode"); compileall writes it anyway.
 bytecode: $(STAMP)
-	$(PYTHON) -m compileall -q workflows activities stores
+	$(PYTHON) -m compileall -q workflows activities stores api cli workers
 
 dev: bytecode
 	$(BIN)/ticketflow dev
