@@ -86,10 +86,6 @@ class LiveHub:
             self._listening = asyncio.create_task(self._listen(), name="live-hub")
 
     @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
-
-    @property
     def listening(self) -> bool:
         """Changes are heard now (a read kept until the next one is still current)."""
         return self._ready.is_set() and self._listening is not None and not self._listening.done()
