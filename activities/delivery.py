@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import smtplib
 import time
@@ -94,8 +95,10 @@ class DeliveryConfig(BaseModel):
     # also looks this often, for retries coming due and a notification it missed.
     poll_interval: timedelta = timedelta(milliseconds=200)
     request_timeout: timedelta = timedelta(seconds=5)
-    # A leased row another relay may take over if this one dies mid-delivery.
-    lease: timedelta = timedelta(seconds=60)
+    # A leased row another relay may take over if this one dies mid-delivery. A live
+    # relay renews its rows' leases every third of it while their pass runs, so the lease
+    # bounds how long a dead relay's rows wait, not how long a send may take.
+    lease: timedelta = timedelta(seconds=10)
     round: timedelta = ROUND
 
     @property
@@ -212,6 +215,19 @@ _DELIVERED = f"""
 _RETRY = f"UPDATE outbox SET next_attempt_at = now() + $3::interval, last_error = $4 WHERE {_HELD}"
 _FAILED = f"UPDATE outbox SET failed_at = now(), last_error = $3, rendered = $4 WHERE {_HELD}"
 _HAND_BACK = f"UPDATE outbox SET next_attempt_at = now() WHERE {_HELD}"
+# The pass's rows still held, their leases pushed on. A row settled meanwhile is left as
+# it was settled: delivered or failed (set), or retried at its backoff (past the lease).
+_RENEW = """
+    UPDATE outbox o SET next_attempt_at = now() + $3::interval
+    FROM unnest($1::bigint[], $2::int[]) AS held(id, attempts)
+    WHERE o.id = held.id AND o.attempts = held.attempts
+      AND o.dispatched_at IS NULL AND o.failed_at IS NULL
+      AND o.next_attempt_at <= now() + $3::interval
+"""
+
+
+def _settled(held: dict[int, DueRow], row_id: int, _: asyncio.Task[str]) -> None:
+    held.pop(row_id, None)
 
 
 class _Listening:
@@ -349,7 +365,13 @@ class OutboxRelay:
         so the next relay delivers them now rather than when their lease runs out."""
         records = await self._pool.fetch(_CLAIM, self._config.batch, self._config.lease)
         rows = [DueRow(**dict(record)) for record in records]
-        sending = [asyncio.create_task(self._deliver(row)) for row in rows]
+        held = {row.id: row for row in rows}
+        sending: list[asyncio.Task[str]] = []
+        for row in rows:
+            task = asyncio.create_task(self._deliver(row))
+            task.add_done_callback(functools.partial(_settled, held, row.id))
+            sending.append(task)
+        renewing = asyncio.create_task(self._renew(held))
         try:
             outcomes = await asyncio.gather(*sending, return_exceptions=True)
         except asyncio.CancelledError:
@@ -358,6 +380,9 @@ class OutboxRelay:
             cut = [row for row, task in zip(rows, sending, strict=True) if task.cancelled()]
             await self._hand_back(cut)
             raise
+        finally:
+            renewing.cancel()
+            await asyncio.wait({renewing})
         for row, outcome in zip(rows, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 # Its bookkeeping failed (the database went away): the lease expires and
@@ -372,6 +397,24 @@ class OutboxRelay:
             retried=sum(1 for o in outcomes if o == "retried"),
             failed=sum(1 for o in outcomes if o == "failed"),
         )
+
+    async def _renew(self, held: dict[int, DueRow]) -> None:
+        """While the pass runs, keep the leases of the rows it has not settled: a relay
+        that died stops renewing, and its rows go on after one lease."""
+        lease = self._config.lease
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            rows = list(held.values())
+            if not rows:
+                continue
+            try:
+                await self._pool.execute(
+                    _RENEW, [row.id for row in rows], [row.attempts for row in rows], lease
+                )
+            except (OSError, asyncpg.PostgresError) as error:
+                # The database went away: the leases run out, and another relay (or this
+                # one's next pass) sends those rows again under the same Idempotency-Key.
+                log.warning("could not renew leases", rows=len(rows), error=repr(error))
 
     async def _hand_back(self, rows: list[DueRow]) -> None:
         """End these rows' leases now (they may have reached their destination: the
@@ -502,9 +545,8 @@ class OutboxRelay:
         return self._config.request_timeout.total_seconds()
 
     def _send_deadline(self) -> float:
-        """One send, all steps included, ends well inside the lease, so a row is never
-        sent by two relays at once."""
-        return min(self._timeout() * 3, self._config.lease.total_seconds() / 2)
+        """One send, all steps included (the renewed lease keeps other relays off it)."""
+        return self._timeout() * 3
 
     async def _report(self, row: DueRow, error: str) -> bool:
         """Tell the ticket; False if Temporal could not be reached (the row waits)."""

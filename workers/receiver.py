@@ -48,6 +48,9 @@ class Inbox:
     received: dict[str, Received] = field(default_factory=dict)
     down: bool = False
     echo: bool = False
+    # Tests: requests come in, and wait for `hold` (a destination that is slow to answer).
+    requests: int = 0
+    hold: asyncio.Event | None = None
 
     def of(self, ticket_id: str) -> list[Received]:
         return [r for r in self.received.values() if r.ticket_id == ticket_id]
@@ -64,6 +67,9 @@ def receiver_app(inbox: Inbox) -> FastAPI:
         timestamp: str | None = Header(default=None, alias=TIMESTAMP_HEADER),
         signature: str | None = Header(default=None, alias=SIGNATURE_HEADER),
     ) -> dict[str, Any]:
+        inbox.requests += 1
+        if inbox.hold is not None:
+            await inbox.hold.wait()
         if inbox.down:
             response.status_code = 503
             return {"accepted": False, "reason": "down"}

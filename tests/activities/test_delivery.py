@@ -503,20 +503,7 @@ async def test_a_commit_that_queues_rows_wakes_an_idle_relay(database_url: str) 
             # The relay found nothing and idles: the next pass is an hour away.
             await eventually(held(lambda: list(relay.passes)), lambda passes: len(passes) >= 1)
             assert relay.passes == [RelayRound()]
-            ticket_id = f"ticket-{uuid.uuid4().hex[:24]}"
-            events = lifecycle(ticket_id)
-            handoff = Handoff(
-                ticket_id=ticket_id,
-                dedupe_key=f"{ticket_id}:1:work_order",
-                kind=HandoffKind.WORK_ORDER,
-                recipients=["tech"],
-                summary="s",
-                tag="t",
-                priority=Priority.E,
-            )
-            await EventStore(pool, Outbox(pool, POLICY)).append_events(
-                EventBatch(ticket_id=ticket_id, events=events[:1], handoffs=[handoff])
-            )
+            ticket_id = await _queue_work_order(EventStore(pool, Outbox(pool, POLICY)))
             arrived = await eventually(held(lambda: inbox.of(ticket_id)), bool, within=10)
             assert [r.kind for r in arrived] == ["work_order"]
         finally:
@@ -525,3 +512,93 @@ async def test_a_commit_that_queues_rows_wakes_an_idle_relay(database_url: str) 
             await relay.close()
             stop.set()
             await receiving
+
+
+async def test_a_live_relay_keeps_its_rows_past_the_lease_and_a_dead_ones_go_on(
+    database_url: str,
+) -> None:
+    """A destination slower than the lease: the relay sending keeps renewing its row, so
+    a second relay never sends it too. Then a relay that dies holding a row (it claimed
+    it and stopped, as after kill -9) holds it one lease only: another delivers it."""
+    inbox = Inbox(secret=SECRET, hold=asyncio.Event())
+    port = free_port()
+    stop = asyncio.Event()
+    receiving = asyncio.create_task(serve_receiver(inbox, "127.0.0.1", port, stop))
+    async with schema_of_its_own(database_url, "relay_lease") as pool:
+        config = DeliveryConfig(
+            webhook_url=f"http://127.0.0.1:{port}{PATH}",
+            secret=SecretStr(SECRET),
+            poll_interval=timedelta(milliseconds=50),
+            lease=timedelta(seconds=1),
+        )
+        first = CountingRelay(pool, POLICY, MessageTemplates.load(), config, None)
+        second = CountingRelay(pool, POLICY, MessageTemplates.load(), config, None)
+        first.passes, second.passes = [], []
+        store = EventStore(pool, Outbox(pool, POLICY))
+        ending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        rounds = [asyncio.create_task(first.deliver_for(timedelta(minutes=5), stopping=ending))]
+        try:
+            slow = await _queue_work_order(store)
+            await eventually(held(lambda: inbox.requests), lambda n: n == 1)
+            rounds.append(
+                asyncio.create_task(second.deliver_for(timedelta(minutes=5), stopping=ending))
+            )
+            # The first relay's lease moves on, again and again, while the second looks.
+            seen: set[Any] = set()
+
+            async def leases() -> int:
+                seen.add(await pool.fetchval("SELECT next_attempt_at FROM outbox LIMIT 1"))
+                return len(seen)
+
+            assert await eventually(leases, lambda n: n >= 4) >= 4
+            assert len(second.passes) >= 3 and second.passes[-1] == RelayRound()
+            assert inbox.requests == 1
+            inbox.hold.set()  # type: ignore[union-attr]
+            arrived = await eventually(held(lambda: inbox.of(slow)), bool)
+            assert [r.copies for r in arrived] == [1]  # sent once, by the first relay
+
+            # A relay that claimed a row and died: the row waits one lease, then goes.
+            ending.set_result(None)
+            await asyncio.gather(*rounds)
+            inbox.hold = None
+            dead = await _queue_work_order(store)
+            leased = await pool.execute(
+                "UPDATE outbox SET attempts = attempts + 1,"
+                " next_attempt_at = now() + $2::interval WHERE ticket_id = $1",
+                dead,
+                config.lease,
+            )
+            assert leased == "UPDATE 1"
+            ending = asyncio.get_running_loop().create_future()
+            rounds = [
+                asyncio.create_task(second.deliver_for(timedelta(minutes=5), stopping=ending))
+            ]
+            taken_over = await eventually(held(lambda: inbox.of(dead)), bool, within=10)
+            assert [r.copies for r in taken_over] == [1]
+        finally:
+            if inbox.hold is not None:
+                inbox.hold.set()  # no send left waiting on the receiver
+            if not ending.done():
+                ending.set_result(None)
+            await asyncio.gather(*rounds)
+            await first.close()
+            await second.close()
+            stop.set()
+            await receiving
+
+
+async def _queue_work_order(store: EventStore) -> str:
+    """A ticket's first event, with a work order to tech."""
+    ticket_id = f"ticket-{uuid.uuid4().hex[:24]}"
+    handoff = Handoff(
+        ticket_id=ticket_id,
+        dedupe_key=f"{ticket_id}:1:work_order",
+        kind=HandoffKind.WORK_ORDER,
+        recipients=["tech"],
+        summary="s",
+        tag="t",
+        priority=Priority.E,
+    )
+    batch = EventBatch(ticket_id=ticket_id, events=lifecycle(ticket_id)[:1], handoffs=[handoff])
+    await store.append_events(batch)
+    return ticket_id
