@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures("database_url")
 
 def browser_like(stack: Stack, base_url: str | None = None) -> httpx.AsyncClient:
     if base_url is not None:
-        return httpx.AsyncClient(base_url=base_url)
+        # Idle connections dropped before uvicorn's keep-alive closes them (a ReadError).
+        return httpx.AsyncClient(base_url=base_url, limits=httpx.Limits(keepalive_expiry=1.0))
     return httpx.AsyncClient(transport=stack.http._transport, base_url=str(stack.http.base_url))
 
 

@@ -238,7 +238,10 @@ async def desk(
         await api.start()
         tickets = TicketClient(client, task_queue=task_queue, policy=POLICY)
         try:
-            async with httpx.AsyncClient(base_url=api.url) as http:
+            # Idle connections are dropped well before uvicorn's keep-alive (5 s) closes
+            # them: a request on one it is closing fails with a ReadError.
+            idle = httpx.Limits(keepalive_expiry=1.0)
+            async with httpx.AsyncClient(base_url=api.url, limits=idle) as http:
                 yield Desk(api.url, http, keys, inbox, browser, api, tickets)
         finally:
             if api.serving is not None:
