@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from activities.projection import COLUMNS
 from workflows.policy import ServicePolicy, first_response_promise, tag_for
 from workflows.vocabulary import Category, Channel, CloseReason, Priority, TicketStatus, Tier, Topic
 
@@ -43,41 +44,16 @@ EXTRA_DEPARTMENTS = {
     "legal": "queue://legal",
     "partnerships": "queue://partnerships",
 }
-_COLUMNS = (
-    "ticket_id",
-    "status",
-    "priority",
-    "category",
-    "topic",
-    "channel",
-    "tier",
-    "customer_id",
-    "tag",
-    "assignee",
-    "departments",
-    "transfers",
-    "sla_due_at",
-    "sla_breached",
-    "escalated",
-    "root_cause",
-    "reopen_count",
-    "first_response_seconds",
-    "opened_at",
-    "first_response_at",
-    "resolved_at",
-    "closed_at",
-    "close_reason",
-    "csat",
-    "nps",
-    "last_seq",
-    "updated_at",
-    "subject",
-    "due_at",
-    "sla_paused_since",
-    "sla_paused_seconds",
-    "first_response_due_at",
-    "sla_warned_at",
-)
+
+
+def _record(**values: Any) -> tuple[Any, ...]:
+    """One row for COPY, in the read model's column order (`activities.projection`)."""
+    missing = set(COLUMNS) - set(values)
+    if missing or len(values) != len(COLUMNS):
+        raise ValueError(f"seeded row does not match the tickets table: {sorted(missing)}")
+    return tuple(values[column] for column in COLUMNS)
+
+
 _OPEN = (
     (TicketStatus.NEW, 10),
     (TicketStatus.IN_PROGRESS, 35),
@@ -150,42 +126,42 @@ def generate_tickets(
             else rng.choice(AGENTS)
         )
         rows.append(
-            (
-                f"ws-{number:07d}",
-                status.value,
-                priority.value,
-                category.value,
-                topic.value,
-                channel.value,
-                tier.value,
-                f"cust-{rng.randrange(40_000):05d}",
-                tag_for(policy, category, topic, priority),
-                assignee,
-                held,
-                len(held),
-                sla_due_at,
-                breached,
-                breached,  # the ladder's first step is taken at the breach
-                "產品缺陷-支付流程" if closed and rng.random() < 0.05 else None,
-                1 if closed and rng.random() < 0.03 else 0,
-                None
+            _record(
+                ticket_id=f"ws-{number:07d}",
+                status=status.value,
+                priority=priority.value,
+                category=category.value,
+                topic=topic.value,
+                channel=channel.value,
+                tier=tier.value,
+                customer_id=f"cust-{rng.randrange(40_000):05d}",
+                tag=tag_for(policy, category, topic, priority),
+                assignee=assignee,
+                departments=held,
+                transfers=len(held),
+                sla_due_at=sla_due_at,
+                sla_breached=breached,
+                escalated=breached,  # the ladder's first step is taken at the breach
+                root_cause="產品缺陷-支付流程" if closed and rng.random() < 0.05 else None,
+                reopen_count=1 if closed and rng.random() < 0.03 else 0,
+                first_response_seconds=None
                 if first_response_at is None
                 else (first_response_at - opened_at).total_seconds(),
-                opened_at,
-                first_response_at,
-                resolved_at,
-                closed_at,
-                rng.choice(list(CloseReason)).value if closed else None,
-                rng.choice((5, 5, 4, 4, 3, 2, 1)) if closed and rng.random() < 0.6 else None,
-                rng.randint(0, 10) if closed and rng.random() < 0.4 else None,
-                rng.randint(3, 24),
-                closed_at or (now - age * rng.uniform(0, 0.5)),
-                rng.choice(SUBJECTS),
-                due_at,
-                paused_since,
-                0.0,
-                None if answered else opened_at + promise,
-                sla_warned_at,
+                opened_at=opened_at,
+                first_response_at=first_response_at,
+                resolved_at=resolved_at,
+                closed_at=closed_at,
+                close_reason=rng.choice(list(CloseReason)).value if closed else None,
+                csat=rng.choice((5, 5, 4, 4, 3, 2, 1)) if closed and rng.random() < 0.6 else None,
+                nps=rng.randint(0, 10) if closed and rng.random() < 0.4 else None,
+                last_seq=rng.randint(3, 24),
+                updated_at=closed_at or (now - age * rng.uniform(0, 0.5)),
+                subject=rng.choice(SUBJECTS),
+                due_at=due_at,
+                sla_paused_since=paused_since,
+                sla_paused_seconds=0.0,
+                first_response_due_at=None if answered else opened_at + promise,
+                sla_warned_at=sla_warned_at,
             )
         )
     return rows
@@ -206,7 +182,7 @@ async def seed(url: str, rows: int, policy: ServicePolicy) -> Seeded:
     records = await asyncio.to_thread(generate_tickets, rows, policy, datetime.now(UTC))
     conn = await asyncpg.connect(url)
     try:
-        await conn.copy_records_to_table("tickets", records=records, columns=_COLUMNS)
+        await conn.copy_records_to_table("tickets", records=records, columns=COLUMNS)
         seconds = time.perf_counter() - started
         await conn.execute("VACUUM ANALYZE tickets")
         size = await conn.fetchval("SELECT pg_total_relation_size('tickets')")
