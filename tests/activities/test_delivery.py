@@ -471,6 +471,19 @@ def test_durations_are_said_exactly_and_missing_parameters_say_nothing() -> None
     assert templates.render(result, ZONE).text == "已退款"
 
 
+@contextlib.asynccontextmanager
+async def webhook(inbox: Inbox) -> AsyncIterator[str]:
+    """A real receiver for `inbox` on a free port, for as long as the block: its URL."""
+    port = free_port()
+    stop = asyncio.Event()
+    receiving = asyncio.create_task(serve_receiver(inbox, "127.0.0.1", port, stop))
+    try:
+        yield f"http://127.0.0.1:{port}{PATH}"
+    finally:
+        stop.set()
+        await receiving
+
+
 class CountingRelay(OutboxRelay):
     """The real relay, telling the test how each of its passes went."""
 
@@ -486,12 +499,9 @@ async def test_a_commit_that_queues_rows_wakes_an_idle_relay(database_url: str) 
     """Rows queued while the relay idles go out at once, not at its next look: here it
     looks once an hour, so only the commit's notification can have woken it."""
     inbox = Inbox(secret=SECRET)
-    port = free_port()
-    stop = asyncio.Event()
-    receiving = asyncio.create_task(serve_receiver(inbox, "127.0.0.1", port, stop))
-    async with schema_of_its_own(database_url, "relay_wake") as pool:
+    async with webhook(inbox) as url, schema_of_its_own(database_url, "relay_wake") as pool:
         config = DeliveryConfig(
-            webhook_url=f"http://127.0.0.1:{port}{PATH}",
+            webhook_url=url,
             secret=SecretStr(SECRET),
             poll_interval=timedelta(hours=1),
         )
@@ -510,8 +520,6 @@ async def test_a_commit_that_queues_rows_wakes_an_idle_relay(database_url: str) 
             ending.set_result(None)
             await rounds
             await relay.close()
-            stop.set()
-            await receiving
 
 
 async def test_a_live_relay_keeps_its_rows_past_the_lease_and_a_dead_ones_go_on(
@@ -521,12 +529,9 @@ async def test_a_live_relay_keeps_its_rows_past_the_lease_and_a_dead_ones_go_on(
     a second relay never sends it too. Then a relay that dies holding a row (it claimed
     it and stopped, as after kill -9) holds it one lease only: another delivers it."""
     inbox = Inbox(secret=SECRET, hold=asyncio.Event())
-    port = free_port()
-    stop = asyncio.Event()
-    receiving = asyncio.create_task(serve_receiver(inbox, "127.0.0.1", port, stop))
-    async with schema_of_its_own(database_url, "relay_lease") as pool:
+    async with webhook(inbox) as url, schema_of_its_own(database_url, "relay_lease") as pool:
         config = DeliveryConfig(
-            webhook_url=f"http://127.0.0.1:{port}{PATH}",
+            webhook_url=url,
             secret=SecretStr(SECRET),
             poll_interval=timedelta(milliseconds=50),
             lease=timedelta(seconds=1),
@@ -583,8 +588,6 @@ async def test_a_live_relay_keeps_its_rows_past_the_lease_and_a_dead_ones_go_on(
             await asyncio.gather(*rounds)
             await first.close()
             await second.close()
-            stop.set()
-            await receiving
 
 
 async def _queue_work_order(store: EventStore) -> str:
