@@ -100,6 +100,9 @@ class DeliveryConfig(BaseModel):
     # bounds how long a dead relay's rows wait, not how long a send may take.
     lease: timedelta = timedelta(seconds=10)
     round: timedelta = ROUND
+    # Delivery activities the relay runs at once; each worker process picks some up, and
+    # they share the outbox through its leases.
+    relays: int = Field(default=1, ge=1, le=16)
 
     @property
     def configured(self) -> bool:

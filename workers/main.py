@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,8 +31,9 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
+    WorkflowExecutionStatus,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 
 from activities import all_activities
@@ -43,7 +45,7 @@ from stores.knowledge import KnowledgeStore
 from stores.policy_store import publish as publish_policy
 from workers.settings import GRACEFUL_SHUTDOWN, ConfigurationError, Settings
 from workflows.policy import ServicePolicy, Weekday
-from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_workflow_id
+from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_lane, relay_workflow_id
 from workflows.review import WeeklyReviewKickoffWorkflow, WeeklyReviewWorkflow
 from workflows.review_contracts import ReviewKickoff
 from workflows.sandbox import workflow_runner
@@ -51,6 +53,38 @@ from workflows.surge import SurgeCheckInput, SurgeCheckWorkflow, SurgeInvestigat
 from workflows.ticket import TicketWorkflow
 
 log = structlog.get_logger(__name__)
+
+
+class Workers:
+    """A worker process's lanes, run and stopped together: the tickets' task queue and,
+    with a relay, the relay's own (`relay_lane`)."""
+
+    def __init__(self, lanes: Sequence[Worker]) -> None:
+        self.lanes = list(lanes)
+        self._open = AsyncExitStack()
+
+    async def run(self) -> None:
+        """Poll every lane until `shutdown`; a lane that fails stops the others."""
+        running = [asyncio.create_task(lane.run()) for lane in self.lanes]
+        try:
+            await asyncio.gather(*running)
+        finally:
+            if not all(task.done() for task in running):
+                await self.shutdown()
+                await asyncio.wait(running)
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(lane.shutdown() for lane in self.lanes if lane.is_running))
+
+    async def __aenter__(self) -> Workers:
+        async with AsyncExitStack() as opening:
+            for lane in self.lanes:
+                await opening.enter_async_context(lane)
+            self._open = opening.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._open.aclose()
 
 
 def build_worker(
@@ -63,29 +97,41 @@ def build_worker(
     models: Path | None = None,
     deployment: WorkerDeploymentConfig | None = None,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
-) -> Worker:
+) -> Workers:
     """The one definition of a ticket worker, shared by the process, the tests and bench.
-    With a `relay`, it also runs the outbox relay's deliveries."""
-    activities = all_activities(pool, policy, models)
+    With a `relay`, it also runs the outbox relay, on the relay's own task queue."""
+    lanes = [
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[
+                TicketWorkflow,
+                SurgeCheckWorkflow,
+                SurgeInvestigationWorkflow,
+                WeeklyReviewKickoffWorkflow,
+                WeeklyReviewWorkflow,
+            ],
+            activities=all_activities(pool, policy, models),
+            workflow_runner=workflow_runner(),
+            interceptors=interceptors,
+            graceful_shutdown_timeout=graceful_shutdown,
+            deployment_config=deployment,
+        )
+    ]
     if relay is not None:
-        activities.append(relay.deliver_due)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[
-            TicketWorkflow,
-            OutboxRelayWorkflow,
-            SurgeCheckWorkflow,
-            SurgeInvestigationWorkflow,
-            WeeklyReviewKickoffWorkflow,
-            WeeklyReviewWorkflow,
-        ],
-        activities=activities,
-        workflow_runner=workflow_runner(),
-        interceptors=interceptors,
-        graceful_shutdown_timeout=graceful_shutdown,
-        deployment_config=deployment,
-    )
+        lanes.append(
+            Worker(
+                client,
+                task_queue=relay_lane(task_queue),
+                workflows=[OutboxRelayWorkflow],
+                activities=[relay.deliver_due],
+                workflow_runner=workflow_runner(),
+                interceptors=interceptors,
+                graceful_shutdown_timeout=graceful_shutdown,
+                deployment_config=deployment,
+            )
+        )
+    return Workers(lanes)
 
 
 def load_templates(settings: Settings) -> MessageTemplates:
@@ -167,15 +213,30 @@ async def _create_or_update(client: Client, schedule_id: str, schedule: Schedule
         await client.get_schedule_handle(schedule_id).update(latest)
 
 
-async def start_relay(client: Client, task_queue: str) -> None:
-    """Start the outbox relay unless it runs already: any number of worker starts leave
-    one relay per task queue."""
+async def start_relay(client: Client, task_queue: str, relays: int = 1) -> None:
+    """Start the outbox relay on its own lane unless it runs already, and tell it how
+    many delivery activities to run: any number of worker starts leave one relay per
+    task queue. A relay left on the tickets' queue by an earlier version is ended first
+    (its activity hands its rows back when its heartbeat hears so)."""
+    workflow_id = relay_workflow_id(task_queue)
+    lane = relay_lane(task_queue)
+    try:
+        running = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+    else:
+        if running.status == WorkflowExecutionStatus.RUNNING and running.task_queue != lane:
+            await client.get_workflow_handle(workflow_id).terminate(
+                "the relay moved to a task queue of its own"
+            )
     await client.start_workflow(
         OutboxRelayWorkflow.run,
-        RelayInput(),
-        id=relay_workflow_id(task_queue),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        RelayInput(relays=relays),
+        id=workflow_id,
+        task_queue=lane,
+        start_signal="resize",
+        start_signal_args=[relays],
         static_summary="delivers every ticket's messages and hand-offs",
     )
 
@@ -194,7 +255,8 @@ async def let_long_workflows_upgrade(client: Client, task_queue: str) -> list[st
     """Set an auto-upgrade override on the running long workflows of the queue; their ids."""
     types = ", ".join(f"'{workflow_type.__name__}'" for workflow_type in AUTO_UPGRADING)
     query = (
-        f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running' AND WorkflowType IN ({types})"
+        f"(TaskQueue = '{task_queue}' OR TaskQueue = '{relay_lane(task_queue)}')"
+        f" AND ExecutionStatus = 'Running' AND WorkflowType IN ({types})"
     )
     moved = []
     async for execution in client.list_workflows(query):
@@ -253,7 +315,7 @@ async def run_worker(
             await ensure_surge_schedule(client, settings.task_queue, settings.policy)
             await ensure_review_schedule(client, settings.task_queue, settings.policy)
             if settings.delivery.configured:
-                await start_relay(client, settings.task_queue)
+                await start_relay(client, settings.task_queue, settings.delivery.relays)
             else:
                 # Nothing is lost: rows wait in the outbox until a destination is set.
                 log.warning(

@@ -25,7 +25,6 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities import DEFAULT_MODELS
 from activities.database import Pool, with_search_path
@@ -35,7 +34,7 @@ from activities.outbox import Outbox, OutboxRow
 from tests.activities.test_delivery import eventually
 from tests.conftest import schema_of_its_own
 from workers.devstack import free_port
-from workers.main import build_worker, review_schedule_id, surge_schedule_id
+from workers.main import Workers, build_worker, review_schedule_id, surge_schedule_id
 from workflows.contracts import Handoff, HandoffFacts, HandoffKind
 from workflows.policy import ServicePolicy
 from workflows.relay import relay_workflow_id
@@ -162,7 +161,7 @@ async def test_a_stopping_worker_leaves_the_relay_and_its_row_to_the_next_worker
             output.append(line.decode(errors="replace"))
 
     reading = asyncio.create_task(read_output())
-    second_worker: Worker | None = None
+    second_worker: Workers | None = None
     second: asyncio.Task[None] | None = None
     relay: OutboxRelay | None = None
     try:

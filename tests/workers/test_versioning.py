@@ -15,11 +15,10 @@ from temporalio.client import Client
 from temporalio.common import VersioningBehavior
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.database import Pool
 from api.client import TicketClient
-from workers.main import build_worker, let_long_workflows_upgrade
+from workers.main import Workers, build_worker, let_long_workflows_upgrade
 from workers.settings import DeploymentSettings
 from workers.upgrade_check import UnknownBuild, build_started, tickets_started_before
 from workflows.contracts import Close, Intake, Respond
@@ -91,7 +90,7 @@ async def builds_of(client: Client, ticket_id: str) -> list[str]:
 
 def versioned_worker(
     env: WorkflowEnvironment, queue: str, pool: Pool, deployment: str, build_id: str
-) -> Worker:
+) -> Workers:
     config = DeploymentSettings(name=deployment, build_id=build_id).worker_config()
     return build_worker(env.client, queue, pool, ServicePolicy(), deployment=config)
 

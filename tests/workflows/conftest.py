@@ -23,7 +23,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor
 
 from activities.delivery import words_of
 from activities.messages import MessageTemplates
@@ -31,7 +31,7 @@ from api.client import ActionRejected, OpenedTicket, TicketClient
 from tests.codec_keys import CONVERTER
 from workers.cluster import register_search_attributes
 from workers.devspec import DevServerSpec
-from workers.main import build_worker
+from workers.main import Workers, build_worker
 from workflows.contracts import Intake, Resolve, TicketAction, TicketOutcome
 from workflows.policy import ServicePolicy
 from workflows.primitives import Actor, ContextSnapshot
@@ -202,7 +202,7 @@ DeskFactory = Callable[..., Awaitable[Desk]]
 
 @contextlib.asynccontextmanager
 async def _desks(env: WorkflowEnvironment, pool: asyncpg.Pool) -> AsyncIterator[DeskFactory]:
-    workers: list[Worker] = []
+    workers: list[Workers] = []
     runs: list[asyncio.Task[None]] = []
     desks: list[Desk] = []
 

@@ -21,14 +21,14 @@ from temporalio.client import (
     WorkflowHistory,
 )
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from activities.database import Pool
 from activities.delivery import DeliveryConfig, OutboxRelay, words_of
 from activities.messages import MessageTemplates
 from tests.codec_keys import CONVERTER
 from tests.conftest import schema_of_its_own
-from workers.main import build_worker, ensure_surge_schedule, surge_schedule_id
+from workers.main import Workers, build_worker, ensure_surge_schedule, surge_schedule_id
 from workflows import search_attributes as sa
 from workflows.contracts import DeliveryFailure
 from workflows.policy import ServicePolicy, SurgePolicy, is_surge, rise_p_value
@@ -138,7 +138,7 @@ async def test_one_investigation_per_problem_naming_the_category_its_topic_expla
     for topic in ("order", "refund", "membership"):
         await opened(counted, "account_security", topic, 8, hours_ago=30)
         await opened(counted, "account_security", topic, 14, hours_ago=2)
-    worker: Worker = build_worker(client, task_queue, counted, POLICY)
+    worker: Workers = build_worker(client, task_queue, counted, POLICY)
     async with worker:
         checked = await check(client, task_queue, POLICY)
         first = await checked.result()
@@ -193,7 +193,7 @@ async def test_an_alert_that_cannot_be_delivered_tells_the_supervisors(
     # The check's policy convenes a team this worker has no address for: its alert can
     # never be delivered.
     policy = POLICY.model_copy(update={"emergency_group": ["tech", "night-desk"]})
-    worker: Worker = build_worker(client, task_queue, counted, POLICY)
+    worker: Workers = build_worker(client, task_queue, counted, POLICY)
     relay = OutboxRelay(counted, POLICY, MessageTemplates.load(), DeliveryConfig(), client)
     async with worker:
         [opened_id] = await (await check(client, task_queue, policy)).result()
