@@ -168,6 +168,7 @@ async def start_worker_process(
     name: str,
     log_level: str,
     bytecode_cache: bool = True,
+    relay: tuple[str, str] | None = None,
 ) -> WorkerProcess:
     """`python -m bench.worker_process`: the real ticket worker and the twin's worker.
 
@@ -176,12 +177,15 @@ async def start_worker_process(
     on install); an editable install under PYTHONDONTWRITEBYTECODE=1 has none and
     compiles workflows/ticket.py from source each time. `bytecode_cache` gives the
     worker a bytecode cache in the run's directory, as installed code has.
+    With `relay` (a receiver's URL and secret), the worker runs the outbox relay too.
     """
     ready = work_dir / f"{name}.ready"
     env = {**os.environ, "BENCH_DATABASE_URL": database_url}
     if bytecode_cache:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
+    if relay is not None:
+        env["BENCH_RELAY_URL"], env["BENCH_RELAY_SECRET"] = relay
     log_path = work_dir / f"{name}.log"
     log_file: IO[bytes] = log_path.open("wb")
     try:

@@ -19,6 +19,9 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.database import Pool
+from bench.herd_twin import HerdTwinRows
+
 EFFECT = "twin_effect"
 APPEND = "twin_append"
 # Longer than any bench run: like a ticket's deadlines, the timer never fires here.
@@ -61,14 +64,16 @@ async def twin_append(step: int) -> None:
     return None
 
 
-def build_twin_worker(client: Client, task_queue: str) -> Worker:
-    """Worker defaults, like the ticket worker's (which only adds pass-through modules)."""
+def build_twin_worker(client: Client, task_queue: str, pool: Pool) -> Worker:
+    """Worker defaults, like the ticket worker's (which only adds pass-through modules).
+    It also runs the herd's twin (bench/herd_twin.py)."""
+    from bench.herd_twin_workflow import HerdTwinWorkflow
     from bench.twin_workflow import TwinWorkflow
 
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TwinWorkflow],
-        activities=[twin_effect, twin_append],
+        workflows=[TwinWorkflow, HerdTwinWorkflow],
+        activities=[twin_effect, twin_append, HerdTwinRows(pool).write],
         graceful_shutdown_timeout=timedelta(seconds=5),
     )

@@ -14,11 +14,16 @@ import os
 import signal
 from pathlib import Path
 
-from activities.database import create_pool
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from activities.database import Pool, create_pool
+from activities.delivery import DeliveryConfig, OutboxRelay
+from activities.messages import MessageTemplates
 from bench.infra import connect
 from bench.twin import build_twin_worker
 from workers.logging import configure_logging
-from workers.main import build_worker
+from workers.main import build_worker, start_relay
 from workflows.policy import ServicePolicy
 
 
@@ -29,15 +34,32 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     client = await connect(args.target, args.namespace)
     pool = await create_pool(os.environ["BENCH_DATABASE_URL"])
+    relay: OutboxRelay | None = None
     try:
         # The policy here only routes hand-offs; each ticket carries its own in its input.
-        tickets = build_worker(client, args.ticket_queue, pool, ServicePolicy())
-        twins = build_twin_worker(client, args.twin_queue)
+        policy = ServicePolicy()
+        relay = _relay(pool, policy, client)
+        tickets = build_worker(client, args.ticket_queue, pool, policy, relay=relay)
+        twins = build_twin_worker(client, args.twin_queue, pool)
         async with tickets, twins:
+            if relay is not None:
+                await start_relay(client, args.ticket_queue)
             await asyncio.to_thread(Path(args.ready_file).write_text, str(os.getpid()))
             await stop.wait()
     finally:
+        if relay is not None:
+            await relay.close()
         await pool.close()
+
+
+def _relay(pool: Pool, policy: ServicePolicy, client: Client) -> OutboxRelay | None:
+    """The worker's relay, as `ticketflow worker` runs it, when the bench gives a
+    receiver (BENCH_RELAY_URL, signed with BENCH_RELAY_SECRET)."""
+    url = os.environ.get("BENCH_RELAY_URL")
+    if not url:
+        return None
+    config = DeliveryConfig(webhook_url=url, secret=SecretStr(os.environ["BENCH_RELAY_SECRET"]))
+    return OutboxRelay(pool, policy, MessageTemplates.load(), config, client)
 
 
 def main() -> None:
