@@ -50,6 +50,7 @@ from workers.devstack import free_port
 from workers.logging import configure_logging
 from workers.receiver import PATH as RECEIVER_PATH
 from workers.receiver import Inbox, serve_receiver
+from workers.settings import STICKY_CACHE
 from workflows.policy import ServicePolicy
 
 TICKET_QUEUE = "bench-tickets"
@@ -200,7 +201,9 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
             args.worker_log_level,
             bytecode_cache=not args.no_bytecode_cache,
             relay=relay,
+            sticky_cache=args.sticky_cache,
         )
+        report.facts["sticky_cache"] = args.sticky_cache
         report.facts["worker_bytecode_cache"] = not args.no_bytecode_cache
         stack.push_async_callback(worker.stop)
         client = server.client
@@ -736,6 +739,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run the worker without a bytecode cache (as an editable install under "
         "PYTHONDONTWRITEBYTECODE=1 does)",
+    )
+    parser.add_argument(
+        "--sticky-cache",
+        type=int,
+        default=STICKY_CACHE,
+        help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, the SDK's)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument(

@@ -29,6 +29,7 @@ from activities.database import schema_for_run
 from workers.codec import StaticKeys, data_converter
 from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
 from workers.devstack import TemporalDevServer, free_port, log_tail, stop_process
+from workers.settings import STICKY_CACHE
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -169,6 +170,7 @@ async def start_worker_process(
     log_level: str,
     bytecode_cache: bool = True,
     relay: tuple[str, str] | None = None,
+    sticky_cache: int = STICKY_CACHE,
 ) -> WorkerProcess:
     """`python -m bench.worker_process`: the real ticket worker and the twin's worker.
 
@@ -178,6 +180,7 @@ async def start_worker_process(
     compiles workflows/ticket.py from source each time. `bytecode_cache` gives the
     worker a bytecode cache in the run's directory, as installed code has.
     With `relay` (a receiver's URL and secret), the worker runs the outbox relay too.
+    `sticky_cache` is both workers' max_cached_workflows.
     """
     ready = work_dir / f"{name}.ready"
     env = {**os.environ, "BENCH_DATABASE_URL": database_url}
@@ -205,6 +208,8 @@ async def start_worker_process(
             str(ready),
             "--log-level",
             log_level,
+            "--sticky-cache",
+            str(sticky_cache),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,

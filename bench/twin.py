@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities.database import Pool
 from bench.herd_twin import HerdTwinRows
+from workers.settings import STICKY_CACHE
 
 EFFECT = "twin_effect"
 APPEND = "twin_append"
@@ -64,7 +65,9 @@ async def twin_append(step: int) -> None:
     return None
 
 
-def build_twin_worker(client: Client, task_queue: str, pool: Pool) -> Worker:
+def build_twin_worker(
+    client: Client, task_queue: str, pool: Pool, sticky_cache: int = STICKY_CACHE
+) -> Worker:
     """Worker defaults, like the ticket worker's (which only adds pass-through modules).
     It also runs the herd's twin (bench/herd_twin.py)."""
     from bench.herd_twin_workflow import HerdTwinWorkflow
@@ -76,4 +79,5 @@ def build_twin_worker(client: Client, task_queue: str, pool: Pool) -> Worker:
         workflows=[TwinWorkflow, HerdTwinWorkflow],
         activities=[twin_effect, twin_append, HerdTwinRows(pool).write],
         graceful_shutdown_timeout=timedelta(seconds=5),
+        max_cached_workflows=sticky_cache,
     )

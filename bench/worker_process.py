@@ -24,6 +24,7 @@ from bench.infra import connect
 from bench.twin import build_twin_worker
 from workers.logging import configure_logging
 from workers.main import build_worker, start_relay
+from workers.settings import STICKY_CACHE
 from workflows.policy import ServicePolicy
 
 
@@ -39,8 +40,10 @@ async def serve(args: argparse.Namespace) -> None:
         # The policy here only routes hand-offs; each ticket carries its own in its input.
         policy = ServicePolicy()
         relay = _relay(pool, policy, client)
-        tickets = build_worker(client, args.ticket_queue, pool, policy, relay=relay)
-        twins = build_twin_worker(client, args.twin_queue, pool)
+        tickets = build_worker(
+            client, args.ticket_queue, pool, policy, relay=relay, sticky_cache=args.sticky_cache
+        )
+        twins = build_twin_worker(client, args.twin_queue, pool, args.sticky_cache)
         async with tickets, twins:
             if relay is not None:
                 await start_relay(client, args.ticket_queue)
@@ -70,6 +73,7 @@ def main() -> None:
     parser.add_argument("--twin-queue", required=True)
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--sticky-cache", type=int, default=STICKY_CACHE)
     args = parser.parse_args()
     configure_logging(args.log_level)
     asyncio.run(serve(args))

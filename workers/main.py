@@ -43,7 +43,7 @@ from activities.delivery import OutboxRelay
 from activities.messages import MessageTemplates, TemplateError
 from stores.knowledge import KnowledgeStore
 from stores.policy_store import publish as publish_policy
-from workers.settings import GRACEFUL_SHUTDOWN, ConfigurationError, Settings
+from workers.settings import GRACEFUL_SHUTDOWN, STICKY_CACHE, ConfigurationError, Settings
 from workflows.policy import ServicePolicy, Weekday
 from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_lane, relay_workflow_id
 from workflows.review import WeeklyReviewKickoffWorkflow, WeeklyReviewWorkflow
@@ -97,6 +97,7 @@ def build_worker(
     models: Path | None = None,
     deployment: WorkerDeploymentConfig | None = None,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+    sticky_cache: int = STICKY_CACHE,
 ) -> Workers:
     """The one definition of a ticket worker, shared by the process, the tests and bench.
     With a `relay`, it also runs the outbox relay, on the relay's own task queue."""
@@ -116,6 +117,7 @@ def build_worker(
             interceptors=interceptors,
             graceful_shutdown_timeout=graceful_shutdown,
             deployment_config=deployment,
+            max_cached_workflows=sticky_cache,
         )
     ]
     if relay is not None:
@@ -302,6 +304,7 @@ async def run_worker(
             models=settings.data_dir / "models",
             deployment=settings.deployment.worker_config(),
             graceful_shutdown=settings.graceful_shutdown,
+            sticky_cache=settings.sticky_cache,
         )
         log.info(
             "worker started",

@@ -42,6 +42,8 @@ from workflows.vocabulary import Priority
 
 ENV_PREFIX = "TICKETFLOW_"
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+# The SDK's default for max_cached_workflows (see Settings.sticky_cache).
+STICKY_CACHE = 1000
 
 
 class DeploymentSettings(BaseModel):
@@ -107,6 +109,11 @@ class Settings(BaseSettings):
     prometheus_bind: str | None = Field(
         default=None, description="host:port for the SDK's Prometheus endpoint, e.g. 0.0.0.0:9464"
     )
+    # Workflows the worker keeps in memory between their tasks (the SDK's
+    # max_cached_workflows). One it does not keep is rebuilt from its history at its next
+    # task, in a fresh sandbox: when thousands of tickets wake at 10:00, most of a herd
+    # larger than this is rebuilt. docs/scaling.md gives its memory per ticket.
+    sticky_cache: int = Field(default=STICKY_CACHE, ge=0)
     # How long a stopping worker lets its activities finish before cancelling them: long
     # enough for an in-flight PostgreSQL write; activities are idempotent, so one cut off
     # later is retried by the next worker. The outbox relay does not wait for it.
