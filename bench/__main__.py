@@ -227,7 +227,7 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
 
         say("calibrating the twin from a real ticket's history")
         calibration = await lifecycle.calibrate(
-            tickets, TWIN_QUEUE, f"bench-{token}-calibration", f"twin-{token}-calibration"
+            tickets, pool, TWIN_QUEUE, f"bench-{token}-calibration", f"twin-{token}-calibration"
         )
         report.facts["twin_plan"] = calibration.plan.model_dump()
         report.facts["history_counts"] = {

@@ -11,6 +11,7 @@ measured from the ticket of this very checkout, not written down once and left t
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,21 +22,27 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from activities.database import Pool
+from activities.event_store import EventStore
+from activities.outbox import CUSTOMER_MESSAGE_PREFIX, Outbox
 from api.client import TicketClient
 from bench.twin import APPEND, TwinPlan, TwinStep
 from bench.twin_workflow import TwinWorkflow
 from workflows.classification import classify_intake
 from workflows.contracts import (
     Classify,
+    CustomerMessage,
     CustomerReply,
     Dispatch,
     EventBatch,
+    Handoff,
     Intake,
     PostProgress,
     Resolve,
     Respond,
     TicketAction,
 )
+from workflows.policy import ServicePolicy
 from workflows.primitives import Actor, ContextSnapshot
 from workflows.vocabulary import Channel, CustomerReplyKind, Priority, ResultKind, Role, Tier
 
@@ -242,6 +249,7 @@ def idle_waiter(client: Client, timeout: float = 30.0) -> Settle:
 
 
 APPENDS = frozenset({"append_events", APPEND})
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 @dataclass(frozen=True)
@@ -298,18 +306,62 @@ async def _segments(
     segments: list[Segment] = []
     start = 0
     for end in bounds:
-        names = [
-            event.activity_task_scheduled_event_attributes.activity_type.name
-            for event in events[start:end]
-            if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        ]
+        names = activities_run(events[start:end])
         appends = sum(1 for name in names if name in APPENDS)
         segments.append(Segment(effects=len(names) - appends, appends=appends))
         start = end
     return workflow_id, segments, events
 
 
-async def calibrate(tickets: TicketClient, twin_queue: str, key: str, twin_id: str) -> Calibration:
+def activities_run(events: Sequence[HistoryEvent]) -> list[str]:
+    """The activity types these events ran: scheduled ones, and the appends a ticket runs
+    as local activities (their markers); its classification at intake, also local, is
+    work in the workflow task rather than a step's effect."""
+    names = []
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            names.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            attributes = event.marker_recorded_event_attributes
+            if attributes.marker_name == LOCAL_ACTIVITY_MARKER:
+                [data] = attributes.details["data"].payloads
+                if json.loads(data.data).get("activity_type") == "append_events":
+                    names.append("append_events")
+    return names
+
+
+async def stored_batches(pool: Pool, ticket_id: str) -> list[EventBatch]:
+    """The ticket's appends as they reached the event store: its events grouped by the
+    transaction that wrote them, with the messages and hand-offs queued beside them.
+    (A local activity's input is not in the history, so the store is what tells.)"""
+    events = await EventStore(pool, Outbox(pool, ServicePolicy())).events(ticket_id)
+    written = await pool.fetch(
+        "SELECT seq, transaction_id::text AS tx FROM ticket_events WHERE ticket_id = $1",
+        ticket_id,
+    )
+    transaction = {row["seq"]: row["tx"] for row in written}
+    batches: dict[str, EventBatch] = {}
+    for event in events:
+        tx = transaction[event.seq]
+        batches.setdefault(tx, EventBatch(ticket_id=ticket_id, events=[])).events.append(event)
+    rows = await pool.fetch(
+        "SELECT kind, payload FROM outbox WHERE ticket_id = $1 ORDER BY id", ticket_id
+    )
+    handed: set[str] = set()
+    for row in rows:
+        payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]
+        batch = batches[transaction[payload["event_seq"]]]
+        if row["kind"].startswith(CUSTOMER_MESSAGE_PREFIX):
+            batch.messages.append(CustomerMessage.model_validate(payload))
+        elif payload["dedupe_key"] not in handed:  # one row per recipient of a hand-off
+            handed.add(payload["dedupe_key"])
+            batch.handoffs.append(Handoff.model_validate(payload))
+    return list(batches.values())
+
+
+async def calibrate(
+    tickets: TicketClient, pool: Pool, twin_queue: str, key: str, twin_id: str
+) -> Calibration:
     client = tickets.temporal
     ticket_id, segments, events = await _segments(
         client, lambda settle: ticket_lifecycle(tickets, key, STANDARD, settle=settle)
@@ -319,16 +371,7 @@ async def calibrate(tickets: TicketClient, twin_queue: str, key: str, twin_id: s
         client,
         lambda settle: twin_lifecycle(client, twin_queue, plan, twin_id, STANDARD, settle=settle),
     )
-    batches: list[EventBatch] = []
-    for event in events:
-        if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            continue
-        attributes = event.activity_task_scheduled_event_attributes
-        if attributes.activity_type.name == "append_events":
-            [batch] = await client.data_converter.decode(
-                list(attributes.input.payloads), [EventBatch]
-            )
-            batches.append(batch)
+    batches = await stored_batches(pool, ticket_id)
     return Calibration(
         ticket_id=ticket_id,
         twin_id=twin_id,

@@ -158,6 +158,12 @@ SAVED = {path.stem: path.read_text() for path in sorted(HISTORIES.glob("*.json")
 
 
 PATCH_MARKERS = ("every-reply-recorded", "sla-calendar", "model-classification")
+APPENDED_LOCALLY = "append-as-local-activity"
+
+
+def _appends_scheduled(text: str) -> bool:
+    """Whether a saved run scheduled its appends as activities (their inputs in history)."""
+    return f'"name": "{APPEND_EVENTS}"' in text
 
 
 def patch_markers(history: WorkflowHistory) -> list[tuple[str, bool]]:
@@ -188,6 +194,15 @@ def test_histories_are_saved() -> None:
         # Both classify inside a workflow task: a local activity's marker.
         assert '"core_local_activity"' in SAVED[name]
         assert '"core_local_activity"' in SAVED[before]
+        # Today's runs append as local activities; runs recorded before the patch (still
+        # open when their worker upgrades) go on appending as activities.
+        assert (APPENDED_LOCALLY, False) in today
+        earlier = f"{name}.activity_appends"
+        assert APPENDED_LOCALLY not in {
+            marker
+            for marker, _ in patch_markers(WorkflowHistory.from_json(earlier, SAVED[earlier]))
+        }
+        assert _appends_scheduled(SAVED[earlier]) and not _appends_scheduled(SAVED[name])
     # Runs from before any of the ticket's patches are gone with their branches.
     assert not [name for name in SAVED if ".before_" in name or "one_by_one" in name]
     for folder in ("relay", "review", "surge"):
@@ -241,7 +256,9 @@ async def _stored_by_history(history: WorkflowHistory) -> list[tuple[int, str]]:
     return stored
 
 
-@pytest.mark.parametrize("name", sorted(SAVED))
+# Runs whose appends were activities carry each batch in their history; a local
+# activity's input is not recorded, and such runs are replayed above.
+@pytest.mark.parametrize("name", sorted(n for n in SAVED if _appends_scheduled(SAVED[n])))
 async def test_replay_numbers_events_as_the_recorded_run_did(name: str) -> None:
     """Commands alone do not show it: a run that upgrades mid-way must go on numbering its
     events as it did, or its next appends leave gaps (or collide) in the event store."""
