@@ -219,13 +219,6 @@ class Fleet:
             found.append({identity_pid(p.identity) or 0 for p in described.pollers})
         return found[0] & found[1]
 
-    async def two_workers(self) -> None:
-        """Two live workers, polling: one killed by a test before is replaced."""
-        self.workers = [w for w in self.workers if w.alive]
-        while len(self.workers) < 2:
-            await self.start_worker()
-        await self.until_workers_poll()
-
     async def until_workers_poll(self) -> None:
         live = {w.pid for w in self.workers if w.alive}
         polling = await eventually(self.polling, lambda pids: live <= pids, within=START_WITHIN)
@@ -474,7 +467,6 @@ async def test_kill_9_of_a_worker_mid_run_loses_and_doubles_nothing(fleet: Fleet
     tickets only). The dead worker's workflow tasks, activities and relay round time out
     and the other worker carries them on; clients resend what was refused with 503 under
     the same ids, as the API asks them to."""
-    await fleet.two_workers()
     relay = await eventually(fleet.relay_runner, lambda pid: pid is not None)
     killed = next((w for w in fleet.workers if w.pid == relay), None)
     assert killed is not None, f"the relay runs in {relay}\n{fleet.tails()}"
