@@ -270,43 +270,48 @@ class Fleet:
                 return response.json()
             await asyncio.sleep(0.2)
 
-    async def step(self, api: int, ticket_id: str | None, name: str) -> str:
-        """One step of the lifecycle through API `api`; the ticket's id."""
-        action = {"action_id": f"{name}-{uuid.uuid4()}"}
-        if name == "open":
-            key = f"two-of-all-{uuid.uuid4()}"
-            opened = await self.post(
-                api, "/v1/tickets", intake(), "backend", **{"Idempotency-Key": key}
-            )
-            return str(opened["ticket_id"])
-        assert ticket_id is not None
+    async def step(self, api: int, ticket_id: str | None, name: str, twice: bool) -> str:
+        """One step of the lifecycle through API `api` (`twice`: through both at once, as a
+        client resending through a load balancer does); the ticket's id."""
         at = f"/v1/tickets/{ticket_id}"
-        if name == "assign":
-            await self.post(api, f"{at}/assignment", {**action, "agent_id": "agent-7"}, "agent")
+        action = {"action_id": f"{name}-{uuid.uuid4()}"}
+        headers: dict[str, str] = {}
+        if name == "open":
+            path, body, role = "/v1/tickets", intake(), "backend"
+            headers["Idempotency-Key"] = f"two-of-all-{uuid.uuid4()}"
+        elif name == "assign":
+            path, body, role = f"{at}/assignment", {**action, "agent_id": "agent-7"}, "agent"
         elif name == "respond":
+            path, role = f"{at}/responses", "agent"
             body = {**action, "message": "已收到, 正在为您查询续费方式"}
-            await self.post(api, f"{at}/responses", body, "agent")
         elif name == "resolve":
+            path, role = f"{at}/resolution", "agent"
             body = {
                 **action,
                 "result_kind": "suggestion",
                 "message": "在“我的-会员”页点续费即可",
                 "root_cause": "咨询-会员",
             }
-            await self.post(api, f"{at}/resolution", body, "agent")
-        elif name == "csat":
-            reply = {"reply_id": f"csat-{uuid.uuid4()}", "kind": "csat", "score": 5}
-            await self.post(api, f"{at}/customer-replies", reply, "backend")
-        elif name == "solved":
-            reply = {"reply_id": f"solved-{uuid.uuid4()}", "kind": "solved"}
-            await self.post(api, f"{at}/customer-replies", reply, "backend")
-        return ticket_id
+        else:  # the customer's answers, on their channel
+            path, role = f"{at}/customer-replies", "backend"
+            body = {"reply_id": f"{name}-{uuid.uuid4()}", "kind": name}
+            if name == "csat":
+                body["score"] = 5
+        sent = [self.post(api + n, path, body, role, **headers) for n in range(2 if twice else 1)]
+        answers = await asyncio.gather(*sent)
+        assert len({a["ticket_id"] for a in answers}) == 1, answers
+        return str(answers[0]["ticket_id"])
 
     async def lifecycle(
-        self, first_api: int, moving: bool = False, done: Callable[[], None] = lambda: None
+        self,
+        first_api: int,
+        moving: bool = False,
+        twice: bool = False,
+        done: Callable[[], None] = lambda: None,
     ) -> str:
         """A ticket from intake to closed, each step through the other API than the one
-        before it; `moving`, each step's workflow task off the worker that ran the last."""
+        before it (`twice`: each through both at once); `moving`, each step's workflow
+        task off the worker that ran the step before."""
         ticket_id: str | None = None
         for number, name in enumerate(STEPS):
             if moving and ticket_id is not None:
@@ -316,7 +321,7 @@ class Fleet:
                         execution=WorkflowExecution(workflow_id=ticket_id),
                     )
                 )
-            ticket_id = await self.step(first_api + number, ticket_id, name)
+            ticket_id = await self.step(first_api + number, ticket_id, name, twice)
             done()
         assert ticket_id is not None
         return ticket_id
@@ -450,8 +455,11 @@ async def _clean_up(client: Client, task_queue: str) -> None:
 async def test_a_lifecycle_completes_whichever_process_serves_each_step(fleet: Fleet) -> None:
     """Each step goes to whichever worker polls first: before every step the ticket's
     sticky queue is reset, as the server does when the worker that last ran it stops
-    answering, so the step is rebuilt from history by either process."""
-    tickets = await asyncio.gather(*(fleet.lifecycle(n, moving=True) for n in range(6)))
+    answering, so the step is rebuilt from history by either process. Half the tickets
+    get every request through both APIs at once, under one id: applied once."""
+    tickets = await asyncio.gather(
+        *(fleet.lifecycle(n, moving=True, twice=n % 2 == 1) for n in range(6))
+    )
 
     await fleet.nothing_lost_or_doubled(tickets, copies=1)
     served = await asyncio.gather(*(fleet.served_by(t) for t in tickets))
