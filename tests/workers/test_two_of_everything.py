@@ -256,15 +256,18 @@ class Fleet:
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
-    async def post(self, api: int, path: str, body: Any, role: str, **headers: str) -> Any:
-        """POST through API `api`; a 503 (Temporal slower than the API waits, as while a
-        killed worker's tasks time out) is sent again as it was, as a client does: the
-        same action id, reply id or idempotency key, applied once."""
+    async def send(self, api: int, path: str, role: str, body: Any = None, **headers: str) -> Any:
+        """POST `body` (GET without one) through API `api`. A 503 (Temporal slower than
+        the API waits, as while a killed worker's tasks time out) is sent again as it
+        was, as a client does: the same action id, reply id or idempotency key, applied
+        once."""
         url = self.apis[api % len(self.apis)] + path
+        headers = {**self.auth(role), **headers}
         while True:
-            response = await self.http.post(
-                url, json=body, headers={**self.auth(role), **headers}, timeout=60
-            )
+            if body is None:
+                response = await self.http.get(url, headers=headers, timeout=60)
+            else:
+                response = await self.http.post(url, json=body, headers=headers, timeout=60)
             if response.status_code != 503:
                 assert response.status_code < 300, (path, response.status_code, response.text)
                 return response.json()
@@ -297,7 +300,7 @@ class Fleet:
             body = {"reply_id": f"{name}-{uuid.uuid4()}", "kind": name}
             if name == "csat":
                 body["score"] = 5
-        sent = [self.post(api + n, path, body, role, **headers) for n in range(2 if twice else 1)]
+        sent = [self.send(api + n, path, role, body, **headers) for n in range(2 if twice else 1)]
         answers = await asyncio.gather(*sent)
         assert len({a["ticket_id"] for a in answers}) == 1, answers
         return str(answers[0]["ticket_id"])
@@ -329,11 +332,7 @@ class Fleet:
     # ------------------------------------------------------------ what was recorded
 
     async def view(self, ticket_id: str) -> dict[str, Any]:
-        response = await self.http.get(
-            f"{self.apis[0]}/v1/tickets/{ticket_id}", headers=self.auth("agent"), timeout=60
-        )
-        assert response.status_code == 200, response.text
-        view: dict[str, Any] = response.json()
+        view: dict[str, Any] = await self.send(0, f"/v1/tickets/{ticket_id}", "agent")
         return view
 
     async def events(self, ticket_id: str) -> list[str]:
