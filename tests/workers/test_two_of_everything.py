@@ -18,13 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,18 +36,17 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities import DEFAULT_MODELS
 from activities.database import Pool, with_search_path
 from api.access import hash_key, new_key
 from tests.activities.test_delivery import eventually, webhook
 from tests.api.conftest import intake
 from tests.conftest import schema_of_its_own
+from tests.workers.conftest import Running, spawn_ticketflow, ticketflow_env
 from workers.devstack import free_port
 from workers.main import review_schedule_id, surge_schedule_id
 from workers.receiver import Inbox
 from workflows.relay import relay_workflow_id
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "two-of-all-secret-" + "t" * 16
 ROLES = ("backend", "agent")
 # Long enough for a worker process to start (imports, migrations, the classifier), and
@@ -93,64 +88,6 @@ DELIVERIES = [
 # ---------------------------------------------------------------- processes
 
 
-@dataclass
-class Running:
-    """A `ticketflow` process of this module's, its output kept for failure messages."""
-
-    name: str
-    process: asyncio.subprocess.Process
-    output: list[str] = field(default_factory=list)
-    reading: asyncio.Task[None] | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process.returncode is None
-
-    def tail(self) -> str:
-        return f"--- {self.name} (pid {self.pid}) ---\n" + "".join(self.output[-30:])
-
-    async def kill_9(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def end(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), timeout=60)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        if self.reading is not None:
-            await self.reading
-
-
-async def spawn(name: str, command: str, env: dict[str, str]) -> Running:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "workers.cli",
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    running = Running(name, process)
-
-    async def read() -> None:  # a full pipe would block the process's logging
-        assert process.stdout is not None
-        async for line in process.stdout:
-            running.output.append(line.decode(errors="replace"))
-
-    running.reading = asyncio.create_task(read())
-    return running
-
-
 def identity_pid(identity: str) -> int | None:
     """The process id in the SDK's default worker identity, `<pid>@<host>`."""
     head = identity.partition("@")[0]
@@ -177,7 +114,7 @@ class Fleet:
         return "\n".join(p.tail() for p in self.processes)
 
     async def start_worker(self) -> Running:
-        worker = await spawn(f"worker {len(self.workers) + 1}", "worker", self.env)
+        worker = await spawn_ticketflow(f"worker {len(self.workers) + 1}", "worker", self.env)
         self.processes.append(worker)
         self.workers.append(worker)
         return worker
@@ -185,7 +122,7 @@ class Fleet:
     async def start_api(self) -> str:
         port = free_port()
         env = {**self.env, "TICKETFLOW_API__PORT": str(port)}
-        self.processes.append(await spawn(f"api {len(self.apis) + 1}", "api", env))
+        self.processes.append(await spawn_ticketflow(f"api {len(self.apis) + 1}", "api", env))
         url = f"http://127.0.0.1:{port}"
         self.apis.append(url)
         return url
@@ -408,21 +345,15 @@ async def fleet(
         httpx.AsyncClient() as http,
     ):
         schema = await pool.fetchval("SELECT current_schema()")
-        data_dir = tmp_path_factory.mktemp("two-of-all")
-        (data_dir / "models").symlink_to((ROOT / DEFAULT_MODELS).resolve())
-        env = {
-            **os.environ,
-            "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-            "TEMPORAL_NAMESPACE": dev_env.client.namespace,
-            "DATABASE_URL": with_search_path(database_url, schema),
-            "TICKETFLOW_TASK_QUEUE": task_queue,
-            "TICKETFLOW_DATA_DIR": str(data_dir),
-            "TICKETFLOW_DELIVERY__WEBHOOK_URL": url,
-            "TICKETFLOW_DELIVERY__SECRET": SECRET,
-            "TICKETFLOW_API__KEYS": json.dumps(entries),
-        }
-        for name in ("TEMPORAL_PROFILE", "TEMPORAL_API_KEY", "TEMPORAL_CONFIG_FILE"):
-            env.pop(name, None)
+        env = ticketflow_env(
+            dev_env,
+            with_search_path(database_url, schema),
+            task_queue,
+            tmp_path_factory.mktemp("two-of-all"),
+            TICKETFLOW_DELIVERY__WEBHOOK_URL=url,
+            TICKETFLOW_DELIVERY__SECRET=SECRET,
+            TICKETFLOW_API__KEYS=json.dumps(entries),
+        )
         fleet = Fleet(dev_env.client, task_queue, pool, inbox, env, keys, http)
         try:
             await asyncio.gather(
