@@ -7,10 +7,11 @@ environment, against the session's dev server and a schema of this module's own 
 relay delivers every due row it sees). Deliveries go to the dev receiver
 (`workers.receiver`), which keeps one copy per `Idempotency-Key` and counts the rest.
 
-Tickets are opened through one API and acted on through the other and back; a ticket's
-workflow tasks and activities go to whichever worker polls first. Then, with a batch in
-the middle of its lifecycle, one worker is killed with SIGKILL: the other carries every
-ticket to its end, every event is recorded once and every message delivered once.
+Tickets are opened through one API and acted on through the other and back, and each
+step's workflow task and activities go to whichever worker polls first. Then, with a
+batch in the middle of its lifecycle, the worker whose relay is delivering is killed
+with SIGKILL: the other carries every ticket and the deliveries to their end. Each time,
+every event is recorded once and every message delivered once.
 """
 
 from __future__ import annotations
@@ -85,16 +86,13 @@ DELIVERIES = [
 ]
 
 
-# ---------------------------------------------------------------- processes
+# ---------------------------------------------------------------- the fleet
 
 
 def identity_pid(identity: str) -> int | None:
     """The process id in the SDK's default worker identity, `<pid>@<host>`."""
     head = identity.partition("@")[0]
     return int(head) if head.isdigit() else None
-
-
-# ---------------------------------------------------------------- the fleet
 
 
 @dataclass
