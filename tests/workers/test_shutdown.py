@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import uuid
@@ -26,13 +25,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from activities import DEFAULT_MODELS
 from activities.database import Pool, with_search_path
 from activities.delivery import DeliveryConfig, OutboxRelay
 from activities.messages import MessageTemplates
 from activities.outbox import Outbox, OutboxRow
 from tests.activities.test_delivery import eventually
 from tests.conftest import schema_of_its_own
+from tests.workers.conftest import ROOT, spawn_ticketflow, ticketflow_env
 from workers.devstack import free_port
 from workers.main import Workers, build_worker, review_schedule_id, surge_schedule_id
 from workflows.contracts import Handoff, HandoffFacts, HandoffKind
@@ -40,7 +39,6 @@ from workflows.policy import ServicePolicy
 from workflows.relay import relay_workflow_id
 from workflows.vocabulary import Priority
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "shutdown-secret-" + "s" * 16
 # Long, so that waiting it out cannot pass for stopping promptly: the worker must be gone
 # in a fraction of it, and the row back in a fraction of its lease.
@@ -125,42 +123,18 @@ async def test_a_stopping_worker_leaves_the_relay_and_its_row_to_the_next_worker
         ticket_id,
         [OutboxRow(key, "work_order", "queue://tech", order.model_dump(mode="json"), 1)],
     )
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "models").symlink_to((ROOT / DEFAULT_MODELS).resolve())
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": dev_env.client.namespace,
-        "DATABASE_URL": worker_database_url,
-        "TICKETFLOW_TASK_QUEUE": task_queue,
-        "TICKETFLOW_DATA_DIR": str(data_dir),
-        "TICKETFLOW_DELIVERY__WEBHOOK_URL": url,
-        "TICKETFLOW_DELIVERY__SECRET": SECRET,
-        "TICKETFLOW_DELIVERY__LEASE": f"PT{int(LEASE.total_seconds())}S",
-        "TICKETFLOW_DELIVERY__REQUEST_TIMEOUT": f"PT{int(LEASE.total_seconds())}S",
-        "TICKETFLOW_GRACEFUL_SHUTDOWN": f"{int(GRACEFUL.total_seconds())}s",
-    }
-    for name in ("TEMPORAL_PROFILE", "TEMPORAL_API_KEY", "TEMPORAL_CONFIG_FILE"):
-        env.pop(name, None)
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "workers.cli",
-        "worker",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    env = ticketflow_env(
+        dev_env,
+        worker_database_url,
+        task_queue,
+        tmp_path / "data",
+        TICKETFLOW_DELIVERY__WEBHOOK_URL=url,
+        TICKETFLOW_DELIVERY__SECRET=SECRET,
+        TICKETFLOW_DELIVERY__LEASE=f"PT{int(LEASE.total_seconds())}S",
+        TICKETFLOW_DELIVERY__REQUEST_TIMEOUT=f"PT{int(LEASE.total_seconds())}S",
+        TICKETFLOW_GRACEFUL_SHUTDOWN=f"{int(GRACEFUL.total_seconds())}s",
     )
-    output: list[str] = []
-
-    async def read_output() -> None:
-        assert worker.stdout is not None
-        async for line in worker.stdout:
-            output.append(line.decode(errors="replace"))
-
-    reading = asyncio.create_task(read_output())
+    worker = await spawn_ticketflow("worker", "worker", env)
     second_worker: Workers | None = None
     second: asyncio.Task[None] | None = None
     relay: OutboxRelay | None = None
@@ -168,15 +142,15 @@ async def test_a_stopping_worker_leaves_the_relay_and_its_row_to_the_next_worker
         # The first worker's relay is sending the row, and the receiver holds it.
         await asyncio.wait_for(held.first_arrived.wait(), timeout=120)
 
-        worker.send_signal(signal.SIGTERM)
+        worker.process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(worker.wait(), timeout=PROMPTLY)
+            await asyncio.wait_for(worker.process.wait(), timeout=PROMPTLY)
         except TimeoutError:
             pytest.fail(
                 f"the worker was still there {PROMPTLY} s after SIGTERM "
-                f"(graceful timeout {GRACEFUL}):\n{''.join(output[-20:])}"
+                f"(graceful timeout {GRACEFUL}):\n{worker.tail(20)}"
             )
-        assert worker.returncode == 0, "".join(output[-20:])
+        assert worker.process.returncode == 0, worker.tail(20)
 
         # The next worker's relay takes the round over and delivers the row now, long
         # before the first relay's lease on it would have run out.
@@ -199,10 +173,7 @@ async def test_a_stopping_worker_leaves_the_relay_and_its_row_to_the_next_worker
         # Sent twice under one key: the receiver drops the copy if the first got through.
         assert held.keys == [key, key]
     finally:
-        if worker.returncode is None:
-            worker.kill()
-            await worker.wait()
-        await reading
+        await worker.end(within=0)
         await _clean_up(dev_env.client, task_queue)
         if second_worker is not None and second is not None:
             await second_worker.shutdown()
