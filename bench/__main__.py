@@ -36,6 +36,7 @@ from bench import (
     delivery,
     herd,
     history,
+    http_load,
     infra,
     knowledge,
     lifecycle,
@@ -94,6 +95,7 @@ class Plan:
     delivery_backlog: int
     delivery_paced: int
     herd: int
+    http: http_load.LoadPlan
     workspace: workspace.WorkspacePlan
 
     @classmethod
@@ -118,6 +120,7 @@ class Plan:
                 delivery_backlog=50,
                 delivery_paced=20,
                 herd=args.herd or 200,
+                http=http_load.LoadPlan(levels=(5, 10), window_s=3),
                 workspace=workspace.WorkspacePlan(
                     rows=args.workspace_rows or 10_000,
                     queue_requests=48,
@@ -145,6 +148,7 @@ class Plan:
             delivery_backlog=1000,
             delivery_paced=200,
             herd=args.herd or 10_000,
+            http=http_load.LoadPlan(levels=(30, 60, 120), window_s=60),
             workspace=workspace.WorkspacePlan(
                 rows=args.workspace_rows or 100_000,
                 queue_requests=200,
@@ -218,6 +222,10 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
                 say,
             )
             herd.add_to(report, figures)
+            return
+        if "http" in args.parts:
+            load = await http_load.measure(plan.http, server, db.url, pool, TICKET_QUEUE, work, say)
+            http_load.add_to(report, load)
             return
         tickets = TicketClient(client, task_queue=TICKET_QUEUE, policy=LIFECYCLE_POLICY)
         if "workspace" in args.parts:
@@ -687,17 +695,19 @@ async def part_workspace(
 
 
 PARTS = ("floor", "history", "rest", "store", "delivery", "knowledge", "workspace")
-# Runs alone, on request: 10,000 tickets take half an hour here.
-HERD = "herd"
+# Parts that run alone, on request: the herd of 10,000 takes half an hour here, and the
+# HTTP load about eight minutes.
+ALONE = ("herd", "http")
 
 
 def _parts(text: str) -> tuple[str, ...]:
     chosen = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(set(chosen) - {*PARTS, HERD})
+    unknown = sorted(set(chosen) - {*PARTS, *ALONE})
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS)} and {HERD}; got {text!r}")
-    if HERD in chosen and len(chosen) > 1:
-        raise argparse.ArgumentTypeError(f"{HERD} runs alone: --parts {HERD}")
+        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS + ALONE)}; got {text!r}")
+    alone = set(chosen) & set(ALONE)
+    if alone and len(chosen) > 1:
+        raise argparse.ArgumentTypeError(f"{', '.join(sorted(alone))} runs alone")
     return chosen
 
 
