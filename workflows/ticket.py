@@ -93,6 +93,7 @@ _CALENDAR = "sla-calendar"  # promises on the SLA clock: calendars, pauses, warn
 _MODEL_CLASSIFICATION = "model-classification"  # the learned classifier after intake
 _LOCAL_CLASSIFICATION = "local-classification"  # ... as a local activity
 _BOUNDED_HISTORY = "bounded-history-per-run"  # policy.history_events_per_run
+_CLAIMED_LOCALLY = "claim-as-local-activity"  # the intake's key claimed in its first task
 _FEEDBACK_WINDOW = "feedback-window"  # CSAT / NPS asked for, and waited for, after closing
 # Why each call below stays, and when it goes, in one line: its marker's runs replay
 # through it until the builds that recorded it have drained (`ticketflow tickets-before`).
@@ -180,19 +181,29 @@ class TicketWorkflow:
 
     async def _is_duplicate_intake(self, start: TicketInput) -> bool:
         """Temporal forgets a closed workflow id after retention; PostgreSQL does not."""
-        claim = await workflow.execute_activity(
-            activity.claim_intake,
-            IntakeClaim(
-                ticket_id=start.ticket_id,
-                idempotency_key=start.intake.idempotency_key,
-                run_id=workflow.info().first_execution_run_id,
-                channel=start.intake.channel,
-                opened_at=self._state.opened_at,
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=activity.STORE_RETRY,
-            summary="claim idempotency key",
+        claim_input = IntakeClaim(
+            ticket_id=start.ticket_id,
+            idempotency_key=start.intake.idempotency_key,
+            run_id=workflow.info().first_execution_run_id,
+            channel=start.intake.channel,
+            opened_at=self._state.opened_at,
         )
+        if workflow.patched(_CLAIMED_LOCALLY):
+            claim = await workflow.execute_local_activity(
+                activity.claim_intake,
+                claim_input,
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=activity.STORE_RETRY,
+                summary="claim idempotency key",
+            )
+        else:
+            claim = await workflow.execute_activity(
+                activity.claim_intake,
+                claim_input,
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=activity.STORE_RETRY,
+                summary="claim idempotency key",
+            )
         if claim.duplicate:
             workflow.logger.warning("intake key already used by an earlier ticket run; ending")
         return claim.duplicate
