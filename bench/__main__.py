@@ -498,6 +498,24 @@ async def part_history(
         f"runs end near {lowered}",
         len(lowered_long.runs) > 1 and lowered_long.max_run_events < lowered + 100,
     )
+    pool = await create_pool(database_url)
+    try:
+        for name, ticket_id in (
+            ("standard lifecycle", calibration.ticket_id),
+            (f"{plan.days}-day ticket", default_long.ticket_id),
+        ):
+            held = await store.ticket_bytes(pool, ticket_id)
+            parts = ", ".join(
+                f"{table} {held.rows[table]} rows {kib(held.heap[table] + held.indexes[table])}"
+                for table in held.rows
+            )
+            report.add(
+                "3 history",
+                f"PostgreSQL bytes of a {name}, rows and their index share",
+                f"{kib(held.total)} ({parts})",
+            )
+    finally:
+        await pool.close()
     per_day = history.events_per_day(default_long, standard.events)
     days = history.days_to_reach(LONG_RUN_EVENTS_TARGET, default_long, standard.events)
     bound = history.workflow_bound()

@@ -41,8 +41,10 @@ from workflows.contracts import AddNote, CustomerReply, Dispatch, MessageKind
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Channel, CustomerReplyKind
 
-# Tickets opened (intake and dispatch) at once while the herd gathers.
-OPENING_CONCURRENCY = 20
+# Tickets opened (intake and dispatch) at once while the herd gathers, and how many
+# open first to measure the pace the instant is set by.
+OPENING_CONCURRENCY = 40
+WARM_UP = 160
 TWIN_START_CONCURRENCY = 50
 # The instant is set this far past the time the opening is expected to end.
 MARGIN = timedelta(seconds=20)
@@ -166,9 +168,9 @@ async def measure(
     # The opening rate decides the instant: measured on a few tickets first.
     warm = TicketClient(client, task_queue=ticket_queue, policy=ServicePolicy())
     began = time.monotonic()
-    await _pooled(OPENING_CONCURRENCY * 2, OPENING_CONCURRENCY, _opener(warm, f"{token}-warm"))
-    rate = OPENING_CONCURRENCY * 2 / (time.monotonic() - began)
-    instant = _instant_after(plan.tickets / (rate * 0.8) + 2 + MARGIN.total_seconds())
+    await _pooled(WARM_UP, OPENING_CONCURRENCY, _opener(warm, f"{token}-warm"))
+    rate = WARM_UP / (time.monotonic() - began)
+    instant = _instant_after(plan.tickets / (rate * 0.85) + 2 + MARGIN.total_seconds())
     policy = ServicePolicy(time_zone="UTC", progress_check_at=instant.time())
     tickets = TicketClient(client, task_queue=ticket_queue, policy=policy)
     say(

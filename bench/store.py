@@ -464,3 +464,46 @@ async def query_times(url: str, loaded: Loaded, repeats: int) -> list[QueryTime]
         return times
     finally:
         await pool.close()
+
+
+# ---------------------------------------------------------------- bytes per ticket
+
+# A heap tuple's header (23 B, aligned to 24) and its line pointer (4 B), beyond the
+# row's own data that pg_column_size reports.
+_ROW_OVERHEAD = 28
+_TICKET_TABLES = ("ticket_events", "outbox", "tickets")
+
+
+@dataclass(frozen=True)
+class TicketBytes:
+    """What one ticket holds in PostgreSQL: its rows in each table, and their share of
+    each table's indexes (the table's index bytes per heap byte, applied to its rows)."""
+
+    rows: dict[str, int]
+    heap: dict[str, int]
+    indexes: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.heap.values()) + sum(self.indexes.values())
+
+
+async def ticket_bytes(pool: Pool, ticket_id: str) -> TicketBytes:
+    rows, heap, indexes = {}, {}, {}
+    for table in _TICKET_TABLES:
+        record = await pool.fetchrow(
+            f"SELECT count(*) AS n, coalesce(sum(pg_column_size(t.*)), 0) AS bytes"
+            f" FROM {table} t WHERE ticket_id = $1",
+            ticket_id,
+        )
+        assert record is not None
+        sizes = await pool.fetchrow(
+            "SELECT pg_relation_size($1::regclass) AS heap, pg_indexes_size($1::regclass) AS idx",
+            table,
+        )
+        assert sizes is not None
+        rows[table] = record["n"]
+        heap[table] = record["bytes"] + _ROW_OVERHEAD * record["n"]
+        ratio = sizes["idx"] / sizes["heap"] if sizes["heap"] else 0.0
+        indexes[table] = round(heap[table] * ratio)
+    return TicketBytes(rows, heap, indexes)
