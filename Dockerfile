@@ -9,7 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . .
-RUN pip install . \
+# Bytecode at build time (PYTHONDONTWRITEBYTECODE stops it at run time): the workflow
+# sandbox imports workflows/ afresh for each ticket it rebuilds, and without .pyc files a
+# 10:00 herd spends a third of the worker's CPU compiling them (docs/benchmarks.md).
+RUN pip install --compile . \
+    && python -m compileall -q /app \
     && useradd --create-home --uid 10001 ticketflow \
     && mkdir -p /app/.data && chown ticketflow /app/.data
 
