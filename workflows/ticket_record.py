@@ -37,11 +37,6 @@ STORE_TIMEOUT = timedelta(seconds=15)
 # Retired patch (docs/upgrades.md): effects are stored with their events in one activity
 # (before it, one activity per customer message and hand-off, then the append).
 _EFFECTS_STORED_WITH_EVENTS = "effects-stored-with-events"
-# The append runs as a local activity, in the workflow task that decided it: a wakeup or
-# an action costs one workflow task instead of two and an activity task, and waits in
-# the task queue once (issue 25: a 10:00 herd, and the update tail). The events are in
-# PostgreSQL before the task completes, as before.
-_STORED_LOCALLY = "append-as-local-activity"
 # Action ids remembered for dropping resends, the most recent kept.
 _ACTION_IDS_KEPT = 2000
 # How many customer/partner message ids to remember for dropping redelivered signals.
@@ -260,23 +255,18 @@ class TicketRecord:
             )
             kinds = [m.kind.value for m in batch.messages] + [h.kind.value for h in batch.handoffs]
             carrying = f" + {', '.join(kinds)}" if kinds else ""
-            summary = f"append {len(batch.events)} events{carrying}"
-            if workflow.patched(_STORED_LOCALLY):
-                await workflow.execute_local_activity(
-                    activity.append_events,
-                    batch,
-                    start_to_close_timeout=STORE_TIMEOUT,
-                    retry_policy=activity.STORE_RETRY,
-                    summary=summary,
-                )
-            else:
-                await workflow.execute_activity(
-                    activity.append_events,
-                    batch,
-                    start_to_close_timeout=STORE_TIMEOUT,
-                    retry_policy=activity.STORE_RETRY,
-                    summary=summary,
-                )
+            # An activity, not a local one: its batch is in the history before it runs. A
+            # local activity would commit before the task that decided it, and if that
+            # task failed, its retry could take in another update and decide other events
+            # for the same sequence numbers (tried in issue 25: under load, the
+            # concurrent-replies test found stored replies that the ticket did not hold).
+            await workflow.execute_activity(
+                activity.append_events,
+                batch,
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=activity.STORE_RETRY,
+                summary=f"append {len(batch.events)} events{carrying}",
+            )
             # Handlers may have queued more while we awaited: keep those.
             del state.pending_events[: len(batch.events)]
             del state.pending_messages[: len(batch.messages)]

@@ -37,7 +37,7 @@ from activities.delivery import words_of
 from activities.messages import MessageTemplates
 from tests.codec_keys import CONVERTER
 from tests.workflows.conftest import AGENT, TECH, Desk, resolve
-from workflows.activity_names import APPEND_EVENTS
+from workflows.activity_names import APPEND_EVENTS, CLAIM_INTAKE
 from workflows.contracts import (
     Assign,
     Classify,
@@ -158,13 +158,12 @@ SAVED = {path.stem: path.read_text() for path in sorted(HISTORIES.glob("*.json")
 
 
 PATCH_MARKERS = ("every-reply-recorded", "sla-calendar", "model-classification")
-APPENDED_LOCALLY = "append-as-local-activity"
 CLAIMED_LOCALLY = "claim-as-local-activity"
 
 
-def _appends_scheduled(text: str) -> bool:
-    """Whether a saved run scheduled its appends as activities (their inputs in history)."""
-    return f'"name": "{APPEND_EVENTS}"' in text
+def _scheduled(text: str, activity_type: str) -> bool:
+    """Whether a saved run scheduled this activity type as an activity task."""
+    return f'"name": "{activity_type}"' in text
 
 
 def patch_markers(history: WorkflowHistory) -> list[tuple[str, bool]]:
@@ -195,15 +194,17 @@ def test_histories_are_saved() -> None:
         # Both classify inside a workflow task: a local activity's marker.
         assert '"core_local_activity"' in SAVED[name]
         assert '"core_local_activity"' in SAVED[before]
-        # Today's runs append as local activities; runs recorded before the patch (still
-        # open when their worker upgrades) go on appending as activities.
-        assert {(APPENDED_LOCALLY, False), (CLAIMED_LOCALLY, False)} <= set(today)
-        earlier = f"{name}.activity_appends"
-        assert APPENDED_LOCALLY not in {
+        # Today's runs claim their intake key as a local activity; runs recorded before
+        # the patch (still open when their worker upgrades) claimed it as an activity.
+        assert (CLAIMED_LOCALLY, False) in today
+        earlier = f"{name}.claim_activity"
+        assert CLAIMED_LOCALLY not in {
             marker
             for marker, _ in patch_markers(WorkflowHistory.from_json(earlier, SAVED[earlier]))
         }
-        assert _appends_scheduled(SAVED[earlier]) and not _appends_scheduled(SAVED[name])
+        assert _scheduled(SAVED[earlier], CLAIM_INTAKE) and not _scheduled(
+            SAVED[name], CLAIM_INTAKE
+        )
     # Runs from before any of the ticket's patches are gone with their branches.
     assert not [name for name in SAVED if ".before_" in name or "one_by_one" in name]
     for folder in ("relay", "review", "surge"):
@@ -257,9 +258,7 @@ async def _stored_by_history(history: WorkflowHistory) -> list[tuple[int, str]]:
     return stored
 
 
-# Runs whose appends were activities carry each batch in their history; a local
-# activity's input is not recorded, and such runs are replayed above.
-@pytest.mark.parametrize("name", sorted(n for n in SAVED if _appends_scheduled(SAVED[n])))
+@pytest.mark.parametrize("name", sorted(SAVED))
 async def test_replay_numbers_events_as_the_recorded_run_did(name: str) -> None:
     """Commands alone do not show it: a run that upgrades mid-way must go on numbering its
     events as it did, or its next appends leave gaps (or collide) in the event store."""
