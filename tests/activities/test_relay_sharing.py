@@ -1,0 +1,249 @@
+"""Relays sharing the outbox (issue 25): a pass writes its outcomes in one statement, and
+two relays over one backlog send each row once, each ticket's rows to one destination in
+the order the ticket decided them.
+
+Real PostgreSQL (a schema of each test's own, so a relay sees only the test's rows) and
+the real dev receiver over HTTP, as in test_delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from pydantic import SecretStr
+
+from activities.delivery import DeliveryConfig, OutboxRelay
+from activities.messages import MessageTemplates
+from activities.outbox import Outbox
+from tests.activities.test_delivery import (
+    POLICY,
+    SECRET,
+    CountingRelay,
+    eventually,
+    held,
+    webhook,
+)
+from tests.conftest import schema_of_its_own
+from workers.receiver import Inbox
+from workflows.contracts import (
+    CustomerMessage,
+    Handoff,
+    HandoffKind,
+    MessageKind,
+    MessageParams,
+    RelayRound,
+)
+from workflows.policy import department_address
+from workflows.vocabulary import Channel, Priority
+
+TECH = department_address(POLICY, "tech")
+SECRET_STR = SecretStr(SECRET)
+
+# Counts the UPDATE statements on `outbox` (not the rows they touch): what a pass costs
+# the database in round trips.
+_COUNT_UPDATES = """
+    CREATE TABLE outbox_updates (n bigint NOT NULL);
+    CREATE FUNCTION outbox_update_counted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO outbox_updates VALUES (1);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER outbox_update_counted AFTER UPDATE ON outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION outbox_update_counted();
+"""
+
+
+def message(ticket_id: str, number: int) -> CustomerMessage:
+    return CustomerMessage(
+        ticket_id=ticket_id,
+        dedupe_key=f"{ticket_id}:message:{number}",
+        channel=Channel.APP_CHAT,
+        customer_id="c-1",
+        locale="en",
+        kind=MessageKind.ACKNOWLEDGEMENT,
+        params=MessageParams(expect_progress_by=datetime(2026, 3, 3, 9, tzinfo=UTC)),
+    )
+
+
+def work_order(ticket_id: str, number: int) -> Handoff:
+    return Handoff(
+        ticket_id=ticket_id,
+        dedupe_key=f"{ticket_id}:work_order:{number}",
+        kind=HandoffKind.WORK_ORDER,
+        recipients=["tech"],
+        summary="s",
+        tag="t",
+        priority=Priority.E,
+    )
+
+
+def new_ticket() -> str:
+    return f"ticket-{uuid.uuid4().hex[:24]}"
+
+
+async def test_a_pass_writes_its_delivered_retried_and_failed_rows_in_one_statement(
+    database_url: str,
+) -> None:
+    """Before: one UPDATE per row (31 statements for this pass of 30). Now the claim and
+    one statement for every outcome, each written as the per-row statements wrote it."""
+    inbox, down = Inbox(secret=SECRET), Inbox(secret=SECRET, down=True)
+    async with (
+        webhook(inbox) as url,
+        webhook(down) as down_url,
+        schema_of_its_own(database_url, "relay_settle") as pool,
+    ):
+        outbox = Outbox(pool, POLICY)
+        config = DeliveryConfig(
+            webhook_url=url,
+            routes={TECH: down_url},
+            secret=SECRET_STR,
+            batch=30,
+            # Every send of the pass ends within it: one statement.
+            settle_window=timedelta(minutes=1),
+        )
+        relay = OutboxRelay(pool, POLICY, MessageTemplates.load(), config, None)
+        delivered = [new_ticket() for _ in range(28)]
+        for ticket_id in delivered:
+            await outbox.enqueue(ticket_id, outbox.rows([message(ticket_id, 1)], []))
+        retried = new_ticket()
+        await outbox.enqueue(retried, outbox.rows([], [work_order(retried, 1)]))
+        failed = new_ticket()
+        nowhere = work_order(failed, 1).model_copy(update={"recipients": ["nowhere"]})
+        await outbox.enqueue(failed, outbox.rows([], [nowhere]))
+        await pool.execute(_COUNT_UPDATES)
+        try:
+            passed = await relay.deliver_once()
+        finally:
+            await relay.close()
+
+        assert passed == RelayRound(delivered=28, retried=1, failed=1)
+        assert await pool.fetchval("SELECT count(*) FROM outbox_updates") == 2  # claim, settle
+        rows = {r["ticket_id"]: r for r in await pool.fetch("SELECT * FROM outbox")}
+        for ticket_id in delivered:
+            row = rows[ticket_id]
+            assert row["dispatched_at"] is not None and row["failed_at"] is None
+            assert row["rendered"] == inbox.received[row["dedupe_key"]].text
+            assert row["locale"] == "en" and row["receipt"]["status"] == 202
+            assert row["last_error"] is None
+        again = rows[retried]
+        assert again["dispatched_at"] is None and again["failed_at"] is None
+        assert again["last_error"].startswith("HTTP 503")
+        assert again["next_attempt_at"] > await pool.fetchval("SELECT now()")
+        assert again["rendered"] is None and again["receipt"] is None
+        given_up = rows[failed]
+        assert given_up["failed_at"] is not None and given_up["dispatched_at"] is None
+        assert given_up["last_error"] == "no destination is configured for unroutable:nowhere"
+        assert given_up["rendered"]  # the words it would have said
+
+
+async def test_a_row_is_written_delivered_only_once_its_send_has_ended(
+    database_url: str,
+) -> None:
+    """A pass's fast rows are written as their sends end; its slow row stays leased and
+    undelivered until the destination has answered it, then is written delivered."""
+    fast, slow = Inbox(secret=SECRET), Inbox(secret=SECRET, hold=asyncio.Event())
+    async with (
+        webhook(fast) as url,
+        webhook(slow) as slow_url,
+        schema_of_its_own(database_url, "relay_window") as pool,
+    ):
+        outbox = Outbox(pool, POLICY)
+        config = DeliveryConfig(
+            webhook_url=url,
+            routes={TECH: slow_url},
+            secret=SECRET_STR,
+            settle_window=timedelta(milliseconds=10),
+        )
+        relay = OutboxRelay(pool, POLICY, MessageTemplates.load(), config, None)
+        quick = [new_ticket() for _ in range(5)]
+        for ticket_id in quick:
+            await outbox.enqueue(ticket_id, outbox.rows([message(ticket_id, 1)], []))
+        waiting = new_ticket()
+        await outbox.enqueue(waiting, outbox.rows([], [work_order(waiting, 1)]))
+
+        async def dispatched() -> set[str]:
+            records = await pool.fetch(
+                "SELECT ticket_id FROM outbox WHERE dispatched_at IS NOT NULL"
+            )
+            return {r["ticket_id"] for r in records}
+
+        passing = asyncio.create_task(relay.deliver_once())
+        try:
+            assert await eventually(dispatched, lambda d: d == set(quick)) == set(quick)
+            await eventually(held(lambda: slow.requests), lambda n: n == 1)
+            assert waiting not in await dispatched() and not passing.done()
+            slow.hold.set()  # type: ignore[union-attr]
+            assert await passing == RelayRound(delivered=6)
+            assert await dispatched() == {*quick, waiting}
+        finally:
+            slow.hold.set()  # type: ignore[union-attr]
+            await asyncio.wait({passing})
+            await relay.close()
+
+
+async def test_two_relays_share_a_backlog_each_row_once_in_each_destinations_order(
+    database_url: str,
+) -> None:
+    """Two relays over one backlog: every row reaches the receiver once (one request per
+    Idempotency-Key), is written delivered, and a ticket's rows to one destination arrive
+    in the order the ticket decided them, whichever relay sent which."""
+    inbox = Inbox(secret=SECRET)
+    async with webhook(inbox) as url, schema_of_its_own(database_url, "relay_pair") as pool:
+        outbox = Outbox(pool, POLICY)
+        tickets = [new_ticket() for _ in range(20)]
+        for ticket_id in tickets:
+            # Two destinations, interleaved: messages to app_chat, work orders to tech.
+            first = outbox.rows([message(ticket_id, 1)], [work_order(ticket_id, 1)])
+            later = outbox.rows(
+                [message(ticket_id, 2), message(ticket_id, 3)], [work_order(ticket_id, 2)]
+            )
+            await outbox.enqueue(ticket_id, first)
+            await outbox.enqueue(ticket_id, later)
+        rows = await pool.fetch(
+            "SELECT id, dedupe_key, ticket_id, channel_or_recipient FROM outbox"
+        )
+        assert len(rows) == 100
+        config = DeliveryConfig(
+            webhook_url=url,
+            secret=SECRET_STR,
+            # Small passes, so the two relays take turns at every ticket's rows.
+            batch=7,
+            poll_interval=timedelta(milliseconds=20),
+        )
+        relays = [
+            CountingRelay(pool, POLICY, MessageTemplates.load(), config, None) for _ in range(2)
+        ]
+        ending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        rounds = []
+        for relay in relays:
+            relay.passes = []
+            rounds.append(
+                asyncio.create_task(relay.deliver_for(timedelta(minutes=5), stopping=ending))
+            )
+        try:
+            await eventually(held(lambda: len(inbox.received)), lambda n: n == 100, within=60)
+        finally:
+            ending.set_result(None)
+            done = await asyncio.gather(*rounds)
+            for relay in relays:
+                await relay.close()
+
+        assert inbox.requests == 100
+        assert all(r.copies == 1 for r in inbox.received.values())
+        assert sum(d.delivered for d in done) == 100
+        assert all(d.delivered > 0 for d in done), done  # both relays took rows
+        assert all(d.retried == d.failed == 0 for d in done)
+        undelivered = await pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE dispatched_at IS NULL OR attempts <> 1"
+        )
+        assert undelivered == 0
+        decided: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for row in sorted(rows, key=lambda r: r["id"]):
+            decided[row["ticket_id"], row["channel_or_recipient"]].append(row["dedupe_key"])
+        assert len(decided) == 40
+        for keys in decided.values():
+            arrived = sorted(keys, key=lambda key: inbox.received[key].received_at)
+            assert arrived == keys
