@@ -606,7 +606,8 @@ async def part_delivery(
         report.add(
             "6 delivery",
             f"deliveries/s: a backlog through {_relays(backlog.relays)} to a signed webhook",
-            f"{backlog.per_second:,.0f} ({backlog.rows:,} rows in {backlog.seconds:.1f} s)",
+            f"{backlog.per_second:,.0f} ({backlog.rows:,} rows in {backlog.seconds:.1f} s; "
+            f"{backlog.cpu_ms_per_row:.2f} ms of the bench's CPU a row)",
             f">= {DELIVERIES_PER_S_TARGET:,.0f}",
             backlog.per_second >= DELIVERIES_PER_S_TARGET,
         )
