@@ -398,12 +398,16 @@ class OutboxRelay:
                 if passed == RelayRound():
                     waking: asyncio.Future[Any] = asyncio.ensure_future(woken.wait())
                     idle: set[asyncio.Future[Any]] = {stop, waking}
-                    await asyncio.wait(
-                        idle,
-                        timeout=self._config.poll_interval.total_seconds(),
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    waking.cancel()
+                    try:
+                        await asyncio.wait(
+                            idle,
+                            timeout=self._config.poll_interval.total_seconds(),
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    finally:
+                        # Also when the round is cancelled while idle: a wait left
+                        # pending is destroyed with a logged error.
+                        waking.cancel()
         finally:
             beating.cancel()
             stop.cancel()

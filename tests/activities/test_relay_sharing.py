@@ -281,3 +281,27 @@ async def test_two_relays_share_a_backlog_each_row_once_in_each_destinations_ord
         for keys in decided.values():
             arrived = sorted(keys, key=lambda key: inbox.received[key].received_at)
             assert arrived == keys
+
+
+async def test_a_round_cancelled_while_idle_leaves_no_task_behind(database_url: str) -> None:
+    """The worker cancels a relay's round as it idles (shutdown, an activity cancelled):
+    nothing it started is left pending. Before, its wait for a notification was, and
+    asyncio logged "Task was destroyed but it is pending!" for each such round."""
+    inbox = Inbox(secret=SECRET)
+    async with webhook(inbox) as url, schema_of_its_own(database_url, "relay_idle") as pool:
+        config = DeliveryConfig(
+            webhook_url=url, secret=SECRET_STR, poll_interval=timedelta(hours=1)
+        )
+        relay = CountingRelay(pool, POLICY, MessageTemplates.load(), config, None)
+        relay.passes = []
+        before = asyncio.all_tasks()
+        rounds = asyncio.create_task(relay.deliver_for(timedelta(minutes=5)))
+        try:
+            # The relay found nothing and idles: the next pass is an hour away.
+            await eventually(held(lambda: list(relay.passes)), lambda passes: len(passes) >= 1)
+        finally:
+            rounds.cancel()
+            await asyncio.wait({rounds})
+            await relay.close()
+        left = [task for task in asyncio.all_tasks() - before if not task.done()]
+        assert left == []
