@@ -9,12 +9,16 @@ the real dev receiver over HTTP, as in test_delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
 from pydantic import SecretStr
 
+from activities.database import Pool
 from activities.delivery import DeliveryConfig, DueRow, OutboxRelay, Outcome
 from activities.messages import MessageTemplates
 from activities.outbox import Outbox
@@ -26,18 +30,17 @@ from tests.activities.test_delivery import (
     held,
     webhook,
 )
+from tests.activities.test_outbox import handoff as outbox_handoff
+from tests.activities.test_outbox import message as outbox_message
 from tests.conftest import schema_of_its_own
 from workers.receiver import Inbox
 from workflows.contracts import (
     CustomerMessage,
     Handoff,
     HandoffKind,
-    MessageKind,
-    MessageParams,
     RelayRound,
 )
 from workflows.policy import department_address
-from workflows.vocabulary import Channel, Priority
 
 TECH = department_address(POLICY, "tech")
 SECRET_STR = SecretStr(SECRET)
@@ -57,27 +60,36 @@ _COUNT_UPDATES = """
 
 
 def message(ticket_id: str, number: int) -> CustomerMessage:
-    return CustomerMessage(
-        ticket_id=ticket_id,
-        dedupe_key=f"{ticket_id}:message:{number}",
-        channel=Channel.APP_CHAT,
-        customer_id="c-1",
-        locale="en",
-        kind=MessageKind.ACKNOWLEDGEMENT,
-        params=MessageParams(expect_progress_by=datetime(2026, 3, 3, 9, tzinfo=UTC)),
-    )
+    """The ticket's message `number` to the customer (app chat)."""
+    first = outbox_message(ticket_id)
+    return first.model_copy(update={"dedupe_key": f"{first.dedupe_key}:{number}"})
 
 
 def work_order(ticket_id: str, number: int) -> Handoff:
-    return Handoff(
-        ticket_id=ticket_id,
-        dedupe_key=f"{ticket_id}:work_order:{number}",
-        kind=HandoffKind.WORK_ORDER,
-        recipients=["tech"],
-        summary="s",
-        tag="t",
-        priority=Priority.E,
-    )
+    """The ticket's work order `number` to tech."""
+    first = outbox_handoff(ticket_id, HandoffKind.WORK_ORDER, ["tech"])
+    return first.model_copy(update={"dedupe_key": f"{first.dedupe_key}:{number}"})
+
+
+@contextlib.asynccontextmanager
+async def routed(
+    database_url: str, name: str, customers: Inbox, tech: Inbox, **settings: Any
+) -> AsyncIterator[tuple[Pool, OutboxRelay]]:
+    """A relay over a schema of its own, sending tech's rows to `tech`'s receiver and
+    the rest to `customers`'."""
+    async with (
+        webhook(customers) as url,
+        webhook(tech) as tech_url,
+        schema_of_its_own(database_url, name) as pool,
+    ):
+        config = DeliveryConfig(
+            webhook_url=url, routes={TECH: tech_url}, secret=SECRET_STR, **settings
+        )
+        relay = OutboxRelay(pool, POLICY, MessageTemplates.load(), config, None)
+        try:
+            yield pool, relay
+        finally:
+            await relay.close()
 
 
 def new_ticket() -> str:
@@ -90,21 +102,12 @@ async def test_a_pass_writes_its_delivered_retried_and_failed_rows_in_one_statem
     """Before: one UPDATE per row (31 statements for this pass of 30). Now the claim and
     one statement for every outcome, each written as the per-row statements wrote it."""
     inbox, down = Inbox(secret=SECRET), Inbox(secret=SECRET, down=True)
-    async with (
-        webhook(inbox) as url,
-        webhook(down) as down_url,
-        schema_of_its_own(database_url, "relay_settle") as pool,
-    ):
+    # Every send of the pass ends within the window: one statement.
+    window = timedelta(minutes=1)
+    async with routed(
+        database_url, "relay_settle", inbox, down, batch=30, settle_window=window
+    ) as (pool, relay):
         outbox = Outbox(pool, POLICY)
-        config = DeliveryConfig(
-            webhook_url=url,
-            routes={TECH: down_url},
-            secret=SECRET_STR,
-            batch=30,
-            # Every send of the pass ends within it: one statement.
-            settle_window=timedelta(minutes=1),
-        )
-        relay = OutboxRelay(pool, POLICY, MessageTemplates.load(), config, None)
         delivered = [new_ticket() for _ in range(28)]
         for ticket_id in delivered:
             await outbox.enqueue(ticket_id, outbox.rows([message(ticket_id, 1)], []))
@@ -114,10 +117,7 @@ async def test_a_pass_writes_its_delivered_retried_and_failed_rows_in_one_statem
         nowhere = work_order(failed, 1).model_copy(update={"recipients": ["nowhere"]})
         await outbox.enqueue(failed, outbox.rows([], [nowhere]))
         await pool.execute(_COUNT_UPDATES)
-        try:
-            passed = await relay.deliver_once()
-        finally:
-            await relay.close()
+        passed = await relay.deliver_once()
 
         assert passed == RelayRound(delivered=28, retried=1, failed=1)
         assert await pool.fetchval("SELECT count(*) FROM outbox_updates") == 2  # claim, settle
@@ -126,7 +126,8 @@ async def test_a_pass_writes_its_delivered_retried_and_failed_rows_in_one_statem
             row = rows[ticket_id]
             assert row["dispatched_at"] is not None and row["failed_at"] is None
             assert row["rendered"] == inbox.received[row["dedupe_key"]].text
-            assert row["locale"] == "en" and row["receipt"]["status"] == 202
+            assert row["locale"] == inbox.received[row["dedupe_key"]].locale
+            assert row["receipt"]["status"] == 202
             assert row["last_error"] is None
         again = rows[retried]
         assert again["dispatched_at"] is None and again["failed_at"] is None
@@ -145,19 +146,12 @@ async def test_a_row_is_written_delivered_only_once_its_send_has_ended(
     """A pass's fast rows are written as their sends end; its slow row stays leased and
     undelivered until the destination has answered it, then is written delivered."""
     fast, slow = Inbox(secret=SECRET), Inbox(secret=SECRET, hold=asyncio.Event())
-    async with (
-        webhook(fast) as url,
-        webhook(slow) as slow_url,
-        schema_of_its_own(database_url, "relay_window") as pool,
+    window = timedelta(milliseconds=10)
+    async with routed(database_url, "relay_window", fast, slow, settle_window=window) as (
+        pool,
+        relay,
     ):
         outbox = Outbox(pool, POLICY)
-        config = DeliveryConfig(
-            webhook_url=url,
-            routes={TECH: slow_url},
-            secret=SECRET_STR,
-            settle_window=timedelta(milliseconds=10),
-        )
-        relay = OutboxRelay(pool, POLICY, MessageTemplates.load(), config, None)
         quick = [new_ticket() for _ in range(5)]
         for ticket_id in quick:
             await outbox.enqueue(ticket_id, outbox.rows([message(ticket_id, 1)], []))
@@ -181,7 +175,6 @@ async def test_a_row_is_written_delivered_only_once_its_send_has_ended(
         finally:
             slow.hold.set()  # type: ignore[union-attr]
             await asyncio.wait({passing})
-            await relay.close()
 
 
 class WatchedRelay(OutboxRelay):
