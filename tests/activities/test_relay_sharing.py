@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from activities.database import Pool
@@ -140,11 +141,13 @@ async def test_a_pass_writes_its_delivered_retried_and_failed_rows_in_one_statem
         assert given_up["rendered"]  # the words it would have said
 
 
+@pytest.mark.parametrize("answered", [True, False], ids=["answered", "cut short"])
 async def test_a_row_is_written_delivered_only_once_its_send_has_ended(
-    database_url: str,
+    database_url: str, answered: bool
 ) -> None:
     """A pass's fast rows are written as their sends end; its slow row stays leased and
-    undelivered until the destination has answered it, then is written delivered."""
+    undelivered until the destination has answered it, then is written delivered. A pass
+    cut short meanwhile (the worker stops) hands the slow row back for the next relay."""
     fast, slow = Inbox(secret=SECRET), Inbox(secret=SECRET, hold=asyncio.Event())
     window = timedelta(milliseconds=10)
     async with routed(database_url, "relay_window", fast, slow, settle_window=window) as (
@@ -169,9 +172,19 @@ async def test_a_row_is_written_delivered_only_once_its_send_has_ended(
             assert await eventually(dispatched, lambda d: d == set(quick)) == set(quick)
             await eventually(held(lambda: slow.requests), lambda n: n == 1)
             assert waiting not in await dispatched() and not passing.done()
-            slow.hold.set()  # type: ignore[union-attr]
-            assert await passing == RelayRound(delivered=6)
-            assert await dispatched() == {*quick, waiting}
+            if answered:
+                slow.hold.set()  # type: ignore[union-attr]
+                assert await passing == RelayRound(delivered=6)
+                assert await dispatched() == {*quick, waiting}
+            else:
+                passing.cancel()
+                await asyncio.wait({passing})
+                assert await dispatched() == set(quick)
+                handed_back = await pool.fetchval(
+                    "SELECT next_attempt_at <= now() FROM outbox WHERE ticket_id = $1",
+                    waiting,
+                )
+                assert handed_back
         finally:
             slow.hold.set()  # type: ignore[union-attr]
             await asyncio.wait({passing})
