@@ -17,24 +17,29 @@ ticket, review or surge investigation whose id it carries), which records
 `delivery_failed` and tells a supervisor (`workflows.delivery_failures`), and only then
 marked failed.
 Destinations fail alone: each row has its own schedule, and a pass delivers its rows
-concurrently, each with its own timeout.
+concurrently, each with its own timeout. A pass writes its outcomes together, one
+statement for the rows whose sends end within `settle_window` of each other, never
+before a row's send has ended.
+
+Several relays (one per worker, or several in one) share the table: the claim leases
+each row to one of them, and one destination's order, a ticket's rows to one destination
+in the order the ticket decided them, is kept whichever relay holds which row (`_CLAIM`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import smtplib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import httpx
@@ -44,7 +49,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.database import Pool, PoolConnection
+from activities.database import Pool, PoolConnection, encode_json
 from activities.event_store import OUTBOX_CHANNEL, tell_changed
 from activities.messages import MessageTemplates
 from activities.outbox import CUSTOMER_MESSAGE_PREFIX, UNROUTABLE_PREFIX, handoff_recipient
@@ -95,10 +100,18 @@ class DeliveryConfig(BaseModel):
     # also looks this often, for retries coming due and a notification it missed.
     poll_interval: timedelta = timedelta(milliseconds=200)
     request_timeout: timedelta = timedelta(seconds=5)
+    # Requests in flight to one webhook URL at a time. httpx's pool looks at each of its
+    # connections whenever it places or ends a request, so a pass's fifty at once cost
+    # more CPU than ten at a time over ten kept-alive connections; per URL, so a route
+    # that hangs holds only its own requests.
+    requests_per_route: int = Field(default=10, ge=1)
     # A leased row another relay may take over if this one dies mid-delivery. A live
     # relay renews its rows' leases every third of it while their pass runs, so the lease
     # bounds how long a dead relay's rows wait, not how long a send may take.
     lease: timedelta = timedelta(seconds=10)
+    # Outcomes of a pass's sends that end within this of the first unwritten one are
+    # written in one statement (a pass of sends ending together: one statement).
+    settle_window: timedelta = timedelta(milliseconds=50)
     round: timedelta = ROUND
     # Delivery activities the relay runs at once; each worker process picks some up, and
     # they share the outbox through its leases.
@@ -139,6 +152,23 @@ class Outcome:
     permanent: bool = False
     receipt: dict[str, Any] | None = None
     error: str | None = None
+
+
+Settlement = Literal["delivered", "retried", "failed"]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What becomes of a row once its send has ended, to be written with its pass's
+    others (`_SETTLE`): delivered, tried again after `wait`, or failed."""
+
+    row: DueRow
+    outcome: Settlement
+    rendered: str | None = None
+    locale: str | None = None
+    receipt: dict[str, Any] | None = None
+    error: str | None = None
+    wait: timedelta | None = None
 
 
 def words_of(
@@ -186,6 +216,19 @@ class DeliveryRefused(Exception):
 
 # Lease the due rows: undelivered, not failed, due, and first of their ticket for their
 # destination (a row never overtakes an earlier one still on its way there).
+#
+# One destination's order is per ticket per destination (`channel_or_recipient`), in id
+# order, which is the order the ticket decided its rows (`insert_rows_sql`): a customer
+# reads a ticket's messages on one channel, and a department its work orders and
+# reminders, as they were decided. Rows of different tickets to one destination (every
+# customer on `app_chat`) have no order to keep, and waiting on each other would make
+# every channel one queue. The order holds across relays and within a pass:
+# - an earlier row still unsettled, leased by any relay or waiting out a retry's backoff,
+#   keeps its later rows out of every claim until it is delivered or failed;
+# - so a pass holds at most one row per ticket and destination, and its concurrent sends
+#   cannot overtake each other (a ticket's k rows to one place take k passes);
+# - two claims at once: the first locks the earlier row, the second skips it (SKIP
+#   LOCKED) and, seeing it still undelivered, takes none of its later rows either.
 _CLAIM = """
     WITH due AS (
         SELECT o.id FROM outbox o
@@ -208,16 +251,29 @@ _CLAIM = """
 """
 
 # Each ends the lease it names: `attempts` is the lease's token (the claim raised it), so
-# a relay whose lease expired and was taken over cannot overwrite the new holder's result.
+# a relay whose lease expired and was taken over cannot overwrite the new holder's result,
+# and an outcome written twice (a settle retried after a lost answer) is a no-op.
 _HELD = "id = $1 AND attempts = $2 AND dispatched_at IS NULL AND failed_at IS NULL"
-_DELIVERED = f"""
-    UPDATE outbox SET dispatched_at = now(), rendered = $3, locale = $4, receipt = $5,
-        last_error = NULL
-    WHERE {_HELD}
-"""
-_RETRY = f"UPDATE outbox SET next_attempt_at = now() + $3::interval, last_error = $4 WHERE {_HELD}"
-_FAILED = f"UPDATE outbox SET failed_at = now(), last_error = $3, rendered = $4 WHERE {_HELD}"
 _HAND_BACK = f"UPDATE outbox SET next_attempt_at = now() WHERE {_HELD}"
+# The outcomes of a pass's ended sends, in one statement: delivered (the words as sent and
+# the destination's receipt), retried (at its backoff) or failed (the words it would have
+# said), each under the same guard as `_HELD`.
+_SETTLE = """
+    UPDATE outbox o SET
+        dispatched_at = CASE WHEN s.outcome = 'delivered' THEN now() END,
+        failed_at = CASE WHEN s.outcome = 'failed' THEN now() END,
+        next_attempt_at = CASE WHEN s.outcome = 'retried' THEN now() + s.wait
+            ELSE o.next_attempt_at END,
+        rendered = CASE WHEN s.outcome = 'retried' THEN o.rendered ELSE s.rendered END,
+        locale = CASE WHEN s.outcome = 'delivered' THEN s.locale ELSE o.locale END,
+        receipt = CASE WHEN s.outcome = 'delivered' THEN s.receipt::jsonb ELSE o.receipt END,
+        last_error = s.error
+    FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::interval[])
+        AS s(id, attempts, outcome, rendered, locale, receipt, error, wait)
+    WHERE o.id = s.id AND o.attempts = s.attempts
+      AND o.dispatched_at IS NULL AND o.failed_at IS NULL
+"""
 # The pass's rows still held, their leases pushed on. A row settled meanwhile is left as
 # it was settled: delivered or failed (set), or retried at its backoff (past the lease).
 _RENEW = """
@@ -229,8 +285,24 @@ _RENEW = """
 """
 
 
-def _settled(held: dict[int, DueRow], row_id: int, _: asyncio.Task[str]) -> None:
-    held.pop(row_id, None)
+def _outcomes(
+    ended: Iterable[asyncio.Task[Settled]],
+    sending: dict[asyncio.Task[Settled], DueRow],
+    held: dict[int, DueRow],
+) -> list[Settled]:
+    """The outcomes of ended sends. A send cut (cancelled) has none: its row is handed
+    back. One that broke (a bug) has none either: its lease runs out and it goes again."""
+    outcomes = []
+    for task in ended:
+        if task.cancelled():
+            continue
+        broken = task.exception()
+        if broken is not None:
+            log.error("delivery broke", row=sending[task].dedupe_key, error=repr(broken))
+            held.pop(sending[task].id, None)
+            continue
+        outcomes.append(task.result())
+    return outcomes
 
 
 class _Listening:
@@ -269,6 +341,7 @@ class OutboxRelay:
         self._config = config
         self._client = client
         self._http = httpx.AsyncClient(timeout=config.request_timeout.total_seconds())
+        self._lanes: dict[str, asyncio.Semaphore] = {}
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -328,12 +401,16 @@ class OutboxRelay:
                 if passed == RelayRound():
                     waking: asyncio.Future[Any] = asyncio.ensure_future(woken.wait())
                     idle: set[asyncio.Future[Any]] = {stop, waking}
-                    await asyncio.wait(
-                        idle,
-                        timeout=self._config.poll_interval.total_seconds(),
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    waking.cancel()
+                    try:
+                        await asyncio.wait(
+                            idle,
+                            timeout=self._config.poll_interval.total_seconds(),
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    finally:
+                        # Also when the round is cancelled while idle: a wait left
+                        # pending is destroyed with a logged error.
+                        waking.cancel()
         finally:
             beating.cancel()
             stop.cancel()
@@ -363,43 +440,86 @@ class OutboxRelay:
         return listening
 
     async def deliver_once(self) -> RelayRound:
-        """One pass: lease up to a batch of due rows and deliver them concurrently.
-        Cancelled (the worker stops), it hands the rows it has not settled back at once,
-        so the next relay delivers them now rather than when their lease runs out."""
+        """One pass: lease up to a batch of due rows, deliver them concurrently, and write
+        their outcomes as the sends end, those ending within `settle_window` of each other
+        in one statement. Cancelled (the worker stops), it writes what has ended and hands
+        the rest back at once, so the next relay delivers them now rather than when their
+        lease runs out."""
         records = await self._pool.fetch(_CLAIM, self._config.batch, self._config.lease)
         rows = [DueRow(**dict(record)) for record in records]
+        # Renewed until written, not until sent: a row sent and not yet settled is still
+        # this relay's, and another relay taking it over would send it twice.
         held = {row.id: row for row in rows}
-        sending: list[asyncio.Task[str]] = []
-        for row in rows:
-            task = asyncio.create_task(self._deliver(row))
-            task.add_done_callback(functools.partial(_settled, held, row.id))
-            sending.append(task)
+        sending = {asyncio.create_task(self._deliver(row)): row for row in rows}
         renewing = asyncio.create_task(self._renew(held))
+        window = self._config.settle_window.total_seconds()
+        written: list[Settled] = []
+        pending: set[asyncio.Task[Settled]] = set(sending)
         try:
-            outcomes = await asyncio.gather(*sending, return_exceptions=True)
+            while pending:
+                ended, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if pending:
+                    more, pending = await asyncio.wait(pending, timeout=window)
+                    ended |= more
+                written += await self._settle(_outcomes(ended, sending, held), held)
         except asyncio.CancelledError:
-            # gather cancelled the sends and waited for them: a cancelled one never
-            # settled its row.
-            cut = [row for row, task in zip(rows, sending, strict=True) if task.cancelled()]
-            await self._hand_back(cut)
+            await self._cut_short(sending, held)
             raise
         finally:
             renewing.cancel()
             await asyncio.wait({renewing})
-        for row, outcome in zip(rows, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                # Its bookkeeping failed (the database went away): the lease expires and
-                # the row is tried again; the other rows of the pass stand.
-                log.error("delivery bookkeeping failed", row=row.dedupe_key, error=repr(outcome))
-        settled = {row.ticket_id for row, o in zip(rows, outcomes, strict=True) if o != "retried"}
+        settled = {s.row.ticket_id for s in written if s.outcome != "retried"}
         if settled:
             # A message delivered (or given up on) shows as such on the ticket's page.
             await tell_changed(self._pool, sorted(settled))
         return RelayRound(
-            delivered=sum(1 for o in outcomes if o == "delivered"),
-            retried=sum(1 for o in outcomes if o == "retried"),
-            failed=sum(1 for o in outcomes if o == "failed"),
+            delivered=sum(1 for s in written if s.outcome == "delivered"),
+            retried=sum(1 for s in written if s.outcome == "retried"),
+            failed=sum(1 for s in written if s.outcome == "failed"),
         )
+
+    async def _settle(self, outcomes: list[Settled], held: dict[int, DueRow]) -> list[Settled]:
+        """Write these outcomes in one statement, and stop renewing their leases. If the
+        database went away, the leases run out and the rows are sent again, under the
+        same `Idempotency-Key`."""
+        if not outcomes:
+            return []
+        try:
+            await self._pool.execute(
+                _SETTLE,
+                [o.row.id for o in outcomes],
+                [o.row.attempts for o in outcomes],
+                [o.outcome for o in outcomes],
+                [o.rendered for o in outcomes],
+                [o.locale for o in outcomes],
+                [encode_json(o.receipt or {}) for o in outcomes],
+                [o.error for o in outcomes],
+                [o.wait for o in outcomes],
+            )
+        except Exception as error:  # the database went away: the leases expire instead
+            log.error("delivery bookkeeping failed", rows=len(outcomes), error=repr(error))
+            written = []
+        else:
+            written = outcomes
+        # Not when cancelled mid-write: the pass's way out writes these again.
+        for outcome in outcomes:
+            held.pop(outcome.row.id, None)
+        return written
+
+    async def _cut_short(
+        self, sending: dict[asyncio.Task[Settled], DueRow], held: dict[int, DueRow]
+    ) -> None:
+        """The pass is cancelled: the sends still running are cut, the outcomes of the
+        ended ones written (again, if their write was the one cut: a no-op then), and the
+        rows cut handed back."""
+        running = [task for task in sending if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
+        ended = [task for task in sending if sending[task].id in held]
+        await self._settle(_outcomes(ended, sending, held), held)
+        await self._hand_back([row for row in sending.values() if row.id in held])
 
     async def _renew(self, held: dict[int, DueRow]) -> None:
         """While the pass runs, keep the leases of the rows it has not settled: a relay
@@ -433,7 +553,8 @@ class OutboxRelay:
 
     # ------------------------------------------------------------ one row
 
-    async def _deliver(self, row: DueRow) -> str:
+    async def _deliver(self, row: DueRow) -> Settled:
+        """Send the row and say what becomes of it; its pass writes that."""
         logger = log.bind(ticket_id=row.ticket_id, row=row.dedupe_key, destination=row.destination)
         locale, text = None, None
         try:
@@ -448,25 +569,19 @@ class OutboxRelay:
         except Exception as broken:  # an outage (or a bug): the row is tried again
             outcome = Outcome(delivered=False, error=f"{type(broken).__name__}: {broken}")
         if outcome.delivered:
-            await self._pool.execute(
-                _DELIVERED, row.id, row.attempts, text, locale, outcome.receipt or {}
-            )
             logger.info("delivered", kind=row.kind, attempts=row.attempts)
-            return "delivered"
-        error = outcome.error or "unknown error"
+            return Settled(row, "delivered", text, locale, outcome.receipt)
+        error = (outcome.error or "unknown error")[:1000]
         age = datetime.now(UTC) - row.created_at
         wait = delivery_retry_at(self._policy, row.attempts)
         budget = self._policy.delivery.give_up_after / self._policy.time_scale
         if not outcome.permanent and age + wait <= budget:
-            await self._pool.execute(_RETRY, row.id, row.attempts, wait, error[:1000])
             logger.warning("delivery failed; trying again", error=error, attempts=row.attempts)
-            return "retried"
+            return Settled(row, "retried", error=error, wait=wait)
         if not await self._report(row, error):
-            await self._pool.execute(_RETRY, row.id, row.attempts, wait, error[:1000])
-            return "retried"
-        await self._pool.execute(_FAILED, row.id, row.attempts, error[:1000], text)
+            return Settled(row, "retried", error=error, wait=wait)
         logger.error("delivery given up", error=error, attempts=row.attempts)
-        return "failed"
+        return Settled(row, "failed", rendered=text, error=error)
 
     def _words(self, row: DueRow) -> tuple[str | None, str]:
         return words_of(row.dedupe_key, row.kind, row.payload, self._templates, self._policy)
@@ -480,7 +595,9 @@ class OutboxRelay:
             return Outcome(delivered=False, error=f"no route for {row.destination}")
         if route == SMTP_ROUTE:
             return await self._mail(row, locale, text)
-        return await self._post(route, row, locale, text)
+        lane = self._lanes.setdefault(route, asyncio.Semaphore(self._config.requests_per_route))
+        async with lane:
+            return await self._post(route, row, locale, text)
 
     async def _post(self, url: str, row: DueRow, locale: str | None, text: str) -> Outcome:
         body = json.dumps(

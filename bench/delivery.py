@@ -6,11 +6,13 @@ writes them. The relay is `activities.delivery.OutboxRelay` with the default set
 (its batch and poll interval), posting signed webhooks to the dev receiver
 (`workers.receiver`) served by uvicorn in this process.
 
-- Deliveries/s: a backlog of rows, delivered until none is due. The receiver runs in the
-  relay's own process and event loop, so the figure is a floor for separate machines.
-- End-to-end latency: tickets append their batches at a steady pace while the relay
-  runs, and each row's latency is the receiver's arrival time minus the moment its
-  append committed (`outbox.created_at`, the same machine's clock).
+- Deliveries/s: a backlog of rows, delivered until none is left, by one relay and then
+  (another backlog) by two sharing the process, as a worker running two relay activities
+  does. The receiver runs in the relays' own process and event loop, so the figure is a
+  floor for separate machines.
+- End-to-end latency: tickets start appending their batches on a fixed schedule while
+  one relay runs, then two, and each row's latency is the receiver's arrival time minus
+  the moment its append committed (`outbox.created_at`, the same machine's clock).
 """
 
 from __future__ import annotations
@@ -39,17 +41,34 @@ from workflows.policy import ServicePolicy
 
 
 @dataclass(frozen=True)
-class DeliveryFigures:
-    backlog: int
-    backlog_seconds: float
-    latency_rows: int
-    p50_ms: float
-    p99_ms: float
-    paced_tickets_per_s: float
+class Backlog:
+    relays: int
+    rows: int
+    seconds: float
+    # CPU time of this process (relays and receiver) a row: on a machine shared with
+    # other work, the figure that compares runs when the wall clock does not.
+    cpu_ms_per_row: float
 
     @property
     def per_second(self) -> float:
-        return self.backlog / self.backlog_seconds
+        return self.rows / self.seconds
+
+
+@dataclass(frozen=True)
+class Latency:
+    relays: int
+    rows: int
+    p50_ms: float
+    p99_ms: float
+    # Tickets appended per second as paced, and as the appends kept up.
+    asked_per_s: float
+    appended_per_s: float
+
+
+@dataclass(frozen=True)
+class DeliveryFigures:
+    backlogs: list[Backlog]
+    latencies: list[Latency]
 
 
 async def measure(
@@ -60,6 +79,8 @@ async def measure(
     paced_per_s: float,
     prefix: str,
 ) -> DeliveryFigures:
+    """A backlog through one relay, then another through two; then tickets at a pace
+    with one relay, and with two (relays sharing the process, as a worker runs them)."""
     policy = ServicePolicy()
     # Rows the earlier parts left (their worker ran no relay) are not this part's: the
     # bench's database is its own, so they are set aside as failed.
@@ -69,58 +90,115 @@ async def measure(
     port = free_port()
     stop = asyncio.Event()
     receiver = asyncio.create_task(serve_receiver(inbox, "127.0.0.1", port, stop))
-    relay = OutboxRelay(
-        pool,
-        policy,
-        MessageTemplates.load(),
-        DeliveryConfig(webhook_url=f"http://127.0.0.1:{port}{PATH}", secret=SecretStr(secret)),
-        client=None,
-    )
+    config = DeliveryConfig(webhook_url=f"http://127.0.0.1:{port}{PATH}", secret=SecretStr(secret))
+    relays = [
+        OutboxRelay(pool, policy, MessageTemplates.load(), config, client=None) for _ in range(2)
+    ]
     store = EventStore(pool, Outbox(pool, policy))
     try:
         await asyncio.sleep(0.5)  # the receiver is up
-        # Deliveries/s: a backlog, then the relay until nothing is due.
-        for number in range(backlog_tickets):
-            for batch in readdress(template, f"{prefix}-backlog-{number}"):
-                await store.append_events(batch)
-        backlog = 0
-        started = time.perf_counter()
-        while (passed := await relay.deliver_once()) != RelayRound():
-            backlog += passed.delivered
-        seconds = time.perf_counter() - started
-
-        # Latency: the relay as the worker runs it, while tickets append at a pace.
-        running = asyncio.create_task(relay.deliver_for(timedelta(days=1)))
-        for number in range(paced_tickets):
-            for batch in readdress(template, f"{prefix}-paced-{number}"):
-                await store.append_events(batch)
-            await asyncio.sleep(1 / paced_per_s)
-        await asyncio.sleep(2.0)  # the last rows arrive
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        rows = await pool.fetch(
-            "SELECT dedupe_key, created_at FROM outbox WHERE ticket_id LIKE $1",
-            f"{prefix}-paced-%",
-        )
-        missing = [row["dedupe_key"] for row in rows if row["dedupe_key"] not in inbox.received]
-        if missing:
-            # A row that never arrived is no latency to leave out: the figure would lie.
-            raise RuntimeError(f"{len(missing)} of {len(rows)} paced rows never arrived")
-        latencies = [
-            (inbox.received[row["dedupe_key"]].received_at - row["created_at"]).total_seconds()
-            * 1000
-            for row in rows
-        ]
-        return DeliveryFigures(
-            backlog=backlog,
-            backlog_seconds=seconds,
-            latency_rows=len(latencies),
-            p50_ms=percentile(latencies, 50),
-            p99_ms=percentile(latencies, 99),
-            paced_tickets_per_s=paced_per_s,
-        )
+        backlogs = []
+        for count in (1, 2):
+            for number in range(backlog_tickets):
+                for batch in readdress(template, f"{prefix}-backlog{count}-{number}"):
+                    await store.append_events(batch)
+            backlogs.append(await _drain(pool, relays[:count]))
+        latencies = []
+        for count in (1, 2):
+            latencies.append(
+                await _paced(
+                    pool,
+                    store,
+                    inbox,
+                    relays[:count],
+                    template,
+                    paced_tickets,
+                    paced_per_s,
+                    f"{prefix}-paced{count}",
+                )
+            )
+        return DeliveryFigures(backlogs, latencies)
     finally:
-        await relay.close()
+        for relay in relays:
+            await relay.close()
         stop.set()
         await receiver
+
+
+async def _drain(pool: Pool, relays: Sequence[OutboxRelay]) -> Backlog:
+    """Deliveries/s: the relays pass after pass until no row is left to deliver (a relay
+    finding nothing due while the other holds the rows before them looks again)."""
+    delivered = 0
+
+    async def relay_on(relay: OutboxRelay) -> None:
+        nonlocal delivered
+        while True:
+            passed = await relay.deliver_once()
+            delivered += passed.delivered
+            if passed == RelayRound():
+                if not await pool.fetchval(_LEFT):
+                    return
+                await asyncio.sleep(0.01)
+
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(relay_on(relay) for relay in relays))
+    cpu_ms = (time.process_time() - cpu) * 1000
+    return Backlog(len(relays), delivered, time.perf_counter() - started, cpu_ms / delivered)
+
+
+_LEFT = "SELECT count(*) FROM outbox WHERE dispatched_at IS NULL AND failed_at IS NULL"
+
+
+async def _paced(
+    pool: Pool,
+    store: EventStore,
+    inbox: Inbox,
+    relays: Sequence[OutboxRelay],
+    template: Sequence[EventBatch],
+    tickets: int,
+    per_s: float,
+    prefix: str,
+) -> Latency:
+    """End-to-end latency: the relays as the worker runs them, while tickets append at
+    a pace (each ticket's batches in order, tickets started on a fixed schedule)."""
+    running = [asyncio.create_task(relay.deliver_for(timedelta(days=1))) for relay in relays]
+
+    async def ticket(number: int) -> None:
+        for batch in readdress(template, f"{prefix}-{number}"):
+            await store.append_events(batch)
+
+    appending = []
+    started = time.perf_counter()
+    for number in range(tickets):
+        await asyncio.sleep(max(0.0, started + number / per_s - time.perf_counter()))
+        appending.append(asyncio.create_task(ticket(number)))
+    await asyncio.gather(*appending)
+    appended_per_s = tickets / (time.perf_counter() - started)
+    rows = await pool.fetch(
+        "SELECT dedupe_key, created_at FROM outbox WHERE ticket_id LIKE $1", f"{prefix}-%"
+    )
+    for _ in range(300):  # the last rows arrive, within 30 s
+        if all(row["dedupe_key"] in inbox.received for row in rows):
+            break
+        await asyncio.sleep(0.1)
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    missing = [row["dedupe_key"] for row in rows if row["dedupe_key"] not in inbox.received]
+    if missing:
+        # A row that never arrived is no latency to leave out: the figure would lie.
+        raise RuntimeError(f"{len(missing)} of {len(rows)} paced rows never arrived")
+    latencies = [
+        (inbox.received[row["dedupe_key"]].received_at - row["created_at"]).total_seconds() * 1000
+        for row in rows
+    ]
+    return Latency(
+        relays=len(relays),
+        rows=len(latencies),
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        asked_per_s=per_s,
+        appended_per_s=appended_per_s,
+    )

@@ -5,6 +5,7 @@ the JSON error shape; ids in a safe alphabet; text NFC without control character
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from api.http_bounds import MAX_HEAD_BYTES, MAX_HEADER_FIELDS
+from api.server import listen
 from tests.api.conftest import Stack, intake
 
 
@@ -23,6 +25,20 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert problem["code"] == code
     assert problem["request_id"] == response.headers["X-Request-ID"]
     return problem
+
+
+# ---------------------------------------------------------------- sockets
+
+
+def test_answers_are_not_held_back_by_nagle() -> None:
+    """Every connection the servers accept sends at once (TCP_NODELAY). Before, none
+    did: a kept-alive client (the relay posting to a receiver, a browser, the bench) waited
+    about 40 ms an answer for its own delayed ACK."""
+    listener = listen("127.0.0.1", 0)
+    with listener, socket.create_connection(listener.getsockname()):
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 # ---------------------------------------------------------------- headers
