@@ -114,8 +114,9 @@ class DeliveryConfig(BaseModel):
     settle_window: timedelta = timedelta(milliseconds=50)
     round: timedelta = ROUND
     # Delivery activities the relay runs at once; each worker process picks some up, and
-    # they share the outbox through its leases.
-    relays: int = Field(default=1, ge=1, le=16)
+    # they share the outbox through its leases. Two, so that while a dead worker's
+    # activity waits out its heartbeat timeout, the other one goes on delivering.
+    relays: int = Field(default=2, ge=1, le=16)
 
     @property
     def configured(self) -> bool:

@@ -46,13 +46,17 @@ async def serve(args: argparse.Namespace) -> None:
         twins = build_twin_worker(client, args.twin_queue, pool, args.sticky_cache)
         async with tickets, twins:
             if relay is not None:
-                await start_relay(client, args.ticket_queue)
+                await start_relay(client, args.ticket_queue, RELAYS)
             await asyncio.to_thread(Path(args.ready_file).write_text, str(os.getpid()))
             await stop.wait()
     finally:
         if relay is not None:
             await relay.close()
         await pool.close()
+
+
+# As `ticketflow worker` starts it, with the default DeliveryConfig.
+RELAYS = DeliveryConfig.model_fields["relays"].default
 
 
 def _relay(pool: Pool, policy: ServicePolicy, client: Client) -> OutboxRelay | None:
