@@ -788,7 +788,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sticky-cache",
         type=int,
         default=STICKY_CACHE,
-        help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, the SDK's)",
+        help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, as ticketflow worker)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument(

@@ -42,8 +42,10 @@ from workflows.vocabulary import Priority
 
 ENV_PREFIX = "TICKETFLOW_"
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
-# The SDK's default for max_cached_workflows (see Settings.sticky_cache).
-STICKY_CACHE = 1000
+# Workflows a worker keeps in memory (see Settings.sticky_cache): three times the SDK's
+# 1,000. A 10:00 herd larger than the cache took twice as long (docs/benchmarks.md, part
+# 9), and at about 0.28 MiB per cached ticket 3,000 stay within 1 GiB.
+STICKY_CACHE = 3000
 
 
 class DeploymentSettings(BaseModel):
