@@ -20,20 +20,18 @@ import contextlib
 import itertools
 import json
 import os
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import httpx
 
 from activities.database import Pool
 from api.access import hash_key, new_key
-from bench.infra import BENCH_KEYS, READY_TIMEOUT_S, STOP_TIMEOUT_S, DevServer
+from bench.infra import BENCH_KEYS, READY_TIMEOUT_S, STOP_TIMEOUT_S, DevServer, spawn_python
 from bench.report import Report, ms
 from bench.throughput import percentile
 from workers.devstack import free_port, log_tail, stop_process
@@ -120,21 +118,7 @@ async def api_processes(
                 "TICKETFLOW_CODEC__PRIMARY": BENCH_KEYS.primary,
             }
             log_path = work_dir / f"api-{number}.log"
-            log_file: IO[bytes] = log_path.open("wb")
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "workers.cli",
-                    "api",
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=asyncio.subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
-            finally:
-                log_file.close()
+            process = await spawn_python(["-m", "workers.cli", "api"], env, log_path)
             started.append(ApiProcess(process, f"http://127.0.0.1:{port}", log_path))
         async with httpx.AsyncClient() as probe:
             for api in started:

@@ -160,6 +160,26 @@ class WorkerProcess:
         await stop_process(self.process, STOP_TIMEOUT_S)
 
 
+async def spawn_python(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> asyncio.subprocess.Process:
+    """`python <args>` in a session of its own, its output to `log_path`. Settings that
+    may hold a password go in `env`, never in argv."""
+    log_file: IO[bytes] = log_path.open("wb")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    finally:
+        log_file.close()
+
+
 async def start_worker_process(
     server: DevServer,
     database_url: str,
@@ -190,10 +210,8 @@ async def start_worker_process(
     if relay is not None:
         env["BENCH_RELAY_URL"], env["BENCH_RELAY_SECRET"] = relay
     log_path = work_dir / f"{name}.log"
-    log_file: IO[bytes] = log_path.open("wb")
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
+    process = await spawn_python(
+        [
             "-m",
             "bench.worker_process",
             "--target",
@@ -210,15 +228,10 @@ async def start_worker_process(
             log_level,
             "--sticky-cache",
             str(sticky_cache),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
-            # The URL may hold a password: pass it in the environment, not argv.
-            env=env,
-            start_new_session=True,
-        )
-    finally:
-        log_file.close()
+        ],
+        env,
+        log_path,
+    )
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not ready.exists():
         if process.returncode is not None or time.monotonic() > deadline:
