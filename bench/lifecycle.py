@@ -249,7 +249,6 @@ def idle_waiter(client: Client, timeout: float = 30.0) -> Settle:
 
 
 APPENDS = frozenset({"append_events", APPEND})
-LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 @dataclass(frozen=True)
@@ -314,20 +313,13 @@ async def _segments(
 
 
 def activities_run(events: Sequence[HistoryEvent]) -> list[str]:
-    """The activity types these events ran: scheduled ones, and the appends a ticket runs
-    as local activities (their markers); its classification at intake, also local, is
-    work in the workflow task rather than a step's effect."""
-    names = []
-    for event in events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            names.append(event.activity_task_scheduled_event_attributes.activity_type.name)
-        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-            attributes = event.marker_recorded_event_attributes
-            if attributes.marker_name == LOCAL_ACTIVITY_MARKER:
-                [data] = attributes.details["data"].payloads
-                if json.loads(data.data).get("activity_type") == "append_events":
-                    names.append("append_events")
-    return names
+    """The activity types these events scheduled (the ticket's local activities, its
+    claim and classification, are work inside a workflow task, not a step's effects)."""
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
 
 
 async def stored_batches(pool: Pool, ticket_id: str) -> list[EventBatch]:
