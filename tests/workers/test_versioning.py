@@ -72,8 +72,11 @@ async def make_current(client: Client, deployment: str, build_id: str) -> None:
             )
             return
         except RPCError as error:
-            # Refused until the new build polls every task queue type the old one does.
-            if "missing active task queues" not in error.message or time.monotonic() > deadline:
+            # Refused until the new build polls every task queue type the old one does; and
+            # the dev server answers "operation was canceled" when the deployment's own
+            # workflow is still busy with the new build's registration (seen in CI).
+            transient = ("missing active task queues", "operation was canceled")
+            if not any(t in error.message for t in transient) or time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.1)
 
