@@ -309,6 +309,22 @@ class Labels(BaseModel):
     priority_suffix: str = "級"
 
 
+class TaskPriorities(BaseModel):
+    """Temporal task-queue priority keys: 1 is served first, 5 last, unset is 3.
+
+    A ticket a person is waiting on (a new intake; an agent's action, a customer's or a
+    partner's message) runs at `person_waiting`; once what they sent is stored, the ticket
+    settles at `quiet`. So at 10:00, when thousands of quiet tickets wake at once for
+    their progress checks, a person's work on another ticket is taken from the task
+    queues before theirs (docs/scaling.md). `None` leaves a ticket at the server's default.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    person_waiting: int | None = Field(default=2, ge=1, le=5)
+    quiet: int | None = Field(default=4, ge=1, le=5)
+
+
 class ServicePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -418,6 +434,7 @@ class ServicePolicy(BaseModel):
     staff_locale: str = "zh-Hans"
     staff_locales: dict[str, str] = Field(default_factory=dict)
     delivery: DeliveryRetry = Field(default_factory=DeliveryRetry)
+    priorities: TaskPriorities = Field(default_factory=TaskPriorities)
     surge: SurgePolicy = Field(default_factory=SurgePolicy)
     review: ReviewPolicy = Field(default_factory=ReviewPolicy)
     # A run continues as new past this many history events (about five months on a

@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         PartnerCallback,
         PartnerEngagement,
         PostProgress,
+        PriorityChange,
         RecordMilestone,
         RecordReviewDecision,
         Resolve,
@@ -98,6 +99,11 @@ _FEEDBACK_WINDOW = "feedback-window"  # CSAT / NPS asked for, and waited for, af
 # Why each call below stays, and when it goes, in one line: its marker's runs replay
 # through it until the builds that recorded it have drained (`ticketflow tickets-before`).
 _CLASSIFY_TIMEOUT = timedelta(seconds=30)
+# Live patches: each guards a change to the commands a ticket issues (docs/upgrades.md).
+_PEOPLE_FIRST = "people-first-priority"  # settles at the quiet priority once input is stored
+# Setting a priority is one quick RPC; a ticket never waits long on it (it is not a promise).
+_SETTLE_TIMEOUT = timedelta(seconds=10)
+_SETTLE_RETRY = RetryPolicy(maximum_attempts=3)
 
 
 # Worker versioning (docs/upgrades.md): pinned by the worker's default unless configured,
@@ -110,6 +116,9 @@ class TicketWorkflow:
         # Updates may arrive before run() starts, so all state is built here.
         self._policy = start.policy
         self._woken = False
+        # A new ticket starts at the priority of a person waiting (the API's start), and
+        # settles once its intake is stored; so does a run continued at another priority.
+        self._unsettled = workflow.info().priority.priority_key != self._policy.priorities.quiet
         self._indexed: dict[str, Any] = {}
         workflow.deprecate_patch(_TYPED_RECORD)  # marker of every run; goes in the next stage
         workflow.deprecate_patch(_CALENDAR)  # marker of every run; goes in the next stage
@@ -142,6 +151,7 @@ class TicketWorkflow:
         while True:
             self._woken = False
             await self._carry_out_effects()
+            await self._settle_priority()
             if self._closed():
                 break
             if self._history_is_long():
@@ -169,6 +179,28 @@ class TicketWorkflow:
         """Store what was decided, then show operators where the ticket stands."""
         await self._record.store()
         self._publish_for_operators()
+
+    async def _settle_priority(self) -> None:
+        """What the person sent is stored: the ticket's tasks stop going first.
+
+        The API raised the ticket to `priorities.person_waiting` before handing it their
+        input, so that at 10:00 a person's work is served before the herd of quiet tickets
+        waking for their progress checks (workflows.policy.TaskPriorities). Best effort: a
+        ticket that cannot settle goes on, and settles after its next input."""
+        quiet = self._policy.priorities.quiet
+        if not self._unsettled or quiet is None or not workflow.patched(_PEOPLE_FIRST):
+            return
+        self._unsettled = False  # before the await: input arriving meanwhile settles again
+        try:
+            await workflow.execute_local_activity(
+                activity.settle_priority,
+                PriorityChange(ticket_id=self._state.ticket_id, priority_key=quiet),
+                start_to_close_timeout=_SETTLE_TIMEOUT,
+                retry_policy=_SETTLE_RETRY,
+                summary="settle priority",
+            )
+        except ActivityError as error:
+            workflow.logger.warning("could not settle the ticket's priority: %s", error.cause)
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -353,7 +385,7 @@ class TicketWorkflow:
                 ),
                 action.actor,
             )
-            self._wake()
+            self._heard_from_a_person()
             return
         self._apply(action)
 
@@ -377,7 +409,7 @@ class TicketWorkflow:
         handler: Callable[[Action], None] = getattr(self, f"_on_{action.type}")
         handler(action)
         self._refresh_status(action.actor)
-        self._wake()
+        self._heard_from_a_person()
 
     def _on_respond(self, action: Respond) -> None:
         state = self._state
@@ -592,7 +624,7 @@ class TicketWorkflow:
                     ev.CustomerReplied(kind=reply.kind, after_close=True, text=reply.text),
                     customer,
                 )
-            self._wake()
+            self._heard_from_a_person()
             return
         if not self._record.first_sighting(f"reply:{reply.reply_id}"):
             return
@@ -616,7 +648,7 @@ class TicketWorkflow:
                         self._policy, self._policy.auto_close_after
                     )
         self._refresh_status(customer)
-        self._wake()
+        self._heard_from_a_person()
 
     def _reopen(self, customer: Actor) -> None:
         state = self._state
@@ -656,7 +688,7 @@ class TicketWorkflow:
             if all(p.answered_at is not None for p in state.partners.values()):
                 state.deadlines.partner_update = None
         self._refresh_status(partner)
-        self._wake()
+        self._heard_from_a_person()
 
     @workflow.signal
     def delivery_failed(self, failure: DeliveryFailure) -> None:
@@ -762,6 +794,13 @@ class TicketWorkflow:
 
     def _wake(self) -> None:
         self._woken = True
+
+    def _heard_from_a_person(self) -> None:
+        """Wake for a person's input, which the API raised the ticket's priority to hand
+        over. (A duplicate is dropped without waking, and leaves the ticket raised until
+        its next input: rare, and it only lets that one ticket go first.)"""
+        self._unsettled = True
+        self._wake()
 
     def _tag(self, classification: Classification) -> str:
         return rules.tag_for(

@@ -159,6 +159,7 @@ SAVED = {path.stem: path.read_text() for path in sorted(HISTORIES.glob("*.json")
 
 PATCH_MARKERS = ("every-reply-recorded", "sla-calendar", "model-classification")
 CLAIMED_LOCALLY = "claim-as-local-activity"
+PEOPLE_FIRST = "people-first-priority"
 
 
 def _scheduled(text: str, activity_type: str) -> bool:
@@ -205,6 +206,14 @@ def test_histories_are_saved() -> None:
         assert _scheduled(SAVED[earlier], CLAIM_INTAKE) and not _scheduled(
             SAVED[name], CLAIM_INTAKE
         )
+        # Today's runs settle at the quiet priority once a person's input is stored;
+        # runs recorded before that patch (still open when their worker upgrades) did not.
+        assert (PEOPLE_FIRST, False) in today
+        unsettled = f"{name}.no_priority"
+        assert PEOPLE_FIRST not in {
+            marker
+            for marker, _ in patch_markers(WorkflowHistory.from_json(unsettled, SAVED[unsettled]))
+        }
     # Runs from before any of the ticket's patches are gone with their branches.
     assert not [name for name in SAVED if ".before_" in name or "one_by_one" in name]
     for folder in ("relay", "review", "surge"):
