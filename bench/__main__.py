@@ -3,6 +3,7 @@
     python -m bench                   the full run (~10 minutes on 2 cores)
     python -m bench --quick           a smoke run of every part (under a minute)
     python -m bench --profile         also sample the worker with py-spy at concurrency 50
+    python -m bench --workers 2       parts 1 and 2 against two worker processes
 
 It starts its own Temporal dev server (temporal-dev.yml's flags, free ports, a SQLite
 file in a temporary directory), an embedded PostgreSQL unless DATABASE_URL is set, and a
@@ -197,19 +198,23 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
             stack.push_async_callback(asyncio.wait_for, receiving, 10)
             stack.callback(stop_receiver.set)
             relay = (f"http://127.0.0.1:{port}{RECEIVER_PATH}", inbox.secret)
+
+        async def start_worker(name: str) -> infra.WorkerProcess:
+            return await infra.start_worker_process(
+                server,
+                db.url,
+                TICKET_QUEUE,
+                TWIN_QUEUE,
+                work,
+                name,
+                args.worker_log_level,
+                bytecode_cache=not args.no_bytecode_cache,
+                relay=relay,
+                sticky_cache=args.sticky_cache,
+            )
+
         say("starting the worker process (ticket worker + twin worker)")
-        worker = await infra.start_worker_process(
-            server,
-            db.url,
-            TICKET_QUEUE,
-            TWIN_QUEUE,
-            work,
-            "worker",
-            args.worker_log_level,
-            bytecode_cache=not args.no_bytecode_cache,
-            relay=relay,
-            sticky_cache=args.sticky_cache,
-        )
+        worker = await start_worker("worker")
         report.facts["sticky_cache"] = args.sticky_cache
         report.facts["worker_bytecode_cache"] = not args.no_bytecode_cache
         stack.push_async_callback(worker.stop)
@@ -256,13 +261,25 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
             + ("matches." if calibration.shapes_match else f"DIFFERS: {calibration.twin_segments}.")
         )
 
-        watch = {"worker": worker.pid, "server": server.pid, "driver": os.getpid()}
-        if db.pid is not None:
-            watch[throughput.POSTGRES] = db.pid
         if "floor" in args.parts:
-            await part_throughput(
-                args, plan, report, client, tickets, calibration, worker, watch, token
-            )
+            # The other parts keep one worker: the extra ones poll the same task queues
+            # for parts 1 and 2 only, and their CPU counts as the worker's.
+            async with AsyncExitStack() as extras:
+                workers = [worker]
+                for number in range(2, args.workers + 1):
+                    say(f"starting worker process {number} of {args.workers} (same task queues)")
+                    workers.append(await start_worker(f"worker-{number}"))
+                    extras.push_async_callback(workers[-1].stop)
+                watch = {
+                    "worker": [each.pid for each in workers],
+                    "server": [server.pid],
+                    "driver": [os.getpid()],
+                }
+                if db.pid is not None:
+                    watch[throughput.POSTGRES] = [db.pid]
+                await part_throughput(
+                    args, plan, report, client, tickets, calibration, worker, watch, token
+                )
         if "history" in args.parts:
             await part_history(args, plan, report, work, db.url, tickets, calibration, token)
         if "rest" in args.parts:
@@ -307,9 +324,15 @@ async def part_throughput(
     tickets: TicketClient,
     calibration: lifecycle.Calibration,
     worker: infra.WorkerProcess,
-    watch: dict[str, int],
+    watch: dict[str, list[int]],
     token: str,
 ) -> None:
+    report.facts["worker_processes"] = len(watch["worker"])
+    if len(watch["worker"]) > 1:
+        report.note(
+            f"Parts 1 and 2 ran against {len(watch['worker'])} worker processes polling the "
+            "same task queues; their CPU counts together as the worker's."
+        )
     numbers = itertools.count()
 
     async def ticket_once(number: int, timings: lifecycle.Timings | None) -> object:
@@ -745,6 +768,12 @@ def _parts(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number, at least 1; got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run (< 60 s)")
@@ -789,6 +818,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=STICKY_CACHE,
         help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, as ticketflow worker)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes for parts 1 and 2, on the same task queues (default 1; "
+        "--profile samples the first)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bench.infra import busy_cpu_seconds, cpu_seconds
@@ -63,16 +63,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def _cpu(name: str, pids: Sequence[int]) -> float:
+    return sum(cpu_seconds(pid, name == POSTGRES) for pid in pids)
+
+
 async def _drive(
     lifecycle: Lifecycle,
     concurrency: int,
     seconds: float,
     numbers: itertools.count[int],
     timings: Timings | None,
-    watch: Mapping[str, int],
+    watch: Mapping[str, Sequence[int]],
 ) -> Throughput:
     result = Throughput(concurrency=concurrency, lifecycles=0, seconds=0.0)
-    cpu_before = {name: cpu_seconds(pid, name == POSTGRES) for name, pid in watch.items()}
+    cpu_before = {name: _cpu(name, pids) for name, pids in watch.items()}
     machine_before = busy_cpu_seconds()
     started = time.perf_counter()
     deadline = started + seconds
@@ -94,9 +98,7 @@ async def _drive(
 
     await asyncio.gather(*(driver() for _ in range(concurrency)))
     result.seconds = last_done - started
-    result.cpu = {
-        name: cpu_seconds(pid, name == POSTGRES) - cpu_before[name] for name, pid in watch.items()
-    }
+    result.cpu = {name: _cpu(name, pids) - cpu_before[name] for name, pids in watch.items()}
     result.others_cpu = max(0.0, busy_cpu_seconds() - machine_before - sum(result.cpu.values()))
     if timings is not None:
         result.updates = timings.updates
@@ -109,9 +111,10 @@ async def measure(
     seconds: float,
     warmup_seconds: float,
     numbers: itertools.count[int],
-    watch: Mapping[str, int],
+    watch: Mapping[str, Sequence[int]],
 ) -> Throughput:
-    """`watch`: processes (name → pid) whose CPU time the window accounts for."""
+    """`watch`: processes (name → pids, e.g. every worker process) whose CPU time the
+    window accounts for, summed under each name."""
     if warmup_seconds > 0:
         await _drive(lifecycle, concurrency, warmup_seconds, numbers, None, {})
     return await _drive(lifecycle, concurrency, seconds, numbers, Timings(), watch)

@@ -1,0 +1,21 @@
+"""`python -m bench`'s options: how many worker processes parts 1 and 2 run against."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.__main__ import parse_args
+
+
+def test_the_floor_runs_against_one_worker_process_unless_told() -> None:
+    assert parse_args([]).workers == 1
+    assert parse_args(["--quick", "--parts", "floor", "--workers", "2"]).workers == 2
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two"])
+def test_workers_below_one_or_not_a_number_are_refused(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--workers", text])
+    assert f"--workers: a whole number, at least 1; got '{text}'" in capsys.readouterr().err
