@@ -14,6 +14,7 @@ import temporalio.api.workflowservice.v1 as service
 from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import activity_names as names
@@ -41,6 +42,18 @@ async def set_priority(client: Client, workflow_id: str, priority_key: int) -> b
     return True
 
 
+# Answers that another attempt would only repeat: the ticket is gone or closed, or the
+# server refuses the key.
+_FINAL = frozenset(
+    {
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.INVALID_ARGUMENT,
+        RPCStatusCode.PERMISSION_DENIED,
+    }
+)
+
+
 class TicketPriority:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -48,4 +61,11 @@ class TicketPriority:
     @activity.defn(name=names.SETTLE_PRIORITY)
     async def settle_priority(self, change: PriorityChange) -> bool:
         """The calling ticket sets its own priority: setting it twice is the same as once."""
-        return await set_priority(self._client, change.ticket_id, change.priority_key)
+        try:
+            return await set_priority(self._client, change.ticket_id, change.priority_key)
+        except RPCError as error:
+            if error.status in _FINAL:
+                raise ApplicationError(
+                    error.message, type="PriorityRefused", non_retryable=True
+                ) from error
+            raise

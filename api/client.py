@@ -187,21 +187,30 @@ class TicketClient:
     async def _first(self, ticket_id: str) -> None:
         """A person is waiting on this ticket: its tasks go before quiet tickets' (a 10:00
         herd's) until it has stored what they sent, and settles itself again
-        (workflows.policy.TaskPriorities). Best effort: the input goes either way, and a
-        ticket that is gone or closed is reported by the input's own call."""
-        key = self._policy.priorities.person_waiting
+        (workflows.policy.TaskPriorities)."""
+        await self._prioritise(ticket_id, self._policy.priorities.person_waiting)
+
+    async def _prioritise(self, ticket_id: str, key: int | None) -> None:
+        """Best effort: the input goes either way, and a ticket that is gone or closed is
+        reported by the input's own call."""
         if key is None:
             return
         try:
             await set_priority(self._client, ticket_id, key)
         except RPCError as error:
-            log.debug("priority not raised", ticket_id=ticket_id, status=error.status.name)
+            log.debug("priority not set", ticket_id=ticket_id, key=key, status=error.status.name)
 
     async def act(self, ticket_id: str, action: Action) -> TicketView:
         """Send an action as its update and wait until the ticket has accepted it (see
         `_send_action`)."""
         await self._first(ticket_id)
-        return await _send_action(self.handle(ticket_id), action, action.type, TicketView)
+        try:
+            return await _send_action(self.handle(ticket_id), action, action.type, TicketView)
+        except ActionRejected:
+            # Refused by the ticket's validator, which leaves no trace the ticket could
+            # settle on: nothing was handed over, so it goes back to quiet here.
+            await self._prioritise(ticket_id, self._policy.priorities.quiet)
+            raise
 
     async def act_later(self, ticket_id: str, action: TicketAction) -> None:
         """Fire and forget: a misfit becomes an `action_rejected` event on the ticket."""

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
+        # `null` turns an optional setting off (TICKETFLOW_POLICY__PRIORITIES__QUIET=null).
+        env_parse_none_str="null",
         extra="ignore",
         validate_by_name=True,
     )

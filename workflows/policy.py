@@ -324,6 +324,19 @@ class TaskPriorities(BaseModel):
     person_waiting: int | None = Field(default=2, ge=1, le=5)
     quiet: int | None = Field(default=4, ge=1, le=5)
 
+    @model_validator(mode="after")
+    def _people_go_first(self) -> TaskPriorities:
+        if (
+            self.person_waiting is not None
+            and self.quiet is not None
+            and self.person_waiting >= self.quiet
+        ):
+            raise ValueError(
+                f"person_waiting ({self.person_waiting}) must come before quiet ({self.quiet}):"
+                " a lower key"
+            )
+        return self
+
 
 class ServicePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")

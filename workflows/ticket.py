@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -102,8 +102,9 @@ _CLASSIFY_TIMEOUT = timedelta(seconds=30)
 # Live patches: each guards a change to the commands a ticket issues (docs/upgrades.md).
 _PEOPLE_FIRST = "people-first-priority"  # settles at the quiet priority once input is stored
 # Setting a priority is one quick RPC; a ticket never waits long on it (it is not a promise).
-_SETTLE_TIMEOUT = timedelta(seconds=10)
-_SETTLE_RETRY = RetryPolicy(maximum_attempts=3)
+_SETTLE_TIMEOUT = timedelta(seconds=2)
+_SETTLE_GIVE_UP = timedelta(seconds=5)
+_SETTLE_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["PriorityRefused"])
 
 
 # Worker versioning (docs/upgrades.md): pinned by the worker's default unless configured,
@@ -117,8 +118,15 @@ class TicketWorkflow:
         self._policy = start.policy
         self._woken = False
         # A new ticket starts at the priority of a person waiting (the API's start), and
-        # settles once its intake is stored; so does a run continued at another priority.
-        self._unsettled = workflow.info().priority.priority_key != self._policy.priorities.quiet
+        # settles once its intake is stored; a continued run settles once too. Not decided
+        # from `workflow.info().priority`: a worker replaying the run is given the
+        # ticket's current priority there, not its start's (a nondeterminism error).
+        self._unsettled = True
+        # Asked here, in the run's first workflow task, and nowhere later: after a local
+        # activity, a replay runs on before the server's next task is read, and a live
+        # patch first asked there would answer differently than it did (tried: a
+        # nondeterminism error on the intake's claim).
+        self._people_first = workflow.patched(_PEOPLE_FIRST)
         self._indexed: dict[str, Any] = {}
         workflow.deprecate_patch(_TYPED_RECORD)  # marker of every run; goes in the next stage
         workflow.deprecate_patch(_CALENDAR)  # marker of every run; goes in the next stage
@@ -177,8 +185,16 @@ class TicketWorkflow:
 
     async def _carry_out_effects(self) -> None:
         """Store what was decided, then show operators where the ticket stands."""
-        await self._record.store()
+        await self._record.store(self._store_priority())
         self._publish_for_operators()
+
+    def _store_priority(self) -> Priority:
+        """A person's input is stored at their priority, whatever the ticket's: an input
+        that arrived while the ticket settled finds it quiet again."""
+        key = self._policy.priorities.person_waiting
+        if not self._unsettled or key is None or not self._people_first:
+            return Priority.default  # the ticket's own
+        return Priority(priority_key=key)
 
     async def _settle_priority(self) -> None:
         """What the person sent is stored: the ticket's tasks stop going first.
@@ -188,7 +204,7 @@ class TicketWorkflow:
         waking for their progress checks (workflows.policy.TaskPriorities). Best effort: a
         ticket that cannot settle goes on, and settles after its next input."""
         quiet = self._policy.priorities.quiet
-        if not self._unsettled or quiet is None or not workflow.patched(_PEOPLE_FIRST):
+        if not self._unsettled or quiet is None or not self._people_first:
             return
         self._unsettled = False  # before the await: input arriving meanwhile settles again
         try:
@@ -196,6 +212,7 @@ class TicketWorkflow:
                 activity.settle_priority,
                 PriorityChange(ticket_id=self._state.ticket_id, priority_key=quiet),
                 start_to_close_timeout=_SETTLE_TIMEOUT,
+                schedule_to_close_timeout=_SETTLE_GIVE_UP,
                 retry_policy=_SETTLE_RETRY,
                 summary="settle priority",
             )
@@ -374,6 +391,7 @@ class TicketWorkflow:
         """Fire-and-forget form of every action: a misfit becomes an event, never a failure."""
         action = envelope.action
         if not self._record.first_sighting_of(action):
+            self._raised_for_nothing()
             return
         reason = self._record.reused_id(action) or self._rejection(action)
         if reason is not None:
@@ -400,6 +418,8 @@ class TicketWorkflow:
     def _accept(self, action: Action) -> TicketView:
         if self._record.first_sighting_of(action):
             self._apply(action)
+        else:
+            self._raised_for_nothing()
         return self.view()
 
     def _rejection(self, action: Action) -> str | None:
@@ -616,6 +636,7 @@ class TicketWorkflow:
             # and records anything else the customer says without reopening: closed is
             # final (SPEC §4), but nothing the customer sent is lost.
             if not self._record.first_sighting(f"reply:{reply.reply_id}"):
+                self._raised_for_nothing()
                 return
             if reply.kind in (CustomerReplyKind.CSAT, CustomerReplyKind.NPS):
                 self._record.event(ticket_rules.score(state, reply), customer)
@@ -627,6 +648,7 @@ class TicketWorkflow:
             self._heard_from_a_person()
             return
         if not self._record.first_sighting(f"reply:{reply.reply_id}"):
+            self._raised_for_nothing()
             return
         resolved = state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION
         match reply.kind:
@@ -666,6 +688,7 @@ class TicketWorkflow:
     def partner_callback(self, callback: PartnerCallback) -> None:
         state = self._state
         if not self._record.first_sighting(f"partner:{callback.callback_id}"):
+            self._raised_for_nothing()
             return
         partner = Actor(id=callback.partner, role=Role.PARTNER)
         engagement = state.partners.get(callback.partner)
@@ -749,6 +772,7 @@ class TicketWorkflow:
         while True:
             self._woken = False  # before the drain: a rating sent meanwhile wakes the wait
             await self._carry_out_effects()
+            await self._settle_priority()
             if workflow.now() >= until or (state.csat is not None and state.nps is not None):
                 break
             with contextlib.suppress(TimeoutError):
@@ -797,10 +821,14 @@ class TicketWorkflow:
 
     def _heard_from_a_person(self) -> None:
         """Wake for a person's input, which the API raised the ticket's priority to hand
-        over. (A duplicate is dropped without waking, and leaves the ticket raised until
-        its next input: rare, and it only lets that one ticket go first.)"""
+        over: the run loop settles it again once the input is stored."""
         self._unsettled = True
         self._wake()
+
+    def _raised_for_nothing(self) -> None:
+        """A resent input, dropped: the API raised the ticket all the same. It settles the
+        next time it wakes anyway (waking now would change no state, only add commands)."""
+        self._unsettled = True
 
     def _tag(self, classification: Classification) -> str:
         return rules.tag_for(

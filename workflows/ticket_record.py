@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import Priority
 
 from workflows import activity_stubs as activity
 from workflows import events as ev
@@ -237,12 +238,13 @@ class TicketRecord:
         state = self._state
         return bool(state.pending_messages or state.pending_handoffs or state.pending_events)
 
-    async def store(self) -> None:
+    async def store(self, priority: Priority = Priority.default) -> None:
         """Store every queued event together with the messages and hand-offs it describes.
 
         One activity per drain: the outbox rows and the events go into PostgreSQL in one
         transaction, so a row exists exactly when its event does, and a lifecycle costs
-        one activity per step instead of one per message and hand-off."""
+        one activity per step instead of one per message and hand-off. `priority` is the
+        task-queue priority of its activity (the ticket's own by default)."""
         state = self._state
         while self.pending():
             # Marker of every run (at its first drain); goes in the next stage.
@@ -266,6 +268,7 @@ class TicketRecord:
                 start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=activity.STORE_RETRY,
                 summary=f"append {len(batch.events)} events{carrying}",
+                priority=priority,
             )
             # Handlers may have queued more while we awaited: keep those.
             del state.pending_events[: len(batch.events)]

@@ -70,6 +70,21 @@ def test_environment_overrides_policy_numbers(monkeypatch: pytest.MonkeyPatch) -
     assert policy.sla[Priority.A] == ServicePolicy().sla[Priority.A]
 
 
+def test_people_first_priorities_are_set_or_turned_off_by_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (ServicePolicy().priorities.person_waiting, ServicePolicy().priorities.quiet) == (2, 4)
+    # Off on an API rolled out ahead of the workers that settle tickets (docs/upgrades.md).
+    monkeypatch.setenv("TICKETFLOW_POLICY__PRIORITIES__PERSON_WAITING", "null")
+    monkeypatch.setenv("TICKETFLOW_POLICY__PRIORITIES__QUIET", "5")
+    priorities = load_settings().policy.priorities
+    assert (priorities.person_waiting, priorities.quiet) == (None, 5)
+    # A person's work must come before quiet tickets', not after.
+    monkeypatch.setenv("TICKETFLOW_POLICY__PRIORITIES__PERSON_WAITING", "5")
+    with pytest.raises(ConfigurationError, match="must come before quiet"):
+        load_settings()
+
+
 def test_policy_file_overrides_defaults(monkeypatch: pytest.MonkeyPatch, policy_toml: Path) -> None:
     monkeypatch.setenv("TICKETFLOW_POLICY_FILE", str(policy_toml))
     policy = load_settings().policy
