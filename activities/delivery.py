@@ -274,7 +274,9 @@ _HELD = "id = $1 AND attempts = $2 AND dispatched_at IS NULL AND failed_at IS NU
 _HAND_BACK = f"UPDATE outbox SET next_attempt_at = now() WHERE {_HELD}"
 # The outcomes of a pass's ended sends, in one statement: delivered (the words as sent and
 # the destination's receipt), retried (at its backoff) or failed (the words it would have
-# said), each under the same guard as `_HELD`.
+# said), each under the same guard as `_HELD`. Written with coalesce, as in `_CLAIM`, so
+# the rows are found by their ids: on statistics that believe no row undelivered, the
+# planner hashed the whole backlog's partial index for every settle and renewal.
 _SETTLE = """
     UPDATE outbox o SET
         dispatched_at = CASE WHEN s.outcome = 'delivered' THEN now() END,
@@ -289,7 +291,7 @@ _SETTLE = """
             $7::text[], $8::interval[])
         AS s(id, attempts, outcome, rendered, locale, receipt, error, wait)
     WHERE o.id = s.id AND o.attempts = s.attempts
-      AND o.dispatched_at IS NULL AND o.failed_at IS NULL
+      AND coalesce(o.dispatched_at, o.failed_at) IS NULL
 """
 # The pass's rows still held, their leases pushed on. A row settled meanwhile is left as
 # it was settled: delivered or failed (set), or retried at its backoff (past the lease).
@@ -297,7 +299,7 @@ _RENEW = """
     UPDATE outbox o SET next_attempt_at = now() + $3::interval
     FROM unnest($1::bigint[], $2::int[]) AS held(id, attempts)
     WHERE o.id = held.id AND o.attempts = held.attempts
-      AND o.dispatched_at IS NULL AND o.failed_at IS NULL
+      AND coalesce(o.dispatched_at, o.failed_at) IS NULL
       AND o.next_attempt_at <= now() + $3::interval
 """
 
