@@ -3,6 +3,8 @@
     python -m bench                   the full run (~10 minutes on 2 cores)
     python -m bench --quick           a smoke run of every part (under a minute)
     python -m bench --profile         also sample the worker with py-spy at concurrency 50
+    python -m bench --parts herd      a part that runs alone: herd (9), http (10),
+                                      relay-crash (11: a relay killed mid-backlog)
 
 It starts its own Temporal dev server (temporal-dev.yml's flags, free ports, a SQLite
 file in a temporary directory), an embedded PostgreSQL unless DATABASE_URL is set, and a
