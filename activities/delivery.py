@@ -24,6 +24,8 @@ before a row's send has ended.
 Several relays (one per worker, or several in one) share the table: the claim leases
 each row to one of them, and one destination's order, a ticket's rows to one destination
 in the order the ticket decided them, is kept whichever relay holds which row (`_CLAIM`).
+A relay behind on its rows overlaps its passes (`passes`): the next one claims while the
+last one sends and settles, and the order holds between them as between relays.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ class DeliveryConfig(BaseModel):
     # they share the outbox through its leases. Two, so that while a dead worker's
     # activity waits out its heartbeat timeout, the other one goes on delivering.
     relays: int = Field(default=2, ge=1, le=16)
+    # Passes one relay runs at once. A pass waits on PostgreSQL for about half its time
+    # (its claim, its settles' commits) while its process could send: the next pass
+    # claims while the last still sends and settles. Order holds as between relays: a
+    # claim takes no row while an earlier one to its destination is unsettled (`_CLAIM`).
+    passes: int = Field(default=3, ge=1, le=16)
 
     @property
     def configured(self) -> bool:
@@ -230,14 +237,23 @@ class DeliveryRefused(Exception):
 #   cannot overtake each other (a ticket's k rows to one place take k passes);
 # - two claims at once: the first locks the earlier row, the second skips it (SKIP
 #   LOCKED) and, seeing it still undelivered, takes none of its later rows either.
+#
+# "First of its ticket for its destination" is a subquery per candidate, through the
+# ticket's index, whatever PostgreSQL's statistics say. The statistics of an outbox are
+# of delivered rows (a table of them, or a quiet hour when autovacuum analysed it), and a
+# backlog grows faster than they catch up: believing no row undelivered, the planner
+# turned a NOT EXISTS over the undelivered rows' partial indexes into a scan of the whole
+# backlog for each candidate (130 ms a claim of 50 over 4,000 rows, quadratic beyond).
+# `coalesce(...) IS NULL` keeps those indexes out of the subquery, and a scalar subquery
+# is never turned into a join that could read the outbox's whole history.
 _CLAIM = """
     WITH due AS (
         SELECT o.id FROM outbox o
         WHERE o.dispatched_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= now()
-          AND NOT EXISTS (
-              SELECT FROM outbox e
+          AND o.id = (
+              SELECT min(e.id) FROM outbox e
               WHERE e.ticket_id = o.ticket_id AND e.channel_or_recipient = o.channel_or_recipient
-                AND e.id < o.id AND e.dispatched_at IS NULL AND e.failed_at IS NULL
+                AND coalesce(e.dispatched_at, e.failed_at) IS NULL
           )
         ORDER BY o.next_attempt_at, o.id
         LIMIT $1
@@ -258,7 +274,9 @@ _HELD = "id = $1 AND attempts = $2 AND dispatched_at IS NULL AND failed_at IS NU
 _HAND_BACK = f"UPDATE outbox SET next_attempt_at = now() WHERE {_HELD}"
 # The outcomes of a pass's ended sends, in one statement: delivered (the words as sent and
 # the destination's receipt), retried (at its backoff) or failed (the words it would have
-# said), each under the same guard as `_HELD`.
+# said), each under the same guard as `_HELD`. Written with coalesce, as in `_CLAIM`, so
+# the rows are found by their ids: on statistics that believe no row undelivered, the
+# planner hashed the whole backlog's partial index for every settle and renewal.
 _SETTLE = """
     UPDATE outbox o SET
         dispatched_at = CASE WHEN s.outcome = 'delivered' THEN now() END,
@@ -273,7 +291,7 @@ _SETTLE = """
             $7::text[], $8::interval[])
         AS s(id, attempts, outcome, rendered, locale, receipt, error, wait)
     WHERE o.id = s.id AND o.attempts = s.attempts
-      AND o.dispatched_at IS NULL AND o.failed_at IS NULL
+      AND coalesce(o.dispatched_at, o.failed_at) IS NULL
 """
 # The pass's rows still held, their leases pushed on. A row settled meanwhile is left as
 # it was settled: delivered or failed (set), or retried at its backoff (past the lease).
@@ -281,9 +299,17 @@ _RENEW = """
     UPDATE outbox o SET next_attempt_at = now() + $3::interval
     FROM unnest($1::bigint[], $2::int[]) AS held(id, attempts)
     WHERE o.id = held.id AND o.attempts = held.attempts
-      AND o.dispatched_at IS NULL AND o.failed_at IS NULL
+      AND coalesce(o.dispatched_at, o.failed_at) IS NULL
       AND o.next_attempt_at <= now() + $3::interval
 """
+
+
+def _added(done: RelayRound, passed: RelayRound) -> RelayRound:
+    return RelayRound(
+        delivered=done.delivered + passed.delivered,
+        retried=done.retried + passed.retried,
+        failed=done.failed + passed.failed,
+    )
 
 
 def _outcomes(
@@ -375,10 +401,15 @@ class OutboxRelay:
         alive: Callable[[int], None] = lambda _: None,
         stopping: Awaitable[None] | None = None,
     ) -> RelayRound:
-        """Pass after pass for `duration`, waiting `poll_interval` when nothing was due;
-        `alive` hears the count delivered after each pass (the activity's heartbeat).
-        When `stopping` completes, the pass in flight is cut short and its unsettled rows
-        are handed back (`deliver_once`), and the round ends there."""
+        """Passes for `duration`, up to `passes` of them at once. The next pass claims as
+        soon as the last one's claim came back full (more rows are due), while the last
+        one still sends and settles; after a claim that was not full, it waits for the
+        passes in flight, then to be woken (a commit queued rows, or a pass ended, which
+        may have let the rows behind its own come due) or `poll_interval`. `alive` hears
+        the count delivered so far (the activity's heartbeat). When `stopping` completes,
+        the passes in flight are cut short and hand back their unsettled rows
+        (`deliver_once`), and the round ends there; when `duration` is over, no pass
+        starts and the round ends with the last."""
         done = RelayRound()
         ends = time.monotonic() + duration.total_seconds()
         stop: asyncio.Future[None] = (
@@ -392,46 +423,64 @@ class OutboxRelay:
                 await asyncio.sleep(_ALIVE_EVERY)
 
         beating = asyncio.create_task(keep_alive())
-        passing: asyncio.Task[RelayRound] | None = None
+        passes: set[asyncio.Task[RelayRound]] = set()
         woken = asyncio.Event()
         listening = await self._listen(woken)
+
+        async def until(also: set[asyncio.Future[Any]], within: float | None = None) -> None:
+            """Wait for `also`, a pass to end or the stop, and count the passes ended."""
+            nonlocal done
+            waits: set[asyncio.Future[Any]] = {stop, *passes, *also}
+            await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+            for ended in [task for task in passes if task.done()]:
+                passes.discard(ended)
+                passed = ended.result()  # a pass that broke ends the round (and is retried)
+                done = _added(done, passed)
+                if passed != RelayRound():
+                    woken.set()  # its rows are settled: the rows behind them may be due
+
         try:
             while time.monotonic() < ends and not stop.done():
-                # Cleared before the claim: rows queued during the pass wake the next one.
+                # Cleared before the claim: rows queued or let through from here on wake
+                # the next look.
                 woken.clear()
-                passing = asyncio.create_task(self.deliver_once())
-                either: set[asyncio.Future[Any]] = {passing, stop}
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                if not passing.done():
-                    break
-                passed = passing.result()
-                done = RelayRound(
-                    delivered=done.delivered + passed.delivered,
-                    retried=done.retried + passed.retried,
-                    failed=done.failed + passed.failed,
-                )
-                if passed == RelayRound():
+                claimed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                passing = asyncio.create_task(self.deliver_once(claimed))
+                passes.add(passing)
+                look = time.monotonic() + self._config.poll_interval.total_seconds()
+                while not (stop.done() or claimed.done() or passing.done()):
+                    await until({claimed})
+                # A full claim: rows wait, the next pass claims while this one sends. A
+                # short one: the relay has caught up and goes one pass at a time, each
+                # taking what was queued meanwhile (more passes would only cost more
+                # claims and commits for the same rows).
+                full = claimed.done() and claimed.result() >= self._config.batch
+                room = self._config.passes if full else 1
+                while not stop.done():
+                    if len(passes) < room and (full or woken.is_set() or time.monotonic() >= look):
+                        break
+                    if passes:
+                        await until(set())
+                        continue
                     waking: asyncio.Future[Any] = asyncio.ensure_future(woken.wait())
-                    idle: set[asyncio.Future[Any]] = {stop, waking}
                     try:
-                        await asyncio.wait(
-                            idle,
-                            timeout=self._config.poll_interval.total_seconds(),
-                            return_when=asyncio.FIRST_COMPLETED,
-                        )
+                        await until({waking}, within=max(0.0, look - time.monotonic()))
                     finally:
                         # Also when the round is cancelled while idle: a wait left
                         # pending is destroyed with a logged error.
                         waking.cancel()
+            while passes and not stop.done():
+                await until(set())
         finally:
             beating.cancel()
             stop.cancel()
             await listening.aclose()
-            if passing is not None and not passing.done():
-                # Stopping, or the activity itself was cancelled: the pass hands its
-                # rows back before the round ends.
-                passing.cancel()
-                await asyncio.wait({passing})
+            if passes:
+                # Stopping, a pass broke, or the activity itself was cancelled: the
+                # passes still running hand their rows back before the round ends.
+                for task in passes:
+                    task.cancel()
+                await asyncio.wait(passes)
         return done
 
     async def _listen(self, woken: asyncio.Event) -> _Listening:
@@ -451,13 +500,16 @@ class OutboxRelay:
             return _Listening(self._pool, None, woken)
         return listening
 
-    async def deliver_once(self) -> RelayRound:
+    async def deliver_once(self, claimed: asyncio.Future[int] | None = None) -> RelayRound:
         """One pass: lease up to a batch of due rows, deliver them concurrently, and write
         their outcomes as the sends end, those ending within `settle_window` of each other
-        in one statement. Cancelled (the worker stops), it writes what has ended and hands
-        the rest back at once, so the next relay delivers them now rather than when their
-        lease runs out."""
+        in one statement. `claimed` hears how many rows it leased as soon as it has (the
+        next pass may claim then). Cancelled (the worker stops), it writes what has ended
+        and hands the rest back at once, so the next relay delivers them now rather than
+        when their lease runs out."""
         records = await self._pool.fetch(_CLAIM, self._config.batch, self._config.lease)
+        if claimed is not None:
+            claimed.set_result(len(records))
         rows = [DueRow(**dict(record)) for record in records]
         # Renewed until written, not until sent: a row sent and not yet settled is still
         # this relay's, and another relay taking it over would send it twice.

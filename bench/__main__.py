@@ -4,6 +4,8 @@
     python -m bench --quick           a smoke run of every part (under a minute)
     python -m bench --profile         also sample the worker with py-spy at concurrency 50
     python -m bench --workers 2       parts 1 and 2 against two worker processes
+    python -m bench --parts herd      a part that runs alone: herd (9), http (10),
+                                      relay-crash (11: a relay killed mid-backlog)
 
 It starts its own Temporal dev server (temporal-dev.yml's flags, free ports, a SQLite
 file in a temporary directory), an embedded PostgreSQL unless DATABASE_URL is set, and a
@@ -42,6 +44,7 @@ from bench import (
     knowledge,
     lifecycle,
     profiling,
+    relay_crash,
     store,
     throughput,
     workspace,
@@ -99,6 +102,7 @@ class Plan:
     delivery_backlog: int
     delivery_paced: int
     herd: int
+    relay_crash_tickets: int
     http: http_load.LoadPlan
     workspace: workspace.WorkspacePlan
 
@@ -124,6 +128,7 @@ class Plan:
                 delivery_backlog=50,
                 delivery_paced=50,
                 herd=args.herd or 200,
+                relay_crash_tickets=100,
                 http=http_load.LoadPlan(levels=(5, 10), window_s=3),
                 workspace=workspace.WorkspacePlan(
                     rows=args.workspace_rows or 10_000,
@@ -152,6 +157,7 @@ class Plan:
             delivery_backlog=1000,
             delivery_paced=500,
             herd=args.herd or 10_000,
+            relay_crash_tickets=1000,
             http=http_load.LoadPlan(levels=(30, 60, 120), window_s=60),
             workspace=workspace.WorkspacePlan(
                 rows=args.workspace_rows or 100_000,
@@ -188,6 +194,10 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
         pool = await create_pool(db.url)
         stack.push_async_callback(pool.close)
         await migrate(pool)
+        if "relay-crash" in args.parts:
+            # Worker processes of its own, each with a relay: not the bench's worker.
+            await part_relay_crash(plan, report, server, db.url, pool, work, token)
+            return
         relay: tuple[str, str] | None = None
         if "herd" in args.parts:
             # The herd's reminders go out through the worker's relay to a receiver here.
@@ -705,6 +715,34 @@ async def part_delivery(
         )
 
 
+async def part_relay_crash(
+    plan: Plan,
+    report: Report,
+    server: infra.DevServer,
+    database_url: str,
+    pool: Pool,
+    work: Path,
+    token: str,
+) -> None:
+    crashes = await relay_crash.measure(
+        server, database_url, pool, work, plan.relay_crash_tickets, f"bench-{token}-crash", say
+    )
+    for crash in crashes:
+        report.add(
+            "11 relay crash",
+            f"kill -9 of a relay mid-backlog beside a living one, lease {crash.lease_s:.0f} s: "
+            "stall / last row after the kill",
+            f"{crash.stall_s:.1f} s / {crash.last_row_s:.1f} s ({crash.rows:,} rows, "
+            f"{crash.arrived_before_kill:,} before the kill)",
+        )
+        report.add(
+            "11 relay crash",
+            f"kill -9 of a relay mid-backlog, lease {crash.lease_s:.0f} s: rows received twice",
+            f"{crash.repeated} of {crash.rows:,}; each ticket's rows in order: "
+            + ("yes" if crash.in_order else "NO"),
+        )
+
+
 def _relays(count: int) -> str:
     return "one relay" if count == 1 else f"{count} relays"
 
@@ -754,7 +792,7 @@ async def part_workspace(
 PARTS = ("floor", "history", "rest", "store", "delivery", "knowledge", "workspace")
 # Parts that run alone, on request: the herd of 10,000 takes half an hour here, and the
 # HTTP load about eight minutes.
-ALONE = ("herd", "http")
+ALONE = ("herd", "http", "relay-crash")
 
 
 def _parts(text: str) -> tuple[str, ...]:

@@ -191,6 +191,7 @@ async def start_worker_process(
     bytecode_cache: bool = True,
     relay: tuple[str, str] | None = None,
     sticky_cache: int = STICKY_CACHE,
+    relay_settings: str = "",
 ) -> WorkerProcess:
     """`python -m bench.worker_process`: the real ticket worker and the twin's worker.
 
@@ -199,7 +200,8 @@ async def start_worker_process(
     on install); an editable install under PYTHONDONTWRITEBYTECODE=1 has none and
     compiles workflows/ticket.py from source each time. `bytecode_cache` gives the
     worker a bytecode cache in the run's directory, as installed code has.
-    With `relay` (a receiver's URL and secret), the worker runs the outbox relay too.
+    With `relay` (a receiver's URL and secret), the worker runs the outbox relay too,
+    with `relay_settings` (JSON of DeliveryConfig's fields) over the defaults.
     `sticky_cache` is both workers' max_cached_workflows.
     """
     ready = work_dir / f"{name}.ready"
@@ -209,6 +211,7 @@ async def start_worker_process(
         env["PYTHONPYCACHEPREFIX"] = str(work_dir / "pycache")
     if relay is not None:
         env["BENCH_RELAY_URL"], env["BENCH_RELAY_SECRET"] = relay
+        env["BENCH_RELAY_SETTINGS"] = relay_settings
     log_path = work_dir / f"{name}.log"
     process = await spawn_python(
         [

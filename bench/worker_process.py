@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
 
 from pydantic import SecretStr
-from temporalio.client import Client
 
-from activities.database import Pool, create_pool
+from activities.database import create_pool
 from activities.delivery import DeliveryConfig, OutboxRelay
 from activities.messages import MessageTemplates
 from bench.infra import connect
@@ -39,14 +39,19 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         # The policy here only routes hand-offs; each ticket carries its own in its input.
         policy = ServicePolicy()
-        relay = _relay(pool, policy, client)
+        config = _relay_config()
+        relay = (
+            None
+            if config is None
+            else OutboxRelay(pool, policy, MessageTemplates.load(), config, client)
+        )
         tickets = build_worker(
             client, args.ticket_queue, pool, policy, relay=relay, sticky_cache=args.sticky_cache
         )
         twins = build_twin_worker(client, args.twin_queue, pool, args.sticky_cache)
         async with tickets, twins:
-            if relay is not None:
-                await start_relay(client, args.ticket_queue, RELAYS)
+            if config is not None:
+                await start_relay(client, args.ticket_queue, config.relays)
             await asyncio.to_thread(Path(args.ready_file).write_text, str(os.getpid()))
             await stop.wait()
     finally:
@@ -55,18 +60,20 @@ async def serve(args: argparse.Namespace) -> None:
         await pool.close()
 
 
-# As `ticketflow worker` starts it, with the default DeliveryConfig.
-RELAYS = DeliveryConfig.model_fields["relays"].default
-
-
-def _relay(pool: Pool, policy: ServicePolicy, client: Client) -> OutboxRelay | None:
-    """The worker's relay, as `ticketflow worker` runs it, when the bench gives a
-    receiver (BENCH_RELAY_URL, signed with BENCH_RELAY_SECRET)."""
+def _relay_config() -> DeliveryConfig | None:
+    """The worker's relay settings, as `ticketflow worker` reads them, when the bench
+    gives a receiver (BENCH_RELAY_URL, signed with BENCH_RELAY_SECRET): the defaults,
+    with any of BENCH_RELAY_SETTINGS (DeliveryConfig's fields as JSON, e.g. its lease)."""
     url = os.environ.get("BENCH_RELAY_URL")
     if not url:
         return None
-    config = DeliveryConfig(webhook_url=url, secret=SecretStr(os.environ["BENCH_RELAY_SECRET"]))
-    return OutboxRelay(pool, policy, MessageTemplates.load(), config, client)
+    return DeliveryConfig.model_validate(
+        {
+            **json.loads(os.environ.get("BENCH_RELAY_SETTINGS") or "{}"),
+            "webhook_url": url,
+            "secret": SecretStr(os.environ["BENCH_RELAY_SECRET"]),
+        }
+    )
 
 
 def main() -> None:

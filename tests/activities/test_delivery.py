@@ -489,8 +489,8 @@ class CountingRelay(OutboxRelay):
 
     passes: list[RelayRound]
 
-    async def deliver_once(self) -> RelayRound:
-        passed = await super().deliver_once()
+    async def deliver_once(self, claimed: asyncio.Future[int] | None = None) -> RelayRound:
+        passed = await super().deliver_once(claimed)
         self.passes.append(passed)
         return passed
 

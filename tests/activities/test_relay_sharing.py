@@ -224,12 +224,14 @@ async def test_a_route_gets_at_most_its_requests_at_once(database_url: str) -> N
         assert len(inbox.received) == 30
 
 
+@pytest.mark.parametrize("count", [2, 1], ids=["two relays", "one relay"])
 async def test_two_relays_share_a_backlog_each_row_once_in_each_destinations_order(
-    database_url: str,
+    database_url: str, count: int
 ) -> None:
     """Two relays over one backlog: every row reaches the receiver once (one request per
     Idempotency-Key), is written delivered, and a ticket's rows to one destination arrive
-    in the order the ticket decided them, whichever relay sent which."""
+    in the order the ticket decided them, whichever relay sent which. So too with one
+    relay alone, its passes overlapping (`passes`)."""
     inbox = Inbox(secret=SECRET)
     async with webhook(inbox) as url, schema_of_its_own(database_url, "relay_pair") as pool:
         outbox = Outbox(pool, POLICY)
@@ -249,12 +251,14 @@ async def test_two_relays_share_a_backlog_each_row_once_in_each_destinations_ord
         config = DeliveryConfig(
             webhook_url=url,
             secret=SECRET_STR,
-            # Small passes, so the two relays take turns at every ticket's rows.
+            # Small passes, so the two relays (or one relay's passes) take turns at
+            # every ticket's rows.
             batch=7,
+            passes=3,
             poll_interval=timedelta(milliseconds=20),
         )
         relays = [
-            CountingRelay(pool, POLICY, MessageTemplates.load(), config, None) for _ in range(2)
+            CountingRelay(pool, POLICY, MessageTemplates.load(), config, None) for _ in range(count)
         ]
         ending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         rounds = []
