@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import structlog
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import (
@@ -26,7 +25,6 @@ from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReus
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.priority import set_priority
 from workflows.classification import classify_intake
 from workflows.contracts import (
     Action,
@@ -54,8 +52,6 @@ from workflows.review_contracts import (
 )
 from workflows.review_rules import review_zone, week_period
 from workflows.ticket import TicketWorkflow
-
-log = structlog.get_logger(__name__)
 
 
 def new_action_id() -> str:
@@ -184,45 +180,19 @@ class TicketClient:
     def handle(self, ticket_id: str) -> WorkflowHandle[TicketWorkflow, TicketOutcome]:
         return self._client.get_workflow_handle_for(TicketWorkflow.run, ticket_id)
 
-    async def _first(self, ticket_id: str) -> None:
-        """A person is waiting on this ticket: its tasks go before quiet tickets' (a 10:00
-        herd's) until it has stored what they sent, and settles itself again
-        (workflows.policy.TaskPriorities)."""
-        await self._prioritise(ticket_id, self._policy.priorities.person_waiting)
-
-    async def _prioritise(self, ticket_id: str, key: int | None) -> None:
-        """Best effort: the input goes either way, and a ticket that is gone or closed is
-        reported by the input's own call."""
-        if key is None:
-            return
-        try:
-            await set_priority(self._client, ticket_id, key)
-        except RPCError as error:
-            log.debug("priority not set", ticket_id=ticket_id, key=key, status=error.status.name)
-
     async def act(self, ticket_id: str, action: Action) -> TicketView:
         """Send an action as its update and wait until the ticket has accepted it (see
         `_send_action`)."""
-        await self._first(ticket_id)
-        try:
-            return await _send_action(self.handle(ticket_id), action, action.type, TicketView)
-        except ActionRejected:
-            # Refused by the ticket's validator, which leaves no trace the ticket could
-            # settle on: nothing was handed over, so it goes back to quiet here.
-            await self._prioritise(ticket_id, self._policy.priorities.quiet)
-            raise
+        return await _send_action(self.handle(ticket_id), action, action.type, TicketView)
 
     async def act_later(self, ticket_id: str, action: TicketAction) -> None:
         """Fire and forget: a misfit becomes an `action_rejected` event on the ticket."""
-        await self._first(ticket_id)
         await self.handle(ticket_id).signal(TicketWorkflow.act, ActionSignal(action=action))
 
     async def customer_reply(self, ticket_id: str, reply: CustomerReply) -> None:
-        await self._first(ticket_id)
         await self.handle(ticket_id).signal(TicketWorkflow.customer_reply, reply)
 
     async def partner_callback(self, ticket_id: str, callback: PartnerCallback) -> None:
-        await self._first(ticket_id)
         await self.handle(ticket_id).signal(TicketWorkflow.partner_callback, callback)
 
     async def stop(self, ticket_id: str, reason: str) -> bool:

@@ -118,10 +118,12 @@ class TicketWorkflow:
         self._policy = start.policy
         self._woken = False
         # A new ticket starts at the priority of a person waiting (the API's start), and
-        # settles once its intake is stored; a continued run settles once too. Not decided
-        # from `workflow.info().priority`: a worker replaying the run is given the
-        # ticket's current priority there, not its start's (a nondeterminism error).
-        self._unsettled = True
+        # settles at the quiet one once its intake is stored; a continued run settles once
+        # too. Not decided from `workflow.info().priority`: a worker replaying the run is
+        # given the ticket's current priority there, not its start's (nondeterminism).
+        self._settled = False
+        # A person's input waits to be stored (the intake, to begin with).
+        self._person_waiting = True
         # Asked here, in the run's first workflow task, and nowhere later: after a local
         # activity, a replay runs on before the server's next task is read, and a live
         # patch first asked there would answer differently than it did (tried: a
@@ -185,28 +187,31 @@ class TicketWorkflow:
 
     async def _carry_out_effects(self) -> None:
         """Store what was decided, then show operators where the ticket stands."""
-        await self._record.store(self._store_priority())
+        await self._record.store(self._store_priority)
         self._publish_for_operators()
 
     def _store_priority(self) -> Priority:
-        """A person's input is stored at their priority, whatever the ticket's: an input
-        that arrived while the ticket settled finds it quiet again."""
+        """The task-queue priority of the next append: a person's input is stored at
+        `priorities.person_waiting`, ahead of quiet tickets' appends (a 10:00 herd's)."""
+        waiting, self._person_waiting = self._person_waiting, False
         key = self._policy.priorities.person_waiting
-        if not self._unsettled or key is None or not self._people_first:
+        if not waiting or key is None or not self._people_first:
             return Priority.default  # the ticket's own
         return Priority(priority_key=key)
 
     async def _settle_priority(self) -> None:
-        """What the person sent is stored: the ticket's tasks stop going first.
+        """The intake is stored: the ticket's tasks stop going first, once per run.
 
-        The API raised the ticket to `priorities.person_waiting` before handing it their
-        input, so that at 10:00 a person's work is served before the herd of quiet tickets
-        waking for their progress checks (workflows.policy.TaskPriorities). Best effort: a
-        ticket that cannot settle goes on, and settles after its next input."""
+        A new ticket starts at `priorities.person_waiting`, so that a new customer's first
+        answer is served before the herd of quiet tickets waking at 10:00 for their
+        progress checks (workflows.policy.TaskPriorities). Changing a workflow's priority
+        costs it a workflow task (the server schedules one for the change), so a ticket
+        changes it once; later input goes first through its append's own priority
+        (`_store_priority`). Best effort: a ticket that cannot settle goes on."""
         quiet = self._policy.priorities.quiet
-        if not self._unsettled or quiet is None or not self._people_first:
+        if self._settled or quiet is None or not self._people_first:
             return
-        self._unsettled = False  # before the await: input arriving meanwhile settles again
+        self._settled = True
         try:
             await workflow.execute_local_activity(
                 activity.settle_priority,
@@ -391,7 +396,6 @@ class TicketWorkflow:
         """Fire-and-forget form of every action: a misfit becomes an event, never a failure."""
         action = envelope.action
         if not self._record.first_sighting_of(action):
-            self._raised_for_nothing()
             return
         reason = self._record.reused_id(action) or self._rejection(action)
         if reason is not None:
@@ -418,8 +422,6 @@ class TicketWorkflow:
     def _accept(self, action: Action) -> TicketView:
         if self._record.first_sighting_of(action):
             self._apply(action)
-        else:
-            self._raised_for_nothing()
         return self.view()
 
     def _rejection(self, action: Action) -> str | None:
@@ -636,7 +638,6 @@ class TicketWorkflow:
             # and records anything else the customer says without reopening: closed is
             # final (SPEC §4), but nothing the customer sent is lost.
             if not self._record.first_sighting(f"reply:{reply.reply_id}"):
-                self._raised_for_nothing()
                 return
             if reply.kind in (CustomerReplyKind.CSAT, CustomerReplyKind.NPS):
                 self._record.event(ticket_rules.score(state, reply), customer)
@@ -648,7 +649,6 @@ class TicketWorkflow:
             self._heard_from_a_person()
             return
         if not self._record.first_sighting(f"reply:{reply.reply_id}"):
-            self._raised_for_nothing()
             return
         resolved = state.status is TicketStatus.RESOLVED_AWAITING_CONFIRMATION
         match reply.kind:
@@ -688,7 +688,6 @@ class TicketWorkflow:
     def partner_callback(self, callback: PartnerCallback) -> None:
         state = self._state
         if not self._record.first_sighting(f"partner:{callback.callback_id}"):
-            self._raised_for_nothing()
             return
         partner = Actor(id=callback.partner, role=Role.PARTNER)
         engagement = state.partners.get(callback.partner)
@@ -820,15 +819,9 @@ class TicketWorkflow:
         self._woken = True
 
     def _heard_from_a_person(self) -> None:
-        """Wake for a person's input, which the API raised the ticket's priority to hand
-        over: the run loop settles it again once the input is stored."""
-        self._unsettled = True
+        """Wake for a person's input: the run loop stores it at their priority."""
+        self._person_waiting = True
         self._wake()
-
-    def _raised_for_nothing(self) -> None:
-        """A resent input, dropped: the API raised the ticket all the same. It settles the
-        next time it wakes anyway (waking now would change no state, only add commands)."""
-        self._unsettled = True
 
     def _tag(self, classification: Classification) -> str:
         return rules.tag_for(

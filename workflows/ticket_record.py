@@ -9,6 +9,7 @@ redelivered signals), so a resend counts once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -238,13 +239,13 @@ class TicketRecord:
         state = self._state
         return bool(state.pending_messages or state.pending_handoffs or state.pending_events)
 
-    async def store(self, priority: Priority = Priority.default) -> None:
+    async def store(self, priority: Callable[[], Priority] = lambda: Priority.default) -> None:
         """Store every queued event together with the messages and hand-offs it describes.
 
         One activity per drain: the outbox rows and the events go into PostgreSQL in one
         transaction, so a row exists exactly when its event does, and a lifecycle costs
-        one activity per step instead of one per message and hand-off. `priority` is the
-        task-queue priority of its activity (the ticket's own by default)."""
+        one activity per step instead of one per message and hand-off. `priority` says the
+        task-queue priority of each append as it is made (the ticket's own by default)."""
         state = self._state
         while self.pending():
             # Marker of every run (at its first drain); goes in the next stage.
@@ -268,7 +269,7 @@ class TicketRecord:
                 start_to_close_timeout=STORE_TIMEOUT,
                 retry_policy=activity.STORE_RETRY,
                 summary=f"append {len(batch.events)} events{carrying}",
-                priority=priority,
+                priority=priority(),
             )
             # Handlers may have queued more while we awaited: keep those.
             del state.pending_events[: len(batch.events)]

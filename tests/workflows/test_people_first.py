@@ -2,10 +2,10 @@
 
 On the real dev server, which orders a task queue's backlog by priority key
 (workflows.policy.TaskPriorities; one partition per queue, temporal-dev.yml). A ticket
-starts at the priority of a person waiting, settles at the quiet one once its intake is
-stored, and is raised again by the API for each person's input. So when a herd of quiet
-tickets has work queued (at 10:00, their progress checks), a customer's reply to another
-ticket and a new e-mail are taken first.
+starts at the priority of a person waiting and settles at the quiet one once its intake
+is stored; a person's later input is stored by an append at their priority. So when a
+herd of quiet tickets has work queued (at 10:00, their progress checks), a new e-mail is
+taken first, and a customer's reply to another ticket is stored ahead of the herd's.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.database import Pool
 from api.client import TicketClient
 from workers.main import build_worker
-from workflows.contracts import CustomerReply, Intake
+from workflows.contracts import CustomerReply, DeliveryFailure, Intake, MessageKind
 from workflows.policy import ServicePolicy
 from workflows.ticket import TicketWorkflow
 from workflows.vocabulary import Channel, CustomerReplyKind
@@ -38,6 +38,16 @@ def intake(subject: str) -> Intake:
         customer_id=f"c-{uuid.uuid4().hex[:8]}",
         subject=subject,
         description=subject,
+    )
+
+
+def gave_up(ticket_id: str) -> DeliveryFailure:
+    return DeliveryFailure(
+        dedupe_key=f"{ticket_id}:1:notify:0",
+        kind=MessageKind.ACKNOWLEDGEMENT,
+        destination="app_chat",
+        attempts=5,
+        error="HTTP 503",
     )
 
 
@@ -72,7 +82,33 @@ async def first_task_started_after(
     return started.event_time.ToDatetime()
 
 
-async def test_a_customers_reply_and_a_new_email_go_before_a_herd_of_quiet_tickets(
+async def until_stored(pool: Pool, ticket_ids: list[str], event: str) -> None:
+    """Bounded wait for every ticket's `event` to reach the event store."""
+    for _ in range(200):
+        replied = await pool.fetchval(
+            "SELECT count(DISTINCT ticket_id) FROM ticket_events"
+            " WHERE ticket_id = ANY($1::text[]) AND type = $2",
+            ticket_ids,
+            event,
+        )
+        if replied == len(ticket_ids):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{event} still not stored after 10 s")
+
+
+async def last_append_priority(client: Client, ticket_id: str) -> int:
+    """The priority key the ticket's last append was scheduled with (0: the ticket's own)."""
+    history = await client.get_workflow_handle(ticket_id).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    return scheduled[-1].priority.priority_key
+
+
+async def test_a_new_email_and_a_customers_reply_go_before_a_herd_of_quiet_tickets(
     dev_env: WorkflowEnvironment, pg_pool: Pool
 ) -> None:
     client = dev_env.client
@@ -84,29 +120,31 @@ async def test_a_customers_reply_and_a_new_email_go_before_a_herd_of_quiet_ticke
         for ticket_id in [*herd, bystander]:
             await until_priority(client, ticket_id, QUIET)
 
-    # No worker: the herd's work queues up at the quiet priority. Signals sent straight to
-    # the workflows, without the API's raise, stand in for the 10:00 timers.
+    # No worker: the herd's work queues up at the quiet priority. A relay's report of a
+    # message it gave up on (not a person's input) stands in for each 10:00 timer.
     for ticket_id in herd:
         await client.get_workflow_handle(ticket_id).signal(
-            TicketWorkflow.customer_reply, reply("还在等")
+            TicketWorkflow.delivery_failed, gave_up(ticket_id)
         )
     await tickets.customer_reply(bystander, reply("请问退款到哪一步了?"))
     newcomer = (await tickets.open(intake("无法登录"))).ticket_id
-    assert await priority_of(client, bystander) == PERSON_WAITING
     assert await priority_of(client, newcomer) == PERSON_WAITING
+    assert await priority_of(client, bystander) == QUIET  # no workflow task spent on it
 
     async with build_worker(client, queue, pg_pool, POLICY):
         for ticket_id in [*herd, bystander, newcomer]:
             await until_priority(client, ticket_id, QUIET)
+        await until_stored(pg_pool, [bystander], "customer_replied")
+        await until_stored(pg_pool, herd, "delivery_failed")
 
     signalled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
     started = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
     herd_served = [await first_task_started_after(client, t, signalled) for t in herd]
-    people_served = [
-        await first_task_started_after(client, bystander, signalled),
-        await first_task_started_after(client, newcomer, started),
-    ]
-    assert max(people_served) <= min(herd_served)
+    assert await first_task_started_after(client, newcomer, started) <= min(herd_served)
+    # The reply's append goes ahead of quiet tickets' appends; the herd's take the
+    # ticket's own (quiet) priority.
+    assert await last_append_priority(client, bystander) == PERSON_WAITING
+    assert {await last_append_priority(client, t) for t in herd} == {0}
     # And what they sent is kept: the reply as an event, the new ticket's intake.
     stored = await pg_pool.fetch(
         "SELECT ticket_id, type FROM ticket_events WHERE ticket_id = ANY($1::text[])",
