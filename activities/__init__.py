@@ -18,21 +18,18 @@ from typing import TYPE_CHECKING, Any
 DEFAULT_MODELS = Path(".data/models")
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
-
     from activities.database import Pool
     from workflows.policy import ServicePolicy
 
 
 def all_activities(
-    pool: Pool, policy: ServicePolicy, client: Client, models: Path | None = None
+    pool: Pool, policy: ServicePolicy, models: Path | None = None
 ) -> list[Callable[..., Any]]:
     """Every activity bound to its dependencies, ready for `Worker(activities=...)`."""
     from activities.classifier import LearnedClassifier
     from activities.event_store import EventStore
     from activities.indicators import SurgeCounter
     from activities.outbox import Outbox
-    from activities.priority import TicketPriority
     from activities.review_store import ReviewStore
 
     outbox = Outbox(pool, policy)
@@ -54,5 +51,4 @@ def all_activities(
         reviews.sample_week,
         reviews.record_review,
         LearnedClassifier(models or DEFAULT_MODELS).classify_text,
-        TicketPriority(client).settle_priority,
     ]

@@ -21,7 +21,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -163,8 +163,6 @@ class TicketClient:
                 # that, the intake_keys table in PostgreSQL refuses it).
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # A person waits for the acknowledgement: ahead of quiet tickets' tasks.
-                priority=Priority(priority_key=self._policy.priorities.person_waiting),
                 # Shown by the UI without a codec: no raw customer text (workflows.privacy).
                 static_summary=f"[{guess.priority.value}] {tag.rsplit('-', 1)[0]}: "
                 f"{excerpt(intake.subject)}",

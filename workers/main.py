@@ -112,7 +112,7 @@ def build_worker(
                 WeeklyReviewKickoffWorkflow,
                 WeeklyReviewWorkflow,
             ],
-            activities=all_activities(pool, policy, client, models),
+            activities=all_activities(pool, policy, models),
             workflow_runner=workflow_runner(),
             interceptors=interceptors,
             graceful_shutdown_timeout=graceful_shutdown,

@@ -27,8 +27,6 @@ DELIVER_DUE: Final = "deliver_due"
 SAMPLE_WEEK: Final = "sample_week"
 # The learned classifier at intake.
 CLASSIFY_TEXT: Final = "classify_text"
-# A ticket settling at its quiet task-queue priority (activities.priority).
-SETTLE_PRIORITY: Final = "settle_priority"
 RECORD_REVIEW: Final = "record_review"
 
 OPEN_WORK_ORDER: Final = "open_work_order"

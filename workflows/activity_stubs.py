@@ -29,7 +29,6 @@ from workflows.contracts import (
     IntakeClaim,
     IntakeClaimResult,
     ModelClassification,
-    PriorityChange,
     RelayRound,
     TextToClassify,
 )
@@ -72,12 +71,6 @@ async def append_events(batch: EventBatch) -> int:
 async def classify_text(text: TextToClassify) -> ModelClassification:
     """The learned classifier's reading of an intake (activities/classifier.py)."""
     _registered_by_the_worker(names.CLASSIFY_TEXT)
-
-
-@activity.defn(name=names.SETTLE_PRIORITY)
-async def settle_priority(change: PriorityChange) -> bool:
-    """Set the calling ticket's task-queue priority (activities/priority.py)."""
-    _registered_by_the_worker(names.SETTLE_PRIORITY)
 
 
 # ---------------------------------------------------------------- surges

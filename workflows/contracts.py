@@ -588,13 +588,6 @@ class IntakeClaim(Contract):
     opened_at: datetime
 
 
-class PriorityChange(Contract):
-    """The task-queue priority key a ticket sets on itself (workflows.policy.TaskPriorities)."""
-
-    ticket_id: str
-    priority_key: int = Field(ge=1, le=5)
-
-
 class IntakeClaimResult(Contract):
     duplicate: bool
     ticket_id: str

@@ -310,13 +310,13 @@ class Labels(BaseModel):
 
 
 class TaskPriorities(BaseModel):
-    """Temporal task-queue priority keys: 1 is served first, 5 last, unset is 3.
+    """Temporal task-queue priority keys of a ticket's appends: 1 is served first, 5 last.
 
-    A ticket a person is waiting on (a new intake; an agent's action, a customer's or a
-    partner's message) runs at `person_waiting`; once what they sent is stored, the ticket
-    settles at `quiet`. So at 10:00, when thousands of quiet tickets wake at once for
-    their progress checks, a person's work on another ticket is taken from the task
-    queues before theirs (docs/scaling.md). `None` leaves a ticket at the server's default.
+    What a person sent (a new intake; an agent's action, a customer's or a partner's
+    message) is stored at `person_waiting`; what the ticket decided by itself (a timer's
+    reminder or warning) at `quiet`. So at 10:00, when thousands of quiet tickets wake
+    at once for their progress checks, a person's work on another ticket is stored and
+    answered before theirs (docs/scaling.md). `None` leaves the ticket's own (3).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -59,7 +59,6 @@ with workflow.unsafe.imports_passed_through():
         PartnerCallback,
         PartnerEngagement,
         PostProgress,
-        PriorityChange,
         RecordMilestone,
         RecordReviewDecision,
         Resolve,
@@ -100,11 +99,7 @@ _FEEDBACK_WINDOW = "feedback-window"  # CSAT / NPS asked for, and waited for, af
 # through it until the builds that recorded it have drained (`ticketflow tickets-before`).
 _CLASSIFY_TIMEOUT = timedelta(seconds=30)
 # Live patches: each guards a change to the commands a ticket issues (docs/upgrades.md).
-_PEOPLE_FIRST = "people-first-priority"  # settles at the quiet priority once input is stored
-# Setting a priority is one quick RPC; a ticket never waits long on it (it is not a promise).
-_SETTLE_TIMEOUT = timedelta(seconds=2)
-_SETTLE_GIVE_UP = timedelta(seconds=5)
-_SETTLE_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["PriorityRefused"])
+_PEOPLE_FIRST = "people-first-priority"  # appends at a person's or at the quiet priority
 
 
 # Worker versioning (docs/upgrades.md): pinned by the worker's default unless configured,
@@ -117,11 +112,6 @@ class TicketWorkflow:
         # Updates may arrive before run() starts, so all state is built here.
         self._policy = start.policy
         self._woken = False
-        # A new ticket starts at the priority of a person waiting (the API's start), and
-        # settles at the quiet one once its intake is stored; a continued run settles once
-        # too. Not decided from `workflow.info().priority`: a worker replaying the run is
-        # given the ticket's current priority there, not its start's (nondeterminism).
-        self._settled = False
         # A person's input waits to be stored (the intake, to begin with).
         self._person_waiting = True
         # Asked here, in the run's first workflow task, and nowhere later: after a local
@@ -161,7 +151,6 @@ class TicketWorkflow:
         while True:
             self._woken = False
             await self._carry_out_effects()
-            await self._settle_priority()
             if self._closed():
                 break
             if self._history_is_long():
@@ -191,38 +180,20 @@ class TicketWorkflow:
         self._publish_for_operators()
 
     def _store_priority(self) -> Priority:
-        """The task-queue priority of the next append: a person's input is stored at
-        `priorities.person_waiting`, ahead of quiet tickets' appends (a 10:00 herd's)."""
+        """The task-queue priority of the next append (workflows.policy.TaskPriorities):
+        what a person sent is stored at `person_waiting`, and what the ticket decided by
+        itself (a timer's reminder, a 10:00 herd's) at `quiet`, behind it.
+
+        Per append, not the workflow's own priority: changing that makes the server
+        schedule a workflow task for the change, and a changed ticket was then rebuilt
+        from its history for each later task (tried: the bench's worker CPU per lifecycle
+        doubled, benchmarks.md)."""
         waiting, self._person_waiting = self._person_waiting, False
-        key = self._policy.priorities.person_waiting
-        if not waiting or key is None or not self._people_first:
+        priorities = self._policy.priorities
+        key = priorities.person_waiting if waiting else priorities.quiet
+        if key is None or not self._people_first:
             return Priority.default  # the ticket's own
         return Priority(priority_key=key)
-
-    async def _settle_priority(self) -> None:
-        """The intake is stored: the ticket's tasks stop going first, once per run.
-
-        A new ticket starts at `priorities.person_waiting`, so that a new customer's first
-        answer is served before the herd of quiet tickets waking at 10:00 for their
-        progress checks (workflows.policy.TaskPriorities). Changing a workflow's priority
-        costs it a workflow task (the server schedules one for the change), so a ticket
-        changes it once; later input goes first through its append's own priority
-        (`_store_priority`). Best effort: a ticket that cannot settle goes on."""
-        quiet = self._policy.priorities.quiet
-        if self._settled or quiet is None or not self._people_first:
-            return
-        self._settled = True
-        try:
-            await workflow.execute_local_activity(
-                activity.settle_priority,
-                PriorityChange(ticket_id=self._state.ticket_id, priority_key=quiet),
-                start_to_close_timeout=_SETTLE_TIMEOUT,
-                schedule_to_close_timeout=_SETTLE_GIVE_UP,
-                retry_policy=_SETTLE_RETRY,
-                summary="settle priority",
-            )
-        except ActivityError as error:
-            workflow.logger.warning("could not settle the ticket's priority: %s", error.cause)
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -771,7 +742,6 @@ class TicketWorkflow:
         while True:
             self._woken = False  # before the drain: a rating sent meanwhile wakes the wait
             await self._carry_out_effects()
-            await self._settle_priority()
             if workflow.now() >= until or (state.csat is not None and state.nps is not None):
                 break
             with contextlib.suppress(TimeoutError):

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
 from temporalio.common import RetryPolicy
 
 from activities import all_activities
@@ -37,10 +36,7 @@ def registered(models: Path) -> dict[str, Callable[..., Any]]:
     """The implementations a worker registers, by name, built as workers.main.build_worker
     builds them (constructors only keep their dependencies: a stand-in pool will do)."""
     pool = cast(Pool, object())
-    found = [
-        *all_activities(pool, ServicePolicy(), cast(Client, object()), models),
-        OutboxRelay.deliver_due,
-    ]
+    found = [*all_activities(pool, ServicePolicy(), models), OutboxRelay.deliver_due]
     return {_name(fn): fn for fn in found}
 
 

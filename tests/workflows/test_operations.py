@@ -178,8 +178,7 @@ async def test_history_stays_small(desk: Desk) -> None:
     standard = await history_length(desk, tid)
     assert standard <= 120
     # Messages and hand-offs travel with their events: one store write per step. The
-    # intake's claim, the learned classifier and settling the ticket's task-queue
-    # priority once its intake is stored run inside a workflow task, as local
+    # intake's claim and the learned classifier run inside a workflow task, as local
     # activities: markers.
     history = await desk.tickets.handle(tid).fetch_history()
     scheduled = {
@@ -193,7 +192,7 @@ async def test_history_stays_small(desk: Desk) -> None:
         for event in history.events
         if event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
     ]
-    assert len(markers) == 3
+    assert len(markers) == 2
 
     waiting = (await desk.open("App 闪退", "打开订单页就闪退", channel="email")).ticket_id
     await desk.tickets.act(waiting, Dispatch(actor=AGENT, departments=["tech"], note="crash"))
