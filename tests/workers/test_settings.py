@@ -74,7 +74,7 @@ def test_people_first_priorities_are_set_or_turned_off_by_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert (ServicePolicy().priorities.person_waiting, ServicePolicy().priorities.quiet) == (2, 4)
-    # Off on an API rolled out ahead of the workers that settle tickets (docs/upgrades.md).
+    # `null` turns one off: that kind of append keeps the ticket's own priority.
     monkeypatch.setenv("TICKETFLOW_POLICY__PRIORITIES__PERSON_WAITING", "null")
     monkeypatch.setenv("TICKETFLOW_POLICY__PRIORITIES__QUIET", "5")
     priorities = load_settings().policy.priorities
