@@ -55,7 +55,7 @@ from workers.devstack import free_port
 from workers.logging import configure_logging
 from workers.receiver import PATH as RECEIVER_PATH
 from workers.receiver import Inbox, serve_receiver
-from workers.settings import STICKY_CACHE
+from workers.settings import STICKY_CACHE, STICKY_WAIT
 from workflows.policy import ServicePolicy
 
 TICKET_QUEUE = "bench-tickets"
@@ -221,17 +221,24 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
                 bytecode_cache=not args.no_bytecode_cache,
                 relay=relay,
                 sticky_cache=args.sticky_cache,
+                sticky_wait=timedelta(seconds=args.sticky_wait),
             )
 
         say("starting the worker process (ticket worker + twin worker)")
         worker = await start_worker("worker")
         report.facts["sticky_cache"] = args.sticky_cache
+        report.facts["sticky_wait_s"] = args.sticky_wait
         report.facts["worker_bytecode_cache"] = not args.no_bytecode_cache
         stack.push_async_callback(worker.stop)
         client = server.client
         if "herd" in args.parts:
             figures = await herd.measure(
-                herd.HerdPlan(tickets=plan.herd, twins=plan.herd),
+                herd.HerdPlan(
+                    tickets=plan.herd,
+                    twins=plan.herd,
+                    profile_pid=worker.pid if args.profile else None,
+                    profile_dir=RESULTS,
+                ),
                 client,
                 pool,
                 inbox,
@@ -834,7 +841,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="tickets in the herd part, and as many twins (default 10000; --quick 200)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the worker at the high concurrency"
+        "--profile",
+        action="store_true",
+        help="py-spy the worker at the high concurrency (with --parts herd: through each wave)",
     )
     parser.add_argument(
         "--in-flight",
@@ -856,6 +865,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=STICKY_CACHE,
         help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, as ticketflow worker)",
+    )
+    parser.add_argument(
+        "--sticky-wait",
+        type=float,
+        default=STICKY_WAIT.total_seconds(),
+        help="seconds a workflow task may wait on a worker's sticky queue (default"
+        f" {STICKY_WAIT.total_seconds():.0f}, as ticketflow worker)",
     )
     parser.add_argument(
         "--workers",

@@ -15,6 +15,10 @@ adds a note to another ticket (an update: how long it waits), a customer replies
 another ticket (a signal: until the words are recorded), and a new customer writes in by
 e-mail (until the acknowledgement reaches the receiver). Their figures say whether
 anything else waits for a herd.
+
+With `--profile`, py-spy samples the worker through each wave, the twin's and the herd's,
+from the instant until the last row, so the two profiles say what a ticket's wakeup
+costs that a bare timer does not.
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.database import Pool
 from api.client import TicketClient
+from bench import profiling
 from bench.herd_twin import TABLE, HerdTwinInput
 from bench.lifecycle import AGENT, DEPARTMENT, intake
 from bench.report import Report, ms
@@ -66,6 +73,9 @@ RECEIVED_WITHIN_TARGET_S = 10.0
 class HerdPlan:
     tickets: int
     twins: int
+    # Sample this worker process with py-spy through each wave, into this directory.
+    profile_pid: int | None = None
+    profile_dir: Path | None = None
 
 
 @dataclass
@@ -95,9 +105,14 @@ class HerdFigures:
     # Per reminder: received minus recorded, seconds.
     delivery_lag_s: list[float]
     task_wait_s: list[float]
+    # Of the sampled tickets, those whose woken workflow task timed out on the worker's
+    # sticky queue and was scheduled again on the shared one (a rebuild, behind new work).
+    sticky_timeouts: int
     note_wait_s: float
     reply_recorded_s: float
     acknowledged_s: float
+    # With --profile: each wave's summary (bench/profiling.py), by "twin" and "herd".
+    profiles: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _instant_after(seconds: float) -> datetime:
@@ -125,7 +140,17 @@ async def _until(probe: Callable[[], Awaitable[bool]], deadline: float, every: f
     return await probe()
 
 
-async def run_twin(client: Client, pool: Pool, twin_queue: str, count: int, token: str) -> Wave:
+Sampler = Callable[[str, datetime], Coroutine[Any, Any, list[str]]]
+
+
+async def run_twin(
+    client: Client,
+    pool: Pool,
+    twin_queue: str,
+    count: int,
+    token: str,
+    sample: Sampler | None = None,
+) -> tuple[Wave, list[str]]:
     await pool.execute(TABLE)
     await pool.execute("TRUNCATE bench_herd_twin")
     # Starts run at about 145/s here: leave time for all of them, then some.
@@ -141,13 +166,39 @@ async def run_twin(client: Client, pool: Pool, twin_queue: str, count: int, toke
 
     await _pooled(count, TWIN_START_CONCURRENCY, start)
     deadline = time.monotonic() + (instant - datetime.now(UTC) + PATIENCE).total_seconds()
+    sampling = asyncio.create_task(sample("twin", instant)) if sample else None
 
     async def all_written() -> bool:
         return bool(await pool.fetchval("SELECT count(*) FROM bench_herd_twin") >= count)
 
     await _until(all_written, deadline)
     rows = await pool.fetch("SELECT recorded_at FROM bench_herd_twin ORDER BY recorded_at")
-    return Wave(sorted((r["recorded_at"] - instant).total_seconds() for r in rows), count)
+    wave = Wave(sorted((r["recorded_at"] - instant).total_seconds() for r in rows), count)
+    return wave, (await sampling if sampling else [])
+
+
+def _sampler(plan: HerdPlan, say: Callable[[str], None]) -> Sampler | None:
+    """py-spy on the worker from an instant for as long as the wave is expected to last
+    (the twin's own pace of about 50 wakeups a second here, and some), or None."""
+    pid, directory = plan.profile_pid, plan.profile_dir
+    if pid is None or directory is None:
+        return None
+
+    async def sample(name: str, instant: datetime) -> list[str]:
+        await asyncio.sleep(max(0.0, (instant - datetime.now(UTC)).total_seconds()))
+        output = directory / f"profile-herd-{name}.txt"
+        recording = await profiling.record(pid, plan.tickets / 40 + 10, output)
+        if recording is None:
+            say("py-spy not found: pip install -e '.[bench]' to profile")
+            return []
+        await recording.wait()
+        summary = profiling.summarize(output)
+        say(f"worker profile through the {name}'s wave: share of busy samples")
+        for line in summary:
+            print("    " + line)
+        return summary
+
+    return sample
 
 
 async def measure(
@@ -162,7 +213,8 @@ async def measure(
     token = secrets.token_hex(3)
     say(f"herd twin: {plan.twins:,} bare workflows waking at one instant")
     began = time.monotonic()
-    twin = await run_twin(client, pool, twin_queue, plan.twins, token)
+    sample = _sampler(plan, say)
+    twin, twin_profile = await run_twin(client, pool, twin_queue, plan.twins, token, sample)
     twin_s = time.monotonic() - began
 
     # The opening rate decides the instant: measured on a few tickets first.
@@ -190,6 +242,7 @@ async def measure(
         )
     say(f"herd: {len(opened):,} tickets open in {opening_s:.0f} s; waiting for the instant")
     acting = asyncio.create_task(_bystanders(tickets, pool, inbox, bystanders, instant, token))
+    sampling = asyncio.create_task(sample("herd", instant)) if sample else None
     deadline = time.monotonic() + (instant - datetime.now(UTC) + PATIENCE).total_seconds()
     recorded_sql = (
         "SELECT ticket_id, recorded_at FROM ticket_events"
@@ -222,6 +275,7 @@ async def measure(
     rows = await pool.fetch(recorded_sql, opened)
     recorded_at = {r["ticket_id"]: r["recorded_at"] for r in rows}
     received_at = reminders()
+    waits, sticky_timeouts = await _task_waits(client, opened[:SAMPLED_HISTORIES], instant)
     lags = sorted(
         (received_at[t] - recorded_at[t]).total_seconds() for t in received_at if t in recorded_at
     )
@@ -238,10 +292,12 @@ async def measure(
             sorted((at - instant).total_seconds() for at in received_at.values()), len(opened)
         ),
         delivery_lag_s=lags,
-        task_wait_s=await _task_waits(client, opened[:SAMPLED_HISTORIES], instant),
+        task_wait_s=waits,
+        sticky_timeouts=sticky_timeouts,
         note_wait_s=note_wait,
         reply_recorded_s=reply_recorded,
         acknowledged_s=acknowledged,
+        profiles={"twin": twin_profile, "herd": await sampling if sampling else []},
     )
 
 
@@ -319,12 +375,23 @@ async def _bystanders(
     return noting, replying, writing
 
 
-async def _task_waits(client: Client, ticket_ids: Sequence[str], instant: datetime) -> list[float]:
-    """Schedule-to-start of the workflow task each sampled ticket's check timer woke."""
+async def _task_waits(
+    client: Client, ticket_ids: Sequence[str], instant: datetime
+) -> tuple[list[float], int]:
+    """Schedule-to-start of the workflow task each sampled ticket's check timer woke, and
+    how many of those tickets had a workflow task time out after the instant."""
     waits: list[float] = []
+    timed_out = 0
     for ticket_id in ticket_ids:
         history = await client.get_workflow_handle(ticket_id).fetch_history()
         scheduled: datetime | None = None
+        for event in history.events:
+            at = event.event_time.ToDatetime(tzinfo=UTC)
+            if at < instant:
+                continue
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                timed_out += 1
+                break
         for event in history.events:
             at = event.event_time.ToDatetime(tzinfo=UTC)
             if at < instant:
@@ -334,7 +401,7 @@ async def _task_waits(client: Client, ticket_ids: Sequence[str], instant: dateti
             elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and scheduled:
                 waits.append((at - scheduled).total_seconds())
                 break
-    return sorted(waits)
+    return sorted(waits), timed_out
 
 
 def add_to(report: Report, f: HerdFigures) -> None:
@@ -350,6 +417,8 @@ def add_to(report: Report, f: HerdFigures) -> None:
         },
         "delivery_lag_s": f.delivery_lag_s,
         "task_wait_s": f.task_wait_s,
+        "sticky_timeouts": f.sticky_timeouts,
+        "profiles": f.profiles,
     }
     report.add(
         PART,
@@ -390,7 +459,8 @@ def add_to(report: Report, f: HerdFigures) -> None:
         PART,
         "herd: workflow task schedule-to-start after 10:00, sampled (p50 / p99 / max)",
         f"{seconds(percentile(f.task_wait_s, 50))} / {seconds(percentile(f.task_wait_s, 99))}"
-        f" / {seconds(max(f.task_wait_s, default=float('nan')))}",
+        f" / {seconds(max(f.task_wait_s, default=float('nan')))}; a task timed out on the"
+        f" sticky queue in {f.sticky_timeouts} of {len(f.task_wait_s)}",
         "",
     )
     report.add(

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -29,7 +30,7 @@ from activities.database import schema_for_run
 from workers.codec import StaticKeys, data_converter
 from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
 from workers.devstack import TemporalDevServer, free_port, log_tail, stop_process
-from workers.settings import STICKY_CACHE
+from workers.settings import STICKY_CACHE, STICKY_WAIT
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -192,6 +193,7 @@ async def start_worker_process(
     relay: tuple[str, str] | None = None,
     sticky_cache: int = STICKY_CACHE,
     relay_settings: str = "",
+    sticky_wait: timedelta = STICKY_WAIT,
 ) -> WorkerProcess:
     """`python -m bench.worker_process`: the real ticket worker and the twin's worker.
 
@@ -202,7 +204,8 @@ async def start_worker_process(
     worker a bytecode cache in the run's directory, as installed code has.
     With `relay` (a receiver's URL and secret), the worker runs the outbox relay too,
     with `relay_settings` (JSON of DeliveryConfig's fields) over the defaults.
-    `sticky_cache` is both workers' max_cached_workflows.
+    `sticky_cache` is both workers' max_cached_workflows, and `sticky_wait` their
+    sticky_queue_schedule_to_start_timeout.
     """
     ready = work_dir / f"{name}.ready"
     env = {**os.environ, "BENCH_DATABASE_URL": database_url}
@@ -231,6 +234,8 @@ async def start_worker_process(
             log_level,
             "--sticky-cache",
             str(sticky_cache),
+            "--sticky-wait",
+            str(sticky_wait.total_seconds()),
         ],
         env,
         log_path,

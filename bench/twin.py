@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 
 from activities.database import Pool
 from bench.herd_twin import HerdTwinRows
-from workers.settings import STICKY_CACHE
+from workers.settings import STICKY_CACHE, STICKY_WAIT
 
 EFFECT = "twin_effect"
 APPEND = "twin_append"
@@ -66,7 +66,11 @@ async def twin_append(step: int) -> None:
 
 
 def build_twin_worker(
-    client: Client, task_queue: str, pool: Pool, sticky_cache: int = STICKY_CACHE
+    client: Client,
+    task_queue: str,
+    pool: Pool,
+    sticky_cache: int = STICKY_CACHE,
+    sticky_wait: timedelta = STICKY_WAIT,
 ) -> Worker:
     """Worker defaults, like the ticket worker's (which only adds pass-through modules).
     It also runs the herd's twin (bench/herd_twin.py)."""
@@ -80,4 +84,5 @@ def build_twin_worker(
         activities=[twin_effect, twin_append, HerdTwinRows(pool).write],
         graceful_shutdown_timeout=timedelta(seconds=5),
         max_cached_workflows=sticky_cache,
+        sticky_queue_schedule_to_start_timeout=sticky_wait,
     )

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -24,7 +25,7 @@ from bench.infra import connect
 from bench.twin import build_twin_worker
 from workers.logging import configure_logging
 from workers.main import build_worker, start_relay
-from workers.settings import STICKY_CACHE
+from workers.settings import STICKY_CACHE, STICKY_WAIT
 from workflows.policy import ServicePolicy
 
 
@@ -46,9 +47,17 @@ async def serve(args: argparse.Namespace) -> None:
             else OutboxRelay(pool, policy, MessageTemplates.load(), config, client)
         )
         tickets = build_worker(
-            client, args.ticket_queue, pool, policy, relay=relay, sticky_cache=args.sticky_cache
+            client,
+            args.ticket_queue,
+            pool,
+            policy,
+            relay=relay,
+            sticky_cache=args.sticky_cache,
+            sticky_wait=timedelta(seconds=args.sticky_wait),
         )
-        twins = build_twin_worker(client, args.twin_queue, pool, args.sticky_cache)
+        twins = build_twin_worker(
+            client, args.twin_queue, pool, args.sticky_cache, timedelta(seconds=args.sticky_wait)
+        )
         async with tickets, twins:
             if config is not None:
                 await start_relay(client, args.ticket_queue, config.relays)
@@ -85,6 +94,7 @@ def main() -> None:
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--sticky-cache", type=int, default=STICKY_CACHE)
+    parser.add_argument("--sticky-wait", type=float, default=STICKY_WAIT.total_seconds())
     args = parser.parse_args()
     configure_logging(args.log_level)
     asyncio.run(serve(args))

@@ -43,7 +43,13 @@ from activities.delivery import OutboxRelay
 from activities.messages import MessageTemplates, TemplateError
 from stores.knowledge import KnowledgeStore
 from stores.policy_store import publish as publish_policy
-from workers.settings import GRACEFUL_SHUTDOWN, STICKY_CACHE, ConfigurationError, Settings
+from workers.settings import (
+    GRACEFUL_SHUTDOWN,
+    STICKY_CACHE,
+    STICKY_WAIT,
+    ConfigurationError,
+    Settings,
+)
 from workflows.policy import ServicePolicy, Weekday
 from workflows.relay import OutboxRelayWorkflow, RelayInput, relay_lane, relay_workflow_id
 from workflows.review import WeeklyReviewKickoffWorkflow, WeeklyReviewWorkflow
@@ -98,6 +104,7 @@ def build_worker(
     deployment: WorkerDeploymentConfig | None = None,
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
     sticky_cache: int = STICKY_CACHE,
+    sticky_wait: timedelta = STICKY_WAIT,
 ) -> Workers:
     """The one definition of a ticket worker, shared by the process, the tests and bench.
     With a `relay`, it also runs the outbox relay, on the relay's own task queue."""
@@ -118,6 +125,7 @@ def build_worker(
             graceful_shutdown_timeout=graceful_shutdown,
             deployment_config=deployment,
             max_cached_workflows=sticky_cache,
+            sticky_queue_schedule_to_start_timeout=sticky_wait,
         )
     ]
     if relay is not None:
@@ -131,6 +139,7 @@ def build_worker(
                 interceptors=interceptors,
                 graceful_shutdown_timeout=graceful_shutdown,
                 deployment_config=deployment,
+                sticky_queue_schedule_to_start_timeout=sticky_wait,
             )
         )
     return Workers(lanes)
@@ -305,6 +314,7 @@ async def run_worker(
             deployment=settings.deployment.worker_config(),
             graceful_shutdown=settings.graceful_shutdown,
             sticky_cache=settings.sticky_cache,
+            sticky_wait=settings.sticky_wait,
         )
         log.info(
             "worker started",

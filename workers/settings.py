@@ -46,6 +46,17 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 # 1,000. A 10:00 herd larger than the cache took twice as long (docs/benchmarks.md, part
 # 9), and at about 0.28 MiB per cached ticket 3,000 stay within 1 GiB.
 STICKY_CACHE = 3000
+# How long a cached ticket's workflow task may wait on its worker's own (sticky) queue
+# before the server schedules it on the shared queue, where a worker rebuilds the ticket
+# from its history. It decides who waits when a 10:00 herd queues (docs/benchmarks.md,
+# part 9, herd of 3,000): with the SDK's 10 s, most of the herd times out into the shared
+# queue, so an agent's note or a reply to another ticket at 10:00:30 is served at once
+# (0.1 / 0.2 s) but a new ticket's first task waits behind the herd (30 s); with 60 s the
+# herd finishes sooner (last 47 s instead of 60) and the new ticket is served at once, but
+# the note and the reply wait behind the herd (17 s). People on open tickets come first
+# here, so the SDK's 10 s stays. It is also how long a killed worker's tickets wait
+# before another worker takes them (a worker that stops cleanly hands them over).
+STICKY_WAIT = timedelta(seconds=10)
 
 
 class DeploymentSettings(BaseModel):
@@ -118,6 +129,8 @@ class Settings(BaseSettings):
     # task, in a fresh sandbox: when thousands of tickets wake at 10:00, most of a herd
     # larger than this is rebuilt. docs/scaling.md gives its memory per ticket.
     sticky_cache: int = Field(default=STICKY_CACHE, ge=0)
+    # The SDK's sticky_queue_schedule_to_start_timeout: see STICKY_WAIT.
+    sticky_wait: timedelta = Field(default=STICKY_WAIT, gt=timedelta(0))
     # How long a stopping worker lets its activities finish before cancelling them: long
     # enough for an in-flight PostgreSQL write; activities are idempotent, so one cut off
     # later is retried by the next worker. The outbox relay does not wait for it.

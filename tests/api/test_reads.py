@@ -67,17 +67,25 @@ async def _listed(stack: Stack, **params: Any) -> dict[str, Any]:
     return page
 
 
+def _opened_between(since: str) -> dict[str, str]:
+    """Only the tickets this test opened: the time-skipping tests before it leave tickets
+    opened in the future, so a window closed at both ends, not just `opened_after`."""
+    until = datetime.now(UTC) + timedelta(seconds=2)
+    return {"opened_after": since, "opened_before": until.isoformat()}
+
+
 async def test_list_filters_and_pages_the_read_model(stack: Stack) -> None:
     since = datetime.now(UTC).isoformat()
     vip = (await stack.open(tier="vip", subject="无法提现", description="提现失败"))["ticket_id"]
     standard = (await stack.open())["ticket_id"]
     dispatched = (await stack.open(subject="App 闪退", description="打开就闪退"))["ticket_id"]
+    window = _opened_between(since)
     await stack.act(dispatched, "dispatches", {"departments": ["tech"], "note": "crash"})
     ours = {vip, standard, dispatched}
 
     # The read model trails the tickets by one activity.
     page = await eventually(
-        lambda: _listed(stack, opened_after=since, limit=200),
+        lambda: _listed(stack, **window, limit=200),
         lambda p: (
             {i["ticket_id"] for i in p["items"]} >= ours
             and any(i["departments"] == ["tech"] for i in p["items"])
@@ -88,29 +96,27 @@ async def test_list_filters_and_pages_the_read_model(stack: Stack) -> None:
     for ticket_id in ours:
         assert await eventually(lambda t=ticket_id: _classified(stack, t), bool)  # type: ignore[misc]
         await stack.settled(ticket_id)
-    page = await _listed(stack, opened_after=since, limit=200)
+    page = await _listed(stack, **window, limit=200)
     items = {i["ticket_id"]: i for i in page["items"]}
     assert ours <= set(items)
     # What needs attention first: the SLA due soonest (none last), then the priority.
     assert [_attention(i) for i in page["items"]] == sorted(_attention(i) for i in page["items"])
     assert items[vip]["subject"] == "无法提现"
-    newest = await _listed(stack, opened_after=since, sort="newest", limit=200)
+    newest = await _listed(stack, **window, sort="newest", limit=200)
     opened = [i["opened_at"] for i in newest["items"]]
     assert opened == sorted(opened, reverse=True)
 
-    vip_only = await _listed(stack, opened_after=since, tier="vip")
+    vip_only = await _listed(stack, **window, tier="vip")
     assert [i["ticket_id"] for i in vip_only["items"]] == [vip]
-    tech = await _listed(stack, opened_after=since, department="tech")
+    tech = await _listed(stack, **window, department="tech")
     assert [i["ticket_id"] for i in tech["items"]] == [dispatched]
-    waiting = await _listed(
-        stack, opened_after=since, status=["waiting_on_department", "in_progress"]
-    )
+    waiting = await _listed(stack, **window, status=["waiting_on_department", "in_progress"])
     assert [i["ticket_id"] for i in waiting["items"]] == [dispatched]
-    assert (await _listed(stack, opened_after=since, breached="true"))["items"] == []
+    assert (await _listed(stack, **window, breached="true"))["items"] == []
     assert (await _listed(stack, opened_before=since, opened_after=since))["items"] == []
-    by_category = await _listed(stack, opened_after=since, category="business_inquiry")
+    by_category = await _listed(stack, **window, category="business_inquiry")
     assert [i["ticket_id"] for i in by_category["items"]] == [standard]
-    by_priority = await _listed(stack, opened_after=since, priority=["E", "A"])
+    by_priority = await _listed(stack, **window, priority=["E", "A"])
     assert {i["ticket_id"] for i in by_priority["items"]} <= ours
 
     # One at a time, by cursor: each ticket once, in the same order, in either order.
@@ -118,7 +124,7 @@ async def test_list_filters_and_pages_the_read_model(stack: Stack) -> None:
         walked: list[str] = []
         cursor: str | None = None
         while True:
-            params: dict[str, Any] = {"opened_after": since, "limit": 1, "sort": sort}
+            params: dict[str, Any] = {**window, "limit": 1, "sort": sort}
             if cursor:
                 params["cursor"] = cursor
             page = await _listed(stack, **params)
@@ -126,7 +132,7 @@ async def test_list_filters_and_pages_the_read_model(stack: Stack) -> None:
             cursor = page["next_cursor"]
             if cursor is None:
                 break
-        whole = await _listed(stack, opened_after=since, sort=sort)
+        whole = await _listed(stack, **window, sort=sort)
         assert walked == [i["ticket_id"] for i in whole["items"]]
         assert len(walked) == len(set(walked)) >= 3
 
@@ -162,19 +168,20 @@ async def test_list_filters_by_assignee_and_unassigned(stack: Stack) -> None:
     since = datetime.now(UTC).isoformat()
     taken = (await stack.open())["ticket_id"]
     free = (await stack.open())["ticket_id"]
+    window = _opened_between(since)
     assigned = await stack.act(taken, "assignment", {"agent_id": "agent-42"})
     assert assigned.status_code == 200, assigned.text
     page = await eventually(
-        lambda: _listed(stack, opened_after=since, assignee="agent-42"),
+        lambda: _listed(stack, **window, assignee="agent-42"),
         lambda p: bool(p["items"]),
     )
     assert [i["ticket_id"] for i in page["items"]] == [taken]
     unassigned = await eventually(
-        lambda: _listed(stack, opened_after=since, unassigned="true"),
+        lambda: _listed(stack, **window, unassigned="true"),
         lambda p: bool(p["items"]),
     )
     assert [i["ticket_id"] for i in unassigned["items"]] == [free]
-    anyone = await _listed(stack, opened_after=since, unassigned="false")
+    anyone = await _listed(stack, **window, unassigned="false")
     assert [i["ticket_id"] for i in anyone["items"]] == [taken]
 
 

@@ -56,6 +56,16 @@ def test_defaults() -> None:
     assert settings.prometheus_bind is None
 
 
+def test_the_workers_sticky_queue_wait_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SDK's 10 s by default: people on open tickets before a herd's pace (STICKY_WAIT).
+    assert load_settings().sticky_wait == timedelta(seconds=10)
+    monkeypatch.setenv("TICKETFLOW_STICKY_WAIT", "PT90S")
+    assert load_settings().sticky_wait == timedelta(seconds=90)
+    monkeypatch.setenv("TICKETFLOW_STICKY_WAIT", "PT0S")
+    with pytest.raises(ConfigurationError, match="sticky_wait"):
+        load_settings()
+
+
 def test_environment_overrides_policy_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKETFLOW_POLICY__TIME_SCALE", "3600")
     monkeypatch.setenv("TICKETFLOW_POLICY__FIRST_RESPONSE__LIVE_VIP", "15")

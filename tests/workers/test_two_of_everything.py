@@ -51,9 +51,10 @@ from workflows.relay import relay_lane, relay_workflow_id
 SECRET = "two-of-all-secret-" + "t" * 16
 ROLES = ("backend", "agent")
 # Long enough for a worker process to start (imports, migrations, the classifier), and
-# for tickets a dead worker held to move on: its workflow tasks time out after 10 s, its
-# activities after their start-to-close timeout (15 s for the store), the relay's after
-# its 30 s heartbeat timeout.
+# for tickets a dead worker held to move on: their workflow tasks leave its sticky queue
+# after the sticky wait (workers.settings.STICKY_WAIT, 10 s), its activities after their
+# start-to-close timeout (15 s for the store), the relay's after its 30 s heartbeat
+# timeout.
 START_WITHIN = 90.0
 RECOVER_WITHIN = 120.0
 # A ticket's life here, each step through the API after the one before it. With a
