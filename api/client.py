@@ -11,17 +11,24 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.common.v1 import Priority as PriorityProto
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.api.workflow.v1 import WorkflowExecutionOptions
+from temporalio.api.workflowservice.v1 import (
+    DeleteWorkflowExecutionRequest,
+    UpdateWorkflowExecutionOptionsRequest,
+)
 from temporalio.client import (
     Client,
     WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -52,6 +59,13 @@ from workflows.review_contracts import (
 )
 from workflows.review_rules import review_zone, week_period
 from workflows.ticket import TicketWorkflow
+
+# How long the API waits for the server to take a ticket's settled priority.
+_SETTLE_TIMEOUT = timedelta(seconds=2)
+
+
+def _priority(key: int | None) -> Priority:
+    return Priority.default if key is None else Priority(priority_key=key)
 
 
 def new_action_id() -> str:
@@ -163,6 +177,9 @@ class TicketClient:
                 # that, the intake_keys table in PostgreSQL refuses it).
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # A new customer's first workflow tasks pass a 10:00 herd's; `settle`
+                # puts the ticket with the others once it has answered.
+                priority=_priority(self._policy.priorities.person_waiting),
                 # Shown by the UI without a codec: no raw customer text (workflows.privacy).
                 static_summary=f"[{guess.priority.value}] {tag.rsplit('-', 1)[0]}: "
                 f"{excerpt(intake.subject)}",
@@ -174,6 +191,31 @@ class TicketClient:
         except WorkflowAlreadyStartedError:
             return OpenedTicket(ticket_id=ticket_id, created=False, guess=guess, tag=tag)
         return OpenedTicket(ticket_id=ticket_id, created=True, guess=guess, tag=tag)
+
+    async def settle(self, ticket_id: str) -> bool:
+        """A new ticket that has answered (its intake read back) goes from
+        `person_waiting` to `quiet`: from then on its own workflow tasks, a 10:00 wakeup
+        among them, queue with the other quiet tickets' and behind a new customer's (a
+        person's appends still go first: policy.priorities). One history event; the server
+        schedules no workflow task for it. False if the server did not take it: the ticket
+        then stays ahead of the quiet ones, which costs nobody a promise."""
+        priorities = self._policy.priorities
+        if priorities.person_waiting is None:
+            return True  # started at the default: nothing to settle
+        quiet = PriorityProto(priority_key=priorities.quiet or 0)
+        try:
+            await self._client.workflow_service.update_workflow_execution_options(
+                UpdateWorkflowExecutionOptionsRequest(
+                    namespace=self._client.namespace,
+                    workflow_execution=WorkflowExecution(workflow_id=ticket_id),
+                    workflow_execution_options=WorkflowExecutionOptions(priority=quiet),
+                    update_mask=FieldMask(paths=["priority"]),
+                ),
+                timeout=_SETTLE_TIMEOUT,
+            )
+        except RPCError:
+            return False
+        return True
 
     def handle(self, ticket_id: str) -> WorkflowHandle[TicketWorkflow, TicketOutcome]:
         return self._client.get_workflow_handle_for(TicketWorkflow.run, ticket_id)

@@ -222,12 +222,14 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
                 relay=relay,
                 sticky_cache=args.sticky_cache,
                 sticky_wait=timedelta(seconds=args.sticky_wait),
+                sandboxed=not args.no_sandbox,
             )
 
         say("starting the worker process (ticket worker + twin worker)")
         worker = await start_worker("worker")
         report.facts["sticky_cache"] = args.sticky_cache
         report.facts["sticky_wait_s"] = args.sticky_wait
+        report.facts["workflow_sandbox"] = not args.no_sandbox
         report.facts["worker_bytecode_cache"] = not args.no_bytecode_cache
         stack.push_async_callback(worker.stop)
         client = server.client
@@ -865,6 +867,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=STICKY_CACHE,
         help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, as ticketflow worker)",
+    )
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run the tickets without the workflow sandbox (TICKETFLOW_WORKFLOW_SANDBOX=false)",
     )
     parser.add_argument(
         "--sticky-wait",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from activities.database import Pool
 from api.client import TicketClient, ticket_id_for
 from bench.infra import cpu_percent, cpu_seconds, rss_mib
-from bench.lifecycle import intake
+from bench.lifecycle import intake, open_ticket
 from workflows.vocabulary import Channel
 
 AT_REST_QUERY = (
@@ -93,7 +93,7 @@ async def open_and_rest(
             async with room:
                 await room.wait_for(has_room)
                 opened += 1
-            await tickets.open(intake(key, Channel.EMAIL))
+            await open_ticket(tickets, intake(key, Channel.EMAIL))
 
     openers = asyncio.gather(*(opener() for _ in range(concurrency)))
     start_seconds: float | None = None

@@ -40,7 +40,7 @@ from activities.database import Pool
 from api.client import TicketClient
 from bench import profiling
 from bench.herd_twin import TABLE, HerdTwinInput
-from bench.lifecycle import AGENT, DEPARTMENT, intake
+from bench.lifecycle import AGENT, DEPARTMENT, intake, open_ticket
 from bench.report import Report, ms
 from bench.throughput import percentile
 from workers.receiver import Inbox
@@ -308,7 +308,7 @@ def _opener(
     department, which stays silent."""
 
     async def one(number: int) -> None:
-        ticket = await tickets.open(intake(f"herd-{prefix}-{number}", Channel.EMAIL))
+        ticket = await open_ticket(tickets, intake(f"herd-{prefix}-{number}", Channel.EMAIL))
         await tickets.act(
             ticket.ticket_id, Dispatch(actor=AGENT, departments=[DEPARTMENT], note="请排查")
         )
@@ -359,7 +359,10 @@ async def _bystanders(
 
     async def write_in() -> float:
         began = time.monotonic()
+        # As the API's intake: started raised, its view read, then settled.
         ticket = await tickets.open(intake(f"herd-{token}-newcomer", Channel.EMAIL))
+        await tickets.view(ticket.ticket_id)
+        await tickets.settle(ticket.ticket_id)
         kind = f"customer_message:{MessageKind.ACKNOWLEDGEMENT}"
 
         async def received() -> bool:

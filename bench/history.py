@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass
 
 from api.client import TicketClient
-from bench.lifecycle import RunStats, StepName, chain_stats, intake, ticket_step
+from bench.lifecycle import RunStats, StepName, chain_stats, intake, open_ticket, ticket_step
 from workflows.policy import ServicePolicy
 from workflows.vocabulary import Channel
 
@@ -45,7 +45,7 @@ class LongTicket:
 async def long_ticket(tickets: TicketClient, key: str, days: int, day_seconds: float) -> LongTicket:
     """`tickets` must carry a policy with time_scale = DAY / day_seconds."""
     ticket_intake = intake(key, Channel.EMAIL)
-    ticket_id = (await tickets.open(ticket_intake)).ticket_id
+    ticket_id = (await open_ticket(tickets, ticket_intake)).ticket_id
     await ticket_step(tickets, ticket_id, ticket_intake, "respond", 0)
     await ticket_step(tickets, ticket_id, ticket_intake, "dispatch", 1)
     await asyncio.sleep(days * day_seconds)

@@ -194,6 +194,7 @@ async def start_worker_process(
     sticky_cache: int = STICKY_CACHE,
     relay_settings: str = "",
     sticky_wait: timedelta = STICKY_WAIT,
+    sandboxed: bool = True,
 ) -> WorkerProcess:
     """`python -m bench.worker_process`: the real ticket worker and the twin's worker.
 
@@ -205,7 +206,8 @@ async def start_worker_process(
     With `relay` (a receiver's URL and secret), the worker runs the outbox relay too,
     with `relay_settings` (JSON of DeliveryConfig's fields) over the defaults.
     `sticky_cache` is both workers' max_cached_workflows, and `sticky_wait` their
-    sticky_queue_schedule_to_start_timeout.
+    sticky_queue_schedule_to_start_timeout; `sandboxed` False runs tickets (not twins)
+    without the workflow sandbox.
     """
     ready = work_dir / f"{name}.ready"
     env = {**os.environ, "BENCH_DATABASE_URL": database_url}
@@ -236,6 +238,7 @@ async def start_worker_process(
             str(sticky_cache),
             "--sticky-wait",
             str(sticky_wait.total_seconds()),
+            *([] if sandboxed else ["--no-sandbox"]),
         ],
         env,
         log_path,

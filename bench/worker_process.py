@@ -54,6 +54,7 @@ async def serve(args: argparse.Namespace) -> None:
             relay=relay,
             sticky_cache=args.sticky_cache,
             sticky_wait=timedelta(seconds=args.sticky_wait),
+            sandboxed=not args.no_sandbox,
         )
         twins = build_twin_worker(
             client, args.twin_queue, pool, args.sticky_cache, timedelta(seconds=args.sticky_wait)
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--sticky-cache", type=int, default=STICKY_CACHE)
+    parser.add_argument("--no-sandbox", action="store_true")
     parser.add_argument("--sticky-wait", type=float, default=STICKY_WAIT.total_seconds())
     args = parser.parse_args()
     configure_logging(args.log_level)

@@ -41,6 +41,7 @@ from api.server import serve
 from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
 from api.workspace.queue import read_queue, view_named
 from api.workspace.shared_reads import SharedReads
+from bench.lifecycle import open_ticket
 from bench.report import Report, mib, ms
 from bench.throughput import percentile
 from bench.workspace_seed import AGENTS, SUBJECTS, Seeded, policy_of_ten, seed
@@ -360,7 +361,7 @@ async def open_tickets(
 
     async def one(number: int) -> str:
         ticket_intake = _intake(f"{prefix}-{number}", number)
-        ticket_id = (await tickets.open(ticket_intake)).ticket_id
+        ticket_id = (await open_ticket(tickets, ticket_intake)).ticket_id
         agent = Actor(id=AGENTS[number % len(AGENTS)], role=Role.AGENT)
         await tickets.act(ticket_id, Respond(actor=agent, message="您好, 正在为您查看, 请稍候"))
         await tickets.customer_reply(

@@ -105,6 +105,7 @@ def build_worker(
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
     sticky_cache: int = STICKY_CACHE,
     sticky_wait: timedelta = STICKY_WAIT,
+    sandboxed: bool = True,
 ) -> Workers:
     """The one definition of a ticket worker, shared by the process, the tests and bench.
     With a `relay`, it also runs the outbox relay, on the relay's own task queue."""
@@ -120,7 +121,7 @@ def build_worker(
                 WeeklyReviewWorkflow,
             ],
             activities=all_activities(pool, policy, models),
-            workflow_runner=workflow_runner(),
+            workflow_runner=workflow_runner(sandboxed),
             interceptors=interceptors,
             graceful_shutdown_timeout=graceful_shutdown,
             deployment_config=deployment,
@@ -315,6 +316,7 @@ async def run_worker(
             graceful_shutdown=settings.graceful_shutdown,
             sticky_cache=settings.sticky_cache,
             sticky_wait=settings.sticky_wait,
+            sandboxed=settings.workflow_sandbox,
         )
         log.info(
             "worker started",

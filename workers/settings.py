@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     sticky_cache: int = Field(default=STICKY_CACHE, ge=0)
     # The SDK's sticky_queue_schedule_to_start_timeout: see STICKY_WAIT.
     sticky_wait: timedelta = Field(default=STICKY_WAIT, gt=timedelta(0))
+    # Run tickets in the SDK's workflow sandbox (workflows/sandbox.py says what turning it
+    # off gives and takes).
+    workflow_sandbox: bool = True
     # How long a stopping worker lets its activities finish before cancelling them: long
     # enough for an in-flight PostgreSQL write; activities are idempotent, so one cut off
     # later is retried by the next worker. The outbox relay does not wait for it.

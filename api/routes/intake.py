@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Header, Request, Response
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -16,6 +17,8 @@ from stores.erasure import is_erased
 from workflows.contracts import Intake
 from workflows.primitives import Identifier
 from workflows.vocabulary import TicketStatus
+
+log = structlog.get_logger(__name__)
 
 intake = APIRouter(tags=["intake"])
 
@@ -81,7 +84,10 @@ async def open_ticket(
         ticket_id, created = earlier, False
     response.status_code = 201 if created else 200
     try:
-        return opened(await svc.call(svc.tickets.view(ticket_id)), created)
+        view = await svc.call(svc.tickets.view(ticket_id))
+        if created and not await svc.tickets.settle(ticket_id):
+            log.warning("ticket not settled to the quiet priority", ticket_id=ticket_id)
+        return opened(view, created)
     except TimeoutError:
         if started is None:
             raise

@@ -285,3 +285,27 @@ async def test_a_started_ticket_is_accepted_even_when_no_worker_answers_in_time(
         await app.state.desk.close()
         with contextlib.suppress(RPCError):
             await dev_env.client.get_workflow_handle(ticket_id).terminate("test done")
+
+
+async def test_a_new_ticket_starts_ahead_of_the_quiet_and_is_settled_once_it_answers(
+    stack: Stack,
+) -> None:
+    """Started at `person_waiting` so that its first tasks pass a 10:00 herd's, and set to
+    `quiet` once the intake is read back, so that tomorrow it is one of the herd."""
+    priorities = stack.settings.policy.priorities
+    ticket_id = (await stack.open())["ticket_id"]
+    handle = stack.env.client.get_workflow_handle(ticket_id)
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.priority.priority_key == priorities.person_waiting
+    described = await handle.describe()
+    assert described.raw_description.workflow_execution_info.priority.priority_key == (
+        priorities.quiet
+    )
+    # One history event for it.
+    updated = [
+        e
+        for e in history.events
+        if e.HasField("workflow_execution_options_updated_event_attributes")
+    ]
+    assert len(updated) == 1
