@@ -2,8 +2,9 @@
 
 tickets = TicketClient(client, task_queue="tickets", policy=ServicePolicy())
 opened = await tickets.open(intake)          # same idempotency key → same ticket
-await tickets.act(opened.ticket_id, Respond(actor=agent, message="..."))
 view = await tickets.view(opened.ticket_id)
+await tickets.settle(opened.ticket_id)       # answered: now a quiet ticket (see settle)
+await tickets.act(opened.ticket_id, Respond(actor=agent, message="..."))
 """
 
 from __future__ import annotations
