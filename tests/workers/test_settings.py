@@ -66,6 +66,12 @@ def test_the_workers_sticky_queue_wait_is_a_setting(monkeypatch: pytest.MonkeyPa
         load_settings()
 
 
+def test_the_workflow_sandbox_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().workflow_sandbox is True
+    monkeypatch.setenv("TICKETFLOW_WORKFLOW_SANDBOX", "false")
+    assert load_settings().workflow_sandbox is False
+
+
 def test_environment_overrides_policy_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKETFLOW_POLICY__TIME_SCALE", "3600")
     monkeypatch.setenv("TICKETFLOW_POLICY__FIRST_RESPONSE__LIVE_VIP", "15")
