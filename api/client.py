@@ -197,9 +197,10 @@ class TicketClient:
         """A new ticket that has answered (its intake read back) goes from
         `person_waiting` to `quiet`: from then on its own workflow tasks, a 10:00 wakeup
         among them, queue with the other quiet tickets' and behind a new customer's (a
-        person's appends still go first: policy.priorities). One history event; the server
-        schedules no workflow task for it. False if the server did not take it: the ticket
-        then stays ahead of the quiet ones, which costs nobody a promise."""
+        person's appends still go first: policy.priorities). One history event, sometimes a
+        workflow task, no eviction from the worker's cache. False if the server did not
+        take it: the ticket then stays ahead of the quiet ones, which costs nobody a
+        promise."""
         priorities = self._policy.priorities
         if priorities.person_waiting is None:
             return True  # started at the default: nothing to settle

@@ -49,13 +49,13 @@ STICKY_CACHE = 3000
 # How long a cached ticket's workflow task may wait on its worker's own (sticky) queue
 # before the server schedules it on the shared queue, where a worker rebuilds the ticket
 # from its history. It decides who waits when a 10:00 herd queues (docs/benchmarks.md,
-# part 9, herd of 3,000): with the SDK's 10 s, most of the herd times out into the shared
-# queue, so an agent's note or a reply to another ticket at 10:00:30 is served at once
-# (0.1 / 0.2 s) but a new ticket's first task waits behind the herd (30 s); with 60 s the
-# herd finishes sooner (last 47 s instead of 60) and the new ticket is served at once, but
-# the note and the reply wait behind the herd (17 s). People on open tickets come first
-# here, so the SDK's 10 s stays. It is also how long a killed worker's tickets wait
-# before another worker takes them (a worker that stops cleanly hands them over).
+# "The herd's limit, profiled"): with the SDK's 10 s most of the herd times out into the
+# shared queue, so an agent's note or a reply to another ticket at 10:00:30 is served at
+# once (0.1 / 0.2 s), and a new ticket passes the herd there by its priority
+# (TicketClient.settle); with 60 s the herd finishes sooner (last 47 s instead of 60) but
+# the note and the reply wait behind it on the sticky queue (17 s). It is also how long a
+# killed worker's tickets wait before another worker takes them (a worker that stops
+# cleanly hands them over).
 STICKY_WAIT = timedelta(seconds=10)
 
 
