@@ -170,6 +170,13 @@ class Plan:
         )
 
 
+def _positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return seconds
+
+
 def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -875,7 +882,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sticky-wait",
-        type=float,
+        type=_positive_seconds,
         default=STICKY_WAIT.total_seconds(),
         help="seconds a workflow task may wait on a worker's sticky queue (default"
         f" {STICKY_WAIT.total_seconds():.0f}, as ticketflow worker)",

@@ -17,8 +17,8 @@ e-mail (until the acknowledgement reaches the receiver). Their figures say wheth
 anything else waits for a herd.
 
 With `--profile`, py-spy samples the worker through each wave, the twin's and the herd's,
-from the instant until the last row, so the two profiles say what a ticket's wakeup
-costs that a bare timer does not.
+from the instant for as long as a wave of that size lasts here, so the two profiles say
+what a ticket's wakeup costs that a bare timer does not.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client
 
 from activities.database import Pool
@@ -392,7 +392,11 @@ async def _task_waits(
             at = event.event_time.ToDatetime(tzinfo=UTC)
             if at < instant:
                 continue
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            if (
+                event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+                and event.workflow_task_timed_out_event_attributes.timeout_type
+                == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
+            ):
                 timed_out += 1
                 break
         for event in history.events:
@@ -463,7 +467,7 @@ def add_to(report: Report, f: HerdFigures) -> None:
         "herd: workflow task schedule-to-start after 10:00, sampled (p50 / p99 / max)",
         f"{seconds(percentile(f.task_wait_s, 50))} / {seconds(percentile(f.task_wait_s, 99))}"
         f" / {seconds(max(f.task_wait_s, default=float('nan')))}; a task timed out on the"
-        f" sticky queue in {f.sticky_timeouts} of {len(f.task_wait_s)}",
+        f" sticky queue in {f.sticky_timeouts} of {SAMPLED_HISTORIES}",
         "",
     )
     report.add(

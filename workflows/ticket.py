@@ -184,10 +184,11 @@ class TicketWorkflow:
         what a person sent is stored at `person_waiting`, and what the ticket decided by
         itself (a timer's reminder, a 10:00 herd's) at `quiet`, behind it.
 
-        Per append, not the workflow's own priority: changing that makes the server
-        schedule a workflow task for the change, and a changed ticket was then rebuilt
-        from its history for each later task (tried: the bench's worker CPU per lifecycle
-        doubled, benchmarks.md)."""
+        Per append, not only the workflow's own priority (which the API sets once, from
+        `person_waiting` at the start to `quiet`: TicketClient.settle): a person's input
+        to a quiet ticket is stored ahead of the herd without changing the ticket's
+        priority around every input, which the ticket would have to do by an activity
+        (tried: the bench's worker CPU per lifecycle doubled, benchmarks.md)."""
         waiting, self._person_waiting = self._person_waiting, False
         priorities = self._policy.priorities
         key = priorities.person_waiting if waiting else priorities.quiet

@@ -85,12 +85,14 @@ async def open_ticket(
     response.status_code = 201 if created else 200
     try:
         view = await svc.call(svc.tickets.view(ticket_id))
-        if created and not await svc.tickets.settle(ticket_id):
-            log.warning("ticket not settled to the quiet priority", ticket_id=ticket_id)
+        await _settle(svc, started)
         return opened(view, created)
     except TimeoutError:
         if started is None:
             raise
+        # Not read back yet, settled all the same: left raised, it would stay ahead of
+        # the quiet tickets for its whole life. (Settling twice changes nothing.)
+        await _settle(svc, started)
         # Started, and Temporal keeps it: the worker has not answered yet. A 503 here
         # would have the caller resend exactly when the system is overloaded.
         response.status_code = 202
@@ -110,6 +112,13 @@ async def open_ticket(
     if row is None:
         raise not_found(ticket_id)
     return opened_from_read_model(row)
+
+
+async def _settle(svc: Svc, started: OpenedTicket | None) -> None:
+    """A ticket this request started (or found started by a concurrent one) joins the
+    quiet ones (TicketClient.settle); a failure leaves it raised and is only logged."""
+    if started is not None and not await svc.tickets.settle(started.ticket_id):
+        log.warning("ticket not settled to the quiet priority", ticket_id=started.ticket_id)
 
 
 def _idempotency_key(header: str | None, body: str | None) -> str:
