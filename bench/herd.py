@@ -187,7 +187,8 @@ def _sampler(plan: HerdPlan, say: Callable[[str], None]) -> Sampler | None:
     async def sample(name: str, instant: datetime) -> list[str]:
         await asyncio.sleep(max(0.0, (instant - datetime.now(UTC)).total_seconds()))
         output = directory / f"profile-herd-{name}.txt"
-        recording = await profiling.record(pid, plan.tickets / 40 + 10, output)
+        wave = plan.twins if name == "twin" else plan.tickets
+        recording = await profiling.record(pid, wave / 40 + 10, output)
         if recording is None:
             say("py-spy not found: pip install -e '.[bench]' to profile")
             return []
