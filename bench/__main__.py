@@ -55,7 +55,7 @@ from workers.devstack import free_port
 from workers.logging import configure_logging
 from workers.receiver import PATH as RECEIVER_PATH
 from workers.receiver import Inbox, serve_receiver
-from workers.settings import STICKY_CACHE, STICKY_WAIT
+from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX
 from workflows.policy import ServicePolicy
 
 TICKET_QUEUE = "bench-tickets"
@@ -229,14 +229,14 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
                 relay=relay,
                 sticky_cache=args.sticky_cache,
                 sticky_wait=timedelta(seconds=args.sticky_wait),
-                sandboxed=not args.no_sandbox,
+                sandboxed=args.sandbox,
             )
 
         say("starting the worker process (ticket worker + twin worker)")
         worker = await start_worker("worker")
         report.facts["sticky_cache"] = args.sticky_cache
         report.facts["sticky_wait_s"] = args.sticky_wait
-        report.facts["workflow_sandbox"] = not args.no_sandbox
+        report.facts["workflow_sandbox"] = args.sandbox
         report.facts["worker_bytecode_cache"] = not args.no_bytecode_cache
         stack.push_async_callback(worker.stop)
         client = server.client
@@ -507,7 +507,16 @@ async def part_history(
     )
     try:
         second_worker = await infra.start_worker_process(
-            second, database_url, TICKET_QUEUE, TWIN_QUEUE, work, "worker-lowered", "WARNING"
+            second,
+            database_url,
+            TICKET_QUEUE,
+            TWIN_QUEUE,
+            work,
+            "worker-lowered",
+            "WARNING",
+            sticky_cache=args.sticky_cache,
+            sticky_wait=timedelta(seconds=args.sticky_wait),
+            sandboxed=args.sandbox,
         )
         try:
             policy = LIFECYCLE_POLICY.model_copy(
@@ -876,9 +885,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, as ticketflow worker)",
     )
     parser.add_argument(
-        "--no-sandbox",
-        action="store_true",
-        help="run the tickets without the workflow sandbox (TICKETFLOW_WORKFLOW_SANDBOX=false)",
+        "--sandbox",
+        action=argparse.BooleanOptionalAction,
+        default=WORKFLOW_SANDBOX,
+        help="run the tickets in the workflow sandbox (TICKETFLOW_WORKFLOW_SANDBOX; default "
+        f"{'on' if WORKFLOW_SANDBOX else 'off'}, as ticketflow worker)",
     )
     parser.add_argument(
         "--sticky-wait",

@@ -30,7 +30,7 @@ from activities.database import schema_for_run
 from workers.codec import StaticKeys, data_converter
 from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
 from workers.devstack import TemporalDevServer, free_port, log_tail, stop_process
-from workers.settings import STICKY_CACHE, STICKY_WAIT
+from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -194,7 +194,7 @@ async def start_worker_process(
     sticky_cache: int = STICKY_CACHE,
     relay_settings: str = "",
     sticky_wait: timedelta = STICKY_WAIT,
-    sandboxed: bool = True,
+    sandboxed: bool = WORKFLOW_SANDBOX,
 ) -> WorkerProcess:
     """`python -m bench.worker_process`: the real ticket worker and the twin's worker.
 
@@ -206,8 +206,8 @@ async def start_worker_process(
     With `relay` (a receiver's URL and secret), the worker runs the outbox relay too,
     with `relay_settings` (JSON of DeliveryConfig's fields) over the defaults.
     `sticky_cache` is both workers' max_cached_workflows, and `sticky_wait` their
-    sticky_queue_schedule_to_start_timeout; `sandboxed` False runs tickets (not twins)
-    without the workflow sandbox.
+    sticky_queue_schedule_to_start_timeout; `sandboxed` runs tickets (never twins) in
+    the workflow sandbox or not, as `ticketflow worker` does by default.
     """
     ready = work_dir / f"{name}.ready"
     env = {**os.environ, "BENCH_DATABASE_URL": database_url}
@@ -238,7 +238,7 @@ async def start_worker_process(
             str(sticky_cache),
             "--sticky-wait",
             str(sticky_wait.total_seconds()),
-            *([] if sandboxed else ["--no-sandbox"]),
+            "--sandbox" if sandboxed else "--no-sandbox",
         ],
         env,
         log_path,

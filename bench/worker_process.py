@@ -25,7 +25,7 @@ from bench.infra import connect
 from bench.twin import build_twin_worker
 from workers.logging import configure_logging
 from workers.main import build_worker, start_relay
-from workers.settings import STICKY_CACHE, STICKY_WAIT
+from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX
 from workflows.policy import ServicePolicy
 
 
@@ -54,7 +54,7 @@ async def serve(args: argparse.Namespace) -> None:
             relay=relay,
             sticky_cache=args.sticky_cache,
             sticky_wait=timedelta(seconds=args.sticky_wait),
-            sandboxed=not args.no_sandbox,
+            sandboxed=args.sandbox,
         )
         twins = build_twin_worker(
             client, args.twin_queue, pool, args.sticky_cache, timedelta(seconds=args.sticky_wait)
@@ -95,7 +95,9 @@ def main() -> None:
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--sticky-cache", type=int, default=STICKY_CACHE)
-    parser.add_argument("--no-sandbox", action="store_true")
+    parser.add_argument(
+        "--sandbox", action=argparse.BooleanOptionalAction, default=WORKFLOW_SANDBOX
+    )
     parser.add_argument("--sticky-wait", type=float, default=STICKY_WAIT.total_seconds())
     args = parser.parse_args()
     configure_logging(args.log_level)

@@ -57,6 +57,8 @@ STICKY_CACHE = 3000
 # killed worker's tickets wait before another worker takes them (a worker that stops
 # cleanly hands them over).
 STICKY_WAIT = timedelta(seconds=10)
+# Whether tickets run in the SDK's workflow sandbox: see Settings.workflow_sandbox.
+WORKFLOW_SANDBOX = False
 
 
 class DeploymentSettings(BaseModel):
@@ -131,9 +133,12 @@ class Settings(BaseSettings):
     sticky_cache: int = Field(default=STICKY_CACHE, ge=0)
     # The SDK's sticky_queue_schedule_to_start_timeout: see STICKY_WAIT.
     sticky_wait: timedelta = Field(default=STICKY_WAIT, gt=timedelta(0))
-    # Run tickets in the SDK's workflow sandbox (workflows/sandbox.py says what turning it
-    # off gives and takes).
-    workflow_sandbox: bool = True
+    # Run tickets in the SDK's workflow sandbox. Off by default: it cost a worker about a
+    # third of its CPU per lifecycle and a third of its memory per cached ticket
+    # (docs/benchmarks.md, "The sandbox: measured, then turned off"), while what it refuses
+    # at run time is refused before the code runs (ruff's banned-api over workflows/, in
+    # pyproject.toml) and every test and replay still runs in it. workflows/sandbox.py.
+    workflow_sandbox: bool = WORKFLOW_SANDBOX
     # How long a stopping worker lets its activities finish before cancelling them: long
     # enough for an in-flight PostgreSQL write; activities are idempotent, so one cut off
     # later is retried by the next worker. The outbox relay does not wait for it.

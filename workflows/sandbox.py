@@ -38,10 +38,13 @@ PURE_MODULES = (
 
 
 def workflow_runner(sandboxed: bool = True) -> WorkflowRunner:
-    """The sandbox, or none (`Settings.workflow_sandbox`): without it a worker builds and
-    keeps each ticket for less CPU and memory (docs/benchmarks.md, part 4), and nothing
-    stops workflow code from reaching a clock or the network but review and the replay
-    tests, which run in the sandbox."""
+    """The sandbox, or none. The tests, the replayer and the relay's lane run sandboxed; a
+    ticket worker follows `Settings.workflow_sandbox`, off by default: without the sandbox
+    it builds and keeps each ticket for about a third less CPU and memory
+    (docs/benchmarks.md, "The sandbox: measured, then turned off"). What the sandbox would
+    refuse at run time (clocks, randomness, the environment, files, the network, threads,
+    imports against the layering) ruff's banned-api refuses in workflows/ before the code
+    runs, and the suite exercises every workflow path inside the sandbox."""
     if not sandboxed:
         return UnsandboxedWorkflowRunner()
     return SandboxedWorkflowRunner(

@@ -66,10 +66,10 @@ def test_the_workers_sticky_queue_wait_is_a_setting(monkeypatch: pytest.MonkeyPa
         load_settings()
 
 
-def test_the_workflow_sandbox_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings().workflow_sandbox is True
-    monkeypatch.setenv("TICKETFLOW_WORKFLOW_SANDBOX", "false")
+def test_the_workflow_sandbox_is_off_unless_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().workflow_sandbox is False
+    monkeypatch.setenv("TICKETFLOW_WORKFLOW_SANDBOX", "true")
+    assert load_settings().workflow_sandbox is True
 
 
 def test_environment_overrides_policy_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
