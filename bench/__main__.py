@@ -926,6 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ticketflow-bench-"))
     report = Report()
     started = time.perf_counter()
+    stolen_before = infra.stolen_cpu_seconds()
     failed: BaseException | None = None
     try:
         asyncio.run(run(args, plan, report, work))
@@ -939,10 +940,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"temporary files kept in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    report.facts["elapsed_s"] = round(time.perf_counter() - started, 1)
+    elapsed = time.perf_counter() - started
+    report.facts["elapsed_s"] = round(elapsed, 1)
+    stolen = (infra.stolen_cpu_seconds() - stolen_before) / (elapsed * (os.cpu_count() or 1))
+    report.facts["cpu_stolen_share"] = round(stolen, 3)
     print()
     print(report.text())
-    print(f"\n(run took {report.facts['elapsed_s']:.0f} s)")
+    print(
+        f"\n(run took {report.facts['elapsed_s']:.0f} s; the hypervisor took {stolen:.0%} of "
+        "the machine's CPU time)"
+    )
     json_path = args.json or RESULTS / ("quick.json" if args.quick else "latest.json")
     report.write_json(json_path)
     if args.markdown:

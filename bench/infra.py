@@ -276,6 +276,12 @@ def busy_cpu_seconds() -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
+def stolen_cpu_seconds() -> float:
+    """CPU time the hypervisor gave other guests while this machine's cores wanted it
+    (Linux's steal time), over all cores: a run with much of it measured a slower machine."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
+
+
 def rss_mib(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
