@@ -9,12 +9,14 @@ await tickets.act(opened.ticket_id, Respond(actor=agent, message="..."))
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import structlog
 from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.common.v1 import Priority as PriorityProto
 from temporalio.api.common.v1 import WorkflowExecution
@@ -63,6 +65,7 @@ from workflows.ticket import TicketWorkflow
 
 # How long the API waits for the server to take a ticket's settled priority.
 _SETTLE_TIMEOUT = timedelta(seconds=2)
+log = structlog.get_logger(__name__)
 
 
 def _priority(key: int | None) -> Priority:
@@ -218,6 +221,21 @@ class TicketClient:
         except RPCError:
             return False
         return True
+
+    async def read_back(self, opened: OpenedTicket, within: timedelta) -> TicketView | None:
+        """The order every opener of a ticket follows: `open`, then this. The ticket's
+        view once it has stored its intake, then the ticket settled to `quiet`. None if it
+        has not answered `within`: it is started, and settled all the same, because left
+        raised it would stay ahead of the quiet tickets for its whole life. Other errors of
+        the read propagate, after the settle."""
+        try:
+            async with asyncio.timeout(within.total_seconds()):
+                return await self.view(opened.ticket_id)
+        except TimeoutError:
+            return None
+        finally:
+            if not await self.settle(opened.ticket_id):
+                log.warning("ticket not settled to the quiet priority", ticket_id=opened.ticket_id)
 
     def handle(self, ticket_id: str) -> WorkflowHandle[TicketWorkflow, TicketOutcome]:
         return self._client.get_workflow_handle_for(TicketWorkflow.run, ticket_id)

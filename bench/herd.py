@@ -360,10 +360,9 @@ async def _bystanders(
 
     async def write_in() -> float:
         began = time.monotonic()
-        # As the API's intake: started raised, its view read, then settled.
+        # As the API's intake: started raised, read back, then settled.
         ticket = await tickets.open(intake(f"herd-{token}-newcomer", Channel.EMAIL))
-        await tickets.view(ticket.ticket_id)
-        await tickets.settle(ticket.ticket_id)
+        await tickets.read_back(ticket, PATIENCE)
         kind = f"customer_message:{MessageKind.ACKNOWLEDGEMENT}"
 
         async def received() -> bool:

@@ -130,9 +130,10 @@ class Timings:
 
 
 async def open_ticket(tickets: TicketClient, ticket_intake: Intake) -> OpenedTicket:
-    """Open a ticket as `POST /v1/intake` does: started at the person-waiting priority and
-    settled to quiet once it has answered (the API reads its view between the two; the
-    bench does not, so the settle may come before the ticket's first task)."""
+    """Open a ticket as `POST /v1/tickets` does: started at the person-waiting priority and
+    settled to quiet. The API reads the view between the two (`TicketClient.read_back`);
+    the bench does not, to measure the engine rather than a read, so the settle may come
+    before the ticket's first task."""
     opened = await tickets.open(ticket_intake)
     if opened.created:
         await tickets.settle(opened.ticket_id)

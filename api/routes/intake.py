@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import structlog
 from fastapi import APIRouter, Depends, Header, Request, Response
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -17,8 +16,6 @@ from stores.erasure import is_erased
 from workflows.contracts import Intake
 from workflows.primitives import Identifier
 from workflows.vocabulary import TicketStatus
-
-log = structlog.get_logger(__name__)
 
 intake = APIRouter(tags=["intake"])
 
@@ -84,27 +81,16 @@ async def open_ticket(
         ticket_id, created = earlier, False
     response.status_code = 201 if created else 200
     try:
-        view = await svc.call(svc.tickets.view(ticket_id))
-        await _settle(svc, started)
-        return opened(view, created)
-    except TimeoutError:
         if started is None:
-            raise
-        # Not read back yet, settled all the same: left raised, it would stay ahead of
-        # the quiet tickets for its whole life. (Settling twice changes nothing.)
-        await _settle(svc, started)
-        # Started, and Temporal keeps it: the worker has not answered yet. A 503 here
-        # would have the caller resend exactly when the system is overloaded.
-        response.status_code = 202
-        response.headers["Location"] = f"/v1/tickets/{ticket_id}"
-        return TicketOpened(
-            ticket_id=ticket_id,
-            created=started.created,
-            status=TicketStatus.NEW,
-            classification=started.guess,
-            tags=[started.tag],
-            deadlines={},
-        )
+            view = await svc.call(svc.tickets.view(ticket_id))
+        else:
+            # Read back, then settled to the quiet tickets' priority (also when this
+            # request found it started by a concurrent one: settling twice changes nothing).
+            found = await svc.tickets.read_back(started, svc.settings.temporal_timeout)
+            if found is None:
+                return _accepted(response, started)
+            view = found
+        return opened(view, created)
     except RPCError as error:
         if created or error.status is not RPCStatusCode.NOT_FOUND:
             raise
@@ -114,11 +100,19 @@ async def open_ticket(
     return opened_from_read_model(row)
 
 
-async def _settle(svc: Svc, started: OpenedTicket | None) -> None:
-    """A ticket this request started (or found started by a concurrent one) joins the
-    quiet ones (TicketClient.settle); a failure leaves it raised and is only logged."""
-    if started is not None and not await svc.tickets.settle(started.ticket_id):
-        log.warning("ticket not settled to the quiet priority", ticket_id=started.ticket_id)
+def _accepted(response: Response, started: OpenedTicket) -> TicketOpened:
+    """Started, and Temporal keeps it, but the worker has not answered yet: a 503 here
+    would have the caller resend exactly when the system is overloaded."""
+    response.status_code = 202
+    response.headers["Location"] = f"/v1/tickets/{started.ticket_id}"
+    return TicketOpened(
+        ticket_id=started.ticket_id,
+        created=started.created,
+        status=TicketStatus.NEW,
+        classification=started.guess,
+        tags=[started.tag],
+        deadlines={},
+    )
 
 
 def _idempotency_key(header: str | None, body: str | None) -> str:
