@@ -42,10 +42,11 @@ from workflows.vocabulary import Priority
 
 ENV_PREFIX = "TICKETFLOW_"
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
-# Workflows a worker keeps in memory (see Settings.sticky_cache): three times the SDK's
-# 1,000. A 10:00 herd larger than the cache took twice as long (docs/benchmarks.md, part
-# 9), and at about 0.28 MiB per cached ticket 3,000 stay within 1 GiB.
-STICKY_CACHE = 3000
+# Workflows a worker keeps in memory (see Settings.sticky_cache): two and a half times the
+# SDK's 1,000, because a 10:00 herd larger than the cache took twice as long
+# (docs/benchmarks.md, part 9); as many as keep a worker with 10,000 open tickets within
+# 1 GiB (983 MiB measured, about 0.24 MiB per cached ticket on top of 370: part 4).
+STICKY_CACHE = 2500
 # How long a cached ticket's workflow task may wait on its worker's own (sticky) queue
 # before the server schedules it on the shared queue, where a worker rebuilds the ticket
 # from its history. It decides who waits when a 10:00 herd queues (docs/benchmarks.md,
