@@ -1,10 +1,11 @@
-"""`python -m bench`'s options: how many worker processes parts 1 and 2 run against."""
+"""`python -m bench`'s options: worker processes for parts 1 and 2, and the worker's settings."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.__main__ import parse_args
+from workers.settings import load_settings
 
 
 def test_the_floor_runs_against_one_worker_process_unless_told() -> None:
@@ -19,3 +20,10 @@ def test_workers_below_one_or_not_a_number_are_refused(
     with pytest.raises(SystemExit):
         parse_args(["--workers", text])
     assert f"--workers: a whole number, at least 1; got '{text}'" in capsys.readouterr().err
+
+
+def test_the_bench_runs_tickets_as_the_worker_does_unless_told() -> None:
+    assert parse_args([]).sandbox is load_settings().workflow_sandbox is False
+    assert parse_args(["--sandbox"]).sandbox is True
+    assert parse_args(["--no-sandbox"]).sandbox is False
+    assert parse_args([]).sticky_cache == load_settings().sticky_cache
