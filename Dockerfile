@@ -9,9 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . .
-# Bytecode at build time (PYTHONDONTWRITEBYTECODE stops it at run time): the workflow
-# sandbox imports workflows/ afresh for each ticket it rebuilds, and without .pyc files a
-# 10:00 herd spends a third of the worker's CPU compiling them (docs/benchmarks.md).
+# Bytecode at build time (PYTHONDONTWRITEBYTECODE stops it at run time): with
+# TICKETFLOW_WORKFLOW_SANDBOX=true the sandbox imports workflows/ afresh for each ticket
+# it rebuilds, and without .pyc files a 10:00 herd spent a third of the worker's CPU
+# compiling them (docs/benchmarks.md); every process starts faster with them too.
 RUN pip install --compile . \
     && python -m compileall -q /app \
     && useradd --create-home --uid 10001 ticketflow \

@@ -30,7 +30,8 @@ browser:
 		apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 
-# The workflow sandbox imports workflows/ afresh for every ticket it starts. An editable
+# The workflow sandbox (the tests', and a worker's with TICKETFLOW_WORKFLOW_SANDBOX=true)
+# imports workflows/ afresh for every ticket it starts. An editable
 # install under PYTHONDONTWRITEBYTECODE=1 has no bytecode, so each import would compile
 # workflows/ticket.py again (docs/benchmarks.md, "Bytecode"); compileall writes it anyway.
 bytecode: $(STAMP)

@@ -2,8 +2,7 @@
 
 tickets = TicketClient(client, task_queue="tickets", policy=ServicePolicy())
 opened = await tickets.open(intake)          # same idempotency key → same ticket
-view = await tickets.view(opened.ticket_id)
-await tickets.settle(opened.ticket_id)       # answered: now a quiet ticket (see settle)
+view = await tickets.read_back(opened, timedelta(seconds=5))  # then a quiet ticket (settle)
 await tickets.act(opened.ticket_id, Respond(actor=agent, message="..."))
 """
 
@@ -65,6 +64,7 @@ from workflows.ticket import TicketWorkflow
 
 # How long the API waits for the server to take a ticket's settled priority.
 _SETTLE_TIMEOUT = timedelta(seconds=2)
+
 log = structlog.get_logger(__name__)
 
 
@@ -227,14 +227,19 @@ class TicketClient:
         view once it has stored its intake, then the ticket settled to `quiet`. None if it
         has not answered `within`: it is started, and settled all the same, because left
         raised it would stay ahead of the quiet tickets for its whole life. Other errors of
-        the read propagate, after the settle."""
+        the read propagate after the settle (which takes at most `_SETTLE_TIMEOUT`, also
+        when the caller is cancelled), except NOT_FOUND: no ticket, nothing to settle."""
+        gone = False
         try:
             async with asyncio.timeout(within.total_seconds()):
                 return await self.view(opened.ticket_id)
         except TimeoutError:
             return None
+        except RPCError as error:
+            gone = error.status is RPCStatusCode.NOT_FOUND
+            raise
         finally:
-            if not await self.settle(opened.ticket_id):
+            if not gone and not await self.settle(opened.ticket_id):
                 log.warning("ticket not settled to the quiet priority", ticket_id=opened.ticket_id)
 
     def handle(self, ticket_id: str) -> WorkflowHandle[TicketWorkflow, TicketOutcome]:

@@ -203,7 +203,7 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
         await migrate(pool)
         if "relay-crash" in args.parts:
             # Worker processes of its own, each with a relay: not the bench's worker.
-            await part_relay_crash(plan, report, server, db.url, pool, work, token)
+            await part_relay_crash(args, plan, report, server, db.url, pool, work, token)
             return
         relay: tuple[str, str] | None = None
         if "herd" in args.parts:
@@ -514,6 +514,7 @@ async def part_history(
             work,
             "worker-lowered",
             "WARNING",
+            bytecode_cache=not args.no_bytecode_cache,
             sticky_cache=args.sticky_cache,
             sticky_wait=timedelta(seconds=args.sticky_wait),
             sandboxed=args.sandbox,
@@ -741,6 +742,7 @@ async def part_delivery(
 
 
 async def part_relay_crash(
+    args: argparse.Namespace,
     plan: Plan,
     report: Report,
     server: infra.DevServer,
@@ -750,7 +752,14 @@ async def part_relay_crash(
     token: str,
 ) -> None:
     crashes = await relay_crash.measure(
-        server, database_url, pool, work, plan.relay_crash_tickets, f"bench-{token}-crash", say
+        server,
+        database_url,
+        pool,
+        work,
+        plan.relay_crash_tickets,
+        f"bench-{token}-crash",
+        say,
+        sandboxed=args.sandbox,
     )
     for crash in crashes:
         report.add(
@@ -888,8 +897,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sandbox",
         action=argparse.BooleanOptionalAction,
         default=WORKFLOW_SANDBOX,
-        help="run the tickets in the workflow sandbox (TICKETFLOW_WORKFLOW_SANDBOX; default "
-        f"{'on' if WORKFLOW_SANDBOX else 'off'}, as ticketflow worker)",
+        help="run the ticket lane in the workflow sandbox (default "
+        f"{'on' if WORKFLOW_SANDBOX else 'off'}, as `ticketflow worker` without "
+        "TICKETFLOW_WORKFLOW_SANDBOX)",
     )
     parser.add_argument(
         "--sticky-wait",

@@ -40,6 +40,7 @@ from activities.outbox import Outbox, insert_rows_sql, row_arrays
 from bench import infra
 from workers.devstack import free_port
 from workers.receiver import PATH, Inbox, serve_receiver
+from workers.settings import WORKFLOW_SANDBOX
 from workflows.contracts import CustomerMessage, MessageKind, MessageParams
 from workflows.policy import ServicePolicy
 from workflows.relay import relay_workflow_id
@@ -70,13 +71,17 @@ async def measure(
     tickets: int,
     prefix: str,
     say: Callable[[str], None],
+    sandboxed: bool = WORKFLOW_SANDBOX,
 ) -> list[Crash]:
-    """One kill per lease in `LEASES`, each over a backlog of its own."""
+    """One kill per lease in `LEASES`, each over a backlog of its own; `sandboxed` is the
+    workers' ticket lane, as the bench's `--sandbox`."""
     crashes = []
     for number, lease in enumerate(LEASES):
         say(f"relay crash: {tickets * 2:,} rows, lease {lease.total_seconds():.0f} s, kill -9")
         crashes.append(
-            await _crash(server, database_url, pool, work, tickets, lease, f"{prefix}-{number}")
+            await _crash(
+                server, database_url, pool, work, tickets, lease, f"{prefix}-{number}", sandboxed
+            )
         )
     return crashes
 
@@ -89,6 +94,7 @@ async def _crash(
     tickets: int,
     lease: timedelta,
     prefix: str,
+    sandboxed: bool,
 ) -> Crash:
     inbox = Inbox(secret=secrets.token_urlsafe(16))
     port = free_port()
@@ -109,6 +115,7 @@ async def _crash(
                     "WARNING",
                     relay=(f"http://127.0.0.1:{port}{PATH}", inbox.secret),
                     relay_settings=settings,
+                    sandboxed=sandboxed,
                 )
             )
         for name in ("doomed", "living"):

@@ -1,6 +1,7 @@
 """Imports flow one way: workflows <- activities <- stores <- api <- cli <- workers.
 
-Workflow code runs in Temporal's sandbox and must not drag in side effects; activities
+Workflow code must not drag in side effects (workers run it outside Temporal's sandbox:
+pyproject.toml's banned-api and the built-ins below keep it deterministic); activities
 must not know who calls them; the stores and readers the API uses (`stores`) build on the
 activities' pool and outbox but are never run by a worker's activity; the API is started by the workers' CLI and dev stack, never
 the other way round; the terminal commands (`cli`) call the API over HTTP and speak its
@@ -63,3 +64,34 @@ def test_package_imports_only_layers_below_it(package: str) -> None:
     problems = violations(package)
     forbidden = ", ".join(sorted(FORBIDDEN[package]))
     assert not problems, f"{package} must not import {forbidden}:\n" + "\n".join(problems)
+
+
+# Built-ins workflow code must not call: ruff's banned-api (pyproject.toml) cannot name
+# them, and workers run workflows outside the SDK's sandbox, which would refuse them.
+WORKFLOW_BUILTINS = frozenset({"open", "input", "breakpoint", "print", "exec", "eval", "compile"})
+
+
+def builtin_calls(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        (node.lineno, node.func.id)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in WORKFLOW_BUILTINS
+    ]
+
+
+def test_workflow_code_calls_no_io_builtins() -> None:
+    problems = [
+        f"{path.relative_to(ROOT)}:{line} -> {name}()"
+        for path in sorted((ROOT / "workflows").rglob("*.py"))
+        for line, name in builtin_calls(path)
+    ]
+    assert not problems, "workflow code does no I/O:\n" + "\n".join(problems)
+
+
+def test_the_builtin_check_sees_a_call(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f() -> str:\n    return open('x').read()\n", encoding="utf-8")
+    assert builtin_calls(probe) == [(2, "open")]

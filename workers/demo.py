@@ -90,8 +90,7 @@ async def main() -> None:
     tickets = TicketClient(client, task_queue=settings.task_queue, policy=policy)
     opened = [await tickets.open(intake(*spec)) for spec in TICKETS]
     for started in opened:
-        await tickets.view(started.ticket_id)
-        await tickets.settle(started.ticket_id)
+        await tickets.read_back(started, timedelta(minutes=1))
     ids = [t.ticket_id for t in opened]
     print(f"opened {len(ids)} tickets (time scale {DEMO_TIME_SCALE:.0f}x)")
     emergency, withdraw, login, renew, night_mode, leak, refund, sms, complaint = ids

@@ -472,6 +472,11 @@ def dev(dev_file: Path | None = None) -> None:
     from workers.settings import load_settings
 
     settings = load_settings()
+    if "workflow_sandbox" not in settings.model_fields_set:
+        # Development is where new workflow code first runs, and one developer's tickets
+        # do not need the CPU the sandbox costs: here it catches at run time what the
+        # lint cannot (a library reaching a clock). TICKETFLOW_WORKFLOW_SANDBOX decides.
+        settings = settings.model_copy(update={"workflow_sandbox": True})
     configure_logging(settings.log_level)
     spec = load_dev_spec(dev_file) if dev_file else load_dev_spec()
     asyncio.run(run_devstack(settings, spec))

@@ -325,6 +325,7 @@ async def run_worker(
             migrations_applied=applied,
             time_scale=settings.policy.time_scale,
             build_id=settings.deployment.build_id,
+            workflow_sandbox=settings.workflow_sandbox,
         )
         async with worker:
             await ensure_surge_schedule(client, settings.task_queue, settings.policy)

@@ -129,16 +129,17 @@ class Settings(BaseSettings):
     )
     # Workflows the worker keeps in memory between their tasks (the SDK's
     # max_cached_workflows). One it does not keep is rebuilt from its history at its next
-    # task, in a fresh sandbox: when thousands of tickets wake at 10:00, most of a herd
-    # larger than this is rebuilt. docs/scaling.md gives its memory per ticket.
+    # task: when thousands of tickets wake at 10:00, most of a herd larger than this is
+    # rebuilt. docs/scaling.md gives its memory per ticket.
     sticky_cache: int = Field(default=STICKY_CACHE, ge=0)
     # The SDK's sticky_queue_schedule_to_start_timeout: see STICKY_WAIT.
     sticky_wait: timedelta = Field(default=STICKY_WAIT, gt=timedelta(0))
-    # Run tickets in the SDK's workflow sandbox. Off by default: it cost a worker about a
-    # third of its CPU per lifecycle and a third of its memory per cached ticket
-    # (docs/benchmarks.md, "The sandbox: measured, then turned off"), while what it refuses
-    # at run time is refused before the code runs (ruff's banned-api over workflows/, in
-    # pyproject.toml) and every test and replay still runs in it. workflows/sandbox.py.
+    # Run the ticket lane (tickets, surge checks, reviews) in the SDK's workflow sandbox.
+    # Off by default: it cost a worker about a third of its CPU per lifecycle and a third
+    # of its memory per cached ticket (docs/benchmarks.md, "The sandbox: measured, then
+    # turned off"), while what it refuses at run time is refused before the code runs
+    # (ruff's banned-api over workflows/ and tests/test_layers.py), and the test workers,
+    # every replay and `ticketflow dev` run in it. workflows/sandbox.py.
     workflow_sandbox: bool = WORKFLOW_SANDBOX
     # How long a stopping worker lets its activities finish before cancelling them: long
     # enough for an in-flight PostgreSQL write; activities are idempotent, so one cut off

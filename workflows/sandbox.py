@@ -1,4 +1,5 @@
-"""The workflow sandbox every worker, test and replayer of tickets runs with.
+"""The workflow sandbox: the test workers, the replayer, the relay's lane and the dev
+stack run in it, and a worker process when `Settings.workflow_sandbox` says so.
 
 The ticket's pure modules (contracts, policy, rules, its SLA clock, timers, record and
 view) are passed through by name: they are deterministic, and loading them inside the

@@ -22,6 +22,8 @@ from api.client import ticket_id_for
 from api.server import build_services
 from api.settings import ApiConfig
 from tests.api.conftest import BASE_URL, Stack, api_settings, eventually, intake
+from workflows.contracts import Intake
+from workflows.vocabulary import Channel
 
 
 async def test_a_new_key_opens_a_ticket_and_the_same_key_finds_it(stack: Stack) -> None:
@@ -311,3 +313,23 @@ async def test_a_new_ticket_starts_ahead_of_the_quiet_and_is_settled_once_it_ans
         )
 
     assert await eventually(settled_events, lambda n: n >= 1) == 1
+
+
+async def test_a_ticket_not_read_back_in_time_is_settled_all_the_same(stack: Stack) -> None:
+    """The 202 path's order (TicketClient.read_back): no view within the limit, and the
+    ticket joins the quiet ones anyway, instead of staying ahead of them for life."""
+    tickets = stack.services.tickets
+    opened = await tickets.open(
+        Intake(
+            idempotency_key=f"test-{uuid.uuid4()}",
+            channel=Channel.EMAIL,
+            customer_id="cust-read-back",
+            subject="login fails",
+            description="login fails since this morning",
+        )
+    )
+    assert await tickets.read_back(opened, timedelta(0)) is None
+    described = await stack.env.client.get_workflow_handle(opened.ticket_id).describe()
+    assert described.raw_description.workflow_execution_info.priority.priority_key == (
+        stack.settings.policy.priorities.quiet
+    )

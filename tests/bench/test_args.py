@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.__main__ import parse_args
-from workers.settings import load_settings
+from workers.settings import WORKFLOW_SANDBOX, Settings
 
 
 def test_the_floor_runs_against_one_worker_process_unless_told() -> None:
@@ -23,7 +23,11 @@ def test_workers_below_one_or_not_a_number_are_refused(
 
 
 def test_the_bench_runs_tickets_as_the_worker_does_unless_told() -> None:
-    assert parse_args([]).sandbox is load_settings().workflow_sandbox is False
+    assert (
+        parse_args([]).sandbox
+        is WORKFLOW_SANDBOX
+        is Settings.model_fields["workflow_sandbox"].default
+    )
     assert parse_args(["--sandbox"]).sandbox is True
     assert parse_args(["--no-sandbox"]).sandbox is False
-    assert parse_args([]).sticky_cache == load_settings().sticky_cache
+    assert parse_args([]).sticky_cache == Settings.model_fields["sticky_cache"].default
