@@ -9,8 +9,12 @@ await tickets.act(opened.ticket_id, Respond(actor=agent, message="..."))
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import math
+import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -19,9 +23,12 @@ import structlog
 from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.common.v1 import Priority as PriorityProto
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import PendingWorkflowTaskState, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflow.v1 import WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
     DeleteWorkflowExecutionRequest,
+    DescribeTaskQueueRequest,
     UpdateWorkflowExecutionOptionsRequest,
 )
 from temporalio.client import (
@@ -64,6 +71,14 @@ from workflows.ticket import TicketWorkflow
 
 # How long the API waits for the server to take a ticket's settled priority.
 _SETTLE_TIMEOUT = timedelta(seconds=2)
+# How often a process asks how far behind the ticket queue is: at most once a second,
+# whatever the number of requests (one DescribeTaskQueue, about 10 ms on the dev server).
+_BEHIND_EVERY = timedelta(seconds=1)
+# A raised ticket that was sent a signal is settled once a worker has taken the signal's
+# workflow task (a settle re-queues a waiting task at the settled priority): asked this
+# often, for this long at most, then settled anyway.
+_TAKEN_EVERY = timedelta(milliseconds=250)
+_TAKEN_WITHIN = timedelta(minutes=2)
 
 log = structlog.get_logger(__name__)
 
@@ -152,11 +167,44 @@ async def _send_action(
     return answer
 
 
+class _QueueWatch:
+    """How long the oldest workflow task of a task queue has waited (the server's
+    approximate backlog age), asked at most once per `every` and shared by all callers."""
+
+    def __init__(self, client: Client, task_queue: str, every: timedelta) -> None:
+        self._client = client
+        self._request = DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            report_stats=True,
+        )
+        self._every = every.total_seconds()
+        self._lock = asyncio.Lock()
+        self._asked_at = -math.inf
+        self._waited = timedelta(0)
+
+    async def waited(self) -> timedelta:
+        async with self._lock:
+            if time.monotonic() - self._asked_at >= self._every:
+                self._asked_at = time.monotonic()
+                try:
+                    found = await self._client.workflow_service.describe_task_queue(
+                        self._request, timeout=_SETTLE_TIMEOUT
+                    )
+                    self._waited = found.stats.approximate_backlog_age.ToTimedelta()
+                except RPCError:
+                    self._waited = timedelta(0)  # not known: people's work goes as usual
+            return self._waited
+
+
 class TicketClient:
     def __init__(self, client: Client, *, task_queue: str, policy: ServicePolicy) -> None:
         self._client = client
         self._task_queue = task_queue
         self._policy = policy
+        self._queue = _QueueWatch(client, task_queue, _BEHIND_EVERY)
+        self._settling: set[asyncio.Task[None]] = set()
 
     @property
     def temporal(self) -> Client:
@@ -207,13 +255,17 @@ class TicketClient:
         priorities = self._policy.priorities
         if priorities.person_waiting is None:
             return True  # started at the default: nothing to settle
-        quiet = PriorityProto(priority_key=priorities.quiet or 0)
+        return await self._set_priority(ticket_id, priorities.quiet)
+
+    async def _set_priority(self, ticket_id: str, key: int | None) -> bool:
         try:
             await self._client.workflow_service.update_workflow_execution_options(
                 UpdateWorkflowExecutionOptionsRequest(
                     namespace=self._client.namespace,
                     workflow_execution=WorkflowExecution(workflow_id=ticket_id),
-                    workflow_execution_options=WorkflowExecutionOptions(priority=quiet),
+                    workflow_execution_options=WorkflowExecutionOptions(
+                        priority=PriorityProto(priority_key=key or 0)
+                    ),
                     update_mask=FieldMask(paths=["priority"]),
                 ),
                 timeout=_SETTLE_TIMEOUT,
@@ -221,6 +273,52 @@ class TicketClient:
         except RPCError:
             return False
         return True
+
+    @contextlib.asynccontextmanager
+    async def _person_acting(self, ticket_id: str, answered: bool) -> AsyncIterator[None]:
+        """A person's input to the ticket, ahead of a herd (policy.priorities): while the
+        ticket queue is behind, the ticket is raised to `person_waiting` and its input's
+        workflow task is queued there, before the herd's. An `answered` input (an update)
+        has been taken when it returns, so the ticket is settled then; a signal's task is
+        still queued, and a settle would queue it behind the herd again, so the ticket is
+        settled once a worker has started that task (`_settle_once_taken`)."""
+        priorities = self._policy.priorities
+        behind = priorities.raise_when_behind
+        raised = (
+            behind is not None
+            and priorities.person_waiting is not None
+            and await self._queue.waited() > behind
+            and await self._set_priority(ticket_id, priorities.person_waiting)
+        )
+        try:
+            yield
+        finally:
+            if raised and answered:
+                await self._settle_or_warn(ticket_id)
+            elif raised:
+                settling = asyncio.create_task(self._settle_once_taken(ticket_id))
+                self._settling.add(settling)
+                settling.add_done_callback(self._settling.discard)
+
+    async def _settle_once_taken(self, ticket_id: str) -> None:
+        handle = self.handle(ticket_id)
+        for _ in range(int(_TAKEN_WITHIN / _TAKEN_EVERY)):
+            try:
+                described = await handle.describe(rpc_timeout=_SETTLE_TIMEOUT)
+            except RPCError:
+                break
+            raw = described.raw_description
+            if not raw.HasField("pending_workflow_task") or (
+                raw.pending_workflow_task.state
+                == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+            ):
+                break
+            await asyncio.sleep(_TAKEN_EVERY.total_seconds())
+        await self._settle_or_warn(ticket_id)
+
+    async def _settle_or_warn(self, ticket_id: str) -> None:
+        if not await self.settle(ticket_id):
+            log.warning("ticket not settled to the quiet priority", ticket_id=ticket_id)
 
     async def read_back(self, opened: OpenedTicket, within: timedelta) -> TicketView | None:
         """The order every opener of a ticket follows: `open`, then this. The ticket's
@@ -239,8 +337,8 @@ class TicketClient:
             gone = error.status is RPCStatusCode.NOT_FOUND
             raise
         finally:
-            if not gone and not await self.settle(opened.ticket_id):
-                log.warning("ticket not settled to the quiet priority", ticket_id=opened.ticket_id)
+            if not gone:
+                await self._settle_or_warn(opened.ticket_id)
 
     def handle(self, ticket_id: str) -> WorkflowHandle[TicketWorkflow, TicketOutcome]:
         return self._client.get_workflow_handle_for(TicketWorkflow.run, ticket_id)
@@ -248,17 +346,21 @@ class TicketClient:
     async def act(self, ticket_id: str, action: Action) -> TicketView:
         """Send an action as its update and wait until the ticket has accepted it (see
         `_send_action`)."""
-        return await _send_action(self.handle(ticket_id), action, action.type, TicketView)
+        async with self._person_acting(ticket_id, answered=True):
+            return await _send_action(self.handle(ticket_id), action, action.type, TicketView)
 
     async def act_later(self, ticket_id: str, action: TicketAction) -> None:
         """Fire and forget: a misfit becomes an `action_rejected` event on the ticket."""
-        await self.handle(ticket_id).signal(TicketWorkflow.act, ActionSignal(action=action))
+        async with self._person_acting(ticket_id, answered=False):
+            await self.handle(ticket_id).signal(TicketWorkflow.act, ActionSignal(action=action))
 
     async def customer_reply(self, ticket_id: str, reply: CustomerReply) -> None:
-        await self.handle(ticket_id).signal(TicketWorkflow.customer_reply, reply)
+        async with self._person_acting(ticket_id, answered=False):
+            await self.handle(ticket_id).signal(TicketWorkflow.customer_reply, reply)
 
     async def partner_callback(self, ticket_id: str, callback: PartnerCallback) -> None:
-        await self.handle(ticket_id).signal(TicketWorkflow.partner_callback, callback)
+        async with self._person_acting(ticket_id, answered=False):
+            await self.handle(ticket_id).signal(TicketWorkflow.partner_callback, callback)
 
     async def stop(self, ticket_id: str, reason: str) -> bool:
         """Terminate the ticket's workflow if it still runs; True if it did."""

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -162,3 +164,119 @@ async def until_scheduled(client: Client, ticket_id: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{ticket_id} never scheduled its append")
+
+
+async def options_priorities(client: Client, ticket_id: str) -> list[int]:
+    """The priority keys the ticket was set to after its start, in order."""
+    history = await client.get_workflow_handle(ticket_id).fetch_history()
+    return [
+        e.workflow_execution_options_updated_event_attributes.priority.priority_key
+        for e in history.events
+        if e.HasField("workflow_execution_options_updated_event_attributes")
+    ]
+
+
+async def task_started_after_signal(client: Client, ticket_id: str) -> datetime | None:
+    """When the workflow task that took the ticket's last signal started, if it has."""
+    events = (await client.get_workflow_handle(ticket_id).fetch_history()).events
+    signalled = max(
+        n
+        for n, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+    for e in events[signalled:]:
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            return e.event_time.ToDatetime()
+    return None
+
+
+async def until_taken(client: Client, ticket_id: str) -> datetime:
+    """Bounded wait for a worker to start the task that takes the ticket's last signal."""
+    for _ in range(200):
+        started = await task_started_after_signal(client, ticket_id)
+        if started is not None:
+            return started
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{ticket_id}'s signal never taken")
+
+
+async def until_settled(client: Client, ticket_id: str) -> None:
+    """Bounded wait for the API to settle a raised ticket once its task was taken."""
+    for _ in range(200):
+        if await options_priorities(client, ticket_id) == [QUIET, PERSON_WAITING, QUIET]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{ticket_id} not settled: {await options_priorities(client, ticket_id)}")
+
+
+async def until_behind(client: Client, queue: str) -> None:
+    """Bounded wait for the server to report the queue's backlog as waiting."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        report_stats=True,
+    )
+    for _ in range(200):
+        found = await client.workflow_service.describe_task_queue(request)
+        if found.stats.approximate_backlog_age.ToTimedelta() > timedelta(0):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{queue} never reported a waiting backlog")
+
+
+async def test_a_person_acting_while_the_queue_is_behind_goes_before_the_herds_tasks(
+    dev_env: WorkflowEnvironment, pg_pool: Pool
+) -> None:
+    """Workflow tasks run at their ticket's priority, and a herd's tickets are as quiet as
+    the one a customer writes to. So while the queue is behind, the API raises the
+    ticket for the length of the reply (TicketClient): its task is queued at
+    `person_waiting` and taken before the herd's; when the queue keeps up, nothing is
+    raised and the history gains nothing."""
+    client = dev_env.client
+    queue = f"tickets-{uuid.uuid4()}"
+    # Behind as soon as a task waits at all: this herd is queued for moments, not minutes.
+    priorities = POLICY.priorities.model_copy(update={"raise_when_behind": timedelta(0)})
+    policy = POLICY.model_copy(update={"priorities": priorities})
+    tickets = TicketClient(client, task_queue=queue, policy=policy)
+    herd, bystander = [], ""
+    try:
+        async with build_worker(client, queue, pg_pool, policy):
+            herd = [(await tickets.open(intake(f"订单 {n} 未发货"))).ticket_id for n in range(12)]
+            bystander = (await tickets.open(intake("退款还没到账"))).ticket_id
+            for ticket_id in [*herd, bystander]:
+                await until_stored(pg_pool, [ticket_id], "ticket_opened")
+                assert await tickets.settle(ticket_id)  # as the API's intake does
+            # The queue keeps up: a reply raises nothing.
+            await tickets.customer_reply(bystander, reply("在吗?"))
+            await until_stored(pg_pool, [bystander], "customer_replied")
+            assert await options_priorities(client, bystander) == [QUIET]
+
+        # No worker: the herd's tasks queue (as a 10:00 herd's do), then the customer writes.
+        for ticket_id in herd:
+            await client.get_workflow_handle(ticket_id).signal(
+                TicketWorkflow.delivery_failed, gave_up(ticket_id)
+            )
+        await until_behind(client, queue)
+        await tickets.customer_reply(bystander, reply("请问退款到哪一步了?"))
+        # Raised; settled only once a worker has taken the reply's task (a settle would
+        # queue it behind the herd again).
+        assert await options_priorities(client, bystander) == [QUIET, PERSON_WAITING]
+
+        # One workflow task at a time, from the queued backlog: the reply's goes first.
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[TicketWorkflow],
+            activities=all_activities(pg_pool, policy),
+            no_remote_activities=True,
+            max_concurrent_workflow_tasks=1,
+            workflow_runner=workflow_runner(),
+        ):
+            started = {t: await until_taken(client, t) for t in [*herd, bystander]}
+            await until_settled(client, bystander)
+        assert started[bystander] <= min(started[t] for t in herd)
+    finally:
+        for ticket_id in [*herd, bystander]:
+            with contextlib.suppress(RPCError):
+                await client.get_workflow_handle(ticket_id).terminate("test finished")
