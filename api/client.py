@@ -71,6 +71,9 @@ from workflows.ticket import TicketWorkflow
 
 # How long the API waits for the server to take a ticket's settled priority.
 _SETTLE_TIMEOUT = timedelta(seconds=2)
+# A ticket queue whose oldest workflow task has waited longer than this is behind: a
+# person's input to a quiet ticket is then raised past the herd's (`_person_acting`).
+RAISE_WHEN_BEHIND = timedelta(seconds=1)
 # How often a process asks how far behind the ticket queue is: at most once a second,
 # whatever the number of requests (one DescribeTaskQueue, about 10 ms on the dev server).
 _BEHIND_EVERY = timedelta(seconds=1)
@@ -199,10 +202,19 @@ class _QueueWatch:
 
 
 class TicketClient:
-    def __init__(self, client: Client, *, task_queue: str, policy: ServicePolicy) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        policy: ServicePolicy,
+        raise_when_behind: timedelta | None = RAISE_WHEN_BEHIND,
+    ) -> None:
+        """`raise_when_behind`: see `_person_acting`; None never raises."""
         self._client = client
         self._task_queue = task_queue
         self._policy = policy
+        self._raise_when_behind = raise_when_behind
         self._queue = _QueueWatch(client, task_queue, _BEHIND_EVERY)
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -276,14 +288,16 @@ class TicketClient:
 
     @contextlib.asynccontextmanager
     async def _person_acting(self, ticket_id: str, answered: bool) -> AsyncIterator[None]:
-        """A person's input to the ticket, ahead of a herd (policy.priorities): while the
-        ticket queue is behind, the ticket is raised to `person_waiting` and its input's
+        """A person's input to the ticket, ahead of a herd (policy.priorities). A ticket's
+        workflow tasks run at its own priority, and there is none per update or signal.
+        So while the ticket queue is behind (its oldest workflow task has waited longer
+        than `raise_when_behind`), the ticket is raised to `person_waiting` and its input's
         workflow task is queued there, before the herd's. An `answered` input (an update)
         has been taken when it returns, so the ticket is settled then; a signal's task is
         still queued, and a settle would queue it behind the herd again, so the ticket is
         settled once a worker has started that task (`_settle_once_taken`)."""
         priorities = self._policy.priorities
-        behind = priorities.raise_when_behind
+        behind = self._raise_when_behind
         raised = (
             behind is not None
             and priorities.person_waiting is not None

@@ -47,7 +47,12 @@ async def build_services(config: ApiConfig, client: Client, pool: Pool) -> Servi
     signatures = SeenSignatures(pool, api.signature_tolerance)
     knowledge = KnowledgeStore(pool)
     return Services(
-        tickets=TicketClient(client, task_queue=config.task_queue, policy=config.policy),
+        tickets=TicketClient(
+            client,
+            task_queue=config.task_queue,
+            policy=config.policy,
+            raise_when_behind=api.raise_when_behind,
+        ),
         pool=pool,
         events=EventStore(pool),
         keys=keys,

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from api.client import RAISE_WHEN_BEHIND
 from workflows.policy import ServicePolicy
 
 
@@ -126,6 +127,10 @@ class ApiSettings(BaseModel):
     metrics_window: timedelta = timedelta(hours=24)
     # How long a request waits for Temporal before answering 503 with Retry-After.
     temporal_timeout: timedelta = timedelta(seconds=10)
+    # While the ticket queue's oldest workflow task has waited longer than this (a 10:00
+    # herd), a person's input to a ticket raises it past the herd (TicketClient); "off"
+    # or empty never raises.
+    raise_when_behind: timedelta | None = RAISE_WHEN_BEHIND
     # Proxies whose X-Forwarded-For names the customer's IP (uvicorn's forwarded_allow_ips).
     forwarded_allow_ips: str = "127.0.0.1"
     # Public URL for `ticketflow ticket ...` when the API is not on host:port (a proxy).
@@ -140,9 +145,17 @@ class ApiSettings(BaseModel):
     def url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 
-    @field_validator("signature_tolerance", "temporal_timeout", "metrics_window", mode="before")
+    @field_validator(
+        "signature_tolerance",
+        "temporal_timeout",
+        "metrics_window",
+        "raise_when_behind",
+        mode="before",
+    )
     @classmethod
     def _durations(cls, value: Any) -> Any:
+        if value in ("", "off"):
+            return None
         # Environment values are strings: "300", "90s" and "5m" mean what they say.
         return parse_duration(value)
 

@@ -318,19 +318,15 @@ class TaskPriorities(BaseModel):
     at once for their progress checks, a person's work on another ticket is stored and
     answered before theirs (docs/scaling.md). `None` leaves the ticket's own (3).
 
-    A ticket's workflow tasks run at the ticket's own priority: `quiet` once it has
-    answered its intake. So while the ticket queue is behind (its oldest workflow task has
-    waited longer than `raise_when_behind`, in real time), the API raises a ticket to
-    `person_waiting` for the length of a person's action on it (api.client.TicketClient):
-    at 10:00 the action's workflow task passes the herd's. Two history events then, none
-    when the queue keeps up. `None` never raises.
+    A ticket's workflow tasks run at the ticket's own priority, `quiet` once it has
+    answered its intake: the API raises it to `person_waiting` around a person's input
+    while the queue is behind (api.client.TicketClient, `ApiSettings.raise_when_behind`).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     person_waiting: int | None = Field(default=2, ge=1, le=5)
     quiet: int | None = Field(default=4, ge=1, le=5)
-    raise_when_behind: timedelta | None = Field(default=timedelta(seconds=1), ge=timedelta(0))
 
     @model_validator(mode="after")
     def _people_go_first(self) -> TaskPriorities:

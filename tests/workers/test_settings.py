@@ -66,6 +66,16 @@ def test_the_workers_sticky_queue_wait_is_a_setting(monkeypatch: pytest.MonkeyPa
         load_settings()
 
 
+def test_a_persons_input_is_raised_past_a_herd_after_a_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().api.raise_when_behind == timedelta(seconds=1)
+    monkeypatch.setenv("TICKETFLOW_API__RAISE_WHEN_BEHIND", "250ms")
+    assert load_settings().api.raise_when_behind == timedelta(milliseconds=250)
+    monkeypatch.setenv("TICKETFLOW_API__RAISE_WHEN_BEHIND", "off")
+    assert load_settings().api.raise_when_behind is None
+
+
 def test_the_workflow_sandbox_is_off_unless_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().workflow_sandbox is False
     monkeypatch.setenv("TICKETFLOW_WORKFLOW_SANDBOX", "true")
