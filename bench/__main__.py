@@ -55,7 +55,7 @@ from workers.devstack import free_port
 from workers.logging import configure_logging
 from workers.receiver import PATH as RECEIVER_PATH
 from workers.receiver import Inbox, serve_receiver
-from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX
+from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX, WORKFLOW_TASK_SLOTS
 from workflows.policy import ServicePolicy
 
 TICKET_QUEUE = "bench-tickets"
@@ -230,6 +230,7 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
                 sticky_cache=args.sticky_cache,
                 sticky_wait=timedelta(seconds=args.sticky_wait),
                 sandboxed=args.sandbox,
+                workflow_task_slots=args.workflow_task_slots,
             )
 
         say("starting the worker process (ticket worker + twin worker)")
@@ -237,6 +238,7 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
         report.facts["sticky_cache"] = args.sticky_cache
         report.facts["sticky_wait_s"] = args.sticky_wait
         report.facts["workflow_sandbox"] = args.sandbox
+        report.facts["workflow_task_slots"] = args.workflow_task_slots
         report.facts["worker_bytecode_cache"] = not args.no_bytecode_cache
         stack.push_async_callback(worker.stop)
         client = server.client
@@ -892,6 +894,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=STICKY_CACHE,
         help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, as ticketflow worker)",
+    )
+    parser.add_argument(
+        "--workflow-task-slots",
+        type=int,
+        default=WORKFLOW_TASK_SLOTS,
+        help=f"the ticket lane's max_concurrent_workflow_tasks (default {WORKFLOW_TASK_SLOTS}, "
+        "as ticketflow worker)",
     )
     parser.add_argument(
         "--sandbox",

@@ -30,7 +30,7 @@ from activities.database import schema_for_run
 from workers.codec import StaticKeys, data_converter
 from workers.devspec import LOCAL_IP, DevServerSpec, load_dev_spec
 from workers.devstack import TemporalDevServer, free_port, log_tail, stop_process
-from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX
+from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX, WORKFLOW_TASK_SLOTS
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -195,6 +195,7 @@ async def start_worker_process(
     relay_settings: str = "",
     sticky_wait: timedelta = STICKY_WAIT,
     sandboxed: bool = WORKFLOW_SANDBOX,
+    workflow_task_slots: int = WORKFLOW_TASK_SLOTS,
 ) -> WorkerProcess:
     """`python -m bench.worker_process`: the real ticket worker and the twin's worker.
 
@@ -239,6 +240,8 @@ async def start_worker_process(
             "--sticky-wait",
             str(sticky_wait.total_seconds()),
             "--sandbox" if sandboxed else "--no-sandbox",
+            "--workflow-task-slots",
+            str(workflow_task_slots),
         ],
         env,
         log_path,

@@ -25,7 +25,7 @@ from bench.infra import connect
 from bench.twin import build_twin_worker
 from workers.logging import configure_logging
 from workers.main import build_worker, start_relay
-from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX
+from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX, WORKFLOW_TASK_SLOTS
 from workflows.policy import ServicePolicy
 
 
@@ -54,6 +54,7 @@ async def serve(args: argparse.Namespace) -> None:
             relay=relay,
             sticky_cache=args.sticky_cache,
             sticky_wait=timedelta(seconds=args.sticky_wait),
+            workflow_task_slots=args.workflow_task_slots,
             sandboxed=args.sandbox,
         )
         twins = build_twin_worker(
@@ -99,6 +100,7 @@ def main() -> None:
         "--sandbox", action=argparse.BooleanOptionalAction, default=WORKFLOW_SANDBOX
     )
     parser.add_argument("--sticky-wait", type=float, default=STICKY_WAIT.total_seconds())
+    parser.add_argument("--workflow-task-slots", type=int, default=WORKFLOW_TASK_SLOTS)
     args = parser.parse_args()
     configure_logging(args.log_level)
     asyncio.run(serve(args))

@@ -47,6 +47,7 @@ from workers.settings import (
     GRACEFUL_SHUTDOWN,
     STICKY_CACHE,
     STICKY_WAIT,
+    WORKFLOW_TASK_SLOTS,
     ConfigurationError,
     Settings,
 )
@@ -105,6 +106,7 @@ def build_worker(
     graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
     sticky_cache: int = STICKY_CACHE,
     sticky_wait: timedelta = STICKY_WAIT,
+    workflow_task_slots: int = WORKFLOW_TASK_SLOTS,
     sandboxed: bool = True,
 ) -> Workers:
     """The one definition of a ticket worker, shared by the process, the tests and bench.
@@ -127,6 +129,7 @@ def build_worker(
             deployment_config=deployment,
             max_cached_workflows=sticky_cache,
             sticky_queue_schedule_to_start_timeout=sticky_wait,
+            max_concurrent_workflow_tasks=workflow_task_slots,
         )
     ]
     if relay is not None:
@@ -316,6 +319,7 @@ async def run_worker(
             graceful_shutdown=settings.graceful_shutdown,
             sticky_cache=settings.sticky_cache,
             sticky_wait=settings.sticky_wait,
+            workflow_task_slots=settings.workflow_task_slots,
             sandboxed=settings.workflow_sandbox,
         )
         log.info(

@@ -58,6 +58,9 @@ STICKY_CACHE = 2500
 # killed worker's tickets wait before another worker takes them (a worker that stops
 # cleanly hands them over).
 STICKY_WAIT = timedelta(seconds=10)
+# Workflow tasks a ticket worker runs at once (the SDK's max_concurrent_workflow_tasks,
+# whose default of 100 is kept here): see Settings.workflow_task_slots.
+WORKFLOW_TASK_SLOTS = 100
 # Whether tickets run in the SDK's workflow sandbox: see Settings.workflow_sandbox.
 WORKFLOW_SANDBOX = False
 
@@ -134,6 +137,10 @@ class Settings(BaseSettings):
     sticky_cache: int = Field(default=STICKY_CACHE, ge=0)
     # The SDK's sticky_queue_schedule_to_start_timeout: see STICKY_WAIT.
     sticky_wait: timedelta = Field(default=STICKY_WAIT, gt=timedelta(0))
+    # Workflow tasks the ticket lane runs at once. Every task a worker holds shares its one
+    # event loop, so in a herd a person's task, taken first by its priority, still waits
+    # behind the others the worker holds; fewer leaves the order to the server.
+    workflow_task_slots: int = Field(default=WORKFLOW_TASK_SLOTS, ge=2)
     # Run the ticket lane (tickets, surge checks, reviews) in the SDK's workflow sandbox.
     # Off by default: it cost a worker about a third of its CPU per lifecycle and a third
     # of its memory per cached ticket (docs/benchmarks.md, "The sandbox: measured, then

@@ -76,6 +76,15 @@ def test_a_persons_input_is_raised_past_a_herd_after_a_setting(
     assert load_settings().api.raise_when_behind is None
 
 
+def test_the_workflow_task_slots_are_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().workflow_task_slots == 100  # the SDK's
+    monkeypatch.setenv("TICKETFLOW_WORKFLOW_TASK_SLOTS", "10")
+    assert load_settings().workflow_task_slots == 10
+    monkeypatch.setenv("TICKETFLOW_WORKFLOW_TASK_SLOTS", "1")  # the SDK needs two (sticky)
+    with pytest.raises(ConfigurationError, match="workflow_task_slots"):
+        load_settings()
+
+
 def test_the_workflow_sandbox_is_off_unless_turned_on(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().workflow_sandbox is False
     monkeypatch.setenv("TICKETFLOW_WORKFLOW_SANDBOX", "true")
