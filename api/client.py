@@ -71,9 +71,12 @@ from workflows.ticket import TicketWorkflow
 
 # How long the API waits for the server to take a ticket's settled priority.
 _SETTLE_TIMEOUT = timedelta(seconds=2)
-# A ticket queue whose oldest workflow task has waited longer than this is behind: a
-# person's input to a quiet ticket is then raised past the herd's (`_person_acting`).
-RAISE_WHEN_BEHIND = timedelta(seconds=1)
+# A ticket queue whose oldest workflow task has waited longer than this is behind a herd:
+# a person's input to a quiet ticket is then raised past the herd's (`_person_acting`).
+# Five seconds is a herd, not a busy hour: at concurrency 50 the bench's floor has every
+# ticket acted on by people and its tasks wait up to 2.5 s (p99), where raising each input
+# would put nobody ahead and cost every ticket two history events per action.
+RAISE_WHEN_BEHIND = timedelta(seconds=5)
 # How often a process asks how far behind the ticket queue is: at most once a second,
 # whatever the number of requests (one DescribeTaskQueue, about 10 ms on the dev server).
 _BEHIND_EVERY = timedelta(seconds=1)

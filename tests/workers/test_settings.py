@@ -69,7 +69,7 @@ def test_the_workers_sticky_queue_wait_is_a_setting(monkeypatch: pytest.MonkeyPa
 def test_a_persons_input_is_raised_past_a_herd_after_a_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert load_settings().api.raise_when_behind == timedelta(seconds=1)
+    assert load_settings().api.raise_when_behind == timedelta(seconds=5)
     monkeypatch.setenv("TICKETFLOW_API__RAISE_WHEN_BEHIND", "250ms")
     assert load_settings().api.raise_when_behind == timedelta(milliseconds=250)
     monkeypatch.setenv("TICKETFLOW_API__RAISE_WHEN_BEHIND", "off")
