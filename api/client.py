@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -41,6 +41,7 @@ from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReus
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.settings import RAISE_WHEN_BEHIND
 from workflows.classification import classify_intake
 from workflows.contracts import (
     Action,
@@ -71,19 +72,15 @@ from workflows.ticket import TicketWorkflow
 
 # How long the API waits for the server to take a ticket's settled priority.
 _SETTLE_TIMEOUT = timedelta(seconds=2)
-# A ticket queue whose oldest workflow task has waited longer than this is behind a herd:
-# a person's input to a quiet ticket is then raised past the herd's (`_person_acting`).
-# Five seconds is a herd, not a busy hour: at concurrency 50 the bench's floor has every
-# ticket acted on by people and its tasks wait up to 2.5 s (p99), where raising each input
-# would put nobody ahead and cost every ticket two history events per action.
-RAISE_WHEN_BEHIND = timedelta(seconds=5)
 # How often a process asks how far behind the ticket queue is: at most once a second,
-# whatever the number of requests (one DescribeTaskQueue, about 10 ms on the dev server).
+# whatever the number of requests (one DescribeTaskQueue, about 10 ms on the dev server),
+# and how long it waits for the answer before taking the queue as keeping up.
 _BEHIND_EVERY = timedelta(seconds=1)
+_BEHIND_TIMEOUT = timedelta(milliseconds=500)
 # A raised ticket that was sent a signal is settled once a worker has taken the signal's
-# workflow task (a settle re-queues a waiting task at the settled priority): asked this
-# often, for this long at most, then settled anyway.
-_TAKEN_EVERY = timedelta(milliseconds=250)
+# workflow task (a settle re-queues a waiting task at the settled priority): asked from
+# this often up to that often, for this long at most, then settled anyway.
+_TAKEN_EVERY = (timedelta(milliseconds=250), timedelta(seconds=5))
 _TAKEN_WITHIN = timedelta(minutes=2)
 
 log = structlog.get_logger(__name__)
@@ -189,19 +186,35 @@ class _QueueWatch:
         self._lock = asyncio.Lock()
         self._asked_at = -math.inf
         self._waited = timedelta(0)
+        self._said_unknown = False
 
     async def waited(self) -> timedelta:
+        """Zero when not known (people's work then goes as usual; said once in the log).
+        The server counts the shared queue only, not workers' sticky queues: a herd of
+        cached tickets shows here once its tasks time out of them (Settings.sticky_wait)."""
         async with self._lock:
             if time.monotonic() - self._asked_at >= self._every:
                 self._asked_at = time.monotonic()
-                try:
-                    found = await self._client.workflow_service.describe_task_queue(
-                        self._request, timeout=_SETTLE_TIMEOUT
-                    )
-                    self._waited = found.stats.approximate_backlog_age.ToTimedelta()
-                except RPCError:
-                    self._waited = timedelta(0)  # not known: people's work goes as usual
+                self._waited = await self._ask()
             return self._waited
+
+    async def _ask(self) -> timedelta:
+        try:
+            found = await self._client.workflow_service.describe_task_queue(
+                self._request, timeout=_BEHIND_TIMEOUT
+            )
+        except (RPCError, RuntimeError) as error:  # RuntimeError: a lazy client not connected
+            self._unknown(str(error))
+            return timedelta(0)
+        if not found.HasField("stats"):
+            self._unknown("the server reports no task-queue statistics")
+            return timedelta(0)
+        return found.stats.approximate_backlog_age.ToTimedelta()
+
+    def _unknown(self, why: str) -> None:
+        if not self._said_unknown:
+            self._said_unknown = True
+            log.warning("ticket queue backlog not known: people are not raised", error=why)
 
 
 class TicketClient:
@@ -219,6 +232,9 @@ class TicketClient:
         self._policy = policy
         self._raise_when_behind = raise_when_behind
         self._queue = _QueueWatch(client, task_queue, _BEHIND_EVERY)
+        # People's inputs in flight per raised ticket: raised at the first, settled after
+        # the last, so that one input's settle does not lower another's task.
+        self._raised: dict[str, int] = {}
         self._settling: set[asyncio.Task[None]] = set()
 
     @property
@@ -296,42 +312,87 @@ class TicketClient:
         So while the ticket queue is behind (its oldest workflow task has waited longer
         than `raise_when_behind`), the ticket is raised to `person_waiting` and its input's
         workflow task is queued there, before the herd's. An `answered` input (an update)
-        has been taken when it returns, so the ticket is settled then; a signal's task is
-        still queued, and a settle would queue it behind the herd again, so the ticket is
-        settled once a worker has started that task (`_settle_once_taken`)."""
-        priorities = self._policy.priorities
+        has been taken when it returns, so the ticket is settled then; a signal's task may
+        still be queued, and a settle would queue it behind the herd again, so the ticket
+        is settled once a worker has started that task (`_release_once_taken`)."""
+        person = self._policy.priorities.person_waiting
         behind = self._raise_when_behind
-        raised = (
+        raising = (
             behind is not None
-            and priorities.person_waiting is not None
-            and await self._queue.waited() > behind
-            and await self._set_priority(ticket_id, priorities.person_waiting)
+            and person is not None
+            and (ticket_id in self._raised or await self._queue.waited() > behind)
         )
+        if not raising:
+            yield
+            return
+        self._raised[ticket_id] = self._raised.get(ticket_id, 0) + 1
         try:
+            if self._raised[ticket_id] == 1:
+                # Not confirmed is still settled later: the server may have taken it.
+                await self._set_priority(ticket_id, person)
             yield
         finally:
-            if raised and answered:
-                await self._settle_or_warn(ticket_id)
-            elif raised:
-                settling = asyncio.create_task(self._settle_once_taken(ticket_id))
-                self._settling.add(settling)
-                settling.add_done_callback(self._settling.discard)
+            if answered:
+                await self._release(ticket_id)
+            else:
+                releasing = asyncio.create_task(self._release_once_taken(ticket_id))
+                self._settling.add(releasing)
+                releasing.add_done_callback(self._settled)
 
-    async def _settle_once_taken(self, ticket_id: str) -> None:
+    async def _release(self, ticket_id: str) -> None:
+        left = self._raised.get(ticket_id, 1) - 1
+        if left > 0:
+            self._raised[ticket_id] = left
+            return
+        self._raised.pop(ticket_id, None)
+        await self._settle_or_warn(ticket_id)
+
+    async def _release_once_taken(self, ticket_id: str) -> None:
+        """Release once a worker has started the task that takes the signal. A task
+        already running when the signal came cannot take it: the server holds the signal
+        for the next task, so that one is waited for."""
         handle = self.handle(ticket_id)
-        for _ in range(int(_TAKEN_WITHIN / _TAKEN_EVERY)):
+        deadline = time.monotonic() + _TAKEN_WITHIN.total_seconds()
+        every, longest = (e.total_seconds() for e in _TAKEN_EVERY)
+        running_before: datetime | None = None
+        first = True
+        while time.monotonic() < deadline:
             try:
                 described = await handle.describe(rpc_timeout=_SETTLE_TIMEOUT)
-            except RPCError:
-                break
-            raw = described.raw_description
-            if not raw.HasField("pending_workflow_task") or (
-                raw.pending_workflow_task.state
-                == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
-            ):
-                break
-            await asyncio.sleep(_TAKEN_EVERY.total_seconds())
-        await self._settle_or_warn(ticket_id)
+            except RPCError as error:
+                if error.status is RPCStatusCode.NOT_FOUND:
+                    self._raised.pop(ticket_id, None)  # gone: nothing to settle
+                    return
+                described = None  # a loaded server: ask again
+            if described is not None:
+                raw = described.raw_description
+                if not raw.HasField("pending_workflow_task"):
+                    break
+                task = raw.pending_workflow_task
+                started = task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+                scheduled = task.scheduled_time.ToDatetime()
+                if first and started:
+                    running_before = scheduled
+                elif started and scheduled != running_before:
+                    break
+                first = False
+            await asyncio.sleep(every)
+            every = min(every * 2, longest)
+        await self._release(ticket_id)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("raised ticket not released", error=repr(task.exception()))
+
+    async def aclose(self) -> None:
+        """Before the process ends: tickets still raised for a signal are settled now
+        rather than left ahead of the quiet ones for life."""
+        for task in list(self._settling):
+            task.cancel()
+        await asyncio.gather(*self._settling, return_exceptions=True)
+        raised, self._raised = list(self._raised), {}
+        await asyncio.gather(*(self._settle_or_warn(t) for t in raised))
 
     async def _settle_or_warn(self, ticket_id: str) -> None:
         if not await self.settle(ticket_id):

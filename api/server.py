@@ -106,6 +106,7 @@ async def serve(config: ApiConfig, client: Client, stop: asyncio.Event, database
         finally:
             await app.state.desk.close()
             closing.cancel()
+            await app.state.services.tickets.aclose()
         log.info("api stopped")
     finally:
         await pool.close()

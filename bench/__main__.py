@@ -520,6 +520,7 @@ async def part_history(
             sticky_cache=args.sticky_cache,
             sticky_wait=timedelta(seconds=args.sticky_wait),
             sandboxed=args.sandbox,
+            workflow_task_slots=args.workflow_task_slots,
         )
         try:
             policy = LIFECYCLE_POLICY.model_copy(

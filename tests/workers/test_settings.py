@@ -80,7 +80,7 @@ def test_the_workflow_task_slots_are_a_setting(monkeypatch: pytest.MonkeyPatch) 
     assert load_settings().workflow_task_slots == 100  # the SDK's
     monkeypatch.setenv("TICKETFLOW_WORKFLOW_TASK_SLOTS", "10")
     assert load_settings().workflow_task_slots == 10
-    monkeypatch.setenv("TICKETFLOW_WORKFLOW_TASK_SLOTS", "1")  # the SDK needs two (sticky)
+    monkeypatch.setenv("TICKETFLOW_WORKFLOW_TASK_SLOTS", "1")  # one, and a sticky task waits for it
     with pytest.raises(ConfigurationError, match="workflow_task_slots"):
         load_settings()
 

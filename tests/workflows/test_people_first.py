@@ -258,6 +258,10 @@ async def test_a_person_acting_while_the_queue_is_behind_goes_before_the_herds_t
                 TicketWorkflow.delivery_failed, gave_up(ticket_id)
             )
         await until_backlog(client, queue, waiting=True)
+        # A client of its own, as another API process: its first ask sees the backlog.
+        tickets = TicketClient(
+            client, task_queue=queue, policy=POLICY, raise_when_behind=timedelta(0)
+        )
         await tickets.customer_reply(bystander, reply("请问退款到哪一步了?"))
         # Raised; settled only once a worker has taken the reply's task (a settle would
         # queue it behind the herd again).
