@@ -62,6 +62,15 @@ def reply(text: str) -> CustomerReply:
     return CustomerReply(reply_id=uuid.uuid4().hex, kind=CustomerReplyKind.MESSAGE, text=text)
 
 
+async def open_herd(tickets: TicketClient, pool: Pool) -> tuple[list[str], str]:
+    """Twelve tickets to be the herd and one for the customer who writes, all stored."""
+    herd = [(await tickets.open(intake(f"订单 {n} 未发货"))).ticket_id for n in range(12)]
+    bystander = (await tickets.open(intake("退款还没到账"))).ticket_id
+    for ticket_id in [*herd, bystander]:
+        await until_stored(pool, [ticket_id], "ticket_opened")
+    return herd, bystander
+
+
 async def until_stored(pool: Pool, ticket_ids: list[str], event: str) -> None:
     """Bounded wait for every ticket's `event` to reach the event store."""
     for _ in range(200):
@@ -105,13 +114,11 @@ async def test_a_customers_reply_is_stored_before_a_herd_of_quiet_tickets(
     client = dev_env.client
     queue = f"tickets-{uuid.uuid4()}"
     tickets = TicketClient(client, task_queue=queue, policy=POLICY)
-    herd, bystander = [], ""
+    herd: list[str] = []
+    bystander = ""
     try:
         async with build_worker(client, queue, pg_pool, POLICY):
-            herd = [(await tickets.open(intake(f"订单 {n} 未发货"))).ticket_id for n in range(12)]
-            bystander = (await tickets.open(intake("退款还没到账"))).ticket_id
-            for ticket_id in [*herd, bystander]:
-                await until_stored(pg_pool, [ticket_id], "ticket_opened")
+            herd, bystander = await open_herd(tickets, pg_pool)
 
         # Workflows only: the herd wakes (a relay's report of a message it gave up on, not
         # a person's input, stands in for each 10:00 timer), then the customer replies;
@@ -238,13 +245,12 @@ async def test_a_person_acting_while_the_queue_is_behind_goes_before_the_herds_t
     queue = f"tickets-{uuid.uuid4()}"
     # Behind as soon as a task waits at all: this herd is queued for moments, not minutes.
     tickets = TicketClient(client, task_queue=queue, policy=POLICY, raise_when_behind=timedelta(0))
-    herd, bystander = [], ""
+    herd: list[str] = []
+    bystander = ""
     try:
         async with build_worker(client, queue, pg_pool, POLICY):
-            herd = [(await tickets.open(intake(f"订单 {n} 未发货"))).ticket_id for n in range(12)]
-            bystander = (await tickets.open(intake("退款还没到账"))).ticket_id
+            herd, bystander = await open_herd(tickets, pg_pool)
             for ticket_id in [*herd, bystander]:
-                await until_stored(pg_pool, [ticket_id], "ticket_opened")
                 assert await tickets.settle(ticket_id)  # as the API's intake does
             # The queue keeps up: a reply raises nothing.
             await until_backlog(client, queue, waiting=False)
