@@ -15,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -217,6 +217,16 @@ class _QueueWatch:
             log.warning("ticket queue backlog not known: people are not raised", error=why)
 
 
+@dataclass
+class _Raised:
+    """One ticket raised for people's inputs: how many are in flight, whether the server
+    has it at `person_waiting`, and a lock that keeps its raise and settle in order."""
+
+    inputs: int = 0
+    up: bool = False
+    changing: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class TicketClient:
     def __init__(
         self,
@@ -232,9 +242,9 @@ class TicketClient:
         self._policy = policy
         self._raise_when_behind = raise_when_behind
         self._queue = _QueueWatch(client, task_queue, _BEHIND_EVERY)
-        # People's inputs in flight per raised ticket: raised at the first, settled after
+        # Tickets raised for people's inputs in flight: raised at the first, settled after
         # the last, so that one input's settle does not lower another's task.
-        self._raised: dict[str, int] = {}
+        self._raised: dict[str, _Raised] = {}
         self._settling: set[asyncio.Task[None]] = set()
 
     @property
@@ -314,40 +324,50 @@ class TicketClient:
         workflow task is queued there, before the herd's. An `answered` input (an update)
         has been taken when it returns, so the ticket is settled then; a signal's task may
         still be queued, and a settle would queue it behind the herd again, so the ticket
-        is settled once a worker has started that task (`_release_once_taken`)."""
+        is settled once a worker has started that task (`_release_once_taken`).
+
+        Inputs to one ticket at once share one raise: each is sent only once the ticket
+        is raised, and the last one out settles it (`_Raised`)."""
         person = self._policy.priorities.person_waiting
         behind = self._raise_when_behind
-        raising = (
-            behind is not None
-            and person is not None
-            and (ticket_id in self._raised or await self._queue.waited() > behind)
-        )
-        if not raising:
+        if behind is None or person is None:
             yield
             return
-        self._raised[ticket_id] = self._raised.get(ticket_id, 0) + 1
+        raised = self._raised.get(ticket_id)
+        if raised is None:
+            if await self._queue.waited() <= behind:
+                yield
+                return
+            raised = self._raised.setdefault(ticket_id, _Raised())
+        raised.inputs += 1
         try:
-            if self._raised[ticket_id] == 1:
-                # Not confirmed is still settled later: the server may have taken it.
-                await self._set_priority(ticket_id, person)
+            async with raised.changing:
+                if not raised.up:
+                    # Not confirmed is still settled later: the server may have taken it.
+                    await self._set_priority(ticket_id, person)
+                    raised.up = True
             yield
         finally:
             if answered:
-                await self._release(ticket_id)
+                await self._release(ticket_id, raised)
             else:
-                releasing = asyncio.create_task(self._release_once_taken(ticket_id))
+                releasing = asyncio.create_task(self._release_once_taken(ticket_id, raised))
                 self._settling.add(releasing)
                 releasing.add_done_callback(self._settled)
 
-    async def _release(self, ticket_id: str) -> None:
-        left = self._raised.get(ticket_id, 1) - 1
-        if left > 0:
-            self._raised[ticket_id] = left
+    async def _release(self, ticket_id: str, raised: _Raised) -> None:
+        raised.inputs -= 1
+        if raised.inputs > 0:
             return
-        self._raised.pop(ticket_id, None)
-        await self._settle_or_warn(ticket_id)
+        async with raised.changing:
+            # An input that came while this one waited for the lock keeps the raise.
+            if raised.inputs == 0 and raised.up:
+                await self._settle_or_warn(ticket_id)
+                raised.up = False
+        if raised.inputs == 0 and self._raised.get(ticket_id) is raised:
+            del self._raised[ticket_id]
 
-    async def _release_once_taken(self, ticket_id: str) -> None:
+    async def _release_once_taken(self, ticket_id: str, raised: _Raised) -> None:
         """Release once a worker has started the task that takes the signal. A task
         already running when the signal came cannot take it: the server holds the signal
         for the next task, so that one is waited for."""
@@ -361,8 +381,8 @@ class TicketClient:
                 described = await handle.describe(rpc_timeout=_SETTLE_TIMEOUT)
             except RPCError as error:
                 if error.status is RPCStatusCode.NOT_FOUND:
-                    self._raised.pop(ticket_id, None)  # gone: nothing to settle
-                    return
+                    raised.up = False  # gone: nothing to settle
+                    break
                 described = None  # a loaded server: ask again
             if described is not None:
                 raw = described.raw_description
@@ -378,7 +398,7 @@ class TicketClient:
                 first = False
             await asyncio.sleep(every)
             every = min(every * 2, longest)
-        await self._release(ticket_id)
+        await self._release(ticket_id, raised)
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._settling.discard(task)
@@ -391,8 +411,8 @@ class TicketClient:
         for task in list(self._settling):
             task.cancel()
         await asyncio.gather(*self._settling, return_exceptions=True)
-        raised, self._raised = list(self._raised), {}
-        await asyncio.gather(*(self._settle_or_warn(t) for t in raised))
+        raised, self._raised = self._raised, {}
+        await asyncio.gather(*(self._settle_or_warn(t) for t, r in raised.items() if r.up))
 
     async def _settle_or_warn(self, ticket_id: str) -> None:
         if not await self.settle(ticket_id):

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.enums.v1 import EventType, TaskQueueKind, TimeoutType
 from temporalio.client import Client
 
 from activities.database import Pool
@@ -111,6 +111,9 @@ class HerdFigures:
     note_wait_s: float
     reply_recorded_s: float
     acknowledged_s: float
+    # Each bystander's history from the moment it acted: "+s EVENT (detail)" lines, by
+    # "note", "reply" and "newcomer", which say where its seconds went.
+    timelines: dict[str, list[str]] = field(default_factory=dict)
     # With --profile: each wave's summary (bench/profiling.py), by "twin" and "herd".
     profiles: dict[str, list[str]] = field(default_factory=dict)
 
@@ -272,7 +275,7 @@ async def measure(
 
     await _until(all_recorded, deadline)
     await _until(all_received, deadline)
-    note_wait, reply_recorded, acknowledged = await acting
+    (note_wait, reply_recorded, acknowledged), acted_at, newcomer = await acting
     rows = await pool.fetch(recorded_sql, opened)
     recorded_at = {r["ticket_id"]: r["recorded_at"] for r in rows}
     received_at = reminders()
@@ -298,6 +301,14 @@ async def measure(
         note_wait_s=note_wait,
         reply_recorded_s=reply_recorded,
         acknowledged_s=acknowledged,
+        timelines={
+            name: await _timeline(client, ticket_id, acted_at)
+            for name, ticket_id in (
+                ("note", bystanders[0]),
+                ("reply", bystanders[1]),
+                ("newcomer", newcomer),
+            )
+        },
         profiles={"twin": twin_profile, "herd": await sampling if sampling else []},
     )
 
@@ -326,12 +337,15 @@ async def _bystanders(
     bystanders: Sequence[str],
     instant: datetime,
     token: str,
-) -> tuple[float, float, float]:
+) -> tuple[tuple[float, float, float], datetime, str]:
     """At instant + 30 s: an agent's note on one ticket (seconds until the update
     returns), a customer's reply to another (until its words are recorded), and a new
-    customer's e-mail (until the acknowledgement is received)."""
+    customer's e-mail (until the acknowledgement is received). Also when they acted, and
+    the newcomer's ticket id."""
     await asyncio.sleep((instant + BYSTANDERS_AFTER - datetime.now(UTC)).total_seconds())
+    acted_at = datetime.now(UTC)
     noted, replied = bystanders
+    newcomer: list[str] = []
 
     async def note() -> float:
         began = time.monotonic()
@@ -362,6 +376,7 @@ async def _bystanders(
         began = time.monotonic()
         # As the API's intake: started raised, read back, then settled.
         ticket = await tickets.open(intake(f"herd-{token}-newcomer", Channel.EMAIL))
+        newcomer.append(ticket.ticket_id)
         await tickets.read_back(ticket, PATIENCE)
         kind = f"customer_message:{MessageKind.ACKNOWLEDGEMENT}"
 
@@ -375,7 +390,39 @@ async def _bystanders(
         return time.monotonic() - began
 
     noting, replying, writing = await asyncio.gather(note(), reply(), write_in())
-    return noting, replying, writing
+    return (noting, replying, writing), acted_at, newcomer[0]
+
+
+# Event types a timeline leaves out: they say nothing about waiting.
+_QUIET = frozenset(
+    {EventType.EVENT_TYPE_MARKER_RECORDED, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES}
+)
+
+
+async def _timeline(client: Client, ticket_id: str, since: datetime) -> list[str]:
+    """A ticket's history from `since`: one line per event, seconds after `since`, with
+    the task queue a workflow task was scheduled on and the worker that took it."""
+    history = await client.get_workflow_handle(ticket_id).fetch_history()
+    lines: list[str] = []
+    for event in history.events:
+        at = event.event_time.ToDatetime(tzinfo=UTC)
+        if at < since or event.event_type in _QUIET:
+            continue
+        detail = ""
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            queue = event.workflow_task_scheduled_event_attributes.task_queue
+            detail = f"{queue.name} ({'sticky' if queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY else 'shared'})"
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = event.activity_task_scheduled_event_attributes
+            detail = f"{attributes.activity_type.name} on {attributes.task_queue.name}"
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED:
+            options = event.workflow_execution_options_updated_event_attributes
+            detail = f"priority {options.priority.priority_key or 'unset'}"
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            detail = TimeoutType.Name(event.workflow_task_timed_out_event_attributes.timeout_type)
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        lines.append(f"+{(at - since).total_seconds():6.3f} s {name} {detail}".rstrip())
+    return lines
 
 
 async def _task_waits(
@@ -426,6 +473,7 @@ def add_to(report: Report, f: HerdFigures) -> None:
         "task_wait_s": f.task_wait_s,
         "sticky_timeouts": f.sticky_timeouts,
         "profiles": f.profiles,
+        "timelines": f.timelines,
     }
     report.add(
         PART,
@@ -484,6 +532,8 @@ def add_to(report: Report, f: HerdFigures) -> None:
         "2 s",
         met=f.acknowledged_s <= 2.0,
     )
+    for name, lines in f.timelines.items():
+        report.note(f"Part 9, the {name}'s history from 10:00:30: " + "; ".join(lines))
     report.note(
         f"Part 9 opened its {f.tickets:,} tickets (intake + dispatch, {OPENING_CONCURRENCY} at"
         f" a time) in {f.opening_s:.0f} s; the twin took {f.twin_starting_s:.0f} s from its"

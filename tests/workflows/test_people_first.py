@@ -16,7 +16,12 @@ from datetime import datetime, timedelta
 
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeTaskQueueRequest,
+    PollWorkflowTaskQueueRequest,
+    PollWorkflowTaskQueueResponse,
+    RespondWorkflowTaskCompletedRequest,
+)
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -25,8 +30,9 @@ from temporalio.worker import Worker
 from activities import all_activities
 from activities.database import Pool
 from api.client import TicketClient
+from tests.activities.factories import AGENT
 from workers.main import build_worker
-from workflows.contracts import CustomerReply, DeliveryFailure, Intake, MessageKind
+from workflows.contracts import AddNote, CustomerReply, DeliveryFailure, Intake, MessageKind
 from workflows.policy import ServicePolicy
 from workflows.sandbox import workflow_runner
 from workflows.ticket import TicketWorkflow
@@ -290,3 +296,130 @@ async def test_a_person_acting_while_the_queue_is_behind_goes_before_the_herds_t
         for ticket_id in [*herd, bystander]:
             with contextlib.suppress(RPCError):
                 await client.get_workflow_handle(ticket_id).terminate("test finished")
+
+
+# A threshold no backlog age is under: every input is raised.
+ALWAYS_BEHIND = timedelta(seconds=-1)
+
+
+async def until_released(tickets: TicketClient, ticket_id: str) -> None:
+    """Bounded wait for the client to let go of a raised ticket (its last input settled)."""
+    for _ in range(400):
+        if ticket_id not in tickets._raised:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{ticket_id} still raised after 20 s")
+
+
+async def test_inputs_at_once_on_one_ticket_share_one_raise_and_one_settle(
+    dev_env: WorkflowEnvironment, pg_pool: Pool
+) -> None:
+    """Two agents' notes and a customer's reply to one ticket at the same moment, while
+    the queue is behind: the ticket is raised once, before any of them is sent, and
+    settled once, after the last."""
+    client = dev_env.client
+    queue = f"tickets-{uuid.uuid4()}"
+    tickets = TicketClient(client, task_queue=queue, policy=POLICY, raise_when_behind=ALWAYS_BEHIND)
+    ticket_id = ""
+    try:
+        async with build_worker(client, queue, pg_pool, POLICY):
+            ticket_id = (await tickets.open(intake("发票抬头错了"))).ticket_id
+            await until_stored(pg_pool, [ticket_id], "ticket_opened")
+            assert await tickets.settle(ticket_id)
+            await asyncio.gather(
+                tickets.act(ticket_id, AddNote(actor=AGENT, text="已联系财务")),
+                tickets.act(ticket_id, AddNote(actor=AGENT, text="财务说明天重开")),
+                tickets.customer_reply(ticket_id, reply("什么时候能重开?")),
+            )
+            await until_stored(pg_pool, [ticket_id], "customer_replied")
+            await until_released(tickets, ticket_id)
+        assert await options_priorities(client, ticket_id) == [QUIET, PERSON_WAITING, QUIET]
+        events = (await client.get_workflow_handle(ticket_id).fetch_history()).events
+        raised_at = next(
+            n
+            for n, e in enumerate(events)
+            if e.workflow_execution_options_updated_event_attributes.priority.priority_key
+            == PERSON_WAITING
+        )
+        inputs = [
+            n
+            for n, e in enumerate(events)
+            if e.event_type
+            in (
+                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+            )
+        ]
+        assert len(inputs) == 3
+        assert raised_at < min(inputs)
+        notes = await pg_pool.fetchval(
+            "SELECT count(*) FROM ticket_events WHERE ticket_id = $1 AND type = 'note_added'",
+            ticket_id,
+        )
+        assert notes == 2
+    finally:
+        with contextlib.suppress(RPCError):
+            await client.get_workflow_handle(ticket_id).terminate("test finished")
+
+
+async def test_a_signal_that_comes_while_a_task_runs_is_settled_after_the_next_one_starts(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """A workflow task already running when a customer's reply comes cannot take it: the
+    server keeps the reply for the next task. Settled while the first ran, the ticket would
+    queue that next task at the quiet priority, behind a herd. This test is the worker:
+    it holds the first task by a raw poll, so the reply surely comes while it runs."""
+    client = dev_env.client
+    queue = f"held-{uuid.uuid4()}"
+    tickets = TicketClient(client, task_queue=queue, policy=POLICY, raise_when_behind=ALWAYS_BEHIND)
+    ticket_id = f"held-{uuid.uuid4()}"
+    await client.start_workflow("HeldByTheTest", id=ticket_id, task_queue=queue)
+    try:
+        first = await take_task(client, queue)
+        await tickets.customer_reply(ticket_id, reply("在吗?"))
+        await complete_task(client, first)  # the reply's task is scheduled now
+        second = await take_task(client, queue)
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in [
+            e.event_type for e in second.history.events
+        ]
+        await complete_task(client, second)
+        await until_released(tickets, ticket_id)
+
+        events = (await client.get_workflow_handle(ticket_id).fetch_history()).events
+        assert await options_priorities(client, ticket_id) == [PERSON_WAITING, QUIET]
+        settled_at = max(
+            n
+            for n, e in enumerate(events)
+            if e.HasField("workflow_execution_options_updated_event_attributes")
+        )
+        second_started = [
+            n
+            for n, e in enumerate(events)
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+        ][1]
+        assert settled_at > second_started
+    finally:
+        with contextlib.suppress(RPCError):
+            await client.get_workflow_handle(ticket_id).terminate("test finished")
+
+
+async def take_task(client: Client, queue: str) -> PollWorkflowTaskQueueResponse:
+    """Poll one workflow task as a worker would, and hold it (started, not completed)."""
+    for _ in range(10):
+        polled = await client.workflow_service.poll_workflow_task_queue(
+            PollWorkflowTaskQueueRequest(
+                namespace=client.namespace, task_queue=TaskQueue(name=queue), identity="test"
+            )
+        )
+        if polled.task_token:
+            return polled
+    raise AssertionError(f"no workflow task on {queue}")
+
+
+async def complete_task(client: Client, task: PollWorkflowTaskQueueResponse) -> None:
+    """Complete a held task with no commands: the workflow goes on waiting."""
+    await client.workflow_service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace=client.namespace, task_token=task.task_token, identity="test"
+        )
+    )
