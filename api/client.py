@@ -322,9 +322,10 @@ class TicketClient:
         So while the ticket queue is behind (its oldest workflow task has waited longer
         than `raise_when_behind`), the ticket is raised to `person_waiting` and its input's
         workflow task is queued there, before the herd's. An `answered` input (an update)
-        has been taken when it returns, so the ticket is settled then; a signal's task may
-        still be queued, and a settle would queue it behind the herd again, so the ticket
-        is settled once a worker has started that task (`_release_once_taken`).
+        has been taken when it returns, so the ticket is settled then; a signal's task (or
+        an update's that did not return) may still be queued, and a settle would queue it
+        behind the herd again, so the ticket is settled once a worker has started that
+        task (`_release_once_taken`).
 
         Inputs to one ticket at once share one raise: each is sent only once the ticket
         is raised, and the last one out settles it (`_Raised`)."""
@@ -340,18 +341,25 @@ class TicketClient:
                 return
             raised = self._raised.setdefault(ticket_id, _Raised())
         raised.inputs += 1
+        taken = answered
         try:
             async with raised.changing:
                 if not raised.up:
-                    # Not confirmed is still settled later: the server may have taken it.
-                    await self._set_priority(ticket_id, person)
+                    # Up before the call: a caller cancelled during it may have raised it.
                     raised.up = True
+                    if not await self._set_priority(ticket_id, person):
+                        log.warning("ticket not raised ahead of the queue", ticket_id=ticket_id)
             yield
+        except BaseException:
+            taken = False  # an update not answered may still be queued, as a signal's is
+            raise
         finally:
-            if answered:
+            if taken:
                 await self._release(ticket_id, raised)
             else:
-                releasing = asyncio.create_task(self._release_once_taken(ticket_id, raised))
+                releasing = asyncio.create_task(
+                    self._release_once_taken(ticket_id, raised), name=f"release {ticket_id}"
+                )
                 self._settling.add(releasing)
                 releasing.add_done_callback(self._settled)
 
@@ -370,49 +378,63 @@ class TicketClient:
     async def _release_once_taken(self, ticket_id: str, raised: _Raised) -> None:
         """Release once a worker has started the task that takes the signal. A task
         already running when the signal came cannot take it: the server holds the signal
-        for the next task, so that one is waited for."""
+        for the next task, so that one is waited for. Released whatever happens."""
         handle = self.handle(ticket_id)
         deadline = time.monotonic() + _TAKEN_WITHIN.total_seconds()
         every, longest = (e.total_seconds() for e in _TAKEN_EVERY)
         running_before: datetime | None = None
         first = True
-        while time.monotonic() < deadline:
-            try:
-                described = await handle.describe(rpc_timeout=_SETTLE_TIMEOUT)
-            except RPCError as error:
-                if error.status is RPCStatusCode.NOT_FOUND:
-                    raised.up = False  # gone: nothing to settle
-                    break
-                described = None  # a loaded server: ask again
-            if described is not None:
-                raw = described.raw_description
-                if not raw.HasField("pending_workflow_task"):
-                    break
-                task = raw.pending_workflow_task
-                started = task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
-                scheduled = task.scheduled_time.ToDatetime()
-                if first and started:
-                    running_before = scheduled
-                elif started and scheduled != running_before:
-                    break
-                first = False
-            await asyncio.sleep(every)
-            every = min(every * 2, longest)
-        await self._release(ticket_id, raised)
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    described = await handle.describe(rpc_timeout=_SETTLE_TIMEOUT)
+                except RPCError as error:
+                    if error.status is RPCStatusCode.NOT_FOUND:
+                        raised.up = False  # gone: nothing to settle
+                        return
+                    described = None  # a loaded server: ask again
+                if described is not None:
+                    raw = described.raw_description
+                    if not raw.HasField("pending_workflow_task"):
+                        return
+                    task = raw.pending_workflow_task
+                    started = (
+                        task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+                    )
+                    scheduled = task.scheduled_time.ToDatetime()
+                    if first and started:
+                        running_before = scheduled
+                    elif started and scheduled != running_before:
+                        return
+                    first = False
+                await asyncio.sleep(every)
+                every = min(every * 2, longest)
+        finally:
+            await self._release(ticket_id, raised)
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._settling.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("raised ticket not released", error=repr(task.exception()))
+            log.error(
+                "raised ticket not released", task=task.get_name(), error=repr(task.exception())
+            )
 
     async def aclose(self) -> None:
-        """Before the process ends: tickets still raised for a signal are settled now
-        rather than left ahead of the quiet ones for life."""
-        for task in list(self._settling):
-            task.cancel()
-        await asyncio.gather(*self._settling, return_exceptions=True)
-        raised, self._raised = self._raised, {}
-        await asyncio.gather(*(self._settle_or_warn(t) for t, r in raised.items() if r.up))
+        """Before the process ends, every raised ticket is settled rather than left ahead
+        of the quiet ones for life: the waits for signals' tasks are cut short (each
+        releases as it ends), then whatever is still raised is settled."""
+        while self._settling:
+            waiting = list(self._settling)
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+        await asyncio.gather(*(self._lower(t, r) for t, r in list(self._raised.items())))
+
+    async def _lower(self, ticket_id: str, raised: _Raised) -> None:
+        async with raised.changing:
+            if raised.up:
+                await self._settle_or_warn(ticket_id)
+                raised.up = False
 
     async def _settle_or_warn(self, ticket_id: str) -> None:
         if not await self.settle(ticket_id):

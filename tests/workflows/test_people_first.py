@@ -14,6 +14,7 @@ import contextlib
 import uuid
 from datetime import datetime, timedelta
 
+import pytest
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
@@ -22,7 +23,7 @@ from temporalio.api.workflowservice.v1 import (
     PollWorkflowTaskQueueResponse,
     RespondWorkflowTaskCompletedRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -32,7 +33,14 @@ from activities.database import Pool
 from api.client import TicketClient
 from tests.activities.factories import AGENT
 from workers.main import build_worker
-from workflows.contracts import AddNote, CustomerReply, DeliveryFailure, Intake, MessageKind
+from workflows.contracts import (
+    AddNote,
+    CustomerReply,
+    DeliveryFailure,
+    Intake,
+    MessageKind,
+    TicketOutcome,
+)
 from workflows.policy import ServicePolicy
 from workflows.sandbox import workflow_runner
 from workflows.ticket import TicketWorkflow
@@ -312,26 +320,45 @@ async def until_released(tickets: TicketClient, ticket_id: str) -> None:
 
 
 async def test_inputs_at_once_on_one_ticket_share_one_raise_and_one_settle(
-    dev_env: WorkflowEnvironment, pg_pool: Pool
+    dev_env: WorkflowEnvironment, pg_pool: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two agents' notes and a customer's reply to one ticket at the same moment, while
     the queue is behind: the ticket is raised once, before any of them is sent, and
-    settled once, after the last."""
+    settled once, after the last. The raise is held until all three have come, so an
+    input that did not wait for it would reach the ticket first."""
     client = dev_env.client
     queue = f"tickets-{uuid.uuid4()}"
     tickets = TicketClient(client, task_queue=queue, policy=POLICY, raise_when_behind=ALWAYS_BEHIND)
+    gate, raising = asyncio.Event(), asyncio.Event()
+    set_priority = tickets._set_priority
+
+    async def held(ticket_id: str, key: int | None) -> bool:
+        if key == PERSON_WAITING:
+            raising.set()
+            await gate.wait()
+        return await set_priority(ticket_id, key)
+
+    monkeypatch.setattr(tickets, "_set_priority", held)
     ticket_id = ""
     try:
         async with build_worker(client, queue, pg_pool, POLICY):
             ticket_id = (await tickets.open(intake("发票抬头错了"))).ticket_id
             await until_stored(pg_pool, [ticket_id], "ticket_opened")
             assert await tickets.settle(ticket_id)
-            await asyncio.gather(
+            inputs = asyncio.gather(
                 tickets.act(ticket_id, AddNote(actor=AGENT, text="已联系财务")),
                 tickets.act(ticket_id, AddNote(actor=AGENT, text="财务说明天重开")),
                 tickets.customer_reply(ticket_id, reply("什么时候能重开?")),
             )
+            await asyncio.wait_for(raising.wait(), 20)
+            for _ in range(400):
+                if tickets._raised[ticket_id].inputs == 3:
+                    break
+                await asyncio.sleep(0.05)
+            gate.set()
+            await inputs
             await until_stored(pg_pool, [ticket_id], "customer_replied")
+            await until_count(pg_pool, ticket_id, "note_added", 2)
             await until_released(tickets, ticket_id)
         assert await options_priorities(client, ticket_id) == [QUIET, PERSON_WAITING, QUIET]
         events = (await client.get_workflow_handle(ticket_id).fetch_history()).events
@@ -341,7 +368,7 @@ async def test_inputs_at_once_on_one_ticket_share_one_raise_and_one_settle(
             if e.workflow_execution_options_updated_event_attributes.priority.priority_key
             == PERSON_WAITING
         )
-        inputs = [
+        sent = [
             n
             for n, e in enumerate(events)
             if e.event_type
@@ -350,33 +377,63 @@ async def test_inputs_at_once_on_one_ticket_share_one_raise_and_one_settle(
                 EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
             )
         ]
-        assert len(inputs) == 3
-        assert raised_at < min(inputs)
-        notes = await pg_pool.fetchval(
-            "SELECT count(*) FROM ticket_events WHERE ticket_id = $1 AND type = 'note_added'",
-            ticket_id,
-        )
-        assert notes == 2
+        assert len(sent) == 3
+        assert raised_at < min(sent)
     finally:
+        await tickets.aclose()
         with contextlib.suppress(RPCError):
             await client.get_workflow_handle(ticket_id).terminate("test finished")
 
 
+async def until_count(pool: Pool, ticket_id: str, event: str, count: int) -> None:
+    """Bounded wait for the ticket to have `count` of `event` in the event store."""
+    for _ in range(200):
+        stored = await pool.fetchval(
+            "SELECT count(*) FROM ticket_events WHERE ticket_id = $1 AND type = $2",
+            ticket_id,
+            event,
+        )
+        if stored == count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{ticket_id}: {stored} {event}, not {count}")
+
+
 async def test_a_signal_that_comes_while_a_task_runs_is_settled_after_the_next_one_starts(
-    dev_env: WorkflowEnvironment,
+    dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A workflow task already running when a customer's reply comes cannot take it: the
     server keeps the reply for the next task. Settled while the first ran, the ticket would
     queue that next task at the quiet priority, behind a herd. This test is the worker:
-    it holds the first task by a raw poll, so the reply surely comes while it runs."""
+    it holds the first task by a raw poll until the client has looked at the ticket and
+    seen it running, so the reply surely comes while it runs."""
     client = dev_env.client
     queue = f"held-{uuid.uuid4()}"
     tickets = TicketClient(client, task_queue=queue, policy=POLICY, raise_when_behind=ALWAYS_BEHIND)
+    looked = asyncio.Event()
+    handle_for = tickets.handle
+
+    def watched(ticket_id: str) -> WorkflowHandle[TicketWorkflow, TicketOutcome]:
+        handle = handle_for(ticket_id)
+        describe = handle.describe
+
+        async def described(rpc_timeout: timedelta | None = None) -> WorkflowExecutionDescription:
+            try:
+                return await describe(rpc_timeout=rpc_timeout)
+            finally:
+                looked.set()
+
+        monkeypatch.setattr(handle, "describe", described)
+        return handle
+
+    monkeypatch.setattr(tickets, "handle", watched)
     ticket_id = f"held-{uuid.uuid4()}"
     await client.start_workflow("HeldByTheTest", id=ticket_id, task_queue=queue)
     try:
         first = await take_task(client, queue)
         await tickets.customer_reply(ticket_id, reply("在吗?"))
+        await asyncio.wait_for(looked.wait(), 20)
+        assert ticket_id in tickets._raised  # it saw the first task running: still raised
         await complete_task(client, first)  # the reply's task is scheduled now
         second = await take_task(client, queue)
         assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in [
@@ -399,6 +456,7 @@ async def test_a_signal_that_comes_while_a_task_runs_is_settled_after_the_next_o
         ][1]
         assert settled_at > second_started
     finally:
+        await tickets.aclose()
         with contextlib.suppress(RPCError):
             await client.get_workflow_handle(ticket_id).terminate("test finished")
 
