@@ -322,7 +322,8 @@ class TicketClient:
         So while the ticket queue is behind (its oldest workflow task has waited longer
         than `raise_when_behind`), the ticket is raised to `person_waiting` and its input's
         workflow task is queued there, before the herd's. An `answered` input (an update)
-        has been taken when it returns, so the ticket is settled then; a signal's task (or
+        has been taken when it returns, so the ticket is settled then (in the background,
+        not before the answer); a signal's task (or
         an update's that did not return) may still be queued, and a settle would queue it
         behind the herd again, so the ticket is settled once a worker has started that
         task (`_release_once_taken`).
@@ -354,14 +355,17 @@ class TicketClient:
             taken = False  # an update not answered may still be queued, as a signal's is
             raise
         finally:
-            if taken:
-                await self._release(ticket_id, raised)
-            else:
-                releasing = asyncio.create_task(
-                    self._release_once_taken(ticket_id, raised), name=f"release {ticket_id}"
-                )
-                self._settling.add(releasing)
-                releasing.add_done_callback(self._settled)
+            # In the background: in a herd of 10,000 the settle's call took seconds, and
+            # the agent's answer waited for it (benchmarks.md, "Where a bystander's
+            # seconds go").
+            releasing = asyncio.create_task(
+                self._release(ticket_id, raised)
+                if taken
+                else self._release_once_taken(ticket_id, raised),
+                name=f"release {ticket_id}",
+            )
+            self._settling.add(releasing)
+            releasing.add_done_callback(self._settled)
 
     async def _release(self, ticket_id: str, raised: _Raised) -> None:
         raised.inputs -= 1
@@ -421,8 +425,8 @@ class TicketClient:
 
     async def aclose(self) -> None:
         """Before the process ends, every raised ticket is settled rather than left ahead
-        of the quiet ones for life: the waits for signals' tasks are cut short (each
-        releases as it ends), then whatever is still raised is settled."""
+        of the quiet ones for life: the releases under way are cut short (a wait for a
+        signal's task releases as it ends), then whatever is still raised is settled."""
         while self._settling:
             waiting = list(self._settling)
             for task in waiting:
