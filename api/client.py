@@ -323,10 +323,9 @@ class TicketClient:
         than `raise_when_behind`), the ticket is raised to `person_waiting` and its input's
         workflow task is queued there, before the herd's. An `answered` input (an update)
         has been taken when it returns, so the ticket is settled then (in the background,
-        not before the answer); a signal's task (or
-        an update's that did not return) may still be queued, and a settle would queue it
-        behind the herd again, so the ticket is settled once a worker has started that
-        task (`_release_once_taken`).
+        not before the answer); a signal's task (or an update's that did not return) may
+        still be queued, and a settle would queue it behind the herd again, so the ticket
+        is settled once a worker has started that task (`_release_once_taken`).
 
         Inputs to one ticket at once share one raise: each is sent only once the ticket
         is raised, and the last one out settles it (`_Raised`)."""
