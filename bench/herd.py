@@ -407,7 +407,8 @@ _QUIET = frozenset(
 
 async def _timeline(client: Client, ticket_id: str, since: datetime) -> list[str]:
     """A ticket's history from `since`: one line per event, seconds after `since`, with
-    the task queue a workflow task was scheduled on and the worker that took it."""
+    the task queue a workflow or activity task was scheduled on, a priority set, and a
+    timeout's type."""
     history = await client.get_workflow_handle(ticket_id).fetch_history()
     lines: list[str] = []
     for event in history.events:
@@ -417,7 +418,8 @@ async def _timeline(client: Client, ticket_id: str, since: datetime) -> list[str
         detail = ""
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
             queue = event.workflow_task_scheduled_event_attributes.task_queue
-            detail = f"{queue.name} ({'sticky' if queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY else 'shared'})"
+            sticky = queue.kind == TaskQueueKind.TASK_QUEUE_KIND_STICKY
+            detail = f"{queue.name} ({'sticky' if sticky else 'shared'})"
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attributes = event.activity_task_scheduled_event_attributes
             detail = f"{attributes.activity_type.name} on {attributes.task_queue.name}"
