@@ -370,11 +370,8 @@ class TicketClient:
         raised.inputs -= 1
         if raised.inputs > 0:
             return
-        async with raised.changing:
-            # An input that came while this one waited for the lock keeps the raise.
-            if raised.inputs == 0 and raised.up:
-                await self._settle_or_warn(ticket_id)
-                raised.up = False
+        # An input that came while this one waited for the lock keeps the raise.
+        await self._lower(ticket_id, raised, unless_inputs=True)
         if raised.inputs == 0 and self._raised.get(ticket_id) is raised:
             del self._raised[ticket_id]
 
@@ -433,9 +430,11 @@ class TicketClient:
             await asyncio.gather(*waiting, return_exceptions=True)
         await asyncio.gather(*(self._lower(t, r) for t, r in list(self._raised.items())))
 
-    async def _lower(self, ticket_id: str, raised: _Raised) -> None:
+    async def _lower(self, ticket_id: str, raised: _Raised, unless_inputs: bool = False) -> None:
+        """Settle a raised ticket, in turn with its raises; not while inputs are in flight
+        if `unless_inputs` (at shutdown they are settled all the same)."""
         async with raised.changing:
-            if raised.up:
+            if raised.up and not (unless_inputs and raised.inputs):
                 await self._settle_or_warn(ticket_id)
                 raised.up = False
 
