@@ -43,6 +43,7 @@ from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signed_header
 from api.client import TicketClient
 from tests.activities.factories import lifecycle
 from tests.conftest import schema_of_its_own
+from tests.waiting import eventually
 from workers.devstack import free_port
 from workers.main import build_worker, start_relay
 from workers.receiver import PATH, Inbox, serve_receiver
@@ -80,18 +81,6 @@ POLICY = ServicePolicy(
         give_up_after=timedelta(minutes=5),
     ),
 )
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], good: Callable[[T], bool], within: float = 20.0
-) -> T:
-    """Poll until `good` (deliveries trail the tickets by a relay pass)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await probe()
-        if good(value) or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 def held(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:

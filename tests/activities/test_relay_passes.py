@@ -18,9 +18,10 @@ from activities.database import PoolConnection
 from activities.delivery import _CLAIM, _RENEW, _SETTLE, DeliveryConfig
 from activities.messages import MessageTemplates
 from activities.outbox import Outbox
-from tests.activities.test_delivery import POLICY, SECRET, CountingRelay, eventually, held, webhook
+from tests.activities.test_delivery import POLICY, SECRET, CountingRelay, held, webhook
 from tests.activities.test_relay_sharing import TECH, message, new_ticket
 from tests.conftest import schema_of_its_own
+from tests.waiting import eventually
 from workers.receiver import Inbox
 
 

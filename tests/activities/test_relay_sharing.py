@@ -27,13 +27,13 @@ from tests.activities.test_delivery import (
     POLICY,
     SECRET,
     CountingRelay,
-    eventually,
     held,
     webhook,
 )
 from tests.activities.test_outbox import handoff as outbox_handoff
 from tests.activities.test_outbox import message as outbox_message
 from tests.conftest import schema_of_its_own
+from tests.waiting import eventually
 from workers.receiver import Inbox
 from workflows.contracts import (
     CustomerMessage,

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,6 +29,7 @@ from api.app import create_app
 from api.deps import Services
 from api.server import build_services, serve
 from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
+from tests.waiting import eventually
 from workers.devstack import free_port
 from workers.main import build_worker
 from workflows.policy import ServicePolicy
@@ -98,18 +98,6 @@ class Stack:
             "SELECT count(*) FROM ticket_events WHERE ticket_id = $1", ticket_id
         )
         return bool(stored == view.events_recorded)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], good: Callable[[T], bool], within: float = 10.0
-) -> T:
-    """Poll `probe` until `good` says yes (the event store and read model trail the ticket)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if good(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 def intake(**fields: Any) -> dict[str, Any]:

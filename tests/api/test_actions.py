@@ -15,8 +15,9 @@ from temporalio.client import Client
 from activities.database import create_pool, migrate, schema_for_run
 from api.app import create_app
 from api.client import TicketClient
-from tests.api.conftest import BASE_URL, Stack, eventually, intake, unknown_ticket
+from tests.api.conftest import BASE_URL, Stack, intake, unknown_ticket
 from tests.codec_keys import CONVERTER
+from tests.waiting import eventually
 
 RESOLVE = {
     "result_kind": "technical",

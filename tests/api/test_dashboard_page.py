@@ -11,8 +11,9 @@ from pathlib import Path
 
 from playwright.async_api import Browser
 
-from tests.api.conftest import Stack, eventually
+from tests.api.conftest import Stack
 from tests.conftest import watch
+from tests.waiting import eventually
 from workflows.surge import Findings, Investigation, SurgeInvestigationWorkflow
 from workflows.surge_contracts import Openings
 

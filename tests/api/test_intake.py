@@ -21,7 +21,8 @@ from api.app import create_app
 from api.client import ticket_id_for
 from api.server import build_services
 from api.settings import ApiConfig
-from tests.api.conftest import BASE_URL, Stack, api_settings, eventually, intake
+from tests.api.conftest import BASE_URL, Stack, api_settings, intake
+from tests.waiting import eventually
 from workflows.contracts import Intake
 from workflows.vocabulary import Channel
 

@@ -13,7 +13,8 @@ import pytest
 
 from activities.classifier import agent_labels
 from stores.knowledge import starter_entries
-from tests.api.conftest import Stack, eventually
+from tests.api.conftest import Stack
+from tests.waiting import eventually
 from workers.cli import main
 
 

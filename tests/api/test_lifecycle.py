@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.api.conftest import Stack, eventually, intake
+from tests.api.conftest import Stack, intake
+from tests.waiting import eventually
 
 
 async def test_intake_to_closed_through_http_only(stack: Stack) -> None:

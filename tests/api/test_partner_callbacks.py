@@ -10,7 +10,8 @@ from typing import Any
 
 from activities.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signed_headers
 from api.signatures import verify
-from tests.api.conftest import PARTNER_SECRETS, Stack, eventually, unknown_ticket
+from tests.api.conftest import PARTNER_SECRETS, Stack, unknown_ticket
+from tests.waiting import eventually
 
 URL = "/v1/partners/sf-express/callbacks"
 

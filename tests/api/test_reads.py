@@ -10,7 +10,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import Stack, eventually, unknown_ticket
+from tests.api.conftest import Stack, unknown_ticket
+from tests.waiting import eventually
 
 
 async def test_show_answers_from_the_workflow(stack: Stack) -> None:

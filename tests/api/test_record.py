@@ -18,10 +18,11 @@ from activities.database import Pool
 from api.app import create_app
 from api.server import build_services
 from api.settings import ApiConfig
-from tests.api.conftest import BASE_URL, Stack, api_settings, eventually, intake
+from tests.api.conftest import BASE_URL, Stack, api_settings, intake
 from tests.api.test_partner_callbacks import URL as CALLBACK_URL
 from tests.api.test_partner_callbacks import headers as signed
 from tests.api.test_partner_callbacks import payload as callback_body
+from tests.waiting import eventually
 from workers.main import build_worker
 
 RESOLVE = {

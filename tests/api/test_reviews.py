@@ -21,8 +21,9 @@ from activities.event_store import EventStore
 from activities.outbox import Outbox
 from api.dev_keys import prepare_dev_api
 from tests.activities.factories import batch, event
-from tests.api.conftest import Stack, eventually
+from tests.api.conftest import Stack
 from tests.conftest import watch
+from tests.waiting import eventually
 from workers.cli import main
 from workflows.events import EventType
 from workflows.review_rules import review_zone, week_of, week_period

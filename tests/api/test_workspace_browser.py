@@ -38,8 +38,8 @@ from api.client import TicketClient
 from api.server import serve
 from api.settings import ApiConfig, ApiKeyEntry, ApiSettings
 from api.workspace import i18n
-from tests.api.conftest import eventually
 from tests.conftest import PageWatch, watch
+from tests.waiting import eventually
 from workers.devstack import free_port
 from workers.main import build_worker, start_relay
 from workers.receiver import PATH, Inbox, Received, serve_receiver

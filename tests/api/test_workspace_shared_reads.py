@@ -13,7 +13,7 @@ from activities.database import Pool
 from activities.event_store import tell_changed
 from api.workspace.live import LiveHub
 from api.workspace.shared_reads import SharedReads
-from tests.api.conftest import eventually
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("database_url")
 

@@ -29,8 +29,8 @@ from activities.database import Pool, with_search_path
 from activities.delivery import DeliveryConfig, OutboxRelay
 from activities.messages import MessageTemplates
 from activities.outbox import Outbox, OutboxRow
-from tests.activities.test_delivery import eventually
 from tests.conftest import schema_of_its_own
+from tests.waiting import eventually
 from tests.workers.conftest import ROOT, spawn_ticketflow, ticketflow_env
 from workers.devstack import free_port
 from workers.main import Workers, build_worker, review_schedule_id, surge_schedule_id

@@ -39,9 +39,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.database import Pool, with_search_path
 from api.access import hash_key, new_key
-from tests.activities.test_delivery import eventually, webhook
+from tests.activities.test_delivery import webhook
 from tests.api.conftest import intake
 from tests.conftest import schema_of_its_own
+from tests.waiting import eventually
 from tests.workers.conftest import Running, spawn_ticketflow, ticketflow_env
 from workers.devstack import free_port
 from workers.main import review_schedule_id, surge_schedule_id

@@ -27,9 +27,10 @@ from activities.delivery import DeliveryConfig, OutboxRelay
 from activities.event_store import EventStore
 from activities.messages import MessageTemplates
 from activities.outbox import Outbox
-from tests.activities.test_delivery import SECRET, _queue_work_order, eventually, held, webhook
+from tests.activities.test_delivery import SECRET, _queue_work_order, held, webhook
 from tests.codec_keys import CONVERTER
 from tests.conftest import schema_of_its_own
+from tests.waiting import eventually
 from workers.main import build_worker, start_relay
 from workers.receiver import Inbox
 from workflows.policy import ServicePolicy
