@@ -259,8 +259,38 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
             )
             herd.add_to(report, figures)
             return
+
+        async def watched(extras: AsyncExitStack) -> dict[str, list[int]]:
+            """The bench's worker and `--workers` - 1 more on the same task queues (stopped
+            with `extras`), and every process whose CPU a part reports, by stage."""
+            workers = [worker]
+            for number in range(2, args.workers + 1):
+                say(f"starting worker process {number} of {args.workers} (same task queues)")
+                workers.append(await start_worker(f"worker-{number}"))
+                extras.push_async_callback(workers[-1].stop)
+            watch = {
+                "worker": [each.pid for each in workers],
+                "server": [server.pid],
+                "driver": [os.getpid()],
+            }
+            if db.pid is not None:
+                watch[throughput.POSTGRES] = [db.pid]
+            return watch
+
         if "http" in args.parts:
-            load = await http_load.measure(plan.http, server, db.url, pool, TICKET_QUEUE, work, say)
+            async with AsyncExitStack() as extras:
+                report.facts["worker_processes"] = args.workers
+                load = await http_load.measure(
+                    plan.http,
+                    server,
+                    db.url,
+                    pool,
+                    TICKET_QUEUE,
+                    work,
+                    say,
+                    await watched(extras),
+                    RESULTS if args.profile else None,
+                )
             http_load.add_to(report, load)
             return
         tickets = TicketClient(client, task_queue=TICKET_QUEUE, policy=LIFECYCLE_POLICY)
@@ -293,18 +323,7 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
             # The other parts keep one worker: the extra ones poll the same task queues
             # for parts 1 and 2 only, and their CPU counts as the worker's.
             async with AsyncExitStack() as extras:
-                workers = [worker]
-                for number in range(2, args.workers + 1):
-                    say(f"starting worker process {number} of {args.workers} (same task queues)")
-                    workers.append(await start_worker(f"worker-{number}"))
-                    extras.push_async_callback(workers[-1].stop)
-                watch = {
-                    "worker": [each.pid for each in workers],
-                    "server": [server.pid],
-                    "driver": [os.getpid()],
-                }
-                if db.pid is not None:
-                    watch[throughput.POSTGRES] = [db.pid]
+                watch = await watched(extras)
                 await part_throughput(
                     args, plan, report, client, tickets, calibration, worker, watch, token
                 )
@@ -873,7 +892,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy the worker at the high concurrency (with --parts herd: through each wave)",
+        help="py-spy the worker at the high concurrency (with --parts herd: through each wave;"
+        " with --parts http: through the middle level's intakes)",
     )
     parser.add_argument(
         "--in-flight",
@@ -922,7 +942,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers",
         type=_positive,
         default=1,
-        help="worker processes for parts 1 and 2, on the same task queues (default 1; "
+        help="worker processes for parts 1, 2 and 10, on the same task queues (default 1; "
         "--profile samples the first)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")

@@ -10,6 +10,11 @@ Every answer is counted by status. A 503 must carry `Retry-After` (honest back-p
 any other 5xx is a failure. Afterwards every accepted intake (201 or 202) must be a
 ticket in the read model, and every accepted note (200) an event: nothing accepted is
 lost.
+
+Each level also records the CPU each stage used (worker, Temporal server, API processes,
+PostgreSQL, the bench's own clients) per answer, and how many of the machine's cores were
+busy: a throughput that stays flat while latency grows is a saturated stage, and these
+say which. With `--profile`, py-spy samples the worker through the middle level's intakes.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +36,17 @@ import httpx
 
 from activities.database import Pool
 from api.access import hash_key, new_key
-from bench.infra import BENCH_KEYS, READY_TIMEOUT_S, STOP_TIMEOUT_S, DevServer, spawn_python
+from bench import profiling
+from bench.infra import (
+    BENCH_KEYS,
+    READY_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    DevServer,
+    busy_cpu_seconds,
+    spawn_python,
+)
 from bench.report import Report, ms
-from bench.throughput import percentile
+from bench.throughput import cpu_of, percentile
 from workers.devstack import free_port, log_tail, stop_process
 
 PART = "10 http"
@@ -48,6 +61,10 @@ class LoadPlan:
     window_s: float
 
 
+# The stages a request passes through, in the order the report names them.
+STAGES = ("worker", "server", "api", "postgres", "driver")
+
+
 @dataclass
 class Level:
     kind: str
@@ -59,6 +76,21 @@ class Level:
     bare_503: int = 0
     errors: int = 0
     accepted: list[str] = field(default_factory=list)
+    # CPU seconds each stage used from the first request to the last answer, that span,
+    # and what the rest of the machine used meanwhile.
+    cpu: dict[str, float] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    others_cpu: float = 0.0
+
+    @property
+    def answers(self) -> int:
+        return sum(self.statuses.values())
+
+    def cpu_ms_per_answer(self, stage: str) -> float:
+        return 1000 * self.cpu[stage] / self.answers if self.answers else float("nan")
+
+    def cores_busy(self) -> float:
+        return sum(self.cpu.values()) / self.elapsed_s if self.elapsed_s else 0.0
 
     @property
     def per_second(self) -> float:
@@ -78,6 +110,8 @@ class LoadFigures:
     levels: list[Level]
     lost_intakes: int
     lost_notes: int
+    # The worker's profile through the middle level's intakes (`--profile`).
+    profile: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -154,8 +188,12 @@ async def _drive(
     level: Level,
     urls: Sequence[str],
     send: Callable[[httpx.AsyncClient, str, int], Awaitable[httpx.Response]],
+    watch: Mapping[str, Sequence[int]],
 ) -> None:
     numbers = itertools.count()
+    cpu_before = {stage: cpu_of(stage, pids) for stage, pids in watch.items()}
+    machine_before = busy_cpu_seconds()
+    began_at = time.monotonic()
     ends = time.monotonic() + level.window_s
     limits = httpx.Limits(max_connections=level.concurrency, keepalive_expiry=1.0)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
@@ -178,6 +216,9 @@ async def _drive(
                     level.accepted.append(_accepted_id(response))
 
         await asyncio.gather(*(client(offset) for offset in range(level.concurrency)))
+    level.elapsed_s = time.monotonic() - began_at
+    level.cpu = {stage: cpu_of(stage, pids) - cpu_before[stage] for stage, pids in watch.items()}
+    level.others_cpu = max(0.0, busy_cpu_seconds() - machine_before - sum(level.cpu.values()))
 
 
 def _accepted_id(response: httpx.Response) -> str:
@@ -194,7 +235,11 @@ async def measure(
     task_queue: str,
     work_dir: Path,
     say: Callable[[str], None],
+    watch: Mapping[str, Sequence[int]],
+    profile_dir: Path | None = None,
 ) -> LoadFigures:
+    """`watch`: the bench's own processes by stage (the API processes are added here);
+    `profile_dir`: where to keep the worker's profile, when one is asked for."""
     keys = {"backend": new_key(), "agent": new_key()}
     backend = {"Authorization": f"Bearer {keys['backend']}"}
     agent = {"Authorization": f"Bearer {keys['agent']}"}
@@ -202,8 +247,11 @@ async def measure(
     opened: list[str] = []
     notes: Counter[str] = Counter()
     run = uuid.uuid4().hex[:8]
+    profile: list[str] = []
     async with api_processes(server, database_url, task_queue, work_dir, keys) as apis:
         urls = [api.url for api in apis]
+        stages = {**watch, "api": [api.process.pid for api in apis]}
+        profiled = plan.levels[len(plan.levels) // 2]
         for concurrency in plan.levels:
             say(f"http: intakes at concurrency {concurrency} for {plan.window_s:.0f} s")
             intakes = Level("intake", concurrency, plan.window_s)
@@ -220,7 +268,18 @@ async def measure(
                     headers={**backend, "Idempotency-Key": f"{key}-{number}"},
                 )
 
-            await _drive(intakes, urls, intake)
+            recording = None
+            if profile_dir is not None and concurrency == profiled:
+                recording = await profiling.record(
+                    stages["worker"][0], plan.window_s, profile_dir / "profile-http-intake.txt"
+                )
+            await _drive(intakes, urls, intake, stages)
+            if recording is not None and profile_dir is not None:
+                await recording.wait()
+                profile = profiling.summarize(profile_dir / "profile-http-intake.txt")
+                say(f"worker profile (intakes at {concurrency}): share of busy samples")
+                for line in profile:
+                    print("    " + line)
             levels.append(intakes)
             opened += [ticket for ticket in intakes.accepted if ticket]
 
@@ -242,12 +301,12 @@ async def measure(
                     notes[ticket] += 1
                 return response
 
-            await _drive(actions, urls, note)
+            await _drive(actions, urls, note, stages)
             levels.append(actions)
 
     say("http: checking that everything accepted was kept")
     lost_intakes, lost_notes = await _lost(pool, set(opened), notes)
-    return LoadFigures(levels, lost_intakes, lost_notes)
+    return LoadFigures(levels, lost_intakes, lost_notes, profile)
 
 
 async def _lost(pool: Pool, opened: set[str], notes: Counter[str]) -> tuple[int, int]:
@@ -288,6 +347,15 @@ def add_to(report: Report, f: LoadFigures) -> None:
             "no 5xx but 503 with Retry-After",
             level.server_errors == 0 and level.bare_503 == 0 and level.errors == 0,
         )
+        stages = [stage for stage in STAGES if stage in level.cpu]
+        report.add(
+            PART,
+            f"{level.kind}s at concurrency {level.concurrency}: CPU an answer, "
+            + " / ".join(stages),
+            " / ".join(ms(level.cpu_ms_per_answer(stage)) for stage in stages)
+            + f" ({level.cores_busy():.2f} cores busy;"
+            f" other programs {level.others_cpu / level.elapsed_s if level.elapsed_s else 0:.2f})",
+        )
     report.add(
         PART,
         "accepted and not kept: intakes / notes",
@@ -295,3 +363,5 @@ def add_to(report: Report, f: LoadFigures) -> None:
         "0 / 0",
         f.lost_intakes == 0 and f.lost_notes == 0,
     )
+    if f.profile:
+        report.facts["profile_http_intake"] = f.profile

@@ -63,7 +63,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def _cpu(name: str, pids: Sequence[int]) -> float:
+def cpu_of(name: str, pids: Sequence[int]) -> float:
+    """CPU seconds the watched processes called `name` have used so far."""
     return sum(cpu_seconds(pid, name == POSTGRES) for pid in pids)
 
 
@@ -76,7 +77,7 @@ async def _drive(
     watch: Mapping[str, Sequence[int]],
 ) -> Throughput:
     result = Throughput(concurrency=concurrency, lifecycles=0, seconds=0.0)
-    cpu_before = {name: _cpu(name, pids) for name, pids in watch.items()}
+    cpu_before = {name: cpu_of(name, pids) for name, pids in watch.items()}
     machine_before = busy_cpu_seconds()
     started = time.perf_counter()
     deadline = started + seconds
@@ -98,7 +99,7 @@ async def _drive(
 
     await asyncio.gather(*(driver() for _ in range(concurrency)))
     result.seconds = last_done - started
-    result.cpu = {name: _cpu(name, pids) - cpu_before[name] for name, pids in watch.items()}
+    result.cpu = {name: cpu_of(name, pids) - cpu_before[name] for name, pids in watch.items()}
     result.others_cpu = max(0.0, busy_cpu_seconds() - machine_before - sum(result.cpu.values()))
     if timings is not None:
         result.updates = timings.updates

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from activities import DEFAULT_MODELS
+from activities.classifier import warm_up
 from activities.database import create_pool
 from activities.delivery import DeliveryConfig, OutboxRelay
 from activities.messages import MessageTemplates
@@ -46,6 +48,8 @@ async def serve(args: argparse.Namespace) -> None:
             if config is None
             else OutboxRelay(pool, policy, MessageTemplates.load(), config, client)
         )
+        # As `ticketflow worker` does: the classifier and its encoder before polling.
+        await asyncio.to_thread(warm_up, DEFAULT_MODELS)
         tickets = build_worker(
             client,
             args.ticket_queue,

@@ -24,7 +24,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_p
 from temporalio.testing import WorkflowEnvironment
 
 from activities import DEFAULT_MODELS, database
-from activities.classifier import embed, model_in
+from activities.classifier import warm_up
 from activities.database import Pool, create_pool, migrate
 from tests.codec_keys import CONVERTER
 from workers.devspec import DevServerSpec, load_dev_spec
@@ -34,8 +34,7 @@ from workers.devspec import DevServerSpec, load_dev_spec
 def learned_classifier() -> None:
     """The learned classifier every worker asks at intake, trained (or loaded) before the
     first test: training inside a test would hold its first ticket for seconds."""
-    model_in(DEFAULT_MODELS)
-    embed(["warm up"])  # the sentence encoder's weights, and its first slow call
+    warm_up(DEFAULT_MODELS)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 
 from activities import all_activities
-from activities.classifier import model_in
+from activities.classifier import warm_up
 from activities.database import Pool, create_pool, migrate
 from activities.delivery import OutboxRelay
 from activities.messages import MessageTemplates, TemplateError
@@ -305,8 +305,9 @@ async def run_worker(
         await KnowledgeStore(pool).seed_if_empty()
         await publish_policy(pool, settings.task_queue, settings.policy)
         # The learned classifier before the first ticket: trained here if none is saved
-        # (about 15 s, once), not inside a ticket's intake.
-        await asyncio.to_thread(model_in, settings.data_dir / "models")
+        # (about 15 s, once), and its sentence encoder loaded (about 1 s), not inside a
+        # ticket's intake.
+        await asyncio.to_thread(warm_up, settings.data_dir / "models")
         relay = OutboxRelay(pool, settings.policy, templates, settings.delivery, client)
         worker = build_worker(
             client,
