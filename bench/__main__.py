@@ -3,7 +3,7 @@
     python -m bench                   the full run (~10 minutes on 2 cores)
     python -m bench --quick           a smoke run of every part (under a minute)
     python -m bench --profile         also sample the worker with py-spy at concurrency 50
-    python -m bench --workers 2       parts 1 and 2 against two worker processes
+    python -m bench --workers 2       parts 1, 2 and 10 against two worker processes
     python -m bench --parts herd      a part that runs alone: herd (9), http (10),
                                       relay-crash (11: a relay killed mid-backlog)
 
@@ -50,12 +50,12 @@ from bench import (
     workspace,
 )
 from bench.machine import machine_facts
+from bench.options import parse_args
 from bench.report import Report, kib, mib, ms
 from workers.devstack import free_port
 from workers.logging import configure_logging
 from workers.receiver import PATH as RECEIVER_PATH
 from workers.receiver import Inbox, serve_receiver
-from workers.settings import STICKY_CACHE, STICKY_WAIT, WORKFLOW_SANDBOX, WORKFLOW_TASK_SLOTS
 from workflows.policy import ServicePolicy
 
 TICKET_QUEUE = "bench-tickets"
@@ -168,13 +168,6 @@ class Plan:
                 live_rounds=30,
             ),
         )
-
-
-def _positive_seconds(text: str) -> float:
-    seconds = float(text)
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
-    return seconds
 
 
 def say(text: str) -> None:
@@ -321,7 +314,7 @@ async def run(args: argparse.Namespace, plan: Plan, report: Report, work: Path) 
 
         if "floor" in args.parts:
             # The other parts keep one worker: the extra ones poll the same task queues
-            # for parts 1 and 2 only, and their CPU counts as the worker's.
+            # for parts 1, 2 and 10 only, and their CPU counts as the worker's.
             async with AsyncExitStack() as extras:
                 watch = await watched(extras)
                 await part_throughput(
@@ -394,23 +387,22 @@ async def part_throughput(
     for concurrency, seconds in ((1, plan.c1_s), (plan.high_concurrency, plan.c50_s)):
         for name, once in (("ticket", ticket_once), ("twin", twin_once)):
             say(f"{name} lifecycles at concurrency {concurrency} for {seconds:.0f} s")
-            recording = None
             if args.profile and concurrency > 1:
-                recording = await profiling.record(
-                    worker.pid, plan.warmup_s + seconds, RESULTS / f"profile-{name}.txt"
-                )
-                if recording is None:
-                    say("py-spy not found: pip install -e '.[bench]' to profile")
-            results[name, concurrency] = await throughput.measure(
-                once, concurrency, seconds, plan.warmup_s, numbers, watch
-            )
-            if recording is not None:
-                await recording.wait()
-                summary = profiling.summarize(RESULTS / f"profile-{name}.txt")
+                async with profiling.sampled(
+                    worker.pid,
+                    plan.warmup_s + seconds,
+                    RESULTS / f"profile-{name}.txt",
+                    name,
+                    say,
+                ) as summary:
+                    results[name, concurrency] = await throughput.measure(
+                        once, concurrency, seconds, plan.warmup_s, numbers, watch
+                    )
                 report.facts[f"profile_{name}"] = summary
-                say(f"worker profile ({name}): share of busy samples through each function")
-                for line in summary:
-                    print("    " + line)
+            else:
+                results[name, concurrency] = await throughput.measure(
+                    once, concurrency, seconds, plan.warmup_s, numbers, watch
+                )
 
     for concurrency in (1, plan.high_concurrency):
         ticket, twin = results["ticket", concurrency], results["twin", concurrency]
@@ -843,120 +835,6 @@ async def part_workspace(
         plan.workspace, client, database_url, TICKET_QUEUE, tickets, f"bench-{token}-ws", say
     )
     workspace.add_to(report, figures)
-
-
-PARTS = ("floor", "history", "rest", "store", "delivery", "knowledge", "workspace")
-# Parts that run alone, on request: the herd of 10,000 takes half an hour here, and the
-# HTTP load about eight minutes.
-ALONE = ("herd", "http", "relay-crash")
-
-
-def _parts(text: str) -> tuple[str, ...]:
-    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(set(chosen) - {*PARTS, *ALONE})
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS + ALONE)}; got {text!r}")
-    alone = set(chosen) & set(ALONE)
-    if alone and len(chosen) > 1:
-        raise argparse.ArgumentTypeError(f"{', '.join(sorted(alone))} runs alone")
-    return chosen
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number, at least 1; got {text!r}")
-    return int(text)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run (< 60 s)")
-    parser.add_argument(
-        "--open-tickets", type=int, default=None, help="tickets at rest (default 10000)"
-    )
-    parser.add_argument(
-        "--events", type=int, default=None, help="events in the store for the reads (1000000)"
-    )
-    parser.add_argument(
-        "--workspace-rows",
-        type=int,
-        default=None,
-        help="tickets in the workspace queue's read model (default 100000)",
-    )
-    parser.add_argument(
-        "--herd",
-        type=int,
-        default=None,
-        help="tickets in the herd part, and as many twins (default 10000; --quick 200)",
-    )
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="py-spy the worker at the high concurrency (with --parts herd: through each wave;"
-        " with --parts http: through the middle level's intakes)",
-    )
-    parser.add_argument(
-        "--in-flight",
-        type=int,
-        default=500,
-        help="tickets opened and not yet at rest, at most (default 500)",
-    )
-    parser.add_argument(
-        "--worker-log-level", default="INFO", help="the worker's log level (as ticketflow worker)"
-    )
-    parser.add_argument(
-        "--no-bytecode-cache",
-        action="store_true",
-        help="run the worker without a bytecode cache (as an editable install under "
-        "PYTHONDONTWRITEBYTECODE=1 does)",
-    )
-    parser.add_argument(
-        "--sticky-cache",
-        type=int,
-        default=STICKY_CACHE,
-        help=f"the workers' max_cached_workflows (default {STICKY_CACHE}, as ticketflow worker)",
-    )
-    parser.add_argument(
-        "--workflow-task-slots",
-        type=int,
-        default=WORKFLOW_TASK_SLOTS,
-        help=f"the ticket lane's max_concurrent_workflow_tasks (default {WORKFLOW_TASK_SLOTS}, "
-        "as ticketflow worker)",
-    )
-    parser.add_argument(
-        "--sandbox",
-        action=argparse.BooleanOptionalAction,
-        default=WORKFLOW_SANDBOX,
-        help="run the ticket lane in the workflow sandbox (default "
-        f"{'on' if WORKFLOW_SANDBOX else 'off'}, as `ticketflow worker` without "
-        "TICKETFLOW_WORKFLOW_SANDBOX)",
-    )
-    parser.add_argument(
-        "--sticky-wait",
-        type=_positive_seconds,
-        default=STICKY_WAIT.total_seconds(),
-        help="seconds a workflow task may wait on a worker's sticky queue (default"
-        f" {STICKY_WAIT.total_seconds():.0f}, as ticketflow worker)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=_positive,
-        default=1,
-        help="worker processes for parts 1, 2 and 10, on the same task queues (default 1; "
-        "--profile samples the first)",
-    )
-    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
-    parser.add_argument(
-        "--markdown", type=Path, default=None, help="write the table as Markdown here"
-    )
-    parser.add_argument(
-        "--parts",
-        type=_parts,
-        default=PARTS,
-        help=f"comma-separated subset of {','.join(PARTS)} (default all; floor is parts 1 and 2)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,15 +193,10 @@ def _sampler(plan: HerdPlan, say: Callable[[str], None]) -> Sampler | None:
         await asyncio.sleep(max(0.0, (instant - datetime.now(UTC)).total_seconds()))
         output = directory / f"profile-herd-{name}.txt"
         wave = plan.twins if name == "twin" else plan.tickets
-        recording = await profiling.record(pid, wave / 40 + 10, output)
-        if recording is None:
-            say("py-spy not found: pip install -e '.[bench]' to profile")
-            return []
-        await recording.wait()
-        summary = profiling.summarize(output)
-        say(f"worker profile through the {name}'s wave: share of busy samples")
-        for line in summary:
-            print("    " + line)
+        async with profiling.sampled(
+            pid, wave / 40 + 10, output, f"through the {name}'s wave", say
+        ) as summary:
+            pass  # the wave runs on its own: py-spy samples it for as long as one lasts
         return summary
 
     return sample

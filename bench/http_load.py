@@ -1,4 +1,5 @@
-"""Part 10: the HTTP API under load, two API processes in front of one worker (issue 25).
+"""Part 10: the HTTP API under load, two API processes in front of the bench's worker
+(or `--workers` of them) (issue 25).
 
 Two `ticketflow api` processes (the CLI, as production runs it) serve the bench's
 Temporal server and PostgreSQL. For each concurrency level, as many clients as the level
@@ -46,7 +47,7 @@ from bench.infra import (
     spawn_python,
 )
 from bench.report import Report, ms
-from bench.throughput import cpu_of, percentile
+from bench.throughput import POSTGRES, cpu_of, percentile
 from workers.devstack import free_port, log_tail, stop_process
 
 PART = "10 http"
@@ -62,7 +63,7 @@ class LoadPlan:
 
 
 # The stages a request passes through, in the order the report names them.
-STAGES = ("worker", "server", "api", "postgres", "driver")
+STAGES = ("worker", "server", "api", POSTGRES, "driver")
 
 
 @dataclass
@@ -251,8 +252,7 @@ async def measure(
     async with api_processes(server, database_url, task_queue, work_dir, keys) as apis:
         urls = [api.url for api in apis]
         stages = {**watch, "api": [api.process.pid for api in apis]}
-        profiled = plan.levels[len(plan.levels) // 2]
-        for concurrency in plan.levels:
+        for position, concurrency in enumerate(plan.levels):
             say(f"http: intakes at concurrency {concurrency} for {plan.window_s:.0f} s")
             intakes = Level("intake", concurrency, plan.window_s)
 
@@ -268,18 +268,17 @@ async def measure(
                     headers={**backend, "Idempotency-Key": f"{key}-{number}"},
                 )
 
-            recording = None
-            if profile_dir is not None and concurrency == profiled:
-                recording = await profiling.record(
-                    stages["worker"][0], plan.window_s, profile_dir / "profile-http-intake.txt"
-                )
-            await _drive(intakes, urls, intake, stages)
-            if recording is not None and profile_dir is not None:
-                await recording.wait()
-                profile = profiling.summarize(profile_dir / "profile-http-intake.txt")
-                say(f"worker profile (intakes at {concurrency}): share of busy samples")
-                for line in profile:
-                    print("    " + line)
+            if profile_dir is not None and position == len(plan.levels) // 2:
+                async with profiling.sampled(
+                    stages["worker"][0],
+                    plan.window_s,
+                    profile_dir / "profile-http-intake.txt",
+                    f"intakes at {concurrency}",
+                    say,
+                ) as profile:
+                    await _drive(intakes, urls, intake, stages)
+            else:
+                await _drive(intakes, urls, intake, stages)
             levels.append(intakes)
             opened += [ticket for ticket in intakes.accepted if ticket]
 

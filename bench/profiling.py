@@ -8,9 +8,11 @@ worker's time goes, by the share of samples that pass through each function.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 
@@ -42,6 +44,31 @@ async def record(pid: int, seconds: float, output: Path) -> asyncio.subprocess.P
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
+
+
+@contextlib.asynccontextmanager
+async def sampled(
+    pid: int, seconds: float, output: Path, title: str, say: Callable[[str], None]
+) -> AsyncIterator[list[str]]:
+    """py-spy on `pid` for `seconds` from the block's start; when the block ends (however
+    it ends) the recording is awaited and its summary printed and put in the yielded list.
+    The list stays empty when py-spy is missing or wrote nothing, and the run goes on."""
+    summary: list[str] = []
+    recording = await record(pid, seconds, output)
+    if recording is None:
+        say("py-spy not found: pip install -e '.[bench]' to profile")
+    try:
+        yield summary
+    finally:
+        if recording is not None:
+            await recording.wait()
+            if await asyncio.to_thread(output.exists):
+                summary.extend(summarize(output))
+                say(f"worker profile ({title}): share of busy samples through each function")
+                for line in summary:
+                    print("    " + line)
+            else:
+                say(f"py-spy wrote no profile ({title}; exit {recording.returncode})")
 
 
 # Frames every stack passes through (the event loop, the process's entry point) and

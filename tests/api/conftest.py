@@ -14,7 +14,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -47,8 +47,6 @@ ROLES = (
     "partner:dhl",
 )
 PARTNER_SECRETS = {"sf-express": "sf-secret-" + "x" * 24, "dhl": "dhl-secret-" + "y" * 24}
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -90,7 +88,8 @@ class Stack:
 
     async def settled(self, ticket_id: str) -> None:
         """Until every event the ticket decided on is in the event store."""
-        await eventually(lambda: self._settled(ticket_id), lambda done: done)
+        caught_up = await eventually(lambda: self._settled(ticket_id), lambda done: done)
+        assert caught_up, f"{ticket_id}: the event store never caught up with the ticket"
 
     async def _settled(self, ticket_id: str) -> bool:
         view = await self.services.tickets.view(ticket_id)

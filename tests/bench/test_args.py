@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.__main__ import parse_args
+from bench.options import parse_args
 from workers.settings import WORKFLOW_SANDBOX, Settings
 
 
