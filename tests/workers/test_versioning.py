@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -18,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.database import Pool
 from api.client import TicketClient
+from tests.waiting import eventually
 from workers.main import Workers, build_worker, let_long_workflows_upgrade
 from workers.settings import DeploymentSettings
 from workers.upgrade_check import UnknownBuild, build_started, tickets_started_before
@@ -172,7 +172,7 @@ async def test_long_workflows_follow_the_current_build(
             id=f"surge-{uuid.uuid4()}",
             task_queue=queue,
         )
-        await eventually_builds(client, handle.id, lambda found: len(found) >= 2)
+        await eventually(lambda: builds_of(client, handle.id), lambda found: len(found) >= 2, 15)
         async with versioned_worker(dev_env, queue, pg_pool, deployment, "v2"):
             assert await let_long_workflows_upgrade(client, queue) == [handle.id]
             await make_current(client, deployment, "v2")
@@ -182,17 +182,6 @@ async def test_long_workflows_follow_the_current_build(
     assert info.versioning_info.versioning_override.auto_upgrade
     builds = await builds_of(client, handle.id)
     assert builds[0] == "v1" and builds[-1] == "v2"
-
-
-async def eventually_builds(
-    client: Client, workflow_id: str, good: Callable[[list[str]], bool]
-) -> list[str]:
-    deadline = time.monotonic() + 15
-    while True:
-        builds = await builds_of(client, workflow_id)
-        if good(builds) or time.monotonic() > deadline:
-            return builds
-        await asyncio.sleep(0.1)
 
 
 def test_ticket_behaviour_is_a_setting() -> None:
