@@ -29,6 +29,7 @@ from activities.delivery import words_of
 from activities.messages import MessageTemplates
 from api.client import ActionRejected, OpenedTicket, TicketClient
 from tests.codec_keys import CONVERTER
+from tests.waiting import eventually
 from workers.cluster import register_search_attributes
 from workers.devspec import DevServerSpec
 from workers.main import Workers, build_worker
@@ -168,15 +169,16 @@ class Desk:
         Effects run in the workflow's loop right after a handler or timer; this waits for
         that processing (bounded), never for ticket time, which the server skips.
         """
-        for _ in range(200):
+
+        async def stored_and_recorded() -> tuple[int, int]:
             view = await self.tickets.view(ticket_id)
             stored = await self.pool.fetchval(
                 "SELECT count(*) FROM ticket_events WHERE ticket_id = $1", ticket_id
             )
-            if stored == view.events_recorded:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{ticket_id}: events still pending after 10 s")
+            return int(stored), view.events_recorded
+
+        stored, recorded = await eventually(stored_and_recorded, lambda n: n[0] == n[1], within=10)
+        assert stored == recorded, f"{ticket_id}: {recorded - stored} events still pending"
 
     async def expect_rejection(self, ticket_id: str, action: TicketAction, match: str) -> None:
         """Assert the ticket refuses an action, with a reason that says `match`."""

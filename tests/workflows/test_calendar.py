@@ -6,13 +6,13 @@ instant its timer fired (the event's occurred_at), never a sleep.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.waiting import eventually
 from tests.workflows.conftest import AGENT, Desk, DeskFactory, resolve
 from workflows import business_time as bt
 from workflows.contracts import (
@@ -62,12 +62,13 @@ async def answered(desk: Desk, ticket_id: str, text: str) -> None:
         ticket_id,
         CustomerReply(reply_id=f"r-{before}", kind=CustomerReplyKind.MESSAGE, text=text),
     )
-    for _ in range(200):
+
+    async def replies() -> int:
         await desk.settled(ticket_id)
-        if len(await happened(desk, ticket_id, "customer_replied")) > before:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{ticket_id}: the customer's answer was never recorded")
+        return len(await happened(desk, ticket_id, "customer_replied"))
+
+    recorded = await eventually(replies, lambda n: n > before, within=10)
+    assert recorded > before, f"{ticket_id}: the customer's answer was never recorded"
 
 
 async def opened_at(desk: Desk, ticket_id: str) -> datetime:
@@ -352,11 +353,7 @@ async def test_resolving_while_waiting_on_the_customer_ends_the_pause(desk: Desk
     await desk.tickets.customer_reply(
         tid, CustomerReply(reply_id="n", kind=CustomerReplyKind.NOT_SOLVED)
     )
-    for _ in range(200):
-        if (await desk.tickets.view(tid)).reopen_count:
-            break
-        await asyncio.sleep(0.05)
-    view = await desk.tickets.view(tid)
+    view = await eventually(lambda: desk.tickets.view(tid), lambda now: bool(now.reopen_count))
     assert view.status is TicketStatus.IN_PROGRESS and view.sla_paused_since is None
     row = await desk.pool.fetchrow("SELECT sla_paused_since FROM tickets WHERE ticket_id = $1", tid)
     assert row is not None and row["sla_paused_since"] is None

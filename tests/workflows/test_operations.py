@@ -3,7 +3,6 @@ exactly-once events under retries, bounded history, and continue-as-new that kee
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import asyncpg
@@ -15,6 +14,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from tests.waiting import eventually
 from tests.workflows.conftest import (
     AGENT,
     STANDARD_LIFECYCLE_EVENTS,
@@ -62,13 +62,12 @@ async def test_operators_find_tickets_by_search_attributes(live_desk: Desk) -> N
         "TicketPriority = 'E' AND TicketStatus != 'closed' AND TicketTier = 'vip' "
         f"AND TicketTags = '故障-訂單-E級' AND WorkflowId IN ('{urgent}', '{routine}')"
     )
-    found: list[str] = []
-    for _ in range(100):  # visibility is eventually consistent: bounded wait for indexing
-        found = [wf.id async for wf in desk.client.list_workflows(query)]
-        if found:
-            break
-        await asyncio.sleep(0.05)
-    assert found == [urgent]
+
+    async def listed() -> list[str]:
+        return [wf.id async for wf in desk.client.list_workflows(query)]
+
+    # Visibility is eventually consistent: a bounded wait for indexing.
+    assert await eventually(listed, bool, within=5) == [urgent]
 
     description = await desk.tickets.handle(urgent).describe()
     attrs = description.typed_search_attributes
@@ -91,13 +90,10 @@ async def test_operators_see_paused_slas_and_the_next_deadline(live_desk: Desk) 
     await desk.settled(tid)
 
     async def found(query: str) -> list[str]:
-        ids: list[str] = []
-        for _ in range(100):  # visibility is eventually consistent: bounded wait
-            ids = [wf.id async for wf in desk.client.list_workflows(query)]
-            if ids:
-                break
-            await asyncio.sleep(0.05)
-        return ids
+        async def listed() -> list[str]:
+            return [wf.id async for wf in desk.client.list_workflows(query)]
+
+        return await eventually(listed, bool, within=5)  # visibility is eventually consistent
 
     assert await found(f"TicketSlaPaused = true AND WorkflowId = '{tid}'") == [tid]
     view = await desk.tickets.view(tid)
@@ -231,12 +227,8 @@ async def test_long_ticket_continues_as_new_keeping_state(
         desk = await make(policy)
         tid = (await desk.open("App 闪退", "打开订单页就闪退", channel="email")).ticket_id
         await desk.tickets.act(tid, Dispatch(actor=AGENT, departments=["tech"], note="crash"))
-        state = await desk.tickets.state(tid)
-        for _ in range(400):  # bounded: at most 20 s of real time for a few policy weeks
-            state = await desk.tickets.state(tid)
-            if state.runs >= 3:
-                break
-            await asyncio.sleep(0.05)
+        # At most 20 s of real time for a few policy weeks.
+        state = await eventually(lambda: desk.tickets.state(tid), lambda now: now.runs >= 3)
         assert state.runs >= 3
         assert state.status is TicketStatus.WAITING_ON_DEPARTMENT
         assert state.deadlines.progress_check is not None

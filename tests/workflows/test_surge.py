@@ -3,7 +3,6 @@ episode, none for small numbers, and one Schedule however many workers start."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from activities.delivery import DeliveryConfig, OutboxRelay, words_of
 from activities.messages import MessageTemplates
 from tests.codec_keys import CONVERTER
 from tests.conftest import schema_of_its_own
+from tests.waiting import eventually
 from workers.main import Workers, build_worker, ensure_surge_schedule, surge_schedule_id
 from workflows import search_attributes as sa
 from workflows.contracts import DeliveryFailure
@@ -104,13 +104,12 @@ async def opened(pool: Pool, category: str, topic: str, count: int, hours_ago: f
 
 async def investigations(client: Client, task_queue: str, expected: int) -> list[str]:
     query = f"WorkflowType = 'SurgeInvestigationWorkflow' AND TaskQueue = '{task_queue}'"
-    found: list[str] = []
-    for _ in range(100):  # visibility is eventually consistent: bounded wait
-        found = sorted([w.id async for w in client.list_workflows(query)])
-        if len(found) >= expected:
-            break
-        await asyncio.sleep(0.05)
-    return found
+
+    async def listed() -> list[str]:
+        return sorted([w.id async for w in client.list_workflows(query)])
+
+    # Visibility is eventually consistent: a bounded wait.
+    return await eventually(listed, lambda found: len(found) >= expected, within=5)
 
 
 async def check(client: Client, task_queue: str, policy: ServicePolicy) -> WorkflowHandle[Any, Any]:
@@ -207,13 +206,8 @@ async def test_an_alert_that_cannot_be_delivered_tells_the_supervisors(
                 opened_id,
             )
 
-        found: list[asyncpg.Record] = []
-        for _ in range(200):  # the relay reports, the investigation answers: bounded
-            found = await alerts()
-            if found:
-                break
-            await asyncio.sleep(0.05)
-        [alert] = found
+        # The relay reports, the investigation answers: a bounded wait.
+        [alert] = await eventually(alerts, bool, within=10)
         assert alert["channel_or_recipient"] == POLICY.departments[POLICY.supervisor_queue]
         assert "night-desk" in alert["payload"]["facts"]["destination"]
         failed = await counted.fetchrow(
