@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -28,6 +29,7 @@ from temporalio.client import Client
 
 from api.dev_keys import load_or_create
 from tests.codec_keys import CODEC_ENV, TEST_KEYS
+from tests.waiting import eventually
 from workers.codec import EncryptionCodec
 from workers.devspec import DEV_FILE, LOCAL_IP, load_dev_spec, parse_command
 from workers.devstack import ensure_port_free, free_port
@@ -456,11 +458,14 @@ async def test_make_dev_then_make_demo_then_a_restart(tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url=f"http://{LOCAL_IP}:{ports.api_port}") as http:
             now = datetime.now(UTC)
             window = {"from": (now - timedelta(hours=1)).isoformat(), "to": now.isoformat()}
-            for _ in range(200):  # the ratings are signals: recorded a moment later
-                health = (await http.get("/v1/metrics", params=window, headers=lead)).json()
-                if health["groups"][0]["csat_satisfied"]["n"] == 2:
-                    break
-                await asyncio.sleep(0.1)
+
+            async def health_now() -> Any:
+                return (await http.get("/v1/metrics", params=window, headers=lead)).json()
+
+            # The ratings are signals: recorded a moment later.
+            health = await eventually(
+                health_now, lambda now: now["groups"][0]["csat_satisfied"]["n"] == 2
+            )
             assert health["groups"][0]["csat_satisfied"] == {"n": 2, "part": 1, "percent": 50.0}
             assert health["groups"][0]["nps"] == 2
             review = await http.post("/v1/reviews", json={"so_far": True}, headers=lead)
@@ -471,12 +476,12 @@ async def test_make_dev_then_make_demo_then_a_restart(tmp_path: Path) -> None:
         # Every filter the README suggests for the UI finds some of the demo's tickets.
         temporal = await Client.connect(f"{LOCAL_IP}:{ports.port}")
         for query in readme_filters():
-            for _ in range(100):
-                if (await temporal.count_workflows(query)).count:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(f"the README's filter {query!r} finds no demo ticket")
+            found = await eventually(
+                functools.partial(temporal.count_workflows, query),
+                lambda counted: counted.count > 0,
+                within=10,
+            )
+            assert found.count, f"the README's filter {query!r} finds no demo ticket"
 
         assert await ctrl_c(process) == 0, "".join(output[-40:])
         assert await asyncio.to_thread(all_gone, str(data_dir), []) == ({}, [])

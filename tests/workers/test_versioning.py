@@ -141,11 +141,12 @@ async def test_old_tickets_finish_on_the_old_build_new_ones_on_the_new(
 async def settles(client: Client, queue: str, since: datetime, count: int) -> bool:
     """Whether visibility comes to count `count` tickets begun before `since` (it trails
     the starts by a moment)."""
-    for _ in range(100):
-        if (await tickets_started_before(client, queue, since)).count == count:
-            return True
-        await asyncio.sleep(0.1)
-    return False
+    counted = await eventually(
+        lambda: tickets_started_before(client, queue, since),
+        lambda found: found.count == count,
+        within=10,
+    )
+    return counted.count == count
 
 
 async def test_long_workflows_follow_the_current_build(
