@@ -292,13 +292,12 @@ def model_in(directory: Path) -> Classifier:
         return _LOADED[directory]
 
 
-def warm_up(directory: Path) -> Classifier:
+def warm_up(directory: Path) -> None:
     """`model_in`, and the sentence encoder's first call (its weights, tokenizer and the
     shipped vectors, about 1 s on two cores) made here rather than in a process's first
     intake: at a worker's start, before it polls."""
-    model = model_in(directory)
+    model_in(directory)
     embed(["warm up"])
-    return model
 
 
 class LearnedClassifier:
